@@ -1,0 +1,334 @@
+//! The heterogeneous all-atom graph: atoms grouped into units, with typed edges.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::csr::Csr;
+use crate::element::Element;
+use crate::GraphError;
+
+/// One heavy atom (hydrogens are counted on their heavy atom, not stored as nodes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Atom {
+    /// Chemical element.
+    pub element: Element,
+    /// Formal charge (e.g. +1 for the choline nitrogen of phosphocholine).
+    #[serde(default, skip_serializing_if = "is_zero_i8")]
+    pub formal_charge: i8,
+    /// Aromatic flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aromatic: bool,
+    /// Number of hydrogens bonded to this atom.
+    pub implicit_h: u8,
+    /// Atom name: the CCD/PDB name where one exists (`C1`, `O5`, `CA`), otherwise a
+    /// deterministic name given by the front end.
+    pub name: String,
+    /// Index of the unit this atom belongs to (atom→unit membership edge).
+    pub unit: u32,
+}
+
+fn is_zero_i8(x: &i8) -> bool {
+    *x == 0
+}
+
+/// What kind of unit a group of atoms forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    /// A monosaccharide residue of a glycan.
+    Monosaccharide,
+    /// An amino-acid residue.
+    Residue,
+    /// Anything else (ligand, non-standard residue, aglycone).
+    Other,
+}
+
+/// A unit node: a monosaccharide, an amino-acid residue or another group of atoms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    /// Kind of unit.
+    pub kind: UnitKind,
+    /// Type id in the front end's unit vocabulary (e.g. the monosaccharide core).
+    pub type_id: u32,
+    /// Name as written in the input (`GlcNAc6S`, `ASN`).
+    pub name: String,
+    /// Anchor atom (anomeric carbon for sugars, CA for residues), if present.
+    pub anchor: Option<u32>,
+}
+
+/// Covalent bond order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BondOrder {
+    /// Single bond.
+    Single,
+    /// Double bond.
+    Double,
+    /// Triple bond.
+    Triple,
+    /// Aromatic bond (counts 1.5 towards valence; only used for input that declares it).
+    Aromatic,
+}
+
+impl BondOrder {
+    /// Index 0..4 (single, double, triple, aromatic), the order TorchDrug uses for bond types.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Valence contribution in half-bonds (single = 2, aromatic = 3).
+    pub fn half_valence(self) -> u32 {
+        match self {
+            BondOrder::Single => 2,
+            BondOrder::Double => 4,
+            BondOrder::Triple => 6,
+            BondOrder::Aromatic => 3,
+        }
+    }
+}
+
+/// A covalent bond between two atoms (undirected).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bond {
+    /// First atom.
+    pub a: u32,
+    /// Second atom.
+    pub b: u32,
+    /// Bond order.
+    pub order: BondOrder,
+}
+
+/// Anomeric configuration of a glycosidic link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anomer {
+    /// α.
+    Alpha,
+    /// β.
+    Beta,
+    /// Not given (`?`) or not written.
+    Unknown,
+}
+
+/// The kind of a unit↔unit link.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum UnitLinkKind {
+    /// Glycosidic link from a donor monosaccharide (its anomeric carbon) to an acceptor position.
+    Glycosidic {
+        /// Anomeric configuration of the donor.
+        anomer: Anomer,
+        /// Donor carbon position (1 for aldoses, 2 for ketoses and sialic acids); `None` if `?`.
+        donor_position: Option<u8>,
+        /// Acceptor position actually used to build the molecule.
+        acceptor_position: Option<u8>,
+        /// Bridge between donor and acceptor (`"P"` for a phosphodiester, `"S"` for a thio link),
+        /// empty for a plain O-glycosidic link.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        bridge: String,
+    },
+    /// Peptide bond C(i)–N(i+1).
+    Peptide,
+    /// Disulfide bridge.
+    Disulfide,
+    /// Any other covalent unit link (e.g. protein–glycan).
+    Covalent,
+}
+
+/// A unit↔unit link (directed from `src` to `dst`; for glycans, donor to acceptor).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitLink {
+    /// Source unit (glycosidic donor).
+    pub src: u32,
+    /// Destination unit (glycosidic acceptor).
+    pub dst: u32,
+    /// Kind of link.
+    pub kind: UnitLinkKind,
+}
+
+/// A heterogeneous all-atom graph.
+///
+/// Atom nodes belong to unit nodes (`Atom::unit`); covalent bonds connect atoms; unit links
+/// connect units. Neighbour lists per relation are built on demand as [`Csr`] structures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeteroGraph {
+    /// Atom nodes.
+    pub atoms: Vec<Atom>,
+    /// Unit nodes.
+    pub units: Vec<Unit>,
+    /// Covalent bonds between atoms.
+    pub bonds: Vec<Bond>,
+    /// Links between units.
+    pub unit_links: Vec<UnitLink>,
+    /// Optional 3D coordinates in ångström, one per atom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Vec<[f32; 3]>>,
+}
+
+impl HeteroGraph {
+    /// Number of atom nodes.
+    pub fn num_atoms(&self) -> usize {
+        self.atoms.len()
+    }
+
+    /// Number of unit nodes.
+    pub fn num_units(&self) -> usize {
+        self.units.len()
+    }
+
+    /// Checks that every index points inside the graph and that positions match the atoms.
+    pub fn validate(&self) -> Result<(), GraphError> {
+        let na = self.atoms.len() as u32;
+        let nu = self.units.len() as u32;
+        for (i, a) in self.atoms.iter().enumerate() {
+            if a.unit >= nu {
+                return Err(GraphError::Index(format!("atom {i} belongs to unit {} of {nu}", a.unit)));
+            }
+        }
+        for (i, u) in self.units.iter().enumerate() {
+            if let Some(x) = u.anchor {
+                if x >= na {
+                    return Err(GraphError::Index(format!("unit {i} anchor {x} of {na} atoms")));
+                }
+            }
+        }
+        for (i, b) in self.bonds.iter().enumerate() {
+            if b.a >= na || b.b >= na || b.a == b.b {
+                return Err(GraphError::Index(format!("bond {i} ({}, {}) with {na} atoms", b.a, b.b)));
+            }
+        }
+        for (i, l) in self.unit_links.iter().enumerate() {
+            if l.src >= nu || l.dst >= nu {
+                return Err(GraphError::Index(format!("unit link {i} ({}, {}) with {nu} units", l.src, l.dst)));
+            }
+        }
+        if let Some(p) = &self.positions {
+            if p.len() != self.atoms.len() {
+                return Err(GraphError::Index(format!("{} positions for {na} atoms", p.len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Symmetric atom–atom neighbour lists over all covalent bonds; `edge` holds the bond index.
+    pub fn bond_csr(&self) -> Csr {
+        Csr::from_undirected(self.atoms.len(), self.bonds.iter().map(|b| (b.a, b.b)))
+    }
+
+    /// Symmetric atom–atom neighbour lists for bonds of one order.
+    pub fn bond_csr_of_order(&self, order: BondOrder) -> Csr {
+        let pairs: Vec<(u32, u32, u32)> = self
+            .bonds
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.order == order)
+            .map(|(i, b)| (b.a, b.b, i as u32))
+            .collect();
+        Csr::from_undirected_with_ids(self.atoms.len(), pairs)
+    }
+
+    /// Unit → member atoms (the membership relation); `edge` holds the atom index.
+    pub fn unit_members(&self) -> Csr {
+        Csr::from_directed(self.units.len(), self.atoms.iter().enumerate().map(|(i, a)| (a.unit, i as u32, i as u32)))
+    }
+
+    /// Symmetric unit–unit neighbour lists over all unit links; `edge` holds the link index.
+    pub fn unit_link_csr(&self) -> Csr {
+        Csr::from_undirected(self.units.len(), self.unit_links.iter().map(|l| (l.src, l.dst)))
+    }
+
+    /// Heavy-atom composition: element symbol → count.
+    pub fn heavy_composition(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for a in &self.atoms {
+            *m.entry(a.element.symbol().to_string()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Total hydrogen count (sum of implicit hydrogens).
+    pub fn hydrogen_count(&self) -> usize {
+        self.atoms.iter().map(|a| a.implicit_h as usize).sum()
+    }
+
+    /// Total formal charge.
+    pub fn formal_charge(&self) -> i32 {
+        self.atoms.iter().map(|a| a.formal_charge as i32).sum()
+    }
+
+    /// Molecular formula in Hill order (C, H, then alphabetical; alphabetical without carbon),
+    /// hydrogens included, e.g. `C14H25NO11`.
+    pub fn formula(&self) -> String {
+        let mut counts = self.heavy_composition();
+        let h = self.hydrogen_count();
+        if h > 0 {
+            counts.insert("H".to_string(), h);
+        }
+        hill_formula(&counts)
+    }
+
+    /// Number of independent rings (cyclomatic number: bonds − atoms + connected components).
+    pub fn ring_count(&self) -> usize {
+        let n = self.atoms.len();
+        let mut parent: Vec<u32> = (0..n as u32).collect();
+        fn find(p: &mut [u32], mut x: u32) -> u32 {
+            while p[x as usize] != x {
+                p[x as usize] = p[p[x as usize] as usize];
+                x = p[x as usize];
+            }
+            x
+        }
+        let mut components = n;
+        for b in &self.bonds {
+            let (ra, rb) = (find(&mut parent, b.a), find(&mut parent, b.b));
+            if ra != rb {
+                parent[ra as usize] = rb;
+                components -= 1;
+            }
+        }
+        (self.bonds.len() + components).saturating_sub(n)
+    }
+
+    /// Number of connected components of the atom–bond graph.
+    pub fn atom_components(&self) -> usize {
+        self.atoms.len() + self.ring_count() - self.bonds.len()
+    }
+
+    /// JSON serialisation.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("graph serialisation cannot fail")
+    }
+
+    /// JSON deserialisation, with validation.
+    pub fn from_json(s: &str) -> Result<HeteroGraph, GraphError> {
+        let g: HeteroGraph = serde_json::from_str(s).map_err(|e| GraphError::Json(e.to_string()))?;
+        g.validate()?;
+        Ok(g)
+    }
+}
+
+/// Formats element counts in Hill order.
+pub fn hill_formula(counts: &BTreeMap<String, usize>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut push = |sym: &str, n: usize, out: &mut String| {
+        if n == 1 {
+            out.push_str(sym);
+        } else if n > 1 {
+            let _ = write!(out, "{sym}{n}");
+        }
+    };
+    let has_c = counts.get("C").copied().unwrap_or(0) > 0;
+    if has_c {
+        push("C", counts["C"], &mut out);
+        push("H", counts.get("H").copied().unwrap_or(0), &mut out);
+    }
+    for (sym, &n) in counts {
+        if has_c && (sym == "C" || sym == "H") {
+            continue;
+        }
+        push(sym, n, &mut out);
+    }
+    out
+}

@@ -1,0 +1,97 @@
+use aa_graph::*;
+
+fn atom(e: Element, h: u8, name: &str, unit: u32) -> Atom {
+    Atom { element: e, formal_charge: 0, aromatic: false, implicit_h: h, name: name.into(), unit }
+}
+
+/// Ethylene glycol split into two units, linked.
+fn two_unit() -> HeteroGraph {
+    HeteroGraph {
+        atoms: vec![
+            atom(Element::C, 2, "C1", 0),
+            atom(Element::O, 1, "O1", 0),
+            atom(Element::C, 2, "C2", 1),
+            atom(Element::O, 1, "O2", 1),
+        ],
+        units: vec![
+            Unit { kind: UnitKind::Other, type_id: 3, name: "A".into(), anchor: Some(0) },
+            Unit { kind: UnitKind::Monosaccharide, type_id: 4, name: "B".into(), anchor: Some(2) },
+        ],
+        bonds: vec![
+            Bond { a: 0, b: 1, order: BondOrder::Single },
+            Bond { a: 0, b: 2, order: BondOrder::Single },
+            Bond { a: 2, b: 3, order: BondOrder::Single },
+        ],
+        unit_links: vec![UnitLink { src: 1, dst: 0, kind: UnitLinkKind::Covalent }],
+        positions: Some(vec![[0.0, 0.0, 0.0], [1.4, 0.0, 0.0], [-1.5, 0.0, 0.0], [-2.9, 0.1, 0.0]]),
+    }
+}
+
+#[test]
+fn formula_rings_and_csr() {
+    let g = two_unit();
+    g.validate().unwrap();
+    assert_eq!(g.formula(), "C2H6O2");
+    assert_eq!(g.ring_count(), 0);
+    assert_eq!(g.atom_components(), 1);
+    let m = g.unit_members();
+    assert_eq!(m.neighbors(0), &[0, 1]);
+    assert_eq!(m.neighbors(1), &[2, 3]);
+    let b = g.bond_csr();
+    assert_eq!(b.neighbors(0), &[1, 2]);
+    assert_eq!(g.unit_link_csr().neighbors(0), &[1]);
+    let mut ring = g.clone();
+    ring.bonds.push(Bond { a: 1, b: 3, order: BondOrder::Single });
+    assert_eq!(ring.ring_count(), 1);
+}
+
+#[test]
+fn hill_order() {
+    let mut c = std::collections::BTreeMap::new();
+    c.insert("O".to_string(), 4);
+    c.insert("S".to_string(), 1);
+    c.insert("H".to_string(), 2);
+    assert_eq!(hill_formula(&c), "H2O4S");
+    c.insert("C".to_string(), 1);
+    c.insert("N".to_string(), 2);
+    assert_eq!(hill_formula(&c), "CH2N2O4S");
+}
+
+#[test]
+fn batch_round_trip_and_offsets() {
+    let g1 = two_unit();
+    let mut g2 = two_unit();
+    g2.atoms.truncate(2);
+    g2.bonds.truncate(1);
+    g2.units.truncate(1);
+    g2.unit_links.clear();
+    g2.positions.as_mut().unwrap().truncate(2);
+    let b = Batch::collate(&[g1.clone(), g2.clone(), g1.clone()]);
+    b.graph.validate().unwrap();
+    assert_eq!(b.num_graphs(), 3);
+    assert_eq!(b.atom_offsets, vec![0, 4, 6, 10]);
+    assert_eq!(b.unit_graph, vec![0, 0, 1, 2, 2]);
+    assert_eq!(b.graph.bonds[4].a, 6);
+    assert_eq!(b.graph.unit_links[1].src, 4);
+    assert_eq!(b.graph.units[3].anchor, Some(6));
+    assert_eq!(b.unbatch(), vec![g1.clone(), g2.clone(), g1.clone()]);
+    let rows: Vec<f32> = (0..20).map(|x| x as f32).collect();
+    let parts = b.split_atom_rows(&rows, 2);
+    assert_eq!(parts[1], &[8.0, 9.0, 10.0, 11.0]);
+    // Positions dropped when one graph lacks them.
+    g2.positions = None;
+    assert!(Batch::collate(&[g1, g2]).graph.positions.is_none());
+}
+
+#[test]
+fn json_round_trip_and_validation() {
+    let g = two_unit();
+    let s = g.to_json();
+    assert!(s.contains("\"element\":\"C\""));
+    assert_eq!(HeteroGraph::from_json(&s).unwrap(), g);
+    let mut bad = g.clone();
+    bad.bonds.push(Bond { a: 0, b: 9, order: BondOrder::Single });
+    let err = HeteroGraph::from_json(&bad.to_json()).unwrap_err().to_string();
+    assert!(err.contains("bond 3"), "{err}");
+    assert!(HeteroGraph::from_json("{\"atoms\": 3}").is_err());
+}
