@@ -312,7 +312,7 @@ impl HeteroGraph {
 pub fn hill_formula(counts: &BTreeMap<String, usize>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let mut push = |sym: &str, n: usize, out: &mut String| {
+    let push = |sym: &str, n: usize, out: &mut String| {
         if n == 1 {
             out.push_str(sym);
         } else if n > 1 {

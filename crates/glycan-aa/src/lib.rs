@@ -1,0 +1,82 @@
+//! # glycan-aa
+//!
+//! Glycans as all-atom molecules. An IUPAC-condensed string (as glycowork and GlycanML write
+//! it) is parsed into a tree of monosaccharides, each monosaccharide is built from its core and
+//! modifications, and glycosidic bonds are formed by condensation. The result is an
+//! [`aa_graph::HeteroGraph`]: heavy atoms (hydrogens counted on them) grouped into
+//! monosaccharide units, covalent bonds, and glycosidic unit links.
+//!
+//! ```
+//! let g = glycan_aa::Glycan::from_iupac("Gal(b1-4)GlcNAc").unwrap();
+//! assert_eq!(g.molecule.graph.formula(), "C14H25NO11");
+//! assert_eq!(g.molecule.graph.num_units(), 2);
+//! ```
+
+pub mod ccd;
+mod fragment;
+pub mod iupac;
+pub mod molecule;
+pub mod residue;
+
+pub use iupac::{parse_iupac, ParsedGlycan};
+pub use molecule::GlycanMolecule;
+
+/// Errors for glycan input. Positions are 0-based byte offsets into the input string (the
+/// input is ASCII once accepted, so they are also character offsets); `Display` prints them
+/// 1-based as "at character N".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GlycanError {
+    /// The string does not follow the IUPAC-condensed grammar, or a name is unknown.
+    #[error("at character {}: {message}", position + 1)]
+    Parse {
+        /// 0-based offset.
+        position: usize,
+        /// What was not understood.
+        message: String,
+    },
+    /// The string parses but describes an impossible molecule (link to a missing hydroxyl …).
+    #[error("at character {}: {message}", position + 1)]
+    Chemistry {
+        /// 0-based offset of the residue or link concerned.
+        position: usize,
+        /// What is impossible.
+        message: String,
+    },
+}
+
+impl GlycanError {
+    /// 0-based offset in the input.
+    pub fn position(&self) -> usize {
+        match self {
+            GlycanError::Parse { position, .. } | GlycanError::Chemistry { position, .. } => *position,
+        }
+    }
+
+    /// A short kind label, used to group failures in reports (`parse`, `chemistry`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GlycanError::Parse { .. } => "parse",
+            GlycanError::Chemistry { .. } => "chemistry",
+        }
+    }
+}
+
+/// A glycan: the input string, its parsed tree and its all-atom molecule.
+#[derive(Clone, Debug)]
+pub struct Glycan {
+    /// The IUPAC-condensed input.
+    pub iupac: String,
+    /// The parsed tree.
+    pub tree: ParsedGlycan,
+    /// The all-atom molecule.
+    pub molecule: GlycanMolecule,
+}
+
+impl Glycan {
+    /// Parses and builds a glycan from an IUPAC-condensed string.
+    pub fn from_iupac(s: &str) -> Result<Glycan, GlycanError> {
+        let tree = parse_iupac(s)?;
+        let molecule = molecule::build(&tree)?;
+        Ok(Glycan { iupac: s.to_string(), tree, molecule })
+    }
+}

@@ -1,0 +1,778 @@
+//! Monosaccharide names: the core vocabulary and the grammar of modifications.
+//!
+//! A residue name such as `D-Araf5Me`, `Neu5,9Ac2`, `GlcNAc6S-ol` or `LDManHepOPEtN` is read as
+//! `[D-|L-][deoxy/anhydro prefixes][core][f|p][modifications…][-ol|-onic|-ulosaric]`.
+//! Stereochemical descriptors (`D-`, `L-`, `LD`, `4e`, `Ara`-in-`AraHex`) do not change the
+//! molecule's constitution and are accepted and ignored; everything that changes atoms or bonds
+//! is recorded in a [`ResidueSpec`].
+
+/// A monosaccharide core: its carbon backbone and the positions that are not plain hydroxyls.
+#[derive(Debug)]
+pub struct CoreDef {
+    /// Name as written in IUPAC-condensed (`Glc`, `Neu`, `Kdo`).
+    pub name: &'static str,
+    /// Backbone carbons C1..Cn.
+    pub carbons: u8,
+    /// Anomeric carbon (1 for aldoses, 2 for ketoses/ulosonic acids, 0 for cyclitols).
+    pub anomeric: u8,
+    /// Deoxy positions (no heteroatom).
+    pub deoxy: &'static [u8],
+    /// Amino positions (NH2 instead of OH).
+    pub amino: &'static [u8],
+    /// Carboxylic-acid positions (terminal carbons that are COOH).
+    pub acid: &'static [u8],
+    /// Furanose unless written otherwise (tetroses, keto-pentoses).
+    pub furanose_default: bool,
+    /// Carbocycle (inositol): C1..Cn ring, no ring oxygen, no anomeric centre.
+    pub carbocycle: bool,
+    /// Modifications implied by the name, in the same grammar (`Mur` = 3-O-lactyl GlcN).
+    pub implied: &'static str,
+    /// CCD component ids for the α and β anomers of the unmodified core, where the CCD has one.
+    pub ccd: (Option<&'static str>, Option<&'static str>),
+}
+
+macro_rules! core {
+    ($name:expr, $n:expr, $an:expr, deoxy $d:expr, amino $am:expr, acid $ac:expr, fur $f:expr, $imp:expr, $ccd:expr) => {
+        CoreDef {
+            name: $name,
+            carbons: $n,
+            anomeric: $an,
+            deoxy: &$d,
+            amino: &$am,
+            acid: &$ac,
+            furanose_default: $f,
+            carbocycle: false,
+            implied: $imp,
+            ccd: $ccd,
+        }
+    };
+}
+
+const N: Option<&str> = None;
+
+/// The core vocabulary. A unit's `type_id` is its core's index in this table.
+pub static CORES: &[CoreDef] = &[
+    // Hexoses.
+    core!("Glc", 6, 1, deoxy [], amino [], acid [], fur false, "", (Some("GLC"), Some("BGC"))),
+    core!("Gal", 6, 1, deoxy [], amino [], acid [], fur false, "", (Some("GLA"), Some("GAL"))),
+    core!("Man", 6, 1, deoxy [], amino [], acid [], fur false, "", (Some("MAN"), Some("BMA"))),
+    core!("All", 6, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Alt", 6, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Gul", 6, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Ido", 6, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Tal", 6, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Hex", 6, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    // Deoxy- and dideoxyhexoses.
+    core!("Fuc", 6, 1, deoxy [6], amino [], acid [], fur false, "", (Some("FUC"), Some("FUL"))),
+    core!("Rha", 6, 1, deoxy [6], amino [], acid [], fur false, "", (Some("RAM"), Some("RM4"))),
+    core!("Qui", 6, 1, deoxy [6], amino [], acid [], fur false, "", (N, Some("G6D"))),
+    core!("dHex", 6, 1, deoxy [6], amino [], acid [], fur false, "", (N, N)),
+    core!("Abe", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Tyv", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (Some("TYV"), N)),
+    core!("Par", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Col", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Asc", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Dig", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Oli", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Boi", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Cym", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "3Me", (N, N)),
+    core!("ddHex", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
+    // Amino sugars with their own names.
+    core!("Bac", 6, 1, deoxy [6], amino [2, 4], acid [], fur false, "", (N, N)),
+    core!("Mur", 6, 1, deoxy [], amino [2], acid [], fur false, "3Lac", (N, Some("MUR"))),
+    // Pentoses and tetroses.
+    core!("Xyl", 5, 1, deoxy [], amino [], acid [], fur false, "", (Some("XYS"), Some("XYP"))),
+    core!("Ara", 5, 1, deoxy [], amino [], acid [], fur false, "", (Some("ARA"), Some("ARB"))),
+    core!("Rib", 5, 1, deoxy [], amino [], acid [], fur false, "", (N, Some("RIP"))),
+    core!("Lyx", 5, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Pen", 5, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Ery", 4, 1, deoxy [], amino [], acid [], fur true, "", (N, N)),
+    core!("Thre", 4, 1, deoxy [], amino [], acid [], fur true, "", (N, N)),
+    core!("Tet", 4, 1, deoxy [], amino [], acid [], fur true, "", (N, N)),
+    core!("Api", 4, 1, deoxy [], amino [], acid [], fur true, "3CHm", (N, N)),
+    // Ketoses.
+    core!("Fru", 6, 2, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Psi", 6, 2, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Sor", 6, 2, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Tag", 6, 2, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Xlu", 5, 2, deoxy [], amino [], acid [], fur true, "", (N, N)),
+    core!("Rul", 5, 2, deoxy [], amino [], acid [], fur true, "", (N, N)),
+    core!("Sed", 7, 2, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    // Heptoses and longer aldoses.
+    core!("Hep", 7, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Oct", 8, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    core!("Non", 9, 1, deoxy [], amino [], acid [], fur false, "", (N, N)),
+    // Ulosonic acids.
+    core!("Neu", 9, 2, deoxy [3], amino [5], acid [1], fur false, "", (N, N)),
+    core!("Sia", 9, 2, deoxy [3], amino [5], acid [1], fur false, "5Ac", (Some("SIA"), Some("SLB"))),
+    core!("Kdn", 9, 2, deoxy [3], amino [], acid [1], fur false, "", (Some("KDN"), Some("KDM"))),
+    core!("Kdo", 8, 2, deoxy [3], amino [], acid [1], fur false, "", (Some("KDO"), N)),
+    core!("Ko", 8, 2, deoxy [], amino [], acid [1], fur false, "", (N, N)),
+    core!("Pse", 9, 2, deoxy [3, 9], amino [5, 7], acid [1], fur false, "", (N, N)),
+    core!("Leg", 9, 2, deoxy [3, 9], amino [5, 7], acid [1], fur false, "", (N, N)),
+    core!("Aci", 9, 2, deoxy [3, 9], amino [5, 7], acid [1], fur false, "", (N, N)),
+    core!("Fus", 9, 2, deoxy [3, 9], amino [5], acid [1], fur false, "", (N, N)),
+    core!("Dha", 7, 2, deoxy [3], amino [], acid [1, 7], fur false, "", (N, N)),
+    // Cyclitol.
+    CoreDef {
+        name: "Ins",
+        carbons: 6,
+        anomeric: 0,
+        deoxy: &[],
+        amino: &[],
+        acid: &[],
+        furanose_default: false,
+        carbocycle: true,
+        implied: "",
+        ccd: (None, None),
+    },
+];
+
+/// Configurational prefixes that, directly followed by a generic core (`Hex`, `Hep`, `Pen`,
+/// `Oct`, `Non`), only say which stereoisomer it is (`AraHex`, `ManHep`, `LyxHep`).
+const STEREO_WORDS: &[&str] = &[
+    "Ery", "Thre", "Thr", "Ara", "Lyx", "Rib", "Xyl", "All", "Alt", "Glc", "Man", "Gul", "Ido", "Gal", "Tal",
+];
+const GENERIC_CORES: &[&str] = &["Hex", "Hep", "Pen", "Oct", "Non"];
+
+/// Index of a core by name.
+pub fn core_index(name: &str) -> Option<usize> {
+    CORES.iter().position(|c| c.name == name)
+}
+
+/// Ring form of a residue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring {
+    /// Six-membered ring (aldohexoses C1–C5, ketoses C2–C6).
+    Pyranose,
+    /// Five-membered ring.
+    Furanose,
+    /// Open chain (alditols, aldonic acids).
+    Open,
+    /// Carbocycle (inositol).
+    Carbocycle,
+}
+
+/// How a modification attaches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModKind {
+    /// The heteroatom at the position becomes this element (`N` amino, `F`, `SH` thio …).
+    Replace(aa_graph::Element),
+    /// A group bonded to the heteroatom at the position, replacing one of its hydrogens.
+    Attach(&'static Group),
+    /// A group bonded to the backbone carbon (C-branch, e.g. `3CMe`).
+    CarbonBranch(&'static Group),
+    /// Removes the heteroatom at the position (deoxy).
+    Deoxy,
+    /// A C=C double bond from the position to the next carbon (`4en`).
+    Ene,
+}
+
+/// One modification at a position (alternatives such as `3/4` keep every candidate; an empty
+/// list means the position is unknown).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Modification {
+    /// Candidate positions; empty when unknown (`OS`, `?S`).
+    pub positions: Vec<u8>,
+    /// What is done there.
+    pub kind: ModKind,
+}
+
+/// A substituent group.
+#[derive(Debug, PartialEq)]
+pub struct Group {
+    /// Name in IUPAC-condensed (`Ac`, `PCho`).
+    pub name: &'static str,
+    /// Fragment SMILES; its first atom bonds to the residue.
+    pub smiles: &'static str,
+    /// For amino acids on a carboxyl group: the amide form, whose first atom (N) replaces the
+    /// carboxyl hydroxyl oxygen.
+    pub amide: Option<&'static str>,
+    /// The pyruvate ketal, which bridges two hydroxyls.
+    pub ketal: bool,
+}
+
+macro_rules! group {
+    ($n:expr, $s:expr) => {
+        Group { name: $n, smiles: $s, amide: None, ketal: false }
+    };
+    ($n:expr, $s:expr, amide $a:expr) => {
+        Group { name: $n, smiles: $s, amide: Some($a), ketal: false }
+    };
+}
+
+/// Substituent groups, longest names first where one is a prefix of another.
+pub static GROUPS: &[Group] = &[
+    group!("PPEtN", "P(=O)(O)OP(=O)(O)OCCN"),
+    group!("PPEtn", "P(=O)(O)OP(=O)(O)OCCN"),
+    group!("PEtN", "P(=O)(O)OCCN"),
+    group!("PEtn", "P(=O)(O)OCCN"),
+    group!("PCho", "P(=O)([O-])OCC[N+](C)(C)C"),
+    group!("PGro", "P(=O)(O)OCC(O)CO"),
+    group!("PP", "P(=O)(O)OP(=O)(O)O"),
+    group!("P", "P(=O)(O)O"),
+    group!("S", "S(=O)(=O)O"),
+    group!("Ac", "C(=O)C"),
+    group!("Gc", "C(=O)CO"),
+    group!("Fo", "C=O"),
+    group!("But", "C(=O)CCC"),
+    group!("Prop", "C(=O)CC"),
+    group!("Am", "C(=N)C"),
+    group!("TriMe", "C"),
+    group!("DiMe", "C"),
+    group!("Me", "C"),
+    group!("EtN", "CCN"),
+    group!("EtOH", "CCO"),
+    group!("Et", "CC"),
+    group!("Gro", "CC(O)CO"),
+    group!("Hm", "CO"),
+    group!("Lac", "C(C)C(=O)O"),
+    group!("Cm", "C(=O)N"),
+    group!("Aep", "P(=O)(O)CCN"),
+    group!("Ala", "C(=O)C(C)N", amide "NC(C)C(=O)O"),
+    group!("Gly", "C(=O)CN", amide "NCC(=O)O"),
+    group!("Ser", "C(=O)C(N)CO", amide "NC(CO)C(=O)O"),
+    group!("Thr", "C(=O)C(N)C(C)O", amide "NC(C(C)O)C(=O)O"),
+    group!("Lys", "C(=O)C(N)CCCCN", amide "NC(CCCCN)C(=O)O"),
+    group!("Suc", "C(=O)CCC(=O)O"),
+    group!("Mal", "C(=O)CC(=O)O"),
+    group!("Lau", "C(=O)CCCCCCCCCCC"),
+    group!("Myr", "C(=O)CCCCCCCCCCCCC"),
+    group!("Pam", "C(=O)CCCCCCCCCCCCCCC"),
+    group!("Ste", "C(=O)CCCCCCCCCCCCCCCCC"),
+    group!("Ole", "C(=O)CCCCCCCC=CCCCCCCCC"),
+    group!("Vac", "C(=O)CCCCCCCCCC=CCCCCCC"),
+    group!("Fer", "C(=O)C=Cc1ccc(O)c(OC)c1"),
+    group!("Coum", "C(=O)C=Cc1ccc(O)cc1"),
+    group!("Bz", "C(=O)c1ccccc1"),
+    // Ceramide aglycone: chain lengths are not written; d18:1/16:0 is assumed (flagged).
+    group!("Cer", "CC(NC(=O)CCCCCCCCCCCCCCC)C(O)C=CCCCCCCCCCCCCC"),
+    Group { name: "Pyr", smiles: "C(C)C(=O)O", amide: None, ketal: true },
+    group!("Cl", "Cl"),
+    group!("Br", "Br"),
+    group!("F", "F"),
+    group!("I", "I"),
+];
+
+/// Open-chain forms written as suffixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenForm {
+    /// Cyclic (the normal case).
+    None,
+    /// `-ol`: the reduced alditol.
+    Alditol,
+    /// `-onic`: the aldonic acid (C1 oxidised to COOH).
+    Aldonic,
+}
+
+/// Everything about one residue name that changes its atoms.
+#[derive(Clone, Debug)]
+pub struct ResidueSpec {
+    /// Index into [`CORES`].
+    pub core: usize,
+    /// Ring form.
+    pub ring: Ring,
+    /// Open-chain suffix.
+    pub open: OpenForm,
+    /// Extra carboxylic-acid positions (uronic `A`, `-ulosaric`).
+    pub extra_acid: Vec<u8>,
+    /// Anhydro bridges `(kept oxygen position, carbon position)`.
+    pub anhydro: Vec<(u8, u8)>,
+    /// Modifications in written order (implied ones first).
+    pub mods: Vec<Modification>,
+    /// Notes on assumptions (unknown positions, assumed chain lengths).
+    pub flags: Vec<String>,
+}
+
+impl ResidueSpec {
+    /// The core definition.
+    pub fn core_def(&self) -> &'static CoreDef {
+        &CORES[self.core]
+    }
+}
+
+/// A residue-name error: byte offset inside the name and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameError {
+    /// Offset within the residue name.
+    pub offset: usize,
+    /// What was not understood.
+    pub message: String,
+}
+
+fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, NameError> {
+    Err(NameError { offset, message: message.into() })
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn rest(&self) -> &'a str {
+        &self.s[self.i..]
+    }
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+    fn peek_at(&self, k: usize) -> Option<u8> {
+        self.s.as_bytes().get(self.i + k).copied()
+    }
+    fn eat(&mut self, p: &str) -> bool {
+        if self.rest().starts_with(p) {
+            self.i += p.len();
+            true
+        } else {
+            false
+        }
+    }
+    fn digits(&mut self) -> Option<u8> {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        if self.i == start {
+            return None;
+        }
+        self.s[start..self.i].parse::<u8>().ok()
+    }
+}
+
+/// Parses a residue name. Errors carry the byte offset inside `name`.
+pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
+    if name.is_empty() {
+        return err(0, "empty monosaccharide name");
+    }
+    let mut body = name;
+    let mut open = OpenForm::None;
+    let mut ulosaric = false;
+    for (suffix, form) in [("-ol", OpenForm::Alditol), ("-onic", OpenForm::Aldonic)] {
+        if let Some(b) = body.strip_suffix(suffix) {
+            body = b;
+            open = form;
+        }
+    }
+    if let Some(b) = body.strip_suffix("-ulosaric") {
+        body = b;
+        ulosaric = true;
+    }
+    let mut c = Cursor { s: body, i: 0 };
+    let mut deoxy: Vec<u8> = Vec::new();
+    let mut anhydro = Vec::new();
+    // Prefixes: D-/L-, "6-deoxy-", "3,6-Anhydro-", "6d", "3,6dd", "LD", "4e".
+    loop {
+        let save = c.i;
+        if c.eat("D-") || c.eat("L-") {
+            continue;
+        }
+        if c.peek().is_some_and(|x| x.is_ascii_digit()) {
+            let mut nums = vec![];
+            while let Some(n) = c.digits() {
+                nums.push(n);
+                if !c.eat(",") {
+                    break;
+                }
+            }
+            if c.eat("-deoxy-") || c.eat("-dideoxy-") {
+                deoxy.extend(&nums);
+                continue;
+            }
+            if c.eat("-Anhydro-") || c.eat("-anhydro-") {
+                if nums.len() != 2 {
+                    return err(save, "anhydro prefix needs two positions, like 3,6-Anhydro-");
+                }
+                anhydro.push((nums[0], nums[1]));
+                continue;
+            }
+            let mut ds = 0;
+            while c.peek() == Some(b'd') {
+                c.i += 1;
+                ds += 1;
+            }
+            if ds > 0 && c.peek().is_some_and(|x| x.is_ascii_uppercase() || x == b'd') {
+                deoxy.extend(&nums);
+                continue;
+            }
+            if ds == 0 && c.peek() == Some(b'e') && c.peek_at(1).is_some_and(|x| x.is_ascii_uppercase()) {
+                c.i += 1; // epimer descriptor such as 4eLeg
+                continue;
+            }
+            c.i = save;
+            break;
+        }
+        let r = c.rest();
+        if r.len() > 2 && matches!(&r[..2], "LD" | "DD" | "DL" | "LL") && r.as_bytes()[2].is_ascii_uppercase() {
+            c.i += 2;
+            continue;
+        }
+        break;
+    }
+    // Core.
+    let core_start = c.i;
+    let mut core: Option<usize> = None;
+    let mut core_len = 0;
+    for w in STEREO_WORDS {
+        let r = c.rest();
+        if let Some(after) = r.strip_prefix(w) {
+            if let Some(g) = GENERIC_CORES.iter().find(|g| after.starts_with(**g)) {
+                core = core_index(g);
+                core_len = w.len() + g.len();
+                break;
+            }
+        }
+    }
+    if core.is_none() {
+        for (k, def) in CORES.iter().enumerate() {
+            if c.rest().starts_with(def.name) && def.name.len() > core_len {
+                core = Some(k);
+                core_len = def.name.len();
+            }
+        }
+    }
+    let core = match core {
+        Some(k) => k,
+        None => {
+            let word: String = c.rest().chars().take_while(|x| x.is_ascii_alphanumeric()).collect();
+            return err(core_start, format!("unknown monosaccharide '{word}'"));
+        }
+    };
+    c.i += core_len;
+    let def = &CORES[core];
+    let mut ring = if def.carbocycle {
+        Ring::Carbocycle
+    } else if def.furanose_default {
+        Ring::Furanose
+    } else {
+        Ring::Pyranose
+    };
+    if c.eat("f") {
+        ring = Ring::Furanose;
+    } else if c.eat("p") {
+        ring = Ring::Pyranose;
+    }
+    let mut spec = ResidueSpec {
+        core,
+        ring,
+        open,
+        extra_acid: vec![],
+        anhydro,
+        mods: vec![],
+        flags: vec![],
+    };
+    if ulosaric {
+        spec.extra_acid.push(def.carbons);
+    }
+    for d in deoxy {
+        spec.mods.push(Modification { positions: vec![d], kind: ModKind::Deoxy });
+    }
+    if !def.implied.is_empty() {
+        parse_mods(def.implied, 0, def, &mut spec).expect("core table implied modifications parse");
+    }
+    let offset = c.i;
+    parse_mods(&body[offset..], offset, def, &mut spec)?;
+    if matches!(spec.open, OpenForm::Alditol | OpenForm::Aldonic) {
+        spec.ring = Ring::Open;
+    }
+    Ok(spec)
+}
+
+/// Parses the modification tail (`6S`, `NAc`, `5,9Ac2`, `OPEtN`, `A`, `4en` …).
+fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Result<(), NameError> {
+    let mut c = Cursor { s, i: 0 };
+    let mut after_acid = false;
+    let mut unpositioned_n = 0usize;
+    while c.i < s.len() {
+        let start = c.i;
+        // Uronic acid marker: 'A' not starting a group name (Ac, Ala, Am, Aep).
+        if c.peek() == Some(b'A') && !c.peek_at(1).is_some_and(|x| x.is_ascii_lowercase()) {
+            c.i += 1;
+            spec.extra_acid.push(def.carbons);
+            after_acid = true;
+            continue;
+        }
+        // Positions.
+        let mut positions: Vec<u8> = Vec::new();
+        let mut alternatives = false;
+        let mut unknown = false;
+        if c.peek() == Some(b'O') && c.peek_at(1).is_some_and(|x| x.is_ascii_uppercase()) {
+            c.i += 1;
+            unknown = true;
+        } else if c.peek().is_some_and(|x| x.is_ascii_digit() || x == b'?') {
+            loop {
+                if c.eat("?") {
+                    unknown = true;
+                } else if let Some(n) = c.digits() {
+                    positions.push(n);
+                } else {
+                    return err(base + c.i, "expected a position number");
+                }
+                if c.eat(",") {
+                    continue;
+                }
+                if c.eat("/") {
+                    alternatives = true;
+                    continue;
+                }
+                break;
+            }
+        }
+        let has_pos = !positions.is_empty() || unknown;
+        for &p in &positions {
+            if p == 0 || p > def.carbons {
+                return err(base + start, format!("position {p} is outside {} (C1–C{})", def.name, def.carbons));
+            }
+        }
+        let groups_at = |positions: &Vec<u8>| -> Vec<Vec<u8>> {
+            if unknown {
+                vec![vec![]]
+            } else if alternatives {
+                vec![positions.clone()]
+            } else {
+                positions.iter().map(|&p| vec![p]).collect()
+            }
+        };
+        // "en": double bond.
+        if has_pos && c.eat("en") {
+            for p in groups_at(&positions) {
+                spec.mods.push(Modification { positions: p, kind: ModKind::Ene });
+            }
+            continue;
+        }
+        if has_pos && c.peek() == Some(b'd') && !c.peek_at(1).is_some_and(|x| x.is_ascii_lowercase()) {
+            c.i += 1;
+            for p in groups_at(&positions) {
+                spec.mods.push(Modification { positions: p, kind: ModKind::Deoxy });
+            }
+            continue;
+        }
+        // C-branch: 3CMe.
+        if has_pos && c.peek() == Some(b'C') && c.peek_at(1).is_some_and(|x| x.is_ascii_uppercase()) {
+            c.i += 1;
+            let (g, count) = read_group(&mut c, base)?;
+            for p in groups_at(&positions) {
+                for _ in 0..count.max(1) {
+                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::CarbonBranch(g) });
+                }
+            }
+            continue;
+        }
+        // "N" amino, optionally acylated: NAc, 3NAc, NS, N.
+        if c.peek() == Some(b'N') && !c.peek_at(1).is_some_and(|x| x.is_ascii_lowercase()) {
+            c.i += 1;
+            let target: Vec<u8> = if has_pos {
+                positions.clone()
+            } else if after_acid {
+                vec![def.carbons]
+            } else if unpositioned_n < def.amino.len() {
+                // Names like PseNAcNBut acylate the core's own amino groups in order.
+                vec![def.amino[unpositioned_n]]
+            } else if unpositioned_n == def.amino.len() && def.anomeric == 1 && !def.amino.contains(&2) {
+                vec![2]
+            } else {
+                vec![]
+            };
+            let n_is_intrinsic = !has_pos && !after_acid && unpositioned_n < def.amino.len();
+            unpositioned_n += 1;
+            let pos_groups: Vec<Vec<u8>> =
+                if target.is_empty() { vec![vec![]] } else if alternatives { vec![target] } else { target.iter().map(|&p| vec![p]).collect() };
+            if target_is_unknown(&pos_groups) {
+                spec.flags.push("unknown_modification_position".into());
+            }
+            let next_is_group = match c.peek() {
+                Some(b'O') => !c.peek_at(1).is_some_and(|x| x.is_ascii_uppercase()),
+                Some(b'A') => c.peek_at(1).is_some_and(|x| x.is_ascii_lowercase()),
+                Some(x) => x.is_ascii_uppercase(),
+                None => false,
+            };
+            let acyl = if next_is_group {
+                Some(read_group(&mut c, base)?)
+            } else {
+                None
+            };
+            for p in pos_groups {
+                if !n_is_intrinsic {
+                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Replace(aa_graph::Element::N) });
+                }
+                if let Some((g, count)) = acyl {
+                    for _ in 0..count.max(1) {
+                        spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Attach(g) });
+                    }
+                }
+            }
+            after_acid = false;
+            continue;
+        }
+        // "SH" thio.
+        if has_pos && c.rest().starts_with("SH") {
+            c.i += 2;
+            for p in groups_at(&positions) {
+                spec.mods.push(Modification { positions: p, kind: ModKind::Replace(aa_graph::Element::S) });
+            }
+            continue;
+        }
+        if !c.peek().is_some_and(|x| x.is_ascii_uppercase()) {
+            let bad: String = c.rest().chars().take(6).collect();
+            return err(base + c.i, format!("unexpected '{bad}' in modifications of {}", def.name));
+        }
+        let (g, count) = read_group(&mut c, base)?;
+        let pos_groups = if has_pos {
+            groups_at(&positions)
+        } else if after_acid && g.amide.is_some() {
+            vec![vec![def.carbons]]
+        } else {
+            vec![vec![]]
+        };
+        if target_is_unknown(&pos_groups) {
+            spec.flags.push("unknown_modification_position".into());
+        }
+        if alternatives {
+            spec.flags.push("alternative_modification_position".into());
+        }
+        if g.name == "Cer" {
+            spec.flags.push("ceramide_assumed_d18:1/16:0".into());
+        }
+        let per_position = if has_pos && !unknown && !alternatives && positions.len() > 1 && count > 1 {
+            if count as usize != positions.len() {
+                return err(base + start, format!("{} positions but count {count}", positions.len()));
+            }
+            1
+        } else {
+            count.max(1)
+        };
+        let per_position = match g.name {
+            "DiMe" => 2,
+            "TriMe" => 3,
+            _ => per_position,
+        };
+        for p in pos_groups {
+            let kind = match g.name {
+                "F" | "Cl" | "Br" | "I" => ModKind::Replace(aa_graph::Element::from_symbol(g.name).unwrap()),
+                _ => ModKind::Attach(g),
+            };
+            for _ in 0..per_position {
+                spec.mods.push(Modification { positions: p.clone(), kind: kind.clone() });
+            }
+        }
+        after_acid = false;
+    }
+    Ok(())
+}
+
+fn target_is_unknown(groups: &[Vec<u8>]) -> bool {
+    groups.iter().any(|g| g.is_empty())
+}
+
+fn read_group(c: &mut Cursor<'_>, base: usize) -> Result<(&'static Group, u8), NameError> {
+    let start = c.i;
+    let mut best: Option<&'static Group> = None;
+    for g in GROUPS {
+        if c.rest().starts_with(g.name) && best.is_none_or(|b| g.name.len() > b.name.len()) {
+            // A group name must not run into more lowercase letters (e.g. "Ph" in "Phe").
+            let next = c.rest().as_bytes().get(g.name.len()).copied();
+            if next.is_some_and(|x| x.is_ascii_lowercase()) {
+                continue;
+            }
+            best = Some(g);
+        }
+    }
+    let Some(g) = best else {
+        let word: String = c
+            .rest()
+            .char_indices()
+            .take_while(|&(k, x)| k == 0 || x.is_ascii_lowercase())
+            .map(|(_, x)| x)
+            .collect();
+        return err(base + start, format!("unknown modification '{word}'"));
+    };
+    c.i += g.name.len();
+    // A trailing number is a count (`Ac2` in `Neu5,9Ac2`) only when nothing follows it;
+    // otherwise it is the next modification's position (`Ac6S`).
+    let save = c.i;
+    let count = match c.digits() {
+        Some(n) if c.i == c.s.len() => n,
+        _ => {
+            c.i = save;
+            1
+        }
+    };
+    Ok((g, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mods(name: &str) -> Vec<String> {
+        parse_residue(name)
+            .unwrap()
+            .mods
+            .iter()
+            .map(|m| {
+                let k = match &m.kind {
+                    ModKind::Replace(e) => format!("={e}"),
+                    ModKind::Attach(g) => g.name.to_string(),
+                    ModKind::CarbonBranch(g) => format!("C{}", g.name),
+                    ModKind::Deoxy => "d".into(),
+                    ModKind::Ene => "en".into(),
+                };
+                format!("{:?}{k}", m.positions)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn core_names() {
+        for (name, core) in [
+            ("GlcNAc", "Glc"),
+            ("D-Araf", "Ara"),
+            ("LDManHep", "Hep"),
+            ("6-deoxy-L-All", "All"),
+            ("D-6dAraHex", "Hex"),
+            ("Neu5Ac", "Neu"),
+            ("Kdo", "Kdo"),
+            ("Ko", "Ko"),
+            ("4eLeg", "Leg"),
+            ("dHex", "dHex"),
+            ("HexNAc", "Hex"),
+            ("Fruf", "Fru"),
+            ("GalNAc-ol", "Gal"),
+        ] {
+            let s = parse_residue(name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(s.core_def().name, core, "{name}");
+        }
+        assert_eq!(parse_residue("Galf").unwrap().ring, Ring::Furanose);
+        assert_eq!(parse_residue("GalNAc-ol").unwrap().ring, Ring::Open);
+    }
+
+    #[test]
+    fn modifications() {
+        assert_eq!(mods("GlcNAc6S"), vec!["[2]=N", "[2]Ac", "[6]S"]);
+        assert_eq!(mods("Neu5,9Ac2"), vec!["[5]Ac", "[9]Ac"]);
+        assert_eq!(mods("Neu5Gc"), vec!["[5]Gc"]);
+        assert_eq!(mods("GalOS"), vec!["[]S"]);
+        assert_eq!(mods("Gal3/4S"), vec!["[3, 4]S"]);
+        assert_eq!(mods("GlcNS"), vec!["[2]=N", "[2]S"]);
+        assert_eq!(mods("Qui3NAc"), vec!["[3]=N", "[3]Ac"]);
+        assert_eq!(mods("Gal3CMe"), vec!["[3]CMe"]);
+        assert_eq!(mods("6-deoxy-L-All"), vec!["[6]d"]);
+        assert_eq!(mods("Glc6F"), vec!["[6]=F"]);
+        assert_eq!(mods("Mur"), vec!["[3]Lac"]);
+        assert_eq!(mods("GlcN2DiMe"), vec!["[2]=N", "[2]DiMe", "[2]DiMe"]);
+        assert_eq!(parse_residue("GalA").unwrap().extra_acid, vec![6]);
+        assert_eq!(mods("GalA6N"), vec!["[6]=N"]);
+        assert_eq!(mods("GalNAcAN"), vec!["[2]=N", "[2]Ac", "[6]=N"]);
+    }
+
+    #[test]
+    fn bad_names() {
+        let e = parse_residue("Glx").unwrap_err();
+        assert_eq!(e.offset, 0);
+        assert!(e.message.contains("unknown monosaccharide 'Glx'"), "{}", e.message);
+        let e = parse_residue("Glc6Zz").unwrap_err();
+        assert_eq!(e.offset, 4);
+        assert!(e.message.contains("unknown modification 'Zz'"), "{}", e.message);
+        assert!(parse_residue("Glc12S").is_err());
+        assert!(parse_residue("").is_err());
+    }
+}
