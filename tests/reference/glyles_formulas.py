@@ -60,7 +60,7 @@ def main():
             kept = 0
             for g in sample:
                 try:
-                    smi = convert(g, returning=True, silent=True)[0][1]
+                    smi = convert(g, returning=True)[0][1]
                 except Exception:
                     continue
                 if not smi:

@@ -38,6 +38,9 @@ struct ResAtoms {
     hetero: Vec<Option<u32>>,
     /// Positions that are carboxylic acids.
     acid: Vec<bool>,
+    /// Phosphate-type groups on a position: `(position, P atom, its free OH oxygen)`. A link
+    /// named at such a position goes through the phosphate (`Man1P(a1-6)`, `Rib5P-ol(1-5)`).
+    phospho: Vec<(u8, u32, u32)>,
     anomeric: u8,
 }
 
@@ -148,6 +151,7 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
         specs.push(spec);
     }
     let mut cx = Ctx { b: Builder { atoms: Vec::new(), bonds: Vec::new() }, res: Vec::new(), specs, parsed, flags: Vec::new(), attached: vec![None; parsed.residues.len()] };
+    cx.infer_ring_forms();
     for r in 0..parsed.residues.len() {
         let ra = cx.build_core(r)?;
         cx.res.push(ra);
@@ -197,7 +201,15 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
         l.acceptor.clear();
         cx.link(f, target, &l)?;
     }
+    let mut last_amino: Option<(usize, u8)> = None;
     for (r, m) in deferred {
+        if let (ModKind::Attach(g), Some((lr, lp))) = (&m.kind, last_amino) {
+            // An acyl written after an unplaced N (QuiNAcNBut) goes on that nitrogen.
+            if lr == r && !g.ketal {
+                cx.apply_mod(r, &m, lp)?;
+                continue;
+            }
+        }
         let pos = m.positions.iter().copied().find(|&p| cx.free_hydroxyl(r, p)).or_else(|| cx.default_free_position(r, false));
         let Some(pos) = pos else {
             return chem_err(parsed.residues[r].offset, format!("no free hydroxyl in '{}' for a modification", parsed.residues[r].name));
@@ -209,6 +221,7 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
             }
         }
         cx.apply_mod(r, &m, pos)?;
+        last_amino = matches!(m.kind, ModKind::Replace(Element::N)).then_some((r, pos));
     }
     for (r, list) in pyr.into_iter().enumerate() {
         let mut k = 0;
@@ -239,13 +252,77 @@ impl Ctx<'_> {
         &self.parsed.residues[r].name
     }
 
+    /// A residue written without `f`/`p` whose pyranose ring-closing position is named by a
+    /// link or a modification (`Ara(a1-5)`, `5-deoxy-Xyl`, `Fru6Cl`) must be a furanose.
+    fn infer_ring_forms(&mut self) {
+        let n = self.parsed.residues.len();
+        let mut demanded: Vec<Vec<u8>> = vec![Vec::new(); n];
+        for (i, r) in self.parsed.residues.iter().enumerate() {
+            if let (Some(p), Some(l)) = (r.parent, &r.link) {
+                if l.acceptor.len() == 1 {
+                    demanded[p].push(l.acceptor[0]);
+                }
+            }
+            for m in &self.specs[i].mods {
+                if m.positions.len() == 1 {
+                    demanded[i].push(m.positions[0]);
+                }
+            }
+        }
+        // Positions used by links win over modifications written at the same place: the
+        // modification (or an amino group placed at C2 by default) moves to the lowest other
+        // free position, flagged. Phosphates stay: the link goes through them.
+        let mut linked: Vec<Vec<u8>> = vec![Vec::new(); n];
+        for (i, r) in self.parsed.residues.iter().enumerate() {
+            if let Some(l) = &r.link {
+                linked[i].push(l.donor.unwrap_or(self.specs[i].core_def().anomeric));
+                if let (Some(p), 1) = (r.parent, l.acceptor.len()) {
+                    linked[p].push(l.acceptor[0]);
+                }
+            }
+        }
+        for (i, spec) in self.specs.iter_mut().enumerate() {
+            let mut moved = false;
+            for m in spec.mods.iter_mut() {
+                if m.positions.len() != 1 || !linked[i].contains(&m.positions[0]) {
+                    continue;
+                }
+                let movable = match &m.kind {
+                    ModKind::Attach(g) => !matches!(g.name, "P" | "PP"),
+                    ModKind::Replace(Element::N) => m.assumed,
+                    ModKind::Replace(_) => false,
+                    _ => false,
+                };
+                if movable {
+                    m.positions.clear();
+                    moved = true;
+                }
+            }
+            if moved {
+                spec.flags.push("modification_moved_for_link".into());
+            }
+        }
+        for (i, spec) in self.specs.iter_mut().enumerate() {
+            let def = spec.core_def();
+            if spec.ring_explicit || spec.ring != Ring::Pyranose || def.anomeric == 0 {
+                continue;
+            }
+            let closure = def.anomeric + 4;
+            if demanded[i].contains(&closure) && def.anomeric + 3 <= def.carbons {
+                spec.ring = Ring::Furanose;
+                spec.flags.push("furanose_inferred_from_linkage".into());
+            }
+        }
+    }
+
     fn build_core(&mut self, r: usize) -> Result<ResAtoms, GlycanError> {
         let spec = self.specs[r].clone();
         let def: &CoreDef = spec.core_def();
         let n = def.carbons;
         let u = r as u32;
         let mut acid: Vec<u8> = def.acid.iter().chain(spec.extra_acid.iter()).copied().collect();
-        let mut keto_c2 = false;
+        let mut keto_c2 = spec.carbonyl && def.anomeric == 2;
+        let aldehyde = spec.carbonyl && def.anomeric == 1;
         if spec.open == OpenForm::Aldonic {
             if acid.contains(&1) {
                 keto_c2 = def.anomeric == 2;
@@ -258,6 +335,15 @@ impl Ctx<'_> {
             if matches!(m.kind, ModKind::Deoxy) && m.positions.len() == 1 {
                 deoxy.push(m.positions[0]);
             }
+        }
+        // An anhydro bridge through the pyranose ring position (2,5-Anhydro-Man) leaves the
+        // residue as an open-chain aldehyde closed by the anhydro ring instead.
+        let pyranose_closure = def.anomeric + 4;
+        let mut spec = spec;
+        let mut aldehyde = aldehyde;
+        if !spec.ring_explicit && spec.anhydro.iter().any(|&(k, c)| k == pyranose_closure || c == pyranose_closure) {
+            spec.ring = Ring::Open;
+            aldehyde = def.anomeric == 1;
         }
         let closure = match spec.ring {
             Ring::Pyranose => def.anomeric + 4,
@@ -296,7 +382,7 @@ impl Ctx<'_> {
                 let a = self.b.add(Element::N, format!("N{p}"), u);
                 self.b.bond(c, a, BondOrder::Single);
                 ra.hetero.push(Some(a));
-            } else if keto_c2 && p == 2 {
+            } else if (keto_c2 && p == 2) || (aldehyde && p == 1) {
                 let a = self.b.add(Element::O, format!("O{p}"), u);
                 self.b.bond(c, a, BondOrder::Double);
                 ra.hetero.push(None);
@@ -380,6 +466,15 @@ impl Ctx<'_> {
                 at.element = *el;
                 at.name = format!("{}{p}", el.symbol());
             }
+            ModKind::Attach(g) if g.name == "S" && self.res[r].hetero.get(p as usize - 1).copied().flatten().is_none() => {
+                // Sulfonate on a deoxy carbon (sulfoquinovose, Qui6S): a C–S bond.
+                let c = ra_carbon[p as usize - 1];
+                if self.b.free_h(c) < 1 {
+                    return chem_err(self.offset(r), format!("'{}': C{p} has no hydrogen for a sulfonate", self.name(r)));
+                }
+                let first = self.b.add_fragment(&fragment(g.smiles), &format!("S{p}"), u);
+                self.b.bond(c, first, BondOrder::Single);
+            }
             ModKind::Attach(g) => {
                 let h = self.hetero_at(r, p)?;
                 if self.b.free_h(h) < 1 {
@@ -396,6 +491,17 @@ impl Ctx<'_> {
                     let f = fragment(g.smiles);
                     let first = self.b.add_fragment(&f, &format!("{}{p}", g.name), u);
                     self.b.bond(h, first, BondOrder::Single);
+                    if matches!(g.name, "P" | "PP") {
+                        // The last oxygen of the group is the free P–OH that can condense.
+                        let last_o = first + f.atoms.len() as u32 - 1;
+                        let last_p = first + f.atoms.iter().rposition(|a| a.element == Element::P).unwrap() as u32;
+                        self.res[r].phospho.push((p, last_p, last_o));
+                    }
+                    if g.name == "Gc" && self.res[r].carbon.len() == 9 && p == 5 {
+                        // Neu5Gc numbering: the glycolyl hydroxyl is position 11.
+                        self.res[r].hetero.resize(11, None);
+                        self.res[r].hetero[10] = Some(first + 3);
+                    }
                 }
             }
             ModKind::CarbonBranch(g) => {
@@ -406,6 +512,19 @@ impl Ctx<'_> {
                 let f = fragment(g.smiles);
                 let first = self.b.add_fragment(&f, &format!("C{}{p}", g.name), u);
                 self.b.bond(c, first, BondOrder::Single);
+            }
+            ModKind::Keto => {
+                let h = self.hetero_at(r, p)?;
+                let c = ra_carbon[p as usize - 1];
+                if self.b.free_h(h) < 1 || self.b.free_h(c) < 1 {
+                    return chem_err(self.offset(r), format!("'{}': position {p} cannot be a ketone", self.name(r)));
+                }
+                for bond in self.b.bonds.iter_mut() {
+                    if (bond.0 == c && bond.1 == h) || (bond.0 == h && bond.1 == c) {
+                        bond.2 = BondOrder::Double;
+                    }
+                }
+                self.res[r].hetero[p as usize - 1] = None;
             }
             ModKind::Ene => {
                 if p as usize >= ra_carbon.len() {
@@ -446,7 +565,12 @@ impl Ctx<'_> {
         if donor_pos as usize > self.res[child].carbon.len() {
             return chem_err(l.offset, format!("'{}' has no C{donor_pos}", self.name(child)));
         }
-        let acc_pos = match l.acceptor.iter().copied().find(|&p| self.free_hydroxyl(parent, p) || (l.bridge == Bridge::Nitrogen && self.hetero_at(parent, p).is_ok())) {
+        let via_phosphate = |s: &Self, r: usize, p: u8| s.res[r].phospho.iter().find(|x| x.0 == p && !s.b.atoms[x.2 as usize].removed).copied();
+        let acc_pos = match l.acceptor.iter().copied().find(|&p| {
+            self.free_hydroxyl(parent, p)
+                || (l.bridge == Bridge::Nitrogen && self.hetero_at(parent, p).is_ok())
+                || via_phosphate(self, parent, p).is_some()
+        }) {
             Some(p) => {
                 if l.acceptor.len() > 1 {
                     self.flags.push("alternative_link_position".into());
@@ -468,6 +592,33 @@ impl Ctx<'_> {
             }
         };
         let donor_c = self.res[child].carbon[donor_pos as usize - 1];
+        let donor_phos = via_phosphate(self, child, donor_pos);
+        let acc_phos = if self.free_hydroxyl(parent, acc_pos) { None } else { via_phosphate(self, parent, acc_pos) };
+        if donor_phos.is_some() || acc_phos.is_some() {
+            // Phosphodiester through an existing phosphate group: one P–OH (or the donor's
+            // anomeric OH) condenses with the other side's hydroxyl.
+            let (donor_atom, donor_leaving) = match donor_phos {
+                Some((_, p_atom, p_oh)) => (p_atom, p_oh),
+                None => match self.res[child].hetero[donor_pos as usize - 1] {
+                    Some(h) if self.free_hydroxyl(child, donor_pos) => (donor_c, h),
+                    _ => return chem_err(l.offset, format!("link ({}): '{}' has no free hydroxyl at C{donor_pos}", l.text, self.name(child))),
+                },
+            };
+            let acc_atom = match acc_phos {
+                Some((_, _, p_oh)) if donor_phos.is_none() => p_oh,
+                _ => self.hetero_at(parent, acc_pos)?,
+            };
+            self.b.remove(donor_leaving);
+            self.b.bond(donor_atom, acc_atom, BondOrder::Single);
+            self.res[child].phospho.retain(|x| x.2 != donor_leaving);
+            if let Some((_, _, p_oh)) = acc_phos {
+                if donor_phos.is_none() {
+                    self.res[parent].phospho.retain(|x| x.2 != p_oh);
+                }
+            }
+            self.attached[child] = Some((parent, acc_pos));
+            return Ok(());
+        }
         let donor_o = match self.res[child].hetero[donor_pos as usize - 1] {
             Some(h) if !self.b.atoms[h as usize].removed && self.b.free_h(h) >= 1 => h,
             _ => {

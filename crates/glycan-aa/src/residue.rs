@@ -76,6 +76,7 @@ pub static CORES: &[CoreDef] = &[
     core!("Oli", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
     core!("Boi", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
     core!("Cym", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "3Me", (N, N)),
+    core!("Yer", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "4CHEt", (N, N)),
     core!("ddHex", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
     // Amino sugars with their own names.
     core!("Bac", 6, 1, deoxy [6], amino [2, 4], acid [], fur false, "", (N, N)),
@@ -166,6 +167,8 @@ pub enum ModKind {
     Deoxy,
     /// A C=C double bond from the position to the next carbon (`4en`).
     Ene,
+    /// The hydroxyl at the position becomes a ketone (`4Ulo`).
+    Keto,
 }
 
 /// One modification at a position (alternatives such as `3/4` keep every candidate; an empty
@@ -176,6 +179,8 @@ pub struct Modification {
     pub positions: Vec<u8>,
     /// What is done there.
     pub kind: ModKind,
+    /// The position was not written but assumed (the amino group of `GlcN` at C2).
+    pub assumed: bool,
 }
 
 /// A substituent group.
@@ -226,6 +231,8 @@ pub static GROUPS: &[Group] = &[
     group!("Et", "CC"),
     group!("Gro", "CC(O)CO"),
     group!("Hm", "CO"),
+    group!("MeOH", "CO"),
+    group!("HEt", "C(O)C"),
     group!("Lac", "C(C)C(=O)O"),
     group!("Cm", "C(=O)N"),
     group!("Aep", "P(=O)(O)CCN"),
@@ -234,10 +241,17 @@ pub static GROUPS: &[Group] = &[
     group!("Ser", "C(=O)C(N)CO", amide "NC(CO)C(=O)O"),
     group!("Thr", "C(=O)C(N)C(C)O", amide "NC(C(C)O)C(=O)O"),
     group!("Lys", "C(=O)C(N)CCCCN", amide "NC(CCCCN)C(=O)O"),
+    group!("Asp", "C(=O)C(N)CC(=O)O", amide "NC(CC(=O)O)C(=O)O"),
+    group!("Glu", "C(=O)C(N)CCC(=O)O", amide "NC(CCC(=O)O)C(=O)O"),
+    group!("Cys", "C(=O)C(N)CS", amide "NC(CS)C(=O)O"),
+    group!("Oc", "CCCCCCCC"),
+    group!("Lin", "C(=O)CCCCCCCC=CCC=CCCCCC"),
     group!("Suc", "C(=O)CCC(=O)O"),
     group!("Mal", "C(=O)CC(=O)O"),
     group!("Lau", "C(=O)CCCCCCCCCCC"),
     group!("Myr", "C(=O)CCCCCCCCCCCCC"),
+    group!("Dco", "C(=O)CCCCCCCCC"),
+    group!("Mar", "C(=O)CCCCCCCCCCCCCCCC"),
     group!("Pam", "C(=O)CCCCCCCCCCCCCCC"),
     group!("Ste", "C(=O)CCCCCCCCCCCCCCCCC"),
     group!("Ole", "C(=O)CCCCCCCC=CCCCCCCCC"),
@@ -282,6 +296,10 @@ pub struct ResidueSpec {
     pub mods: Vec<Modification>,
     /// Notes on assumptions (unknown positions, assumed chain lengths).
     pub flags: Vec<String>,
+    /// The ring size was written (`f`/`p`); otherwise it may be inferred from the linkage.
+    pub ring_explicit: bool,
+    /// Open-chain carbonyl form (`keto-Fru`): the anomeric carbon is a C=O.
+    pub carbonyl: bool,
 }
 
 impl ResidueSpec {
@@ -357,13 +375,28 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
         body = b;
         ulosaric = true;
     }
+    let mut extra_acid_suffix = false;
+    let mut aric = false;
+    if let Some(b) = body.strip_suffix("-uronic") {
+        body = b;
+        extra_acid_suffix = true;
+    }
+    if let Some(b) = body.strip_suffix("-aric") {
+        body = b;
+        aric = true;
+    }
+    let mut carbonyl = false;
+    if let Some(b) = body.strip_prefix("keto-").or_else(|| body.strip_prefix("aldehydo-")) {
+        body = b;
+        carbonyl = true;
+    }
     let mut c = Cursor { s: body, i: 0 };
     let mut deoxy: Vec<u8> = Vec::new();
     let mut anhydro = Vec::new();
     // Prefixes: D-/L-, "6-deoxy-", "3,6-Anhydro-", "6d", "3,6dd", "LD", "4e".
     loop {
         let save = c.i;
-        if c.eat("D-") || c.eat("L-") {
+        if c.eat("D-") || c.eat("L-") || c.eat("DL-") || c.eat("LD-") || c.eat("DD-") || c.eat("LL-") {
             continue;
         }
         if c.peek().is_some_and(|x| x.is_ascii_digit()) {
@@ -446,10 +479,13 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     } else {
         Ring::Pyranose
     };
+    let mut ring_explicit = false;
     if c.eat("f") {
         ring = Ring::Furanose;
+        ring_explicit = true;
     } else if c.eat("p") {
         ring = Ring::Pyranose;
+        ring_explicit = true;
     }
     let mut spec = ResidueSpec {
         core,
@@ -459,19 +495,32 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
         anhydro,
         mods: vec![],
         flags: vec![],
+        ring_explicit,
+        carbonyl,
     };
+    if extra_acid_suffix {
+        spec.extra_acid.push(def.carbons);
+    }
+    if aric {
+        spec.extra_acid.extend([1, def.carbons]);
+        spec.open = OpenForm::Alditol;
+    }
     if ulosaric {
         spec.extra_acid.push(def.carbons);
     }
     for d in deoxy {
-        spec.mods.push(Modification { positions: vec![d], kind: ModKind::Deoxy });
+        spec.mods.push(Modification { positions: vec![d], kind: ModKind::Deoxy, assumed: false });
     }
     if !def.implied.is_empty() {
         parse_mods(def.implied, 0, def, &mut spec).expect("core table implied modifications parse");
     }
     let offset = c.i;
     parse_mods(&body[offset..], offset, def, &mut spec)?;
-    if matches!(spec.open, OpenForm::Alditol | OpenForm::Aldonic) {
+    // "-onic" on a 2-ulosonic acid (Pse5Ac7Fo-onic) names the acid itself, which stays cyclic.
+    if spec.open == OpenForm::Aldonic && def.acid.contains(&1) {
+        spec.open = OpenForm::None;
+    }
+    if matches!(spec.open, OpenForm::Alditol | OpenForm::Aldonic) || carbonyl {
         spec.ring = Ring::Open;
     }
     Ok(spec)
@@ -535,14 +584,20 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
         // "en": double bond.
         if has_pos && c.eat("en") {
             for p in groups_at(&positions) {
-                spec.mods.push(Modification { positions: p, kind: ModKind::Ene });
+                spec.mods.push(Modification { positions: p, kind: ModKind::Ene, assumed: false });
+            }
+            continue;
+        }
+        if has_pos && (c.eat("Ulo")) {
+            for p in groups_at(&positions) {
+                spec.mods.push(Modification { positions: p, kind: ModKind::Keto, assumed: false });
             }
             continue;
         }
         if has_pos && c.peek() == Some(b'd') && !c.peek_at(1).is_some_and(|x| x.is_ascii_lowercase()) {
             c.i += 1;
             for p in groups_at(&positions) {
-                spec.mods.push(Modification { positions: p, kind: ModKind::Deoxy });
+                spec.mods.push(Modification { positions: p, kind: ModKind::Deoxy, assumed: false });
             }
             continue;
         }
@@ -552,7 +607,7 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
             let (g, count) = read_group(&mut c, base)?;
             for p in groups_at(&positions) {
                 for _ in 0..count.max(1) {
-                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::CarbonBranch(g) });
+                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::CarbonBranch(g), assumed: false });
                 }
             }
             continue;
@@ -573,6 +628,7 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
                 vec![]
             };
             let n_is_intrinsic = !has_pos && !after_acid && unpositioned_n < def.amino.len();
+            let assumed = !has_pos && !after_acid && !n_is_intrinsic;
             unpositioned_n += 1;
             let pos_groups: Vec<Vec<u8>> =
                 if target.is_empty() { vec![vec![]] } else if alternatives { vec![target] } else { target.iter().map(|&p| vec![p]).collect() };
@@ -592,11 +648,11 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
             };
             for p in pos_groups {
                 if !n_is_intrinsic {
-                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Replace(aa_graph::Element::N) });
+                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Replace(aa_graph::Element::N), assumed });
                 }
                 if let Some((g, count)) = acyl {
                     for _ in 0..count.max(1) {
-                        spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Attach(g) });
+                        spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Attach(g), assumed });
                     }
                 }
             }
@@ -607,7 +663,7 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
         if has_pos && c.rest().starts_with("SH") {
             c.i += 2;
             for p in groups_at(&positions) {
-                spec.mods.push(Modification { positions: p, kind: ModKind::Replace(aa_graph::Element::S) });
+                spec.mods.push(Modification { positions: p, kind: ModKind::Replace(aa_graph::Element::S), assumed: false });
             }
             continue;
         }
@@ -651,7 +707,7 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
                 _ => ModKind::Attach(g),
             };
             for _ in 0..per_position {
-                spec.mods.push(Modification { positions: p.clone(), kind: kind.clone() });
+                spec.mods.push(Modification { positions: p.clone(), kind: kind.clone(), assumed: false });
             }
         }
         after_acid = false;
@@ -715,6 +771,7 @@ mod tests {
                     ModKind::CarbonBranch(g) => format!("C{}", g.name),
                     ModKind::Deoxy => "d".into(),
                     ModKind::Ene => "en".into(),
+                    ModKind::Keto => "ulo".into(),
                 };
                 format!("{:?}{k}", m.positions)
             })

@@ -1,0 +1,19 @@
+//! Shared helpers for the criterion benchmarks: locating and reading the shared data sets.
+
+use std::path::PathBuf;
+
+/// The PreGlycanAA pretraining CSV: `$ALLATOM_DATA/glycans/glycan_pretrain.csv`, else
+/// `../shared/data/glycans/glycan_pretrain.csv` relative to the workspace root.
+pub fn pretrain_csv() -> PathBuf {
+    if let Ok(d) = std::env::var("ALLATOM_DATA") {
+        return PathBuf::from(d).join("glycans/glycan_pretrain.csv");
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/glycans/glycan_pretrain.csv")
+}
+
+/// Reads the `IUPAC Condensed` column of the pretraining CSV.
+pub fn pretrain_glycans() -> Vec<String> {
+    let path = pretrain_csv();
+    let mut rdr = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    rdr.records().map(|r| r.expect("CSV row")[0].trim().to_string()).collect()
+}

@@ -1,0 +1,183 @@
+//! `allatom`: command-line front end of the allatom workspace.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// All-atom graphs and encoders for glycans and proteins.
+#[derive(Parser)]
+#[command(name = "allatom", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the all-atom graph of a glycan (or a file of glycans) and report its summary.
+    ///
+    /// With --glycan, prints a summary of one glycan. With --glycans, reads one IUPAC-condensed
+    /// glycan per line (or a CSV column) and writes one JSON object per input line to --jsonl
+    /// (or stdout) with fields input, units, atoms, bonds, rings, heavy, formula, flags — or
+    /// input and error. Exits with status 1 if any line failed, after writing every line.
+    Graph(GraphArgs),
+}
+
+#[derive(clap::Args)]
+struct GraphArgs {
+    /// One glycan in IUPAC-condensed notation, e.g. "Gal(b1-4)GlcNAc".
+    #[arg(long, conflicts_with = "glycans")]
+    glycan: Option<String>,
+    /// A text file with one glycan per line, or a CSV file (see --column).
+    #[arg(long)]
+    glycans: Option<PathBuf>,
+    /// CSV column holding the glycans (default: "IUPAC Condensed" or "glycan" if present).
+    #[arg(long)]
+    column: Option<String>,
+    /// Write JSON lines here instead of stdout (written atomically: complete or not at all).
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
+    /// With --glycan: print the JSON object instead of the readable summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Graph(a) => graph(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The JSON record for one glycan line.
+fn glycan_record(input: &str) -> (Value, bool) {
+    match glycan_aa::Glycan::from_iupac(input) {
+        Ok(g) => {
+            let gr = &g.molecule.graph;
+            (
+                json!({
+                    "input": input,
+                    "units": gr.num_units(),
+                    "atoms": gr.num_atoms(),
+                    "bonds": gr.bonds.len(),
+                    "rings": gr.ring_count(),
+                    "heavy": gr.heavy_composition(),
+                    "formula": gr.formula(),
+                    "flags": g.molecule.flags,
+                }),
+                true,
+            )
+        }
+        Err(e) => (json!({"input": input, "error": e.to_string()}), false),
+    }
+}
+
+fn graph(a: GraphArgs) -> Result<ExitCode> {
+    if let Some(s) = a.glycan {
+        let (rec, ok) = glycan_record(&s);
+        if a.json {
+            println!("{rec}");
+        } else if ok {
+            println!("glycan   {s}");
+            println!("units    {}", rec["units"]);
+            println!("atoms    {} heavy", rec["atoms"]);
+            println!("bonds    {} heavy-heavy", rec["bonds"]);
+            println!("rings    {}", rec["rings"]);
+            println!("formula  {}", rec["formula"].as_str().unwrap_or(""));
+            let flags: Vec<String> =
+                rec["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect();
+            if !flags.is_empty() {
+                println!("flags    {}", flags.join(", "));
+            }
+        }
+        if !ok {
+            eprintln!("error: {s:?}: {}", rec["error"].as_str().unwrap_or(""));
+            return Ok(ExitCode::from(1));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = a.glycans else {
+        bail!("give --glycan STRING or --glycans FILE (see allatom graph --help)");
+    };
+    let inputs = read_glycan_file(&path, a.column.as_deref())?;
+    let bar = indicatif::ProgressBar::new(inputs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} glycans {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let records: Vec<(String, bool)> = inputs
+        .par_iter()
+        .map(|s| {
+            let (rec, ok) = glycan_record(s);
+            bar.inc(1);
+            (rec.to_string(), ok)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let failed = records.iter().filter(|r| !r.1).count();
+    let mut text = String::with_capacity(records.iter().map(|r| r.0.len() + 1).sum());
+    for (line, _) in &records {
+        text.push_str(line);
+        text.push('\n');
+    }
+    match &a.jsonl {
+        Some(out) => write_atomically(out, text.as_bytes())?,
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    eprintln!("{} glycans: {} built, {} failed", records.len(), records.len() - failed, failed);
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Reads glycans: a CSV (by extension, or a header naming a known column) or one per line.
+fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+    })?;
+    let first = text.lines().next().unwrap_or("");
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) || column.is_some();
+    if is_csv {
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+        let headers = rdr.headers().with_context(|| format!("{}: cannot read CSV header", path.display()))?.clone();
+        let wanted: Vec<&str> = match column {
+            Some(c) => vec![c],
+            None => vec!["IUPAC Condensed", "glycan", "iupac"],
+        };
+        let Some(col) = headers.iter().position(|h| wanted.contains(&h)) else {
+            bail!("{}: no column named {:?} in header {:?} (use --column)", path.display(), wanted, first);
+        };
+        let mut out = Vec::new();
+        for (i, rec) in rdr.records().enumerate() {
+            let rec = rec.with_context(|| format!("{}: CSV row {}", path.display(), i + 2))?;
+            out.push(rec.get(col).unwrap_or("").trim().to_string());
+        }
+        Ok(out)
+    } else {
+        Ok(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+    }
+}
+
+/// Writes a file via a temporary sibling and a rename, so readers never see half a file.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
