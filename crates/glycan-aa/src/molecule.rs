@@ -343,7 +343,7 @@ impl Ctx<'_> {
         let mut aldehyde = aldehyde;
         if !spec.ring_explicit && spec.anhydro.iter().any(|&(k, c)| k == pyranose_closure || c == pyranose_closure) {
             spec.ring = Ring::Open;
-            aldehyde = def.anomeric == 1;
+            aldehyde = def.anomeric == 1 && spec.open == OpenForm::None;
         }
         let closure = match spec.ring {
             Ring::Pyranose => def.anomeric + 4,

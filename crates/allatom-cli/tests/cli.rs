@@ -1,0 +1,62 @@
+//! The `allatom graph` command on real glycans and bad input.
+
+use std::process::Command;
+
+fn allatom() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_allatom"))
+}
+
+#[test]
+fn one_glycan_summary() {
+    let out = allatom().args(["graph", "--glycan", "Gal(b1-4)GlcNAc"]).output().unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.contains("C14H25NO11"), "{s}");
+    let out = allatom().args(["graph", "--glycan", "Gal(b1-4)Glx", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("at character 10"), "{v}");
+}
+
+#[test]
+fn file_of_glycans_writes_every_line_and_fails_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "Neu5Ac(a2-3)Gal(b1-4)Glc\nGal(b1-4\nGlcNAc6S(b1-4)Man\n").unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let out = allatom().args(["graph", "--glycans"]).arg(&input).arg("--jsonl").arg(&out_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "one line failed");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let mut got: Vec<&str> = lines[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    got.sort();
+    let mut expected = vec!["input", "units", "atoms", "bonds", "rings", "heavy", "formula", "flags"];
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(lines[0]["formula"], "C23H39NO19");
+    assert_eq!(lines[0]["heavy"]["N"], 1);
+    assert_eq!(lines[0]["rings"], 3);
+    assert_eq!(lines[1]["input"], "Gal(b1-4");
+    assert!(lines[1]["error"].as_str().unwrap().contains("at character 4"), "{}", lines[1]);
+    assert_eq!(lines[2]["formula"], "C14H25NO14S");
+}
+
+#[test]
+fn csv_column_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("g.csv");
+    std::fs::write(&input, "id,IUPAC Condensed\n1,Man(a1-6)Man\n2,\"Fuc(a1-2)Gal\"\n").unwrap();
+    let out = allatom().args(["graph", "--glycans"]).arg(&input).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+    let missing = dir.path().join("nope.txt");
+    let out_path = dir.path().join("never.jsonl");
+    let out = allatom().args(["graph", "--glycans"]).arg(&missing).arg("--jsonl").arg(&out_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("cannot read"));
+    assert!(!out_path.exists(), "no partial output");
+}
