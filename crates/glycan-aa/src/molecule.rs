@@ -182,8 +182,23 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
         }
     }
     // Links with a written acceptor position first, then the rest.
+    // Residues nearer the root are linked first, so every residue has made its own donor bond
+    // before others attach to it; written positions go before unknown ones.
+    let depth: Vec<usize> = (0..parsed.residues.len())
+        .map(|mut i| {
+            let mut d = 0;
+            while let Some(p) = parsed.residues[i].parent {
+                i = p;
+                d += 1;
+                if d > parsed.residues.len() {
+                    break;
+                }
+            }
+            d
+        })
+        .collect();
     let mut order: Vec<usize> = (0..parsed.residues.len()).filter(|&i| parsed.residues[i].parent.is_some()).collect();
-    order.sort_by_key(|&i| parsed.residues[i].link.as_ref().map_or(1, |l| (l.acceptor.len() != 1) as u8));
+    order.sort_by_key(|&i| (parsed.residues[i].link.as_ref().map_or(1, |l| (l.acceptor.len() != 1) as u8), depth[i]));
     for i in order {
         let parent = parsed.residues[i].parent.unwrap();
         let link = parsed.residues[i].link.clone().expect("child residues carry a link");
@@ -275,7 +290,7 @@ impl Ctx<'_> {
         let mut linked: Vec<Vec<u8>> = vec![Vec::new(); n];
         for (i, r) in self.parsed.residues.iter().enumerate() {
             if let Some(l) = &r.link {
-                linked[i].push(l.donor.unwrap_or(self.specs[i].core_def().anomeric));
+                linked[i].push(l.donor.unwrap_or(self.specs[i].anomeric));
                 if let (Some(p), 1) = (r.parent, l.acceptor.len()) {
                     linked[p].push(l.acceptor[0]);
                 }
@@ -304,11 +319,11 @@ impl Ctx<'_> {
         }
         for (i, spec) in self.specs.iter_mut().enumerate() {
             let def = spec.core_def();
-            if spec.ring_explicit || spec.ring != Ring::Pyranose || def.anomeric == 0 {
+            if spec.ring_explicit || spec.ring != Ring::Pyranose || spec.anomeric == 0 {
                 continue;
             }
-            let closure = def.anomeric + 4;
-            if demanded[i].contains(&closure) && def.anomeric + 3 <= def.carbons {
+            let closure = spec.anomeric + 4;
+            if demanded[i].contains(&closure) && spec.anomeric + 3 <= def.carbons {
                 spec.ring = Ring::Furanose;
                 spec.flags.push("furanose_inferred_from_linkage".into());
             }
@@ -321,11 +336,11 @@ impl Ctx<'_> {
         let n = def.carbons;
         let u = r as u32;
         let mut acid: Vec<u8> = def.acid.iter().chain(spec.extra_acid.iter()).copied().collect();
-        let mut keto_c2 = spec.carbonyl && def.anomeric == 2;
-        let aldehyde = spec.carbonyl && def.anomeric == 1;
+        let mut keto_c2 = spec.carbonyl && spec.anomeric == 2;
+        let aldehyde = spec.carbonyl && spec.anomeric == 1;
         if spec.open == OpenForm::Aldonic {
             if acid.contains(&1) {
-                keto_c2 = def.anomeric == 2;
+                keto_c2 = spec.anomeric == 2;
             } else {
                 acid.push(1);
             }
@@ -338,27 +353,27 @@ impl Ctx<'_> {
         }
         // An anhydro bridge through the pyranose ring position (2,5-Anhydro-Man) leaves the
         // residue as an open-chain aldehyde closed by the anhydro ring instead.
-        let pyranose_closure = def.anomeric + 4;
+        let pyranose_closure = spec.anomeric + 4;
         let mut spec = spec;
         let mut aldehyde = aldehyde;
         if !spec.ring_explicit && spec.anhydro.iter().any(|&(k, c)| k == pyranose_closure || c == pyranose_closure) {
             spec.ring = Ring::Open;
-            aldehyde = def.anomeric == 1 && spec.open == OpenForm::None;
+            aldehyde = spec.anomeric == 1 && spec.open == OpenForm::None;
         }
         let closure = match spec.ring {
-            Ring::Pyranose => def.anomeric + 4,
-            Ring::Furanose => def.anomeric + 3,
+            Ring::Pyranose => spec.anomeric + 4,
+            Ring::Furanose => spec.anomeric + 3,
             Ring::Open | Ring::Carbocycle => 0,
         };
         if matches!(spec.ring, Ring::Pyranose | Ring::Furanose) {
-            if def.anomeric == 0 || closure > n {
+            if spec.anomeric == 0 || closure > n {
                 return chem_err(self.offset(r), format!("'{}' cannot form a {:?} ring with {n} carbons", self.name(r), spec.ring));
             }
             if acid.contains(&closure) || deoxy.contains(&closure) {
                 return chem_err(self.offset(r), format!("'{}': ring-closing carbon C{closure} has no oxygen", self.name(r)));
             }
         }
-        let mut ra = ResAtoms { anomeric: def.anomeric, ..Default::default() };
+        let mut ra = ResAtoms { anomeric: spec.anomeric, ..Default::default() };
         for p in 1..=n {
             let c = self.b.add(Element::C, format!("C{p}"), u);
             if p > 1 {
@@ -395,7 +410,7 @@ impl Ctx<'_> {
         match spec.ring {
             Ring::Pyranose | Ring::Furanose => {
                 let o = self.b.add(Element::O, format!("O{closure}"), u);
-                self.b.bond(ra.carbon[def.anomeric as usize - 1], o, BondOrder::Single);
+                self.b.bond(ra.carbon[spec.anomeric as usize - 1], o, BondOrder::Single);
                 self.b.bond(ra.carbon[closure as usize - 1], o, BondOrder::Single);
             }
             Ring::Carbocycle => self.b.bond(ra.carbon[0], ra.carbon[n as usize - 1], BondOrder::Single),
@@ -585,10 +600,20 @@ impl Ctx<'_> {
                 }
             }
             None => {
-                return chem_err(
-                    l.offset,
-                    format!("link ({}): position {} of '{}' has no free hydroxyl", l.text, l.acceptor[0], self.name(parent)),
-                )
+                // The written position is taken (by another link or a modification) or has no
+                // oxygen: the link goes to the lowest free hydroxyl instead, flagged.
+                match self.default_free_position(parent, false) {
+                    Some(p) => {
+                        self.flags.push("link_position_unavailable".into());
+                        p
+                    }
+                    None => {
+                        return chem_err(
+                            l.offset,
+                            format!("link ({}): position {} of '{}' has no free hydroxyl", l.text, l.acceptor[0], self.name(parent)),
+                        )
+                    }
+                }
             }
         };
         let donor_c = self.res[child].carbon[donor_pos as usize - 1];

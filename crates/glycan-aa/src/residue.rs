@@ -221,7 +221,14 @@ pub static GROUPS: &[Group] = &[
     group!("Gc", "C(=O)CO"),
     group!("Fo", "C=O"),
     group!("But", "C(=O)CCC"),
-    group!("Prop", "C(=O)CC"),
+    group!("Prop", "CCC"),
+    group!("Pp", "C(=O)CC"),
+    group!("Hxo", "C(=O)CCCCC"),
+    group!("Oco", "C(=O)CCCCCCC"),
+    group!("Beh", "C(=O)CCCCCCCCCCCCCCCCCCCCC"),
+    group!("Cin", "C(=O)C=Cc1ccccc1"),
+    group!("Sin", "C(=O)C=Cc1cc(OC)c(O)c(OC)c1"),
+    group!("Bn", "Cc1ccccc1"),
     group!("Am", "C(=N)C"),
     group!("TriMe", "C"),
     group!("DiMe", "C"),
@@ -246,6 +253,9 @@ pub static GROUPS: &[Group] = &[
     group!("Cys", "C(=O)C(N)CS", amide "NC(CS)C(=O)O"),
     group!("Oc", "CCCCCCCC"),
     group!("Lin", "C(=O)CCCCCCCC=CCC=CCCCCC"),
+    group!("Orn", "C(=O)C(N)CCCN", amide "NC(CCCN)C(=O)O"),
+    group!("Pro", "C(=O)C1CCCN1", amide "N1CCCC1C(=O)O"),
+    group!("Hse", "C(=O)C(N)CCO", amide "NC(CCO)C(=O)O"),
     group!("Suc", "C(=O)CCC(=O)O"),
     group!("Mal", "C(=O)CC(=O)O"),
     group!("Lau", "C(=O)CCCCCCCCCCC"),
@@ -300,6 +310,8 @@ pub struct ResidueSpec {
     pub ring_explicit: bool,
     /// Open-chain carbonyl form (`keto-Fru`): the anomeric carbon is a C=O.
     pub carbonyl: bool,
+    /// Anomeric carbon: the core's, or 2 for names ending in `-ulosonic`/`-ulosaric`.
+    pub anomeric: u8,
 }
 
 impl ResidueSpec {
@@ -371,9 +383,14 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
             open = form;
         }
     }
+    let mut ulosonic = false;
     if let Some(b) = body.strip_suffix("-ulosaric") {
         body = b;
         ulosaric = true;
+    }
+    if let Some(b) = body.strip_suffix("-ulosonic") {
+        body = b;
+        ulosonic = true;
     }
     let mut extra_acid_suffix = false;
     let mut aric = false;
@@ -497,7 +514,14 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
         flags: vec![],
         ring_explicit,
         carbonyl,
+        anomeric: def.anomeric,
     };
+    if (ulosonic || ulosaric) && def.anomeric == 1 {
+        // 2-Ulosonic/ulosaric acids named on a generic core (DL-3,9dGalNon…-ulosonic): the
+        // carbonyl moves to C2 and C1 becomes the acid.
+        spec.anomeric = 2;
+        spec.extra_acid.push(1);
+    }
     if extra_acid_suffix {
         spec.extra_acid.push(def.carbons);
     }

@@ -67,6 +67,5 @@ fn glycowork_species_builds() {
     glycans.dedup();
     assert_eq!(glycans.len(), 23_745);
     let frac = build_all("v12_df_species.csv (unique)", &glycans);
-    // Measured 98.97% on 2026-11-22; the issue's goal is 99.5% (see the issue notes).
-    assert!(frac >= 0.9895, "only {:.3}% of the species glycans built", 100.0 * frac);
+    assert!(frac >= 0.995, "only {:.3}% of the species glycans built", 100.0 * frac);
 }
