@@ -145,6 +145,10 @@ pub struct UnitLink {
     pub dst: u32,
     /// Kind of link.
     pub kind: UnitLinkKind,
+    /// Relation id in the front end's link vocabulary (e.g. one id per glycosidic linkage
+    /// type such as `b1-4`), the id relational encoders use.
+    #[serde(default)]
+    pub type_id: u32,
 }
 
 /// A heterogeneous all-atom graph.

@@ -22,7 +22,7 @@ fn two_unit() -> HeteroGraph {
             Bond { a: 0, b: 2, order: BondOrder::Single },
             Bond { a: 2, b: 3, order: BondOrder::Single },
         ],
-        unit_links: vec![UnitLink { src: 1, dst: 0, kind: UnitLinkKind::Covalent }],
+        unit_links: vec![UnitLink { src: 1, dst: 0, kind: UnitLinkKind::Covalent, type_id: 0 }],
         positions: Some(vec![[0.0, 0.0, 0.0], [1.4, 0.0, 0.0], [-1.5, 0.0, 0.0], [-2.9, 0.1, 0.0]]),
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod ccd;
+pub mod compat;
 mod fragment;
 pub mod iupac;
 pub mod molecule;

@@ -727,6 +727,7 @@ impl Ctx<'_> {
                 Some(UnitLink {
                     src: r as u32,
                     dst: dst as u32,
+                    type_id: link_type_id(l.anomer, l.donor, Some(acc_pos)),
                     kind: UnitLinkKind::Glycosidic {
                         anomer: l.anomer,
                         donor_position: l.donor,
@@ -749,6 +750,23 @@ impl Ctx<'_> {
         let graph = HeteroGraph { atoms, units, bonds, unit_links, positions: None };
         Ok(GlycanMolecule { graph, flags, reducing_end: parsed.reducing_end.as_ref().map(|l| l.text.clone()) })
     }
+}
+
+/// Number of glycosidic link types in [`link_type_id`]'s vocabulary.
+pub const NUM_LINK_TYPES: u32 = 3 * 10 * 12;
+
+/// Dense id of a glycosidic link type: anomer (α, β, unknown) × donor position (1–9, unknown)
+/// × acceptor position (1–11, unknown). `b1-4` and `a2-3` get distinct ids; the same written
+/// link always gets the same id.
+pub fn link_type_id(anomer: aa_graph::Anomer, donor: Option<u8>, acceptor: Option<u8>) -> u32 {
+    let a = match anomer {
+        aa_graph::Anomer::Alpha => 0,
+        aa_graph::Anomer::Beta => 1,
+        aa_graph::Anomer::Unknown => 2,
+    };
+    let d = donor.filter(|&x| (1..=9).contains(&x)).map_or(0, |x| x as u32);
+    let c = acceptor.filter(|&x| (1..=11).contains(&x)).map_or(0, |x| x as u32);
+    (a * 10 + d) * 12 + c
 }
 
 fn fragment(s: &str) -> Fragment {

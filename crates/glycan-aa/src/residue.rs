@@ -76,6 +76,9 @@ pub static CORES: &[CoreDef] = &[
     core!("Oli", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
     core!("Boi", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
     core!("Cym", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "3Me", (N, N)),
+    core!("Aco", 6, 1, deoxy [6], amino [], acid [], fur false, "3Me", (N, N)),
+    core!("Pau", 6, 1, deoxy [2, 6], amino [], acid [], fur false, "", (N, N)),
+    core!("Erwiniose", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "4CErw", (N, N)),
     core!("Yer", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "4CHEt", (N, N)),
     core!("ddHex", 6, 1, deoxy [3, 6], amino [], acid [], fur false, "", (N, N)),
     // Amino sugars with their own names.
@@ -240,6 +243,7 @@ pub static GROUPS: &[Group] = &[
     group!("Hm", "CO"),
     group!("MeOH", "CO"),
     group!("HEt", "C(O)C"),
+    group!("Erw", "C(O)CC(C)O"),
     group!("Lac", "C(C)C(=O)O"),
     group!("Cm", "C(=O)N"),
     group!("Aep", "P(=O)(O)CCN"),
