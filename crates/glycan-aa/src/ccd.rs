@@ -77,3 +77,52 @@ pub fn templates() -> &'static HashMap<String, CcdComponent> {
 pub fn component(id: &str) -> Option<&'static CcdComponent> {
     templates().get(id)
 }
+
+/// IUPAC-condensed residue names with a CCD component: `(name, α id, β id)`. Names are matched
+/// exactly (modifications and D/L prefixes included), since a CCD component is one exact
+/// molecule.
+pub static RESIDUE_COMPONENTS: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("Glc", Some("GLC"), Some("BGC")),
+    ("Gal", Some("GLA"), Some("GAL")),
+    ("Man", Some("MAN"), Some("BMA")),
+    ("Gul", None, Some("GL0")),
+    ("Fuc", Some("FUC"), Some("FUL")),
+    ("D-Fuc", Some("FCA"), Some("FCB")),
+    ("Rha", Some("RAM"), Some("RM4")),
+    ("Qui", Some("G6D"), None),
+    ("Tyv", Some("TYV"), None),
+    ("GlcNAc", Some("NDG"), Some("NAG")),
+    ("GalNAc", Some("A2G"), Some("NGA")),
+    ("AllNAc", None, Some("NAA")),
+    ("GlcN", Some("PA1"), Some("GCS")),
+    ("GlcNS6S", Some("SGN"), None),
+    ("Mur", None, Some("MUR")),
+    ("MurNAc", None, Some("AMU")),
+    ("Neu5Ac", Some("SIA"), Some("SLB")),
+    ("Neu5Gc", Some("NGC"), Some("NGE")),
+    ("Kdn", Some("KDM"), Some("KDN")),
+    ("Kdo", Some("KDO"), None),
+    ("Xyl", Some("XYS"), Some("XYP")),
+    ("Ara", Some("ARA"), Some("ARB")),
+    ("Araf", Some("AHR"), None),
+    ("Rib", None, Some("RIP")),
+    ("Ribf", Some("RIB"), None),
+    ("Fruf", Some("Z9N"), Some("FRU")),
+    ("GlcA", Some("GCU"), Some("BDP")),
+    ("GalA", Some("ADA"), Some("GTR")),
+    ("ManA", Some("MAV"), Some("BEM")),
+    ("IdoA", Some("IDR"), None),
+    ("IdoA2S", Some("IDS"), None),
+    ("L-GulA", Some("LGU"), None),
+    ("LDManHep", Some("GMH"), None),
+];
+
+/// The CCD component of a residue as written (`GlcNAc`) with its anomer, if there is one.
+pub fn component_for(residue: &str, anomer: aa_graph::Anomer) -> Option<&'static CcdComponent> {
+    let (_, a, b) = RESIDUE_COMPONENTS.iter().find(|(n, _, _)| *n == residue)?;
+    let id = match anomer {
+        aa_graph::Anomer::Alpha => a.or(*b),
+        aa_graph::Anomer::Beta | aa_graph::Anomer::Unknown => b.or(*a),
+    }?;
+    component(id)
+}
