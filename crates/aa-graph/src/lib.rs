@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # aa-graph
 //!
 //! The one graph type of allatom: a heterogeneous all-atom graph in which heavy atoms are
@@ -47,3 +48,8 @@ pub enum GraphError {
     #[error("invalid graph JSON: {0}")]
     Json(String),
 }
+
+/// The crate README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

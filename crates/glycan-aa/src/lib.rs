@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # glycan-aa
 //!
 //! Glycans as all-atom molecules. An IUPAC-condensed string (as glycowork and GlycanML write
@@ -81,3 +82,8 @@ impl Glycan {
         Ok(Glycan { iupac: s.to_string(), tree, molecule })
     }
 }
+
+/// The crate README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
