@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::HeteroGraph;
+use crate::csr::Csr;
+use crate::graph::{HeteroGraph, Level, SpatialRelation};
 
 /// Many graphs collated into one: node and edge indices are shifted by per-graph offsets, and
 /// every atom and unit knows which graph it came from.
@@ -75,6 +76,27 @@ impl Batch {
         if all_pos {
             out.positions = Some(positions);
         }
+        // Spatial relations are kept when every graph has the same list (same levels and kinds,
+        // same order); each relation's rows are concatenated with node offsets.
+        let same = !graphs.is_empty()
+            && graphs.iter().all(|g| {
+                g.spatial.len() == graphs[0].spatial.len()
+                    && g.spatial.iter().zip(&graphs[0].spatial).all(|(a, b)| a.level == b.level && a.kind == b.kind)
+            });
+        if same {
+            for (r, first) in graphs[0].spatial.iter().enumerate() {
+                let offsets = if first.level == Level::Atom { &b.atom_offsets } else { &b.unit_offsets };
+                let mut csr = Csr { offsets: vec![0], targets: Vec::new(), edges: Vec::new() };
+                for (gi, g) in graphs.iter().enumerate() {
+                    let n = &g.spatial[r].neighbors;
+                    let base = csr.targets.len() as u32;
+                    csr.offsets.extend(n.offsets[1..].iter().map(|o| o + base));
+                    csr.targets.extend(n.targets.iter().map(|t| t + offsets[gi]));
+                    csr.edges.extend_from_slice(&n.edges);
+                }
+                b.graph.spatial.push(SpatialRelation { level: first.level, kind: first.kind, neighbors: csr });
+            }
+        }
         b
     }
 
@@ -138,6 +160,24 @@ impl Batch {
                         })
                         .collect(),
                     positions: src.positions.as_ref().map(|p| p[a0 as usize..a1 as usize].to_vec()),
+                    spatial: src
+                        .spatial
+                        .iter()
+                        .map(|rel| {
+                            let (n0, n1) = if rel.level == Level::Atom { (a0, a1) } else { (u0, u1) };
+                            let c = &rel.neighbors;
+                            let (e0, e1) = (c.offsets[n0 as usize] as usize, c.offsets[n1 as usize] as usize);
+                            SpatialRelation {
+                                level: rel.level,
+                                kind: rel.kind,
+                                neighbors: Csr {
+                                    offsets: c.offsets[n0 as usize..=n1 as usize].iter().map(|o| o - e0 as u32).collect(),
+                                    targets: c.targets[e0..e1].iter().map(|t| t - n0).collect(),
+                                    edges: c.edges[e0..e1].to_vec(),
+                                },
+                            }
+                        })
+                        .collect(),
                 }
             })
             .collect()

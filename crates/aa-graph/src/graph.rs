@@ -55,6 +55,60 @@ pub struct Unit {
     pub name: String,
     /// Anchor atom (anomeric carbon for sugars, CA for residues), if present.
     pub anchor: Option<u32>,
+    /// Where the unit comes from in a structure file (chain, residue number, insertion code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<ResidueLabel>,
+}
+
+/// Chain, residue number and insertion code of a unit read from a structure file, so that
+/// results map back to the file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ResidueLabel {
+    /// Chain identifier (author chain id).
+    pub chain: String,
+    /// Residue sequence number (author numbering).
+    pub number: i32,
+    /// Insertion code, empty when none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub insertion: String,
+}
+
+/// Level of a spatial relation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Between atoms, on atom coordinates.
+    Atom,
+    /// Between units, on their anchor atoms' coordinates (CA, C1).
+    Unit,
+}
+
+/// How a spatial relation was built.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum SpatialKind {
+    /// The k nearest neighbours of every node (excluding itself).
+    Knn {
+        /// Neighbours per node.
+        k: usize,
+    },
+    /// Every other node within a cutoff.
+    Radius {
+        /// Cutoff in ångström.
+        cutoff_angstrom: f32,
+    },
+}
+
+/// A spatial neighbour relation stored as CSR rows (row = node, targets = its neighbours,
+/// `edges` = neighbour distance in milli-ångström).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpatialRelation {
+    /// Atom or unit level.
+    pub level: Level,
+    /// kNN or radius.
+    pub kind: SpatialKind,
+    /// Neighbour lists.
+    pub neighbors: Csr,
 }
 
 /// Covalent bond order.
@@ -168,6 +222,9 @@ pub struct HeteroGraph {
     /// Optional 3D coordinates in ångström, one per atom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positions: Option<Vec<[f32; 3]>>,
+    /// Spatial relations (kNN, radius) over atoms or units.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spatial: Vec<SpatialRelation>,
 }
 
 impl HeteroGraph {
@@ -212,6 +269,18 @@ impl HeteroGraph {
                 return Err(GraphError::Index(format!("{} positions for {na} atoms", p.len())));
             }
         }
+        for (i, s) in self.spatial.iter().enumerate() {
+            let n = if s.level == Level::Atom { na } else { nu };
+            let c = &s.neighbors;
+            let ok = c.offsets.len() == n as usize + 1
+                && c.offsets.windows(2).all(|w| w[0] <= w[1])
+                && c.offsets.last().copied() == Some(c.targets.len() as u32)
+                && c.edges.len() == c.targets.len()
+                && c.targets.iter().all(|&t| t < n);
+            if !ok {
+                return Err(GraphError::Index(format!("spatial relation {i} does not fit {n} nodes")));
+            }
+        }
         Ok(())
     }
 
@@ -235,6 +304,20 @@ impl HeteroGraph {
     /// Unit → member atoms (the membership relation); `edge` holds the atom index.
     pub fn unit_members(&self) -> Csr {
         Csr::from_directed(self.units.len(), self.atoms.iter().enumerate().map(|(i, a)| (a.unit, i as u32, i as u32)))
+    }
+
+    /// Coordinates of every unit's anchor atom (`None` for units without anchor or when the
+    /// graph has no positions).
+    pub fn anchor_positions(&self) -> Option<Vec<Option<[f32; 3]>>> {
+        let p = self.positions.as_ref()?;
+        Some(self.units.iter().map(|u| u.anchor.map(|a| p[a as usize])).collect())
+    }
+
+    /// Relative sequence offset `number(j) - number(i)` of two units on the same chain (both
+    /// labelled), clamped to ±`clamp`; `None` across chains or for unlabelled units.
+    pub fn sequence_offset(&self, i: usize, j: usize, clamp: i32) -> Option<i32> {
+        let (a, b) = (self.units[i].label.as_ref()?, self.units[j].label.as_ref()?);
+        (a.chain == b.chain).then(|| (b.number - a.number).clamp(-clamp, clamp))
     }
 
     /// Symmetric unit–unit neighbour lists over all unit links; `edge` holds the link index.

@@ -16,7 +16,7 @@
 //!         Atom { element: Element::C, formal_charge: 0, aromatic: false, implicit_h: 3, name: "C1".into(), unit: 0 },
 //!         Atom { element: Element::O, formal_charge: 0, aromatic: false, implicit_h: 1, name: "O1".into(), unit: 0 },
 //!     ],
-//!     units: vec![Unit { kind: UnitKind::Other, type_id: 0, name: "MOH".into(), anchor: Some(0) }],
+//!     units: vec![Unit { kind: UnitKind::Other, type_id: 0, name: "MOH".into(), anchor: Some(0), label: None }],
 //!     bonds: vec![Bond { a: 0, b: 1, order: BondOrder::Single }],
 //!     ..Default::default()
 //! };
@@ -30,12 +30,14 @@ mod batch;
 mod csr;
 mod element;
 mod graph;
+pub mod neighbors;
 
 pub use batch::Batch;
 pub use csr::Csr;
 pub use element::Element;
 pub use graph::{
-    hill_formula, Anomer, Atom, Bond, BondOrder, HeteroGraph, Unit, UnitKind, UnitLink, UnitLinkKind,
+    hill_formula, Anomer, Atom, Bond, BondOrder, HeteroGraph, Level, ResidueLabel, SpatialKind, SpatialRelation, Unit,
+    UnitKind, UnitLink, UnitLinkKind,
 };
 
 /// Errors raised when a graph is inconsistent or cannot be read.

@@ -14,8 +14,8 @@ fn two_unit() -> HeteroGraph {
             atom(Element::O, 1, "O2", 1),
         ],
         units: vec![
-            Unit { kind: UnitKind::Other, type_id: 3, name: "A".into(), anchor: Some(0) },
-            Unit { kind: UnitKind::Monosaccharide, type_id: 4, name: "B".into(), anchor: Some(2) },
+            Unit { kind: UnitKind::Other, type_id: 3, name: "A".into(), anchor: Some(0), label: None },
+            Unit { kind: UnitKind::Monosaccharide, type_id: 4, name: "B".into(), anchor: Some(2), label: None },
         ],
         bonds: vec![
             Bond { a: 0, b: 1, order: BondOrder::Single },
@@ -24,6 +24,7 @@ fn two_unit() -> HeteroGraph {
         ],
         unit_links: vec![UnitLink { src: 1, dst: 0, kind: UnitLinkKind::Covalent, type_id: 0 }],
         positions: Some(vec![[0.0, 0.0, 0.0], [1.4, 0.0, 0.0], [-1.5, 0.0, 0.0], [-2.9, 0.1, 0.0]]),
+        spatial: vec![],
     }
 }
 
@@ -94,4 +95,26 @@ fn json_round_trip_and_validation() {
     let err = HeteroGraph::from_json(&bad.to_json()).unwrap_err().to_string();
     assert!(err.contains("bond 3"), "{err}");
     assert!(HeteroGraph::from_json("{\"atoms\": 3}").is_err());
+}
+
+#[test]
+fn spatial_relations_batch_and_unbatch() {
+    let mut g = two_unit();
+    let pos = g.positions.clone().unwrap();
+    g.spatial.push(SpatialRelation {
+        level: Level::Atom,
+        kind: SpatialKind::Knn { k: 2 },
+        neighbors: neighbors::knn(&pos, 2),
+    });
+    let anchors: Vec<[f32; 3]> = g.anchor_positions().unwrap().into_iter().map(|p| p.unwrap()).collect();
+    g.spatial.push(SpatialRelation {
+        level: Level::Unit,
+        kind: SpatialKind::Radius { cutoff_angstrom: 5.0 },
+        neighbors: neighbors::radius(&anchors, 5.0),
+    });
+    let b = Batch::collate(&[g.clone(), g.clone()]);
+    assert_eq!(b.graph.spatial.len(), 2);
+    assert_eq!(b.graph.spatial[0].neighbors.neighbors(4), &[5, 6]);
+    assert_eq!(b.graph.spatial[1].neighbors.neighbors(2), &[3]);
+    assert_eq!(b.unbatch(), vec![g.clone(), g]);
 }

@@ -193,6 +193,7 @@ impl CompatGraph {
                 type_id: self.node_type[u],
                 name: vocab.units.get(self.node_type[u] as usize).cloned().unwrap_or_default(),
                 anchor: None,
+                label: None,
             });
         }
         let mut owner = vec![0u32; self.node_type.len()];

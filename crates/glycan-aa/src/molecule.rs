@@ -714,6 +714,7 @@ impl Ctx<'_> {
                     type_id: specs[r].core as u32,
                     name: pr.name.clone(),
                     anchor: (ra.anomeric > 0).then(|| new_index[ra.carbon[ra.anomeric as usize - 1] as usize]),
+                    label: None,
                 }
             })
             .collect();
@@ -747,7 +748,7 @@ impl Ctx<'_> {
         }
         flags.sort();
         flags.dedup();
-        let graph = HeteroGraph { atoms, units, bonds, unit_links, positions: None };
+        let graph = HeteroGraph { atoms, units, bonds, unit_links, positions: None, spatial: Vec::new() };
         Ok(GlycanMolecule { graph, flags, reducing_end: parsed.reducing_end.as_ref().map(|l| l.text.clone()) })
     }
 }
