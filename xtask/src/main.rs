@@ -1,5 +1,5 @@
-//! `cargo xtask …`: fetching data sets into `data/fetched/` with the same files the shared
-//! folder holds, so the project works for users who only have the repository.
+//! `cargo xtask …`: fetching data sets into `data/fetched/` (the same files the shared folder
+//! and the issues name), so the project works for users who only have the repository.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,10 +16,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Everything the tests read: glycowork tables and the structure files.
+    FetchData,
     /// Download glycowork 1.11.0 from PyPI (pip download --no-deps) and unpack its curated
     /// glycan tables (v12_df_species.csv, v12_glycan_binding.csv, sugarbase) into
     /// data/fetched/glycowork/.
     FetchGlycowork,
+    /// Real structure files into data/fetched/structures/: the PDB/mmCIF files shipped in
+    /// PyPI's mdanalysistests 2.11.0 and in the biopython 1.88 sdist (Tests/PDB, with 7DDO),
+    /// and the structures shipped in the pdbrust 0.7.1 crate.
+    FetchStructures,
 }
 
 fn root() -> PathBuf {
@@ -27,30 +33,110 @@ fn root() -> PathBuf {
 }
 
 fn main() -> Result<()> {
+    let fetched = root().join("data/fetched");
     match Cli::parse().command {
-        Cmd::FetchGlycowork => fetch_glycowork(&root().join("data/fetched/glycowork")),
+        Cmd::FetchData => {
+            fetch_glycowork(&fetched.join("glycowork"))?;
+            fetch_structures(&fetched)
+        }
+        Cmd::FetchGlycowork => fetch_glycowork(&fetched.join("glycowork")),
+        Cmd::FetchStructures => fetch_structures(&fetched),
     }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {what}"))?;
+    if !st.success() {
+        bail!("{what} failed");
+    }
+    Ok(())
+}
+
+fn pip_download(spec: &str, dest: &Path, sdist: bool) -> Result<()> {
+    let mut c = Command::new("python3");
+    c.args(["-m", "pip", "download", "--quiet", "--no-deps", spec, "-d"]).arg(dest);
+    if sdist {
+        c.args(["--no-binary", ":all:"]);
+    }
+    run(&mut c, &format!("pip download {spec} (is Python with pip installed?)"))
 }
 
 fn fetch_glycowork(dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest)?;
     let wheel = dest.join("glycowork-1.11.0-py3-none-any.whl");
     if !wheel.exists() {
-        let st = Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "glycowork==1.11.0", "-d"])
-            .arg(dest)
-            .status()
-            .context("running python3 -m pip (is Python with pip installed?)")?;
-        if !st.success() {
-            bail!("pip download glycowork==1.11.0 failed");
-        }
+        pip_download("glycowork==1.11.0", dest, false)?;
     }
     // Unpack only the data tables we use, with Python's zipfile (always present with pip).
-    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor n in z.namelist():\n    if n.startswith('glycowork/glycan_data/v12_') :\n        z.extract(n, sys.argv[2])\n";
-    let st = Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(dest).status()?;
-    if !st.success() {
-        bail!("unpacking {} failed", wheel.display());
-    }
+    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor n in z.namelist():\n    if n.startswith('glycowork/glycan_data/v12_'):\n        z.extract(n, sys.argv[2])\n";
+    run(Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(dest), "unpacking glycowork")?;
     println!("glycowork tables in {}", dest.join("glycowork/glycan_data").display());
+    Ok(())
+}
+
+/// Extracts structure files from an archive (tar.gz or .crate) whose member paths contain
+/// `inside`, flattening nothing: members keep their path below `inside`.
+fn extract_structures(archive: &Path, inside: &str, out: &Path) -> Result<()> {
+    let script = r#"
+import sys, tarfile, os
+archive, inside, out = sys.argv[1], sys.argv[2], sys.argv[3]
+suffixes = ('.pdb', '.pdb.gz', '.pdb.bz2', '.cif', '.cif.gz', '.ent', '.ent.gz', '.mmcif')
+n = 0
+with tarfile.open(archive) as t:
+    for m in t.getmembers():
+        if not m.isfile() or inside not in m.name:
+            continue
+        rel = m.name.split(inside, 1)[1].lstrip('/')
+        if not rel.lower().endswith(suffixes) or '/DTDs/' in m.name:
+            continue
+        dest = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with t.extractfile(m) as src, open(dest, 'wb') as dst:
+            dst.write(src.read())
+        n += 1
+print(f"{n} files from {os.path.basename(archive)}")
+"#;
+    run(Command::new("python3").arg("-c").arg(script).arg(archive).arg(inside).arg(out), "extracting structures")
+}
+
+fn fetch_structures(fetched: &Path) -> Result<()> {
+    let dl = fetched.join("downloads");
+    let out = fetched.join("structures");
+    std::fs::create_dir_all(&dl)?;
+    let mda = dl.join("mdanalysistests-2.11.0.tar.gz");
+    if !mda.exists() {
+        pip_download("mdanalysistests==2.11.0", &dl, true)?;
+    }
+    extract_structures(&mda, "MDAnalysisTests/data", &out.join("mdanalysistests"))?;
+    let bp = dl.join("biopython-1.88.tar.gz");
+    if !bp.exists() {
+        pip_download("biopython==1.88", &dl, true)?;
+    }
+    extract_structures(&bp, "Tests/PDB", &out.join("biopython"))?;
+    // The pdbrust crate from crates.io: cargo fetches it into its registry cache.
+    let krate = dl.join("pdbrust-0.7.1.crate");
+    if !krate.exists() {
+        let proj = dl.join("pdbrust-fetch");
+        std::fs::create_dir_all(proj.join("src"))?;
+        std::fs::write(
+            proj.join("Cargo.toml"),
+            "[package]\nname = \"pdbrust-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[dependencies]\npdbrust = \"=0.7.1\"\n\n[workspace]\n",
+        )?;
+        std::fs::write(proj.join("src/lib.rs"), "")?;
+        run(Command::new("cargo").arg("fetch").current_dir(&proj), "cargo fetch pdbrust")?;
+        let home = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+        let cache = home.join("registry/cache");
+        let found = std::fs::read_dir(&cache)
+            .with_context(|| format!("reading {}", cache.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("pdbrust-0.7.1.crate"))
+            .find(|p| p.exists())
+            .context("pdbrust-0.7.1.crate not in the cargo registry cache after cargo fetch")?;
+        std::fs::copy(found, &krate)?;
+    }
+    extract_structures(&krate, "pdbrust-0.7.1/", &out.join("pdbrust"))?;
+    println!("structures in {}", out.display());
     Ok(())
 }

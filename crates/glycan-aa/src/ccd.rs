@@ -18,6 +18,9 @@ pub struct CcdAtom {
     pub charge: i32,
     /// Leaving atom in polymer linkage (e.g. O1 of a sugar).
     pub leaving: bool,
+    /// Aromatic flag.
+    #[serde(default)]
+    pub aromatic: bool,
     /// Ideal coordinates (Å).
     pub ideal_xyz: Option<[f32; 3]>,
 }
