@@ -60,6 +60,9 @@ pub struct GlycanTree {
     pub units: Vec<u32>,
     /// Template heavy atoms missing from these residues in the file.
     pub missing_atoms: usize,
+    /// Whether the root's anomeric hydroxyl oxygen (O1, or O2 for ketoses and sialic acids)
+    /// is in the file; it is absent when the glycan is attached, and often in free glycans too.
+    pub reducing_end_oxygen: bool,
 }
 
 /// A structure as an all-atom graph plus what was learned while building it.
@@ -456,6 +459,16 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         add_link(&mut bonds, &mut bonded, d, acc, kind);
     }
     let glycans = glycan_trees(&residues, &units, &atoms, &links, &missing_per_unit, &bonds);
+    for g in &glycans {
+        for &u in &g.units {
+            if templates::iupac_name(&units[u as usize].name).is_none() {
+                warnings.push(format!(
+                    "glycan {}: component {} has no IUPAC-condensed name here; its CCD id is written instead",
+                    g.iupac, units[u as usize].name
+                ));
+            }
+        }
+    }
     let mut graph = HeteroGraph { atoms, units, bonds, unit_links: links, positions: Some(positions), spatial: Vec::new() };
     add_spatial(&mut graph, opts);
     let chains: HashSet<&str> = residues.iter().map(|r| r.chain.as_str()).collect();
@@ -598,7 +611,10 @@ fn glycan_trees(
             iupac.push_str(&format!("({}{}-", anomer_letter(templates::anomer(&units[u].name)), pos_text(pos)));
         }
         let missing_atoms = members.iter().map(|&m| missing[m as usize]).sum();
-        out.push(GlycanTree { iupac, attached_to: attached[u].clone(), units: members, missing_atoms });
+        let o_name = units[u].anchor.and_then(|a| trailing_number(&atoms[a as usize].name)).map(|p| format!("O{p}"));
+        let reducing_end_oxygen =
+            o_name.is_some_and(|o| residues[u].atoms.iter().any(|&a| atoms[a as usize].name == o));
+        out.push(GlycanTree { iupac, attached_to: attached[u].clone(), units: members, missing_atoms, reducing_end_oxygen });
     }
     out
 }

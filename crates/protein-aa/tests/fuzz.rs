@@ -1,0 +1,87 @@
+//! Bad structure input: truncated, empty, binary, wrong format, absurd coordinates — a clear
+//! error or a warning, never a panic.
+
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use protein_aa::{structure_from_bytes, StructureOptions};
+
+fn real(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures").join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask fetch-data`)", p.display()))
+}
+
+fn opts() -> StructureOptions {
+    StructureOptions { atom_knn: Some(8), unit_knn: Some(4), ..Default::default() }
+}
+
+fn check(bytes: &[u8]) {
+    match structure_from_bytes(bytes, &opts()) {
+        Ok(s) => s.graph.validate().unwrap(),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+#[test]
+fn named_bad_inputs() {
+    for (bytes, needle) in [
+        (&b""[..], "empty"),
+        (&b"\x00\x01\x02binary"[..], "binary"),
+        (&b"hello world\nthis is not a structure\n"[..], "no ATOM/HETATM"),
+        (&b"ATOM      1  N   ALA A   1      11.104  6.134"[..], "too short"),
+        (&b"ATOM      1  N   ALA A   1      11.104  abcdef  -2.100  1.00  0.00           N\n"[..], "bad coordinate"),
+        (&b"ATOM      1  N   ALA A   1         nan   6.134  -2.100  1.00  0.00           N\n"[..], "bad coordinate"),
+        (&b"\x1f\x8b\x08\x00\x00\x00"[..], "gzip"),
+        (&b"data_x\nloop_\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1.0\n"[..], "truncated"),
+        (&b"data_x\n;unterminated text\n"[..], "never closed"),
+    ] {
+        let e = structure_from_bytes(bytes, &opts()).expect_err(&String::from_utf8_lossy(bytes)).to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+}
+
+#[test]
+fn absurd_coordinates_warn() {
+    let pdb = b"ATOM      1  N   ALA A   1    99999.00-99999.0 12345.67  1.00  0.00           N\nATOM      2  CA  ALA A   1    99999.50-99999.0 12345.67  1.00  0.00           C\nATOM      3  C   ALA A   1       0.000   0.000   0.000  1.00  0.00           C\n";
+    let s = structure_from_bytes(pdb, &opts()).unwrap();
+    assert!(s.warnings.iter().any(|w| w.contains("9999")), "{:?}", s.warnings);
+}
+
+#[test]
+fn truncated_gzip_is_an_error() {
+    let gz = real("mdanalysistests/1osm.pdb.gz");
+    check(&gz);
+    let e = structure_from_bytes(&gz[..gz.len() / 2], &opts()).unwrap_err().to_string();
+    assert!(e.contains("gzip"), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn truncated_and_corrupted_pdb(cut in 0usize..200_000, pos in 0usize..200_000, byte in any::<u8>()) {
+        let text = real("pdbrust/examples/pdb_files/1UBQ.pdb");
+        let mut t = text[..cut.min(text.len())].to_vec();
+        if !t.is_empty() {
+            let p = pos % t.len();
+            t[p] = byte;
+        }
+        check(&t);
+    }
+
+    #[test]
+    fn truncated_and_corrupted_cif(cut in 0usize..200_000, pos in 0usize..200_000, byte in any::<u8>()) {
+        let text = real("pdbrust/examples/pdb_files/1CRN.cif");
+        let mut t = text[..cut.min(text.len())].to_vec();
+        if !t.is_empty() {
+            let p = pos % t.len();
+            t[p] = byte;
+        }
+        check(&t);
+    }
+
+    #[test]
+    fn random_bytes(v in proptest::collection::vec(any::<u8>(), 0..400)) {
+        check(&v);
+    }
+}
