@@ -17,3 +17,8 @@ pub fn pretrain_glycans() -> Vec<String> {
     let mut rdr = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     rdr.records().map(|r| r.expect("CSV row")[0].trim().to_string()).collect()
 }
+
+/// A fetched structure file (`cargo xtask fetch-data`), relative to `data/fetched/structures`.
+pub fn structure(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/fetched/structures").join(rel)
+}

@@ -13,6 +13,8 @@ struct Grid {
     /// CSR over cells: points of cell c are `items[starts[c]..starts[c+1]]`.
     starts: Vec<u32>,
     items: Vec<u32>,
+    /// Positions in the same (cell) order as `items`, for cache-friendly scans.
+    sorted: Vec<[f32; 3]>,
 }
 
 impl Grid {
@@ -61,15 +63,22 @@ impl Grid {
             items[fill[c] as usize] = i as u32;
             fill[c] += 1;
         }
-        Grid { origin: lo, cell, dims, starts: counts, items }
+        let sorted = items.iter().map(|&i| points[i as usize]).collect();
+        Grid { origin: lo, cell, dims, starts: counts, items, sorted }
+    }
+
+    /// Number of non-empty cells.
+    fn occupied(&self) -> usize {
+        self.starts.windows(2).filter(|w| w[1] > w[0]).count()
     }
 
     fn coord(&self, p: &[f32; 3]) -> [i64; 3] {
         [0, 1, 2].map(|d| ((p[d] - self.origin[d]) / self.cell).floor() as i64)
     }
 
-    /// Calls `f` for every point in cells within Chebyshev ring `r` of `c` (the shell only).
-    fn for_shell(&self, c: [i64; 3], r: i64, mut f: impl FnMut(u32)) {
+    /// Calls `f(index, position)` for every point in the cells of Chebyshev ring `r` around
+    /// cell `c` (the shell only).
+    fn for_shell(&self, c: [i64; 3], r: i64, mut f: impl FnMut(u32, &[f32; 3])) {
         let lim = |d: usize| self.dims[d] as i64 - 1;
         for x in (c[0] - r).max(0)..=(c[0] + r).min(lim(0)) {
             for y in (c[1] - r).max(0)..=(c[1] + r).min(lim(1)) {
@@ -79,8 +88,9 @@ impl Grid {
                         continue;
                     }
                     let cell = ((x as usize) * self.dims[1] + y as usize) * self.dims[2] + z as usize;
-                    for &i in &self.items[self.starts[cell] as usize..self.starts[cell + 1] as usize] {
-                        f(i);
+                    let (a, b) = (self.starts[cell] as usize, self.starts[cell + 1] as usize);
+                    for (i, p) in self.items[a..b].iter().zip(&self.sorted[a..b]) {
+                        f(*i, p);
                     }
                 }
             }
@@ -105,58 +115,137 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
     if k == 0 {
         return Csr { offsets: vec![0; n + 1], targets: vec![], edges: vec![] };
     }
-    // A cell about the size of a k-neighbourhood at the mean density.
-    let grid = Grid::new(points, 3.0);
-    let rows: Vec<Vec<(f32, u32)>> = points
-        .par_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let c = grid.coord(p);
-            let mut best: Vec<(f32, u32)> = Vec::with_capacity(4 * k);
-            let mut r = 0;
-            loop {
-                grid.for_shell(c, r, |j| {
-                    if j as usize != i {
-                        best.push((dist2(p, &points[j as usize]), j));
-                    }
+    // Cell size from the density of the occupied cells, aiming at about k/3 points per cell so
+    // that the 27 cells around a point usually hold its k neighbours.
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for p in points {
+        for d in 0..3 {
+            lo[d] = lo[d].min(p[d]);
+            hi[d] = hi[d].max(p[d]);
+        }
+    }
+    let volume: f32 = (0..3).map(|d| (hi[d] - lo[d]).max(1.0)).product();
+    let target = (k as f32 / 3.0).max(1.0);
+    let h0 = (volume * target / n as f32).cbrt().clamp(0.5, 1e4);
+    let probe = Grid::new(points, h0);
+    let density = n as f32 / (probe.occupied().max(1) as f32 * probe.cell.powi(3));
+    let grid = Grid::new(points, (target / density).cbrt().clamp(0.5, 1e4));
+    // One task per occupied cell: the points of the 27 surrounding cells are gathered once and
+    // shared by every query point of the cell; a query whose k-th neighbour could lie outside
+    // that cube falls back to searching ring by ring. Rows are written in cell order and
+    // scattered to their points afterwards.
+    let mut t_sorted = vec![0u32; n * k];
+    let mut e_sorted = vec![0u32; n * k];
+    let ncell = grid.starts.len() - 1;
+    let cells: Vec<usize> = (0..ncell).filter(|&c| grid.starts[c + 1] > grid.starts[c]).collect();
+    // Split the output rows by cell (cells are contiguous in sorted order).
+    let mut t_parts: Vec<(usize, &mut [u32], &mut [u32])> = Vec::with_capacity(cells.len());
+    {
+        let mut t_rest: &mut [u32] = &mut t_sorted;
+        let mut e_rest: &mut [u32] = &mut e_sorted;
+        for &c in &cells {
+            let len = (grid.starts[c + 1] - grid.starts[c]) as usize * k;
+            let (t_head, t_tail) = std::mem::take(&mut t_rest).split_at_mut(len);
+            let (e_head, e_tail) = std::mem::take(&mut e_rest).split_at_mut(len);
+            t_parts.push((c, t_head, e_head));
+            t_rest = t_tail;
+            e_rest = e_tail;
+        }
+    }
+    t_parts.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(shared_p, shared_i, cand): &mut (Vec<[f32; 3]>, Vec<u32>, Vec<(f32, u32)>), (cell, t_out, e_out)| {
+            let cz = cell % grid.dims[2];
+            let cy = (cell / grid.dims[2]) % grid.dims[1];
+            let cx = cell / (grid.dims[1] * grid.dims[2]);
+            let c = [cx as i64, cy as i64, cz as i64];
+            shared_p.clear();
+            shared_i.clear();
+            for r in 0..=1 {
+                grid.for_shell(c, r, |j, pj| {
+                    shared_i.push(j);
+                    shared_p.push(*pj);
                 });
-                if best.len() >= k {
-                    best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    best.truncate(k);
-                    // After rings 0..=r every point closer than r·cell has been seen.
-                    let reach = r as f32 * grid.cell;
-                    if best[k - 1].0 < reach * reach {
-                        break;
-                    }
-                }
-                if r > grid.max_ring() {
-                    best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    best.truncate(k);
-                    break;
-                }
-                r += 1;
             }
-            best
-        })
-        .collect();
-    to_csr(rows)
+            let (a, b) = (grid.starts[cell] as usize, grid.starts[cell + 1] as usize);
+            for (slot, q) in (a..b).enumerate() {
+                let i = grid.items[q];
+                let p = grid.sorted[q];
+                cand.clear();
+                cand.extend(shared_p.iter().zip(shared_i.iter()).filter(|(_, &j)| j != i).map(|(pj, &j)| (dist2(&p, pj), j)));
+                let mut r = 1i64;
+                loop {
+                    let exhausted = r > grid.max_ring();
+                    if cand.len() >= k || exhausted {
+                        let m = k.min(cand.len());
+                        if m > 0 && m < cand.len() {
+                            cand.select_nth_unstable_by(m - 1, |x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                            cand.truncate(m);
+                        }
+                        // Points outside the scanned cube are at least this far away.
+                        let bound = (0..3)
+                            .map(|d| {
+                                let lo_face = grid.origin[d] + (c[d] - r) as f32 * grid.cell;
+                                let hi_face = grid.origin[d] + (c[d] + r + 1) as f32 * grid.cell;
+                                (p[d] - lo_face).min(hi_face - p[d])
+                            })
+                            .fold(f32::INFINITY, f32::min);
+                        let kth = cand.iter().map(|x| x.0).fold(0.0f32, f32::max);
+                        if exhausted || (cand.len() >= k && kth <= bound * bound) {
+                            break;
+                        }
+                    }
+                    r += 1;
+                    grid.for_shell(c, r, |j, pj| {
+                        if j != i {
+                            cand.push((dist2(&p, pj), j));
+                        }
+                    });
+                }
+                cand.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                let t_row = &mut t_out[slot * k..(slot + 1) * k];
+                let e_row = &mut e_out[slot * k..(slot + 1) * k];
+                for (s_, (d2, j)) in cand.iter().take(k).enumerate() {
+                    t_row[s_] = *j;
+                    e_row[s_] = (d2.sqrt() * 1000.0).round() as u32;
+                }
+            }
+        },
+    );
+    let mut targets = vec![0u32; n * k];
+    let mut edges = vec![0u32; n * k];
+    for (q, &i) in grid.items.iter().enumerate() {
+        let (src, dst) = (q * k..(q + 1) * k, i as usize * k..(i as usize + 1) * k);
+        targets[dst.clone()].copy_from_slice(&t_sorted[src.clone()]);
+        edges[dst].copy_from_slice(&e_sorted[src]);
+    }
+    let offsets = (0..=n).map(|i| (i * k) as u32).collect();
+    Csr { offsets, targets, edges }
 }
 
 /// Every other point within `cutoff` ångström of every point, nearest first.
 pub fn radius(points: &[[f32; 3]], cutoff: f32) -> Csr {
+    let all: Vec<u32> = (0..points.len() as u32).collect();
+    radius_of(points, &all, cutoff)
+}
+
+/// Like [`radius`], but only for the query points listed (row `r` of the result belongs to
+/// `queries[r]`); neighbours are searched among all points.
+pub fn radius_of(points: &[[f32; 3]], queries: &[u32], cutoff: f32) -> Csr {
     let grid = Grid::new(points, cutoff.max(0.5));
     let reach = (cutoff / grid.cell).ceil() as i64;
     let c2 = cutoff * cutoff;
-    let rows: Vec<Vec<(f32, u32)>> = points
+    let rows: Vec<Vec<(f32, u32)>> = queries
         .par_iter()
-        .enumerate()
-        .map(|(i, p)| {
+        .map(|&i| {
+            let (i, p) = (i as usize, &points[i as usize]);
             let c = grid.coord(p);
             let mut out = Vec::new();
             for r in 0..=reach {
-                grid.for_shell(c, r, |j| {
+                grid.for_shell(c, r, |j, pj| {
                     if j as usize != i {
-                        let d = dist2(p, &points[j as usize]);
+                        let d = dist2(p, pj);
                         if d <= c2 {
                             out.push((d, j));
                         }

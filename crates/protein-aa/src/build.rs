@@ -3,7 +3,7 @@
 //! glycosidic and protein–glycan bonds from LINK/struct_conn with a distance fallback, and
 //! spatial kNN/radius relations.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use aa_graph::{
     neighbors, Anomer, Atom, Bond, BondOrder, Element, HeteroGraph, Level, ResidueLabel, SpatialKind, SpatialRelation, Unit,
@@ -11,7 +11,7 @@ use aa_graph::{
 };
 use serde::Serialize;
 
-use crate::read::{AtomRecord, RawStructure};
+use crate::read::{AtomRecord, Label, RawStructure};
 use crate::templates::{self, AMINO_ACIDS, WATERS};
 use crate::StructureError;
 
@@ -141,10 +141,10 @@ fn trailing_number(name: &str) -> Option<u8> {
 }
 
 struct Residue {
-    chain: String,
+    chain: Label,
     resseq: i32,
-    icode: String,
-    resname: String,
+    icode: Label,
+    resname: Label,
     atoms: Vec<u32>,
 }
 
@@ -194,7 +194,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     // Alternate locations, per residue position: the altloc whose atoms have the highest
     // occupancy (then the first written) is kept together with the atoms that have none, so a
     // residue never mixes conformers (and microheterogeneity keeps one residue type).
-    let mut best_alt: HashMap<(&str, i32, &str), (&str, f32)> = HashMap::new();
+    let mut best_alt: HashMap<(&str, i32, &str), (&str, f32)> = HashMap::default();
     for a in &candidates {
         if a.altloc.is_empty() {
             continue;
@@ -207,7 +207,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     }
     let mut altloc_atoms = 0;
     let mut kept: Vec<(&AtomRecord, Element)> = Vec::with_capacity(candidates.len());
-    let mut seen_atom: HashSet<(&str, i32, &str, &str, &str)> = HashSet::new();
+    let mut seen_atom: HashSet<(&str, i32, &str, &str, &str)> = HashSet::default();
     for (i, a) in candidates.iter().enumerate() {
         if !a.altloc.is_empty() && best_alt.get(&(a.chain.as_str(), a.resseq, a.icode.as_str())).map(|b| b.0) != Some(a.altloc.as_str()) {
             altloc_atoms += 1;
@@ -228,7 +228,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     }
     // Residues in file order (a residue key seen again later joins its first occurrence).
     let mut residues: Vec<Residue> = Vec::new();
-    let mut index: HashMap<(String, i32, String, String), usize> = HashMap::new();
+    let mut index: HashMap<(Label, i32, Label, Label), usize> = HashMap::default();
     let mut positions = Vec::with_capacity(kept.len());
     let mut atoms: Vec<Atom> = Vec::with_capacity(kept.len());
     for &(a, element) in &kept {
@@ -249,7 +249,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             formal_charge: 0,
             aromatic: false,
             implicit_h: 0,
-            name: a.name.clone(),
+            name: a.name.to_string(),
             unit: r as u32,
         });
         positions.push(a.pos);
@@ -266,7 +266,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     let mut missing_per_unit = vec![0usize; residues.len()];
     let mut untemplated: Vec<usize> = Vec::new();
     for (r, res) in residues.iter().enumerate() {
-        let by_name: HashMap<String, u32> = res.atoms.iter().map(|&a| (atoms[a as usize].name.clone(), a)).collect();
+        // Residues have a few dozen atoms at most: a linear scan beats hashing names.
+        let lookup_name = |atoms: &[Atom], n: &str| res.atoms.iter().copied().find(|&a| atoms[a as usize].name == n);
         let comp = templates::component(&res.resname);
         let (kind, type_id) = if let Some(k) = AMINO_ACIDS.iter().position(|x| *x == res.resname) {
             (UnitKind::Residue, k as u32)
@@ -279,23 +280,23 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             (UnitKind::Other, 0)
         };
         let anchor = match kind {
-            UnitKind::Residue => by_name.get("CA").copied(),
-            UnitKind::Monosaccharide => templates::anomeric_carbon(&res.resname).and_then(|n| by_name.get(n.as_str()).copied()),
+            UnitKind::Residue => lookup_name(&atoms, "CA"),
+            UnitKind::Monosaccharide => templates::anomeric_carbon(&res.resname).and_then(|n| lookup_name(&atoms, &n)),
             UnitKind::Other => None,
         }
         .or_else(|| res.atoms.first().copied());
         units.push(Unit {
             kind,
             type_id,
-            name: res.resname.clone(),
+            name: res.resname.to_string(),
             anchor,
-            label: Some(ResidueLabel { chain: res.chain.clone(), number: res.resseq, insertion: res.icode.clone() }),
+            label: Some(ResidueLabel { chain: res.chain.to_string(), number: res.resseq, insertion: res.icode.to_string() }),
         });
         match comp {
             Some(c) => {
                 let heavy: HashSet<&str> = c.heavy_atoms().map(|a| a.name.as_str()).collect();
                 for t in c.heavy_atoms() {
-                    if let Some(&a) = by_name.get(t.name.as_str()) {
+                    if let Some(a) = lookup_name(&atoms, &t.name) {
                         atoms[a as usize].aromatic = t.aromatic;
                         let h = c
                             .bonds
@@ -311,7 +312,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                     }
                 }
                 for b in &c.bonds {
-                    if let (Some(&x), Some(&y)) = (by_name.get(b.a1.as_str()), by_name.get(b.a2.as_str())) {
+                    if let (Some(x), Some(y)) = (lookup_name(&atoms, &b.a1), lookup_name(&atoms, &b.a2)) {
                         let order = match b.order.as_str() {
                             "DOUB" => BondOrder::Double,
                             "TRIP" => BondOrder::Triple,
@@ -328,14 +329,31 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         }
     }
     // Covalent-radius bonds within residues without a template, and for atoms a template does
-    // not name.
-    let radius_list = neighbors::radius(&positions, 2.7);
+    // not name; neighbour lists only for the atoms that need them (those residues' atoms and the
+    // anomeric carbons of sugars, for the glycosidic distance fallback).
+    let mut queries: Vec<u32> = untemplated.iter().flat_map(|&r| residues[r].atoms.iter().copied()).collect();
+    for u in &units {
+        if let (UnitKind::Monosaccharide, Some(a)) = (u.kind, u.anchor) {
+            queries.push(a);
+        }
+    }
+    queries.sort_unstable();
+    queries.dedup();
+    let near = neighbors::radius_of(&positions, &queries, 2.7);
+    let row_of: HashMap<u32, usize> = queries.iter().enumerate().map(|(k, &a)| (a, k)).collect();
+    let near_of = |a: u32| -> (&[u32], &[u32]) {
+        match row_of.get(&a) {
+            Some(&k) => (near.neighbors(k), near.edge_ids(k)),
+            None => (&[], &[]),
+        }
+    };
     let mut bonded: HashSet<(u32, u32)> = bonds.iter().map(|b| (b.a.min(b.b), b.a.max(b.b))).collect();
     for &r in &untemplated {
         let comp = templates::component(&residues[r].resname);
         let named: HashSet<&str> = comp.map(|c| c.heavy_atoms().map(|a| a.name.as_str()).collect()).unwrap_or_default();
         for &a in &residues[r].atoms {
-            for (k, &b) in radius_list.neighbors(a as usize).iter().enumerate() {
+            let (nb, dists) = near_of(a);
+            for (&b, &dmilli) in nb.iter().zip(dists) {
                 if atoms[b as usize].unit as usize != r || b <= a {
                     continue;
                 }
@@ -343,7 +361,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                 if both_named {
                     continue;
                 }
-                let d = radius_list.edge_ids(a as usize)[k] as f32 / 1000.0;
+                let d = dmilli as f32 / 1000.0;
                 let (ea, eb) = (atoms[a as usize].element, atoms[b as usize].element);
                 if d > 0.4 && d <= covalent_radius(ea) + covalent_radius(eb) + 0.45 && bonded.insert((a, b)) {
                     bonds.push(Bond { a, b, order: BondOrder::Single });
@@ -425,10 +443,10 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         if already {
             continue;
         }
-        let cand = radius_list
-            .neighbors(c1 as usize)
+        let (nb, dists) = near_of(c1);
+        let cand = nb
             .iter()
-            .zip(radius_list.edge_ids(c1 as usize))
+            .zip(dists)
             .find(|(&b, &d)| {
                 atoms[b as usize].unit as usize != r && d <= 1750 && matches!(atoms[b as usize].element.atomic_number(), 7 | 8 | 16)
             })

@@ -6,6 +6,9 @@ use std::io::Read;
 
 use aa_graph::Element;
 
+/// A short text field (atom, residue and chain names), stored inline without allocation.
+pub type Label = compact_str::CompactString;
+
 use crate::StructureError;
 
 /// One atom record as written in the file.
@@ -14,17 +17,17 @@ pub struct AtomRecord {
     /// Serial number (PDB) or `_atom_site.id` (mmCIF), when readable.
     pub serial: Option<i64>,
     /// Atom name (`CA`, `C1`, `ND2`).
-    pub name: String,
+    pub name: Label,
     /// Alternate location indicator, empty when none.
-    pub altloc: String,
+    pub altloc: Label,
     /// Residue (component) name (`ASN`, `NAG`).
-    pub resname: String,
+    pub resname: Label,
     /// Author chain id.
-    pub chain: String,
+    pub chain: Label,
     /// Author residue number.
     pub resseq: i32,
     /// Insertion code, empty when none.
-    pub icode: String,
+    pub icode: Label,
     /// Coordinates in ångström.
     pub pos: [f32; 3],
     /// Occupancy (1 when not given).
@@ -43,17 +46,17 @@ pub struct AtomRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AtomRef {
     /// Chain.
-    pub chain: String,
+    pub chain: Label,
     /// Residue number.
     pub resseq: i32,
     /// Insertion code.
-    pub icode: String,
+    pub icode: Label,
     /// Residue name.
-    pub resname: String,
+    pub resname: Label,
     /// Atom name.
-    pub name: String,
+    pub name: Label,
     /// Alternate location, empty when none.
-    pub altloc: String,
+    pub altloc: Label,
 }
 
 /// A covalent connection between two named atoms (PDB `LINK`, mmCIF `_struct_conn`).
@@ -224,7 +227,7 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                     })
                 };
                 let pos = [coord(31, 38)?, coord(39, 46)?, coord(47, 54)?];
-                let name = field(line, 13, 16).to_string();
+                let name = Label::new(field(line, 13, 16));
                 let resseq_txt = field(line, 23, 26);
                 let Some(resseq) = parse_resseq(resseq_txt) else {
                     return Err(StructureError::at(ln, format!("bad residue number {resseq_txt:?}")));
@@ -234,11 +237,11 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                 s.atoms.push(AtomRecord {
                     serial: field(line, 7, 11).parse().ok().or_else(|| hybrid36(field(line, 7, 11), 5).map(|v| v as i64)),
                     name,
-                    altloc: field(line, 17, 17).to_string(),
-                    resname: field(line, 18, 21).to_string(),
-                    chain: field(line, 22, 22).to_string(),
+                    altloc: Label::new(field(line, 17, 17)),
+                    resname: Label::new(field(line, 18, 21)),
+                    chain: Label::new(field(line, 22, 22)),
                     resseq,
-                    icode: field(line, 27, 27).to_string(),
+                    icode: Label::new(field(line, 27, 27)),
                     pos,
                     occupancy,
                     element,
@@ -249,12 +252,12 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
             }
             "LINK" => {
                 let r = |a: usize| AtomRef {
-                    name: field(line, a, a + 3).to_string(),
-                    altloc: field(line, a + 4, a + 4).to_string(),
-                    resname: field(line, a + 5, a + 7).to_string(),
-                    chain: field(line, a + 9, a + 9).to_string(),
+                    name: Label::new(field(line, a, a + 3)),
+                    altloc: Label::new(field(line, a + 4, a + 4)),
+                    resname: Label::new(field(line, a + 5, a + 7)),
+                    chain: Label::new(field(line, a + 9, a + 9)),
                     resseq: parse_resseq(field(line, a + 10, a + 13)).unwrap_or(i32::MIN),
-                    icode: field(line, a + 14, a + 14).to_string(),
+                    icode: Label::new(field(line, a + 14, a + 14)),
                 };
                 let (a, b) = (r(13), r(43));
                 if a.resseq == i32::MIN || b.resseq == i32::MIN || a.name.is_empty() || b.name.is_empty() {
@@ -452,7 +455,7 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
                     })
                 };
                 let pos = [num(cx)?, num(cy)?, num(cz)?];
-                let name = row[name_c].clone();
+                let name = Label::new(&row[name_c]);
                 let resseq = match seq_c.map(|c| cif_value(&row[c])) {
                     Some(v) if !v.is_empty() => v.parse::<i32>().map_err(|_| {
                         StructureError::at(ln, format!("_atom_site row {}: bad residue number {v:?}", k + 1))
@@ -464,11 +467,11 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
                     serial: id_c.and_then(|c| row[c].parse().ok()),
                     element: element_column(&el),
                     name,
-                    altloc: alt_c.map(|c| cif_value(&row[c]).to_string()).unwrap_or_default(),
-                    resname: row[res_c].clone(),
-                    chain: cif_value(&row[chain_c]).to_string(),
+                    altloc: alt_c.map(|c| Label::new(cif_value(&row[c]))).unwrap_or_default(),
+                    resname: Label::new(&row[res_c]),
+                    chain: Label::new(cif_value(&row[chain_c])),
                     resseq,
-                    icode: ins_c.map(|c| cif_value(&row[c]).to_string()).unwrap_or_default(),
+                    icode: ins_c.map(|c| Label::new(cif_value(&row[c]))).unwrap_or_default(),
                     pos,
                     occupancy: occ_c.and_then(|c| row[c].parse::<f32>().ok()).filter(|v| v.is_finite()).unwrap_or(1.0),
                     hetatm: group_c.is_some_and(|c| row[c] == "HETATM"),
@@ -478,7 +481,7 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
             }
         } else if cat == "_struct_conn" {
             let side = |p: &str, row: &Vec<String>| -> Option<AtomRef> {
-                let get = |names: &[String]| names.iter().find_map(|n| t.col(n)).map(|c| cif_value(&row[c]).to_string());
+                let get = |names: &[String]| names.iter().find_map(|n| t.col(n)).map(|c| Label::new(cif_value(&row[c])));
                 let f = |a: &str, b: &str| vec![format!("{p}_{a}"), format!("{p}_{b}")];
                 Some(AtomRef {
                     chain: get(&f("auth_asym_id", "label_asym_id"))?,

@@ -18,6 +18,13 @@ pub const AMINO_ACIDS: [&str; 20] = [
 pub const WATERS: [&str; 6] = ["HOH", "WAT", "DOD", "H2O", "TIP3", "SOL"];
 
 static SACCHARIDES: OnceLock<HashMap<String, CcdComponent>> = OnceLock::new();
+static SACCHARIDE_IDS: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+
+/// Ids of every CCD saccharide (a small list, so that waters, ions and ligands never make us
+/// load the full saccharide table).
+fn saccharide_ids() -> &'static std::collections::HashSet<&'static str> {
+    SACCHARIDE_IDS.get_or_init(|| include_str!("../data/saccharide_ids.txt").lines().collect())
+}
 
 fn saccharides() -> &'static HashMap<String, CcdComponent> {
     SACCHARIDES.get_or_init(|| {
@@ -30,7 +37,8 @@ fn saccharides() -> &'static HashMap<String, CcdComponent> {
 
 /// The CCD component for a residue name, if embedded (amino acids and saccharides).
 pub fn component(resname: &str) -> Option<&'static CcdComponent> {
-    glycan_aa::ccd::component(resname).or_else(|| saccharides().get(resname))
+    glycan_aa::ccd::component(resname)
+        .or_else(|| saccharide_ids().contains(resname).then(|| saccharides().get(resname)).flatten())
 }
 
 /// True for the 20 standard amino acids.
@@ -40,7 +48,7 @@ pub fn is_amino_acid(resname: &str) -> bool {
 
 /// True when the CCD classifies the component as a saccharide.
 pub fn is_saccharide(resname: &str) -> bool {
-    component(resname).is_some_and(|c| c.kind.to_lowercase().contains("saccharide"))
+    saccharide_ids().contains(resname)
 }
 
 /// Anomer of a saccharide component from its CCD type (`…, alpha linking`).
