@@ -153,9 +153,12 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
             e_rest = e_tail;
         }
     }
+    // Candidates are packed as (squared-distance bits << 32 | index): non-negative f32 bits
+    // order like the numbers, so integer selection sorts by distance, then index.
+    let key = |d2: f32, j: u32| ((d2.to_bits() as u64) << 32) | j as u64;
     t_parts.into_par_iter().for_each_init(
         || (Vec::new(), Vec::new(), Vec::new()),
-        |(shared_p, shared_i, cand): &mut (Vec<[f32; 3]>, Vec<u32>, Vec<(f32, u32)>), (cell, t_out, e_out)| {
+        |(shared_p, shared_i, cand): &mut (Vec<[f32; 3]>, Vec<u32>, Vec<u64>), (cell, t_out, e_out)| {
             let cz = cell % grid.dims[2];
             let cy = (cell / grid.dims[2]) % grid.dims[1];
             let cx = cell / (grid.dims[1] * grid.dims[2]);
@@ -173,14 +176,14 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
                 let i = grid.items[q];
                 let p = grid.sorted[q];
                 cand.clear();
-                cand.extend(shared_p.iter().zip(shared_i.iter()).filter(|(_, &j)| j != i).map(|(pj, &j)| (dist2(&p, pj), j)));
+                cand.extend(shared_p.iter().zip(shared_i.iter()).filter(|(_, &j)| j != i).map(|(pj, &j)| key(dist2(&p, pj), j)));
                 let mut r = 1i64;
                 loop {
                     let exhausted = r > grid.max_ring();
                     if cand.len() >= k || exhausted {
                         let m = k.min(cand.len());
                         if m > 0 && m < cand.len() {
-                            cand.select_nth_unstable_by(m - 1, |x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                            cand.select_nth_unstable(m - 1);
                             cand.truncate(m);
                         }
                         // Points outside the scanned cube are at least this far away.
@@ -191,7 +194,7 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
                                 (p[d] - lo_face).min(hi_face - p[d])
                             })
                             .fold(f32::INFINITY, f32::min);
-                        let kth = cand.iter().map(|x| x.0).fold(0.0f32, f32::max);
+                        let kth = cand.iter().copied().max().map_or(0.0, |x| f32::from_bits((x >> 32) as u32));
                         if exhausted || (cand.len() >= k && kth <= bound * bound) {
                             break;
                         }
@@ -199,16 +202,16 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
                     r += 1;
                     grid.for_shell(c, r, |j, pj| {
                         if j != i {
-                            cand.push((dist2(&p, pj), j));
+                            cand.push(key(dist2(&p, pj), j));
                         }
                     });
                 }
-                cand.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                cand.sort_unstable();
                 let t_row = &mut t_out[slot * k..(slot + 1) * k];
                 let e_row = &mut e_out[slot * k..(slot + 1) * k];
-                for (s_, (d2, j)) in cand.iter().take(k).enumerate() {
-                    t_row[s_] = *j;
-                    e_row[s_] = (d2.sqrt() * 1000.0).round() as u32;
+                for (s_, x) in cand.iter().take(k).enumerate() {
+                    t_row[s_] = *x as u32;
+                    e_row[s_] = (f32::from_bits((x >> 32) as u32).sqrt() * 1000.0).round() as u32;
                 }
             }
         },

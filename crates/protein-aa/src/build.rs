@@ -206,15 +206,10 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         }
     }
     let mut altloc_atoms = 0;
+    let mut duplicates = 0;
     let mut kept: Vec<(&AtomRecord, Element)> = Vec::with_capacity(candidates.len());
-    let mut seen_atom: HashSet<(&str, i32, &str, &str, &str)> = HashSet::default();
     for (i, a) in candidates.iter().enumerate() {
         if !a.altloc.is_empty() && best_alt.get(&(a.chain.as_str(), a.resseq, a.icode.as_str())).map(|b| b.0) != Some(a.altloc.as_str()) {
-            altloc_atoms += 1;
-            continue;
-        }
-        // The same atom written twice (no altloc): keep the first.
-        if !seen_atom.insert((a.chain.as_str(), a.resseq, a.icode.as_str(), a.resname.as_str(), a.name.as_str())) {
             altloc_atoms += 1;
             continue;
         }
@@ -226,23 +221,48 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     if kept.is_empty() {
         return Err(StructureError::new("no atoms left after dropping hydrogens and waters"));
     }
-    // Residues in file order (a residue key seen again later joins its first occurrence).
+    // Residues are runs of consecutive records with the same chain, number, insertion code and
+    // name, so residue numbers that wrap at 9999 in big systems still give distinct residues.
+    // A run repeating an earlier residue's key and first atom at the same coordinates is a
+    // duplicate record of that residue and joins it; an atom name repeated inside one residue
+    // keeps its first record.
     let mut residues: Vec<Residue> = Vec::new();
-    let mut index: HashMap<(Label, i32, Label, Label), usize> = HashMap::default();
-    let mut positions = Vec::with_capacity(kept.len());
+    let mut by_key: HashMap<(Label, i32, Label, Label), Vec<usize>> = HashMap::default();
+    let mut positions: Vec<[f32; 3]> = Vec::with_capacity(kept.len());
     let mut atoms: Vec<Atom> = Vec::with_capacity(kept.len());
+    let mut current: Option<(usize, (&str, i32, &str, &str))> = None;
     for &(a, element) in &kept {
-        let key = (a.chain.clone(), a.resseq, a.icode.clone(), a.resname.clone());
-        let r = *index.entry(key).or_insert_with(|| {
-            residues.push(Residue {
-                chain: a.chain.clone(),
-                resseq: a.resseq,
-                icode: a.icode.clone(),
-                resname: a.resname.clone(),
-                atoms: Vec::new(),
-            });
-            residues.len() - 1
-        });
+        let run_key = (a.chain.as_str(), a.resseq, a.icode.as_str(), a.resname.as_str());
+        let r = match current {
+            Some((r, k)) if k == run_key => r,
+            _ => {
+                let key = (a.chain.clone(), a.resseq, a.icode.clone(), a.resname.clone());
+                let earlier = by_key.get(&key).and_then(|list| {
+                    list.iter().copied().find(|&r0| {
+                        residues[r0].atoms.iter().any(|&x| {
+                            atoms[x as usize].name == a.name.as_str() && dist(positions[x as usize], a.pos) < 1e-3
+                        })
+                    })
+                });
+                let r = earlier.unwrap_or_else(|| {
+                    residues.push(Residue {
+                        chain: a.chain.clone(),
+                        resseq: a.resseq,
+                        icode: a.icode.clone(),
+                        resname: a.resname.clone(),
+                        atoms: Vec::new(),
+                    });
+                    by_key.entry(key).or_default().push(residues.len() - 1);
+                    residues.len() - 1
+                });
+                current = Some((r, run_key));
+                r
+            }
+        };
+        if residues[r].atoms.iter().any(|&x| atoms[x as usize].name == a.name.as_str()) {
+            duplicates += 1;
+            continue;
+        }
         residues[r].atoms.push(atoms.len() as u32);
         atoms.push(Atom {
             element,
@@ -254,10 +274,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         });
         positions.push(a.pos);
     }
-    for (r, res) in residues.iter().enumerate() {
-        for &a in &res.atoms {
-            atoms[a as usize].unit = r as u32;
-        }
+    if duplicates > 0 {
+        warnings.push(format!("{duplicates} repeated atom names inside a residue dropped (first record kept)"));
     }
     // Units, template bonds, hydrogens, missing atoms.
     let mut units = Vec::with_capacity(residues.len());
