@@ -60,3 +60,40 @@ fn csv_column_and_missing_file() {
     assert!(String::from_utf8(out.stderr).unwrap().contains("cannot read"));
     assert!(!out_path.exists(), "no partial output");
 }
+
+fn fetched(rel: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures").join(rel);
+    assert!(p.exists(), "{} missing: run `cargo xtask fetch-data`", p.display());
+    p
+}
+
+#[test]
+fn structure_file_and_directory() {
+    let out = allatom().args(["graph", "--structure"]).arg(fetched("biopython/7DDO.pdb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["chains", "residues", "units", "atoms", "bonds", "glycans", "missing_atoms", "warnings"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["chains"], 2);
+    assert_eq!(v["units"]["monosaccharide"], 4);
+    let glycans = v["glycans"].as_array().unwrap();
+    assert!(glycans.iter().any(|g| g["iupac"] == "GlcNAc(b1-" && g["attached_to"] == "ASN 90 chain A (atom ND2)"));
+
+    // A directory with one good structure and one broken file: both lines written, exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fetched("pdbrust/examples/pdb_files/1UBQ.pdb"), dir.path().join("1ubq.pdb")).unwrap();
+    std::fs::write(dir.path().join("broken.cif"), "data_x\nloop_\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1.0\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a structure").unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let out = allatom().args(["graph", "--structure"]).arg(dir.path()).arg("--jsonl").arg(&out_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&out_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "notes.txt is not a structure file name");
+    assert_eq!(lines[0]["residues"], 76);
+    assert!(lines[1]["error"].as_str().unwrap().contains("truncated"), "{}", lines[1]);
+    // A missing path: exit 2, nothing written.
+    let out = allatom().args(["graph", "--structure", "/nonexistent/x.pdb"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -59,3 +59,8 @@ pub fn read_structure_file(path: &Path, opts: &StructureOptions) -> Result<Struc
     let bytes = std::fs::read(path).map_err(|e| with_path(StructureError::new(format!("cannot read: {e}"))))?;
     structure_from_bytes(&bytes, opts).map_err(with_path)
 }
+
+/// The crate README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
