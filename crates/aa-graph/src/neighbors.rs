@@ -17,20 +17,25 @@ struct Grid {
     sorted: Vec<[f32; 3]>,
 }
 
+/// Bounding box of the points (zero box when empty).
+fn bounds(points: &[[f32; 3]]) -> ([f32; 3], [f32; 3]) {
+    if points.is_empty() {
+        return ([0.0; 3], [0.0; 3]);
+    }
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for p in points {
+        for d in 0..3 {
+            lo[d] = lo[d].min(p[d]);
+            hi[d] = hi[d].max(p[d]);
+        }
+    }
+    (lo, hi)
+}
+
 impl Grid {
     fn new(points: &[[f32; 3]], cell: f32) -> Grid {
-        let mut lo = [f32::INFINITY; 3];
-        let mut hi = [f32::NEG_INFINITY; 3];
-        for p in points {
-            for d in 0..3 {
-                lo[d] = lo[d].min(p[d]);
-                hi[d] = hi[d].max(p[d]);
-            }
-        }
-        if points.is_empty() {
-            lo = [0.0; 3];
-            hi = [0.0; 3];
-        }
+        let (lo, hi) = bounds(points);
         let cell = cell.max(1e-3);
         // Bound the number of cells so absurd coordinates cannot exhaust memory.
         let mut cell = cell;
@@ -117,14 +122,7 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
     }
     // Cell size from the density of the occupied cells, aiming at about k/3 points per cell so
     // that the 27 cells around a point usually hold its k neighbours.
-    let mut lo = [f32::INFINITY; 3];
-    let mut hi = [f32::NEG_INFINITY; 3];
-    for p in points {
-        for d in 0..3 {
-            lo[d] = lo[d].min(p[d]);
-            hi[d] = hi[d].max(p[d]);
-        }
-    }
+    let (lo, hi) = bounds(points);
     let volume: f32 = (0..3).map(|d| (hi[d] - lo[d]).max(1.0)).product();
     let target = (k as f32 / 3.0).max(1.0);
     let h0 = (volume * target / n as f32).cbrt().clamp(0.5, 1e4);

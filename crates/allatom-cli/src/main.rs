@@ -133,15 +133,21 @@ fn graph(a: GraphArgs) -> Result<ExitCode> {
         bail!("give --glycan STRING or --glycans FILE (see allatom graph --help)");
     };
     let inputs = read_glycan_file(&path, a.column.as_deref())?;
+    run_all(&inputs, "glycans", |s| glycan_record(s), a.jsonl.as_deref())
+}
+
+/// Runs `record` on every input in parallel with a progress bar on stderr, writes one JSON line
+/// per input (in input order) to `out` or stdout, and returns exit status 1 when any failed.
+fn run_all<T: Sync>(inputs: &[T], what: &str, record: impl Fn(&T) -> (Value, bool) + Sync, out: Option<&Path>) -> Result<ExitCode> {
     let bar = indicatif::ProgressBar::new(inputs.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} glycans {per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}"))
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let records: Vec<(String, bool)> = inputs
         .par_iter()
-        .map(|s| {
-            let (rec, ok) = glycan_record(s);
+        .map(|x| {
+            let (rec, ok) = record(x);
             bar.inc(1);
             (rec.to_string(), ok)
         })
@@ -153,11 +159,11 @@ fn graph(a: GraphArgs) -> Result<ExitCode> {
         text.push_str(line);
         text.push('\n');
     }
-    match &a.jsonl {
+    match out {
         Some(out) => write_atomically(out, text.as_bytes())?,
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
-    eprintln!("{} glycans: {} built, {} failed", records.len(), records.len() - failed, failed);
+    eprintln!("{} {what}: {} built, {} failed", records.len(), records.len() - failed, failed);
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -214,28 +220,7 @@ fn structures(path: &Path, a: &GraphArgs) -> Result<ExitCode> {
         keep_waters: a.keep_waters,
         ..Default::default()
     };
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} structures {per_sec} eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let records: Vec<(String, bool)> = files
-        .par_iter()
-        .map(|f| {
-            let (rec, ok) = structure_record(f, &opts);
-            bar.inc(1);
-            (rec.to_string(), ok)
-        })
-        .collect();
-    bar.finish_and_clear();
-    let failed = records.iter().filter(|r| !r.1).count();
-    let text: String = records.iter().map(|r| format!("{}\n", r.0)).collect();
-    match &a.jsonl {
-        Some(out) => write_atomically(out, text.as_bytes())?,
-        None => std::io::stdout().lock().write_all(text.as_bytes())?,
-    }
-    eprintln!("{} structures: {} built, {} failed", records.len(), records.len() - failed, failed);
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    run_all(&files, "structures", |f| structure_record(f, &opts), a.jsonl.as_deref())
 }
 
 /// Reads glycans: a CSV (by extension, or a header naming a known column) or one per line.

@@ -55,29 +55,28 @@ fn truncated_gzip_is_an_error() {
     assert!(e.contains("gzip"), "{e}");
 }
 
+/// A real file cut at `cut`, with the byte at `pos` replaced.
+fn damaged(rel: &str, cut: usize, pos: usize, byte: u8) -> Vec<u8> {
+    let text = real(rel);
+    let mut t = text[..cut.min(text.len())].to_vec();
+    if !t.is_empty() {
+        let p = pos % t.len();
+        t[p] = byte;
+    }
+    t
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
     fn truncated_and_corrupted_pdb(cut in 0usize..200_000, pos in 0usize..200_000, byte in any::<u8>()) {
-        let text = real("pdbrust/examples/pdb_files/1UBQ.pdb");
-        let mut t = text[..cut.min(text.len())].to_vec();
-        if !t.is_empty() {
-            let p = pos % t.len();
-            t[p] = byte;
-        }
-        check(&t);
+        check(&damaged("pdbrust/examples/pdb_files/1UBQ.pdb", cut, pos, byte));
     }
 
     #[test]
     fn truncated_and_corrupted_cif(cut in 0usize..200_000, pos in 0usize..200_000, byte in any::<u8>()) {
-        let text = real("pdbrust/examples/pdb_files/1CRN.cif");
-        let mut t = text[..cut.min(text.len())].to_vec();
-        if !t.is_empty() {
-            let p = pos % t.len();
-            t[p] = byte;
-        }
-        check(&t);
+        check(&damaged("pdbrust/examples/pdb_files/1CRN.cif", cut, pos, byte));
     }
 
     #[test]
