@@ -30,6 +30,7 @@ mod batch;
 mod csr;
 mod element;
 mod graph;
+pub mod kernels;
 pub mod neighbors;
 
 pub use batch::Batch;

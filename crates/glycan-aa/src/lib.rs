@@ -17,6 +17,7 @@ pub mod ccd;
 pub mod compat;
 mod fragment;
 pub mod iupac;
+pub mod model;
 pub mod molecule;
 pub mod residue;
 

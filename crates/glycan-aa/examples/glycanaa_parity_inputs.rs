@@ -1,0 +1,76 @@
+//! Writes the inputs of the GlycanAA parity check: random weights (small widths, random
+//! BatchNorm running statistics) and the official featurisation of 100 real glycans. The
+//! independent NumPy reference (`tests/reference/glycanaa_reference.py`) then computes the
+//! expected outputs from these files.
+//!
+//! `cargo run --release -p glycan-aa --example glycanaa_parity_inputs -- OUT_DIR`
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use glycan_aa::compat::{featurize, glycowork_core, CompatVocab};
+use glycan_aa::model::{GlycanAA, GlycanAAConfig};
+
+fn main() -> anyhow::Result<()> {
+    let out = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: glycanaa_parity_inputs OUT_DIR"));
+    std::fs::create_dir_all(&out)?;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Vocabulary: the official 127 unit names (fixture order) and the 84 most frequent links
+    // of the pretraining set (the official order is not available here; see compat docs).
+    let mut rdr = csv::Reader::from_path(root.join("tests/fixtures/official_compat_units.csv"))?;
+    let units: Vec<String> = rdr.records().map(|r| r.map(|r| r[0].to_string())).collect::<Result<_, _>>()?;
+    let mut rdr = csv::Reader::from_path(root.join("../../../shared/data/glycans/glycan_pretrain.csv"))?;
+    let glycans: Vec<String> = rdr.records().map(|r| r.map(|r| r[0].to_string())).collect::<Result<_, _>>()?;
+    let mut freq: HashMap<String, usize> = HashMap::new();
+    for g in &glycans {
+        if let Ok(t) = glycan_aa::parse_iupac(g) {
+            for r in &t.residues {
+                if let Some(l) = &r.link {
+                    *freq.entry(glycowork_core(&l.text)).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut links: Vec<(String, usize)> = freq.into_iter().collect();
+    links.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let links: Vec<String> = links.into_iter().take(84).map(|x| x.0).collect();
+    let vocab = CompatVocab { units, links };
+    let mut chosen = Vec::new();
+    for g in &glycans {
+        if let Ok(f) = featurize(g, &vocab) {
+            if f.node_type.len() > f.num_units {
+                chosen.push((g.clone(), f));
+            }
+        }
+        if chosen.len() == 100 {
+            break;
+        }
+    }
+    let batch = serde_json::json!({
+        "vocab": vocab,
+        "glycans": chosen.iter().map(|(g, f)| serde_json::json!({"iupac": g, "graph": f})).collect::<Vec<_>>(),
+    });
+    std::fs::write(out.join("glycanaa_batch.json"), serde_json::to_string(&batch)?)?;
+    // Random weights, with random BatchNorm running statistics so eval mode is not trivial.
+    let config = GlycanAAConfig { input_dim: 16, hidden_dims: vec![16, 16, 16], ..GlycanAAConfig::paper() };
+    let map = VarMap::new();
+    let dev = Device::Cpu;
+    let _ = GlycanAA::new(VarBuilder::from_varmap(&map, DType::F32, &dev), &config)?;
+    for (name, var) in map.data().lock().unwrap().iter() {
+        let shape = var.shape().clone();
+        if name.ends_with("running_mean") {
+            var.set(&Tensor::randn(0f32, 0.5, shape, &dev)?)?;
+        } else if name.ends_with("running_var") {
+            var.set(&(Tensor::rand(0f32, 1.0, shape, &dev)? + 0.5)?)?;
+        } else if name.ends_with("batch_norm.weight") {
+            var.set(&(Tensor::rand(0f32, 1.0, shape, &dev)? + 0.5)?)?;
+        } else if name.ends_with("batch_norm.bias") {
+            var.set(&Tensor::randn(0f32, 0.2, shape, &dev)?)?;
+        }
+    }
+    map.save(out.join("glycanaa_weights.safetensors"))?;
+    std::fs::write(out.join("glycanaa_config.json"), serde_json::to_string_pretty(&config)?)?;
+    println!("{} glycans, weights and config in {}", chosen.len(), out.display());
+    Ok(())
+}
