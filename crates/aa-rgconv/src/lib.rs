@@ -57,13 +57,19 @@ impl Activation {
     }
 }
 
-/// Edges of one graph (or batch) grouped by relation: for each relation present, source and
-/// destination node indices and `1 / in-degree` per destination.
+/// Edges of one graph (or batch) grouped by relation. Only nodes that receive at least one
+/// edge ("active" destinations) get aggregated rows, so a convolution over a few hundred
+/// monosaccharides in a graph of tens of thousands of atoms multiplies a few hundred rows.
 #[derive(Clone, Debug)]
 pub struct RelationalEdges {
     /// Number of nodes.
     pub num_nodes: usize,
-    /// `(relation, source indices [E_r], destination indices [E_r], inverse counts [N, 1])`.
+    /// Active destination nodes `[A]`, ascending.
+    pub active: Tensor,
+    /// Number of active destinations.
+    pub num_active: usize,
+    /// `(relation, source node indices [E_r], destination positions in `active` [E_r],
+    /// inverse in-degree per active destination [A, 1])`.
     pub groups: Vec<(usize, Tensor, Tensor, Tensor)>,
 }
 
@@ -78,18 +84,31 @@ impl RelationalEdges {
             by_rel[r as usize].0.push(s);
             by_rel[r as usize].1.push(d);
         }
+        let mut position = vec![u32::MAX; num_nodes];
+        let mut active = Vec::new();
+        for &(_, d, _) in edges {
+            position[d as usize] = 0;
+        }
+        for (node, p) in position.iter_mut().enumerate() {
+            if *p == 0 {
+                *p = active.len() as u32;
+                active.push(node as u32);
+            }
+        }
+        let num_active = active.len();
         let mut groups = Vec::new();
         for (r, (src, dst)) in by_rel.into_iter().enumerate() {
             if src.is_empty() {
                 continue;
             }
             let n = src.len();
+            let dst: Vec<u32> = dst.iter().map(|&d| position[d as usize]).collect();
             let src = Tensor::from_vec(src, n, device)?;
             let dst = Tensor::from_vec(dst, n, device)?;
-            let inv = inverse_counts(&dst, num_nodes, DType::F32)?;
+            let inv = inverse_counts(&dst, num_active, DType::F32)?;
             groups.push((r, src, dst, inv));
         }
-        Ok(RelationalEdges { num_nodes, groups })
+        Ok(RelationalEdges { num_nodes, active: Tensor::from_vec(active, num_active, device)?, num_active, groups })
     }
 }
 
@@ -200,7 +219,7 @@ impl RelationalGraphConv {
 
     /// One layer on node states `x` (`[N, in]`) over `edges`.
     pub fn forward(&self, x: &Tensor, edges: &RelationalEdges, train: bool) -> Result<Tensor> {
-        let n = edges.num_nodes;
+        let a = edges.num_active;
         let mut out = x.matmul(&self.self_w.t()?)?.broadcast_add(&self.self_b)?;
         if !edges.groups.is_empty() {
             // Mean messages of each present relation side by side, times the matching column
@@ -212,12 +231,12 @@ impl RelationalGraphConv {
                     candle_core::bail!("relation {r} but the layer has {}", self.num_relations);
                 }
                 let msg = x.index_select(src, 0)?;
-                aggs.push(scatter_sum(&msg, dst, n)?.broadcast_mul(inv)?);
+                aggs.push(scatter_sum(&msg, dst, a)?.broadcast_mul(inv)?);
                 blocks.push(self.linear_w.narrow(1, r * self.in_dim, self.in_dim)?);
             }
             let agg = Tensor::cat(&aggs, D::Minus1)?;
             let w = Tensor::cat(&blocks, D::Minus1)?;
-            out = (out + agg.matmul(&w.t()?)?)?;
+            out = out.index_add(&edges.active, &agg.matmul(&w.t()?)?, 0)?;
         }
         out = out.broadcast_add(&self.linear_b)?;
         if let Some(bn) = &self.batch_norm {

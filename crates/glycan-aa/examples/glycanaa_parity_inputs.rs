@@ -5,37 +5,20 @@
 //!
 //! `cargo run --release -p glycan-aa --example glycanaa_parity_inputs -- OUT_DIR`
 
-use std::collections::HashMap;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use glycan_aa::compat::{featurize, glycowork_core, CompatVocab};
+use glycan_aa::compat::{featurize, CompatVocab};
 use glycan_aa::model::{GlycanAA, GlycanAAConfig};
 
 fn main() -> anyhow::Result<()> {
     let out = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: glycanaa_parity_inputs OUT_DIR"));
     std::fs::create_dir_all(&out)?;
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // Vocabulary: the official 127 unit names (fixture order) and the 84 most frequent links
-    // of the pretraining set (the official order is not available here; see compat docs).
-    let mut rdr = csv::Reader::from_path(root.join("tests/fixtures/official_compat_units.csv"))?;
-    let units: Vec<String> = rdr.records().map(|r| r.map(|r| r[0].to_string())).collect::<Result<_, _>>()?;
+    // Vocabulary: the official 127 unit names and the 84 most frequent links of the
+    // pretraining set (the official id order is not available here; see compat docs).
     let mut rdr = csv::Reader::from_path(root.join("../../../shared/data/glycans/glycan_pretrain.csv"))?;
     let glycans: Vec<String> = rdr.records().map(|r| r.map(|r| r[0].to_string())).collect::<Result<_, _>>()?;
-    let mut freq: HashMap<String, usize> = HashMap::new();
-    for g in &glycans {
-        if let Ok(t) = glycan_aa::parse_iupac(g) {
-            for r in &t.residues {
-                if let Some(l) = &r.link {
-                    *freq.entry(glycowork_core(&l.text)).or_default() += 1;
-                }
-            }
-        }
-    }
-    let mut links: Vec<(String, usize)> = freq.into_iter().collect();
-    links.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let links: Vec<String> = links.into_iter().take(84).map(|x| x.0).collect();
-    let vocab = CompatVocab { units, links };
+    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &glycans, 84);
     let mut chosen = Vec::new();
     for g in &glycans {
         if let Ok(f) = featurize(g, &vocab) {

@@ -68,6 +68,37 @@ impl CompatVocab {
         Ok(CompatVocab::from_entities(&entities))
     }
 
+    /// A stand-in vocabulary for tests and benchmarks when the official pickle is not at hand:
+    /// the given unit names and the `n_links` most frequent link words of `glycans` (ties by
+    /// name). Ids differ from the official ones; shapes (127 units, 84 links) can match.
+    pub fn with_frequent_links(units: Vec<String>, glycans: &[String], n_links: usize) -> CompatVocab {
+        let mut freq: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for g in glycans {
+            if let Ok(t) = crate::parse_iupac(g) {
+                for r in &t.residues {
+                    if let Some(l) = &r.link {
+                        *freq.entry(glycowork_core(&l.text)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut links: Vec<(String, usize)> = freq.into_iter().collect();
+        links.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        CompatVocab { units, links: links.into_iter().take(n_links).map(|x| x.0).collect() }
+    }
+
+    /// The 127 unit names of the official residue table (`glycan2smiles` in the official
+    /// code), in the order of `tests/fixtures/official_compat_units.csv` — not the official id
+    /// order.
+    pub fn official_unit_names() -> Vec<String> {
+        include_str!("../tests/fixtures/official_compat_units.csv")
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').next())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Number of relation types: links + 4 bond types + 1 membership (89 for 84 links).
     pub fn num_relations(&self) -> usize {
         self.links.len() + 5
