@@ -26,6 +26,19 @@ pub enum ReadoutNodes {
     All,
 }
 
+/// Layer layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// GlycanAA: atom, atom→monosaccharide and monosaccharide convolutions per block
+    /// (`atom_layers.i`, `cross_layers.i`, `mono_layers.i`).
+    #[default]
+    Hierarchical,
+    /// GlycanAA-WP/SP and the monosaccharide-level RGCN: one convolution per layer over every
+    /// edge of the graph (`hidden_layers.i`).
+    Flat,
+}
+
 /// Model configuration; field names follow the official YAML (`configs/pretrain/GlycanAA`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlycanAAConfig {
@@ -45,6 +58,9 @@ pub struct GlycanAAConfig {
     pub concat_hidden: bool,
     /// Readout pools monosaccharides or all nodes.
     pub readout_type: ReadoutNodes,
+    /// Hierarchical blocks (GlycanAA) or one convolution per layer (ablations, RGCN).
+    #[serde(default)]
+    pub variant: Variant,
 }
 
 impl GlycanAAConfig {
@@ -60,6 +76,7 @@ impl GlycanAAConfig {
             activation: Activation::Gelu,
             concat_hidden: true,
             readout_type: ReadoutNodes::Mono,
+            variant: Variant::Hierarchical,
         }
     }
 
@@ -86,6 +103,9 @@ pub struct GlycanAABatch {
     pub node_type: Tensor,
     /// Edge sets and the atom mask.
     pub edges: HierarchicalEdges,
+    /// Every edge (atom–atom, atom↔monosaccharide, monosaccharide–monosaccharide), for the
+    /// flat variant.
+    pub all_edges: RelationalEdges,
     /// Indices of monosaccharide nodes `[M]`.
     pub mono_nodes: Tensor,
     /// Glycan index of each monosaccharide node `[M]`.
@@ -99,16 +119,27 @@ pub struct GlycanAABatch {
 impl GlycanAABatch {
     /// Collates official-featurisation graphs (see [`crate::compat`]).
     pub fn from_compat(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
+        Self::collate(graphs, vocab, device, false)
+    }
+
+    /// Collates only the monosaccharide nodes and their links: the input of the
+    /// monosaccharide-level RGCN baseline.
+    pub fn from_compat_units_only(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
+        Self::collate(graphs, vocab, device, true)
+    }
+
+    fn collate(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device, units_only: bool) -> Result<Self> {
         let nu = vocab.units.len() as u32;
         let nr = vocab.num_relations();
         let mut node_type = Vec::new();
-        let (mut atom_e, mut cross_e, mut mono_e) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut atom_e, mut cross_e, mut mono_e, mut all_e) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut mask = Vec::new();
         let (mut mono_nodes, mut mono_graph, mut node_graph) = (Vec::new(), Vec::new(), Vec::new());
         for (gi, g) in graphs.iter().enumerate() {
             let off = node_type.len() as u32;
             let is_atom = |k: u32| g.node_type[k as usize] >= nu;
-            for (k, &t) in g.node_type.iter().enumerate() {
+            let kept = if units_only { g.num_units } else { g.node_type.len() };
+            for (k, &t) in g.node_type.iter().enumerate().take(kept) {
                 node_type.push(t);
                 mask.push(if t >= nu { 1f32 } else { 0f32 });
                 node_graph.push(gi as u32);
@@ -118,7 +149,11 @@ impl GlycanAABatch {
                 }
             }
             for &[s, d, r] in &g.edges {
+                if units_only && (is_atom(s) || is_atom(d)) {
+                    continue;
+                }
                 let e = (s + off, d + off, r);
+                all_e.push(e);
                 match (is_atom(s), is_atom(d)) {
                     (true, true) => atom_e.push(e),
                     (true, false) => cross_e.push(e),
@@ -139,6 +174,7 @@ impl GlycanAABatch {
                 unit: RelationalEdges::new(n, &mono_e, nr, device)?,
                 atom_mask: Tensor::from_vec(mask, (n, 1), device)?,
             },
+            all_edges: RelationalEdges::new(n, &all_e, nr, device)?,
             node_type: vec_u32(node_type)?,
             mono_nodes: vec_u32(mono_nodes)?,
             mono_graph: vec_u32(mono_graph)?,
@@ -159,11 +195,17 @@ pub struct GlycanAAOutput {
     pub all_node_feature: Tensor,
 }
 
-/// The GlycanAA encoder.
+#[derive(Debug)]
+enum Layers {
+    Hierarchical(Vec<HierarchicalBlock>),
+    Flat(Vec<RelationalGraphConv>),
+}
+
+/// The GlycanAA encoder (and its ablations).
 #[derive(Debug)]
 pub struct GlycanAA {
     embedding: Tensor,
-    blocks: Vec<HierarchicalBlock>,
+    layers: Layers,
     config: GlycanAAConfig,
 }
 
@@ -176,21 +218,27 @@ impl GlycanAA {
         let embedding = vb.get_with_hints((config.num_unit, config.input_dim), "embedding.weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
         let mut dims = vec![config.input_dim];
         dims.extend(&config.hidden_dims);
-        let mut blocks = Vec::new();
-        for i in 0..config.hidden_dims.len() {
-            let conv = |name: &str| {
-                RelationalGraphConv::new(
-                    vb.pp(format!("{name}.{i}")),
-                    dims[i],
-                    dims[i + 1],
-                    config.num_relation,
-                    config.batch_norm,
-                    config.activation,
-                )
-            };
-            blocks.push(HierarchicalBlock { atom: conv("atom_layers")?, cross: conv("cross_layers")?, unit: conv("mono_layers")? });
-        }
-        Ok(GlycanAA { embedding, blocks, config: config.clone() })
+        let conv = |name: &str, i: usize| {
+            RelationalGraphConv::new(
+                vb.pp(format!("{name}.{i}")),
+                dims[i],
+                dims[i + 1],
+                config.num_relation,
+                config.batch_norm,
+                config.activation,
+            )
+        };
+        let layers = match config.variant {
+            Variant::Hierarchical => Layers::Hierarchical(
+                (0..config.hidden_dims.len())
+                    .map(|i| {
+                        Ok(HierarchicalBlock { atom: conv("atom_layers", i)?, cross: conv("cross_layers", i)?, unit: conv("mono_layers", i)? })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Variant::Flat => Layers::Flat((0..config.hidden_dims.len()).map(|i| conv("hidden_layers", i)).collect::<Result<_>>()?),
+        };
+        Ok(GlycanAA { embedding, layers, config: config.clone() })
     }
 
     /// The configuration.
@@ -201,10 +249,20 @@ impl GlycanAA {
     /// Encodes a batch; `train` selects batch statistics in BatchNorm.
     pub fn forward(&self, batch: &GlycanAABatch, train: bool) -> Result<GlycanAAOutput> {
         let mut x = self.embedding.index_select(&batch.node_type, 0)?;
-        let mut hiddens = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            x = block.forward(&x, &batch.edges, train)?;
-            hiddens.push(x.clone());
+        let mut hiddens = Vec::with_capacity(self.config.hidden_dims.len());
+        match &self.layers {
+            Layers::Hierarchical(blocks) => {
+                for block in blocks {
+                    x = block.forward(&x, &batch.edges, train)?;
+                    hiddens.push(x.clone());
+                }
+            }
+            Layers::Flat(convs) => {
+                for conv in convs {
+                    x = conv.forward(&x, &batch.all_edges, train)?;
+                    hiddens.push(x.clone());
+                }
+            }
         }
         let all = if self.config.concat_hidden { Tensor::cat(&hiddens, D::Minus1)? } else { x };
         let node_feature = all.index_select(&batch.mono_nodes, 0)?;
