@@ -128,6 +128,45 @@ impl GlycanAABatch {
         Self::collate(graphs, vocab, device, true)
     }
 
+    /// Collates true all-atom molecules ([`crate::GlycanMolecule`] graphs): units are typed by
+    /// their core (`residue::CORES` index), atoms by `molecule_units() + Z`; relations are the
+    /// glycosidic link types ([`crate::molecule::link_type_id`]), then single/double/triple/
+    /// aromatic bonds, then membership — see [`molecule_relations`]. Linkage atoms and
+    /// modifications are present as atoms, unlike the official featurisation.
+    pub fn from_molecules(graphs: &[&aa_graph::HeteroGraph], device: &Device) -> Result<Self> {
+        let nu = molecule_units() as u32;
+        let links = crate::molecule::NUM_LINK_TYPES;
+        let as_compat: Vec<CompatGraph> = graphs
+            .iter()
+            .map(|g| {
+                let units = g.units.len() as u32;
+                let mut node_type: Vec<u32> = g.units.iter().map(|u| u.type_id.min(nu - 1)).collect();
+                node_type.extend(g.atoms.iter().map(|a| nu + a.element.atomic_number() as u32));
+                let mut edges = Vec::new();
+                for l in &g.unit_links {
+                    edges.push([l.src, l.dst, l.type_id]);
+                    edges.push([l.dst, l.src, l.type_id]);
+                }
+                for b in &g.bonds {
+                    let r = links + b.order.index() as u32;
+                    edges.push([units + b.a, units + b.b, r]);
+                    edges.push([units + b.b, units + b.a, r]);
+                }
+                for (i, a) in g.atoms.iter().enumerate() {
+                    edges.push([a.unit, units + i as u32, links + 4]);
+                    edges.push([units + i as u32, a.unit, links + 4]);
+                }
+                let cumsum = vec![units; g.units.len() + 1];
+                CompatGraph { node_type, edges, num_units: g.units.len(), cumsum }
+            })
+            .collect();
+        let vocab = CompatVocab {
+            units: (0..nu).map(|i| i.to_string()).collect(),
+            links: (0..links).map(|i| i.to_string()).collect(),
+        };
+        Self::collate(&as_compat, &vocab, device, false)
+    }
+
     fn collate(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device, units_only: bool) -> Result<Self> {
         let nu = vocab.units.len() as u32;
         let nr = vocab.num_relations();
@@ -181,6 +220,23 @@ impl GlycanAABatch {
             node_graph: vec_u32(node_graph)?,
             num_graphs: graphs.len(),
         })
+    }
+}
+
+/// Unit-type slots of the true-molecule featurisation: every core of `residue::CORES`.
+pub fn molecule_units() -> usize {
+    crate::residue::CORES.len()
+}
+
+/// Relation slots of the true-molecule featurisation: link types + 4 bond orders + membership.
+pub fn molecule_relations() -> usize {
+    crate::molecule::NUM_LINK_TYPES as usize + 5
+}
+
+impl GlycanAAConfig {
+    /// The paper's widths on the true-molecule featurisation (its own node and relation slots).
+    pub fn paper_on_molecules() -> Self {
+        GlycanAAConfig { num_unit: molecule_units() + 83, num_relation: molecule_relations(), ..GlycanAAConfig::paper() }
     }
 }
 

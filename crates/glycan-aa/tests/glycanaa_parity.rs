@@ -111,3 +111,21 @@ fn ablations_run_and_train() {
         }
     }
 }
+
+#[test]
+fn runs_on_true_molecules() {
+    let glycans = ["Neu5Ac(a2-3)Gal(b1-4)GlcNAc6S(b1-", "Fuc(a1-2)Gal(b1-3)[Fuc(a1-4)]GlcNAc", "Man(a1-6)[Man(a1-3)]Man(b1-4)GlcNAc(b1-4)GlcNAc"];
+    let mols: Vec<_> = glycans.iter().map(|g| glycan_aa::Glycan::from_iupac(g).unwrap().molecule.graph).collect();
+    let refs: Vec<&aa_graph::HeteroGraph> = mols.iter().collect();
+    let dev = Device::Cpu;
+    let batch = GlycanAABatch::from_molecules(&refs, &dev).unwrap();
+    let total: usize = mols.iter().map(|m| m.num_atoms() + m.num_units()).sum();
+    assert_eq!(batch.node_type.dims1().unwrap(), total);
+    let cfg = GlycanAAConfig { input_dim: 8, hidden_dims: vec![8, 8], ..GlycanAAConfig::paper_on_molecules() };
+    let map = VarMap::new();
+    let model = GlycanAA::new(VarBuilder::from_varmap(&map, DType::F32, &dev), &cfg).unwrap();
+    let out = model.forward(&batch, false).unwrap();
+    assert_eq!(out.graph_feature.dims(), &[3, 32]);
+    // The sulfate's atoms are nodes here (the official featurisation drops modifications).
+    assert!(mols[0].atoms.iter().any(|a| a.element == aa_graph::Element::S));
+}
