@@ -8,7 +8,7 @@ writes, per core, the heavy-atom element counts and bond-type counts RDKit gives
 
     /tmp/refenv/bin/python tests/reference/official_compat_units.py \
         <path to GlycanAA>/module/custom_data/all_atom_glycan.py \
-        --out crates/glycan-aa/tests/fixtures/official_compat_units.csv
+        --out crates/glycan-aa/data/official_compat_units.csv
 """
 import argparse
 import ast

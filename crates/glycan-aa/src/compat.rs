@@ -88,10 +88,10 @@ impl CompatVocab {
     }
 
     /// The 127 unit names of the official residue table (`glycan2smiles` in the official
-    /// code), in the order of `tests/fixtures/official_compat_units.csv` — not the official id
+    /// code), in the order of `data/official_compat_units.csv` — not the official id
     /// order.
     pub fn official_unit_names() -> Vec<String> {
-        include_str!("../tests/fixtures/official_compat_units.csv")
+        include_str!("../data/official_compat_units.csv")
             .lines()
             .skip(1)
             .filter_map(|l| l.split(',').next())

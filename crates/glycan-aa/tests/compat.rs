@@ -13,7 +13,7 @@ struct Row {
 }
 
 fn fixture() -> Vec<Row> {
-    let mut rdr = csv::Reader::from_reader(include_str!("fixtures/official_compat_units.csv").as_bytes());
+    let mut rdr = csv::Reader::from_reader(include_str!("../data/official_compat_units.csv").as_bytes());
     rdr.records()
         .map(|r| {
             let r = r.unwrap();
