@@ -44,9 +44,7 @@ fn main() -> anyhow::Result<()> {
         let shape = var.shape().clone();
         if name.ends_with("running_mean") {
             var.set(&Tensor::randn(0f32, 0.5, shape, &dev)?)?;
-        } else if name.ends_with("running_var") {
-            var.set(&(Tensor::rand(0f32, 1.0, shape, &dev)? + 0.5)?)?;
-        } else if name.ends_with("batch_norm.weight") {
+        } else if name.ends_with("running_var") || name.ends_with("batch_norm.weight") {
             var.set(&(Tensor::rand(0f32, 1.0, shape, &dev)? + 0.5)?)?;
         } else if name.ends_with("batch_norm.bias") {
             var.set(&Tensor::randn(0f32, 0.2, shape, &dev)?)?;

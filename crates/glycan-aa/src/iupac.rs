@@ -135,18 +135,14 @@ fn tokenize(s: &str) -> Result<Vec<Token>, GlycanError> {
 fn parse_link(s: &str, offset: usize, dangling: bool) -> Result<LinkSpec, GlycanError> {
     let text = s.to_string();
     let bad = |msg: &str| perr(offset, format!("bad link '({s}': {msg}"));
-    let mut rest = s;
-    let anomer = match rest.as_bytes().first() {
-        Some(b'a') => Anomer::Alpha,
-        Some(b'b') => Anomer::Beta,
-        Some(b'?') if rest.len() > 1 && rest.as_bytes()[1] != b'-' => Anomer::Unknown,
-        _ => Anomer::Unknown,
+    // Anomer letter (a, b, or ? when followed by a donor position); links such as "1-6" or
+    // "?-?" have none.
+    let (anomer, rest) = match s.as_bytes() {
+        [b'a', ..] => (Anomer::Alpha, &s[1..]),
+        [b'b', ..] => (Anomer::Beta, &s[1..]),
+        [b'?', next, ..] if *next != b'-' => (Anomer::Unknown, &s[1..]),
+        _ => (Anomer::Unknown, s),
     };
-    if matches!(rest.as_bytes().first(), Some(b'a' | b'b')) {
-        rest = &rest[1..];
-    } else if rest.starts_with('?') && rest.len() > 1 && rest.as_bytes()[1] != b'-' {
-        rest = &rest[1..];
-    }
     let Some(dash) = rest.find('-') else {
         return bad("expected donor-acceptor like b1-4");
     };

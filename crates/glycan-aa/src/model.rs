@@ -156,8 +156,9 @@ impl GlycanAABatch {
                     edges.push([a.unit, units + i as u32, links + 4]);
                     edges.push([units + i as u32, a.unit, links + 4]);
                 }
-                let cumsum = vec![units; g.units.len() + 1];
-                CompatGraph { node_type, edges, num_units: g.units.len(), cumsum }
+                // `cumsum` describes the official layout (atoms grouped per residue); the model
+                // does not read it, and true molecules are not laid out that way.
+                CompatGraph { node_type, edges, num_units: g.units.len(), cumsum: Vec::new() }
             })
             .collect();
         let vocab = CompatVocab {
