@@ -30,6 +30,8 @@
 
 use std::sync::Mutex;
 
+pub mod fused;
+
 use aa_graph::kernels::{inverse_counts, scatter_sum};
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -52,7 +54,7 @@ impl Activation {
         match self {
             Activation::None => Ok(x.clone()),
             Activation::Relu => x.relu(),
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Gelu => fused::gelu_erf(x),
         }
     }
 }
