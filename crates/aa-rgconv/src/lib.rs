@@ -146,31 +146,28 @@ impl BatchNorm {
     /// Normalises `[N, C]`; in training mode with the batch's statistics (and updates the
     /// running ones), otherwise with the running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (mean, var) = if train {
-            // Batch statistics in f64 through a ones-vector matmul: column sums over tens of
-            // thousands of nodes lose digits in f32, and sum over dim 0 is slow in candle.
+        if train {
             let n = x.dim(0)?;
-            let xd = x.to_dtype(DType::F64)?;
-            let ones = Tensor::ones((1, n), DType::F64, x.device())?;
-            let mean = (ones.matmul(&xd)? / n as f64)?;
-            let centered = xd.broadcast_sub(&mean)?;
-            let var = (ones.matmul(&centered.sqr()?)? / n as f64)?;
-            let (mean, var) = (mean.to_dtype(x.dtype())?, var.to_dtype(x.dtype())?);
-            {
-                let m = self.momentum;
-                let unbiased = if n > 1 { (var.detach() * (n as f64 / (n as f64 - 1.0)))? } else { var.detach() };
-                let mut rm = self.running_mean.lock().expect("running mean lock");
-                *rm = ((&*rm * (1.0 - m))? + (mean.detach().squeeze(0)? * m)?)?;
-                let mut rv = self.running_var.lock().expect("running var lock");
-                *rv = ((&*rv * (1.0 - m))? + (unbiased.squeeze(0)? * m)?)?;
-            }
-            (mean, var)
-        } else {
-            let rm = self.running_mean.lock().expect("running mean lock").clone();
-            let rv = self.running_var.lock().expect("running var lock").clone();
-            (rm.unsqueeze(0)?, rv.unsqueeze(0)?)
-        };
-        let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+            let (y, mean, var) = if x.device().is_cpu() && x.dtype() == DType::F32 {
+                fused::batch_norm_train(x, &self.weight, &self.bias, self.eps)?
+            } else {
+                candle_core::bail!("batch norm in training mode: CPU f32 only for now");
+            };
+            // Running estimates: momentum 0.1, unbiased variance (as PyTorch).
+            let m = self.momentum;
+            let dev = x.device();
+            let unbiased: Vec<f32> = var.iter().map(|v| (if n > 1 { v * n as f64 / (n as f64 - 1.0) } else { *v }) as f32).collect();
+            let mean_t = Tensor::from_vec(mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), mean.len(), dev)?;
+            let var_t = Tensor::from_vec(unbiased, var.len(), dev)?;
+            let mut rm = self.running_mean.lock().expect("running mean lock");
+            *rm = ((&*rm * (1.0 - m))? + (mean_t * m)?)?;
+            let mut rv = self.running_var.lock().expect("running var lock");
+            *rv = ((&*rv * (1.0 - m))? + (var_t * m)?)?;
+            return Ok(y);
+        }
+        let rm = self.running_mean.lock().expect("running mean lock").clone().unsqueeze(0)?;
+        let rv = self.running_var.lock().expect("running var lock").clone().unsqueeze(0)?;
+        let xhat = x.broadcast_sub(&rm)?.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
         xhat.broadcast_mul(&self.weight.unsqueeze(0)?)?.broadcast_add(&self.bias.unsqueeze(0)?)
     }
 
