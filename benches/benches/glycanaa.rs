@@ -28,7 +28,8 @@ fn bench(c: &mut Criterion) {
     let plain: std::collections::HashMap<String, Tensor> =
         map.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     let frozen = GlycanAA::new(VarBuilder::from_tensors(plain, DType::F32, &dev), &cfg).unwrap();
-    let head = candle_nn::linear(cfg.graph_dim(), 10, VarBuilder::from_varmap(&map, DType::F32, &dev).pp("mlp")).unwrap();
+    let head =
+        candle_nn::linear(cfg.graph_dim(), 10, VarBuilder::from_varmap(&map, DType::F32, &dev).pp("mlp")).unwrap();
     let graphs: Vec<_> = glycans.iter().map(|g| featurize(g, &vocab).unwrap()).collect();
     let batch = GlycanAABatch::from_compat(&graphs, &vocab, &dev).unwrap();
     let nodes = batch.node_type.dims1().unwrap();
@@ -43,8 +44,11 @@ fn bench(c: &mut Criterion) {
             frozen.forward(&batch, false).unwrap().graph_feature.dims2().unwrap()
         })
     });
-    g.bench_function("forward_256", |b| b.iter(|| frozen.forward(&batch, false).unwrap().graph_feature.dims2().unwrap()));
-    let mut opt = AdamW::new(map.all_vars(), ParamsAdamW { lr: 5e-4, weight_decay: 1e-3, ..Default::default() }).unwrap();
+    g.bench_function("forward_256", |b| {
+        b.iter(|| frozen.forward(&batch, false).unwrap().graph_feature.dims2().unwrap())
+    });
+    let mut opt =
+        AdamW::new(map.all_vars(), ParamsAdamW { lr: 5e-4, weight_decay: 1e-3, ..Default::default() }).unwrap();
     g.bench_function("train_step_256", |b| {
         b.iter(|| {
             use candle_core::Module;

@@ -14,12 +14,15 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     // 51,688 heavy atoms: eight copies of 7DDO side by side (chains renamed, shifted 150 Å
     // apart), read with the default options like any other file.
-    let ace2 = std::fs::read_to_string(allatom_benches::structure("biopython/7DDO.pdb")).expect("run `cargo xtask fetch-data` first");
+    let ace2 = std::fs::read_to_string(allatom_benches::structure("biopython/7DDO.pdb"))
+        .expect("run `cargo xtask fetch-data` first");
     let tiled = tile(&ace2, 8);
     let opts = StructureOptions::default();
     let s = structure_from_bytes(tiled.as_bytes(), &opts).unwrap();
     eprintln!("7ddo_x8: {} atoms, {} units", s.graph.num_atoms(), s.graph.num_units());
-    g.bench_function("7ddo_x8_51688_atoms", |b| b.iter(|| structure_from_bytes(tiled.as_bytes(), &opts).unwrap().graph.num_atoms()));
+    g.bench_function("7ddo_x8_51688_atoms", |b| {
+        b.iter(|| structure_from_bytes(tiled.as_bytes(), &opts).unwrap().graph.num_atoms())
+    });
     let cases = [
         // 47,681 atoms: adenylate kinase in water with hydrogens (OPLS-AA), all atoms kept.
         ("adk_oplsaa_47681_atoms", "mdanalysistests/adk_oplsaa.pdb", true),

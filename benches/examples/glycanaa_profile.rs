@@ -18,8 +18,11 @@ fn main() {
     let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &all, 84);
     let largest = std::env::args().nth(3).as_deref() == Some("largest");
     let graphs: Vec<_> = if largest {
-        let mut sizes: Vec<(usize, usize)> =
-            all.iter().enumerate().filter_map(|(i, g)| featurize(g, &vocab).ok().map(|f| (f.node_type.len(), i))).collect();
+        let mut sizes: Vec<(usize, usize)> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| featurize(g, &vocab).ok().map(|f| (f.node_type.len(), i)))
+            .collect();
         sizes.sort_by_key(|&(n, i)| (std::cmp::Reverse(n), i));
         sizes.iter().take(256).map(|&(_, i)| featurize(&all[i], &vocab).unwrap()).collect()
     } else {
@@ -55,6 +58,8 @@ fn main() {
 /// Current and peak resident set size of this process (Linux `/proc/self/status`).
 fn memory() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let get = |key: &str| status.lines().find(|l| l.starts_with(key)).map(|l| l[key.len()..].trim().to_string()).unwrap_or_default();
+    let get = |key: &str| {
+        status.lines().find(|l| l.starts_with(key)).map(|l| l[key.len()..].trim().to_string()).unwrap_or_default()
+    };
     format!("RSS {}, peak RSS {}", get("VmRSS:"), get("VmHWM:"))
 }

@@ -12,7 +12,13 @@ fn main() {
     let t = Instant::now();
     let raw = protein_aa::read::read_structure(&bytes).unwrap();
     let t_parse = t.elapsed();
-    let opts = protein_aa::StructureOptions { atom_knn: None, unit_knn: None, keep_hydrogens: true, keep_waters: true, ..Default::default() };
+    let opts = protein_aa::StructureOptions {
+        atom_knn: None,
+        unit_knn: None,
+        keep_hydrogens: true,
+        keep_waters: true,
+        ..Default::default()
+    };
     let t = Instant::now();
     let _ = protein_aa::build(&raw, &opts).unwrap();
     let t_first = t.elapsed();
@@ -29,6 +35,12 @@ fn main() {
     let t_rad = t.elapsed();
     println!(
         "{} atoms: parse {:?}, build {:?}, knn30 {:?} ({} entries), radius2.7 {:?} ({} entries)",
-        pos.len(), t_parse, t_build, t_knn, k.num_entries(), t_rad, r.num_entries()
+        pos.len(),
+        t_parse,
+        t_build,
+        t_knn,
+        k.num_entries(),
+        t_rad,
+        r.num_entries()
     );
 }

@@ -124,9 +124,9 @@ fn fetch_structures(fetched: &Path) -> Result<()> {
         )?;
         std::fs::write(proj.join("src/lib.rs"), "")?;
         run(Command::new("cargo").arg("fetch").current_dir(&proj), "cargo fetch pdbrust")?;
-        let home = std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
+        let home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
         let cache = home.join("registry/cache");
         let found = std::fs::read_dir(&cache)
             .with_context(|| format!("reading {}", cache.display()))?

@@ -171,7 +171,10 @@ impl Batch {
                                 level: rel.level,
                                 kind: rel.kind,
                                 neighbors: Csr {
-                                    offsets: c.offsets[n0 as usize..=n1 as usize].iter().map(|o| o - e0 as u32).collect(),
+                                    offsets: c.offsets[n0 as usize..=n1 as usize]
+                                        .iter()
+                                        .map(|o| o - e0 as u32)
+                                        .collect(),
                                     targets: c.targets[e0..e1].iter().map(|t| t - n0).collect(),
                                     edges: c.edges[e0..e1].to_vec(),
                                 },

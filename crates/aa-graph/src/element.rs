@@ -3,12 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 const SYMBOLS: [&str; 87] = [
-    "", "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl",
-    "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As",
-    "Se", "Br", "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In",
-    "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb",
-    "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl",
-    "Pb", "Bi", "Po", "At", "Rn",
+    "", "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca",
+    "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",
+    "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La", "Ce",
+    "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir",
+    "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn",
 ];
 
 /// A chemical element, stored as its atomic number (1 = H … 86 = Rn).
@@ -48,10 +47,7 @@ impl Element {
     /// write them upper-case.
     pub fn from_symbol(symbol: &str) -> Option<Element> {
         let s = symbol.trim();
-        SYMBOLS
-            .iter()
-            .position(|&x| !x.is_empty() && x.eq_ignore_ascii_case(s))
-            .map(|z| Element(z as u8))
+        SYMBOLS.iter().position(|&x| !x.is_empty() && x.eq_ignore_ascii_case(s)).map(|z| Element(z as u8))
     }
 
     /// Atomic number.
@@ -94,8 +90,7 @@ impl Serialize for Element {
 impl<'de> Deserialize<'de> for Element {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Element::from_symbol(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown element symbol {s:?}")))
+        Element::from_symbol(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown element symbol {s:?}")))
     }
 }
 

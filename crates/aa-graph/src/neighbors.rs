@@ -174,7 +174,9 @@ pub fn knn(points: &[[f32; 3]], k: usize) -> Csr {
                 let i = grid.items[q];
                 let p = grid.sorted[q];
                 cand.clear();
-                cand.extend(shared_p.iter().zip(shared_i.iter()).filter(|(_, &j)| j != i).map(|(pj, &j)| key(dist2(&p, pj), j)));
+                cand.extend(
+                    shared_p.iter().zip(shared_i.iter()).filter(|(_, &j)| j != i).map(|(pj, &j)| key(dist2(&p, pj), j)),
+                );
                 let mut r = 1i64;
                 loop {
                     let exhausted = r > grid.max_ring();
@@ -302,7 +304,8 @@ mod tests {
 
     #[test]
     fn knn_equals_brute_force() {
-        for (n, scale, k) in [(500, 30.0, 15), (300, 5.0, 30), (50, 200.0, 10), (3, 1.0, 30), (1, 1.0, 5), (0, 1.0, 5)] {
+        for (n, scale, k) in [(500, 30.0, 15), (300, 5.0, 30), (50, 200.0, 10), (3, 1.0, 30), (1, 1.0, 5), (0, 1.0, 5)]
+        {
             let p = cloud(n, 42 + n as u64, scale);
             let c = knn(&p, k);
             let b = brute_knn(&p, k);

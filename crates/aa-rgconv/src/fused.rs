@@ -1,8 +1,8 @@
 //! Fused element-wise ops with their own backward, so a training step does not allocate a
 //! dozen `[N, D]` temporaries per activation (candle's composite GELU-erf backward does).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use candle_core::cpu::erf::erf_f32;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
@@ -22,7 +22,11 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l)?;
-        let y: Vec<f32> = x.par_iter().with_min_len(4096).map(|&v| 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))).collect();
+        let y: Vec<f32> = x
+            .par_iter()
+            .with_min_len(4096)
+            .map(|&v| 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2)))
+            .collect();
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -115,7 +119,16 @@ mod tests {
         let x = Var::from_vec(v.clone(), (8, 8), &Device::Cpu).unwrap();
         let ours = gelu_erf(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().gelu_erf().unwrap();
-        let d = (&ours - &theirs).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let d = (&ours - &theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d < 1e-6, "{d}");
         let w = Tensor::arange(0f32, 64.0, &Device::Cpu).unwrap().reshape((8, 8)).unwrap();
         let grads = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
@@ -164,7 +177,15 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         "fused-batch-norm-train"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, c) = l1.shape().dims2()?;
         let x = contiguous_f32(s1, l1)?;
         let gamma = contiguous_f32(s2, l2)?;
@@ -180,7 +201,14 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c) = x.dims2()?;
         let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let gs = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;

@@ -156,7 +156,8 @@ impl BatchNorm {
             // Running estimates: momentum 0.1, unbiased variance (as PyTorch).
             let m = self.momentum;
             let dev = x.device();
-            let unbiased: Vec<f32> = var.iter().map(|v| (if n > 1 { v * n as f64 / (n as f64 - 1.0) } else { *v }) as f32).collect();
+            let unbiased: Vec<f32> =
+                var.iter().map(|v| (if n > 1 { v * n as f64 / (n as f64 - 1.0) } else { *v }) as f32).collect();
             let mean_t = Tensor::from_vec(mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), mean.len(), dev)?;
             let var_t = Tensor::from_vec(unbiased, var.len(), dev)?;
             let mut rm = self.running_mean.lock().expect("running mean lock");
@@ -204,7 +205,14 @@ pub struct RelationalGraphConv {
 impl RelationalGraphConv {
     /// Loads or creates `linear.{weight,bias}` (`[out, R·in]`), `self_loop.{weight,bias}` and,
     /// with `batch_norm`, `batch_norm.*` under `vb`.
-    pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, num_relations: usize, batch_norm: bool, activation: Activation) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+        num_relations: usize,
+        batch_norm: bool,
+        activation: Activation,
+    ) -> Result<Self> {
         let (linear_w, linear_b) = linear_init(&vb.pp("linear"), out_dim, num_relations * in_dim)?;
         let (self_w, self_b) = linear_init(&vb.pp("self_loop"), out_dim, in_dim)?;
         let batch_norm = if batch_norm { Some(BatchNorm::new(vb.pp("batch_norm"), out_dim)?) } else { None };

@@ -138,7 +138,12 @@ fn graph(a: GraphArgs) -> Result<ExitCode> {
 
 /// Runs `record` on every input in parallel with a progress bar on stderr, writes one JSON line
 /// per input (in input order) to `out` or stdout, and returns exit status 1 when any failed.
-fn run_all<T: Sync>(inputs: &[T], what: &str, record: impl Fn(&T) -> (Value, bool) + Sync, out: Option<&Path>) -> Result<ExitCode> {
+fn run_all<T: Sync>(
+    inputs: &[T],
+    what: &str,
+    record: impl Fn(&T) -> (Value, bool) + Sync,
+    out: Option<&Path>,
+) -> Result<ExitCode> {
     let bar = indicatif::ProgressBar::new(inputs.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}"))
@@ -167,8 +172,20 @@ fn run_all<T: Sync>(inputs: &[T], what: &str, record: impl Fn(&T) -> (Value, boo
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-const STRUCTURE_SUFFIXES: [&str; 12] =
-    [".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz", ".pdb.bz2", ".cif.bz2", ".pqr", ".pdb1"];
+const STRUCTURE_SUFFIXES: [&str; 12] = [
+    ".pdb",
+    ".ent",
+    ".cif",
+    ".mmcif",
+    ".pdb.gz",
+    ".ent.gz",
+    ".cif.gz",
+    ".mmcif.gz",
+    ".pdb.bz2",
+    ".cif.bz2",
+    ".pqr",
+    ".pdb1",
+];
 
 fn structure_record(path: &Path, opts: &protein_aa::StructureOptions) -> (Value, bool) {
     match protein_aa::read_structure_file(path, opts) {

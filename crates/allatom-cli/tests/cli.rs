@@ -26,11 +26,8 @@ fn file_of_glycans_writes_every_line_and_fails_after() {
     let out_path = dir.path().join("out.jsonl");
     let out = allatom().args(["graph", "--glycans"]).arg(&input).arg("--jsonl").arg(&out_path).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "one line failed");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&out_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     let mut got: Vec<&str> = lines[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
     got.sort();
@@ -83,7 +80,8 @@ fn structure_file_and_directory() {
     // A directory with one good structure and one broken file: both lines written, exit 1.
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fetched("pdbrust/examples/pdb_files/1UBQ.pdb"), dir.path().join("1ubq.pdb")).unwrap();
-    std::fs::write(dir.path().join("broken.cif"), "data_x\nloop_\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1.0\n").unwrap();
+    std::fs::write(dir.path().join("broken.cif"), "data_x\nloop_\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1.0\n")
+        .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a structure").unwrap();
     let out_path = dir.path().join("out.jsonl");
     let out = allatom().args(["graph", "--structure"]).arg(dir.path()).arg("--jsonl").arg(&out_path).output().unwrap();

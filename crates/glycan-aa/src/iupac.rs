@@ -156,7 +156,9 @@ fn parse_link(s: &str, offset: usize, dangling: bool) -> Result<LinkSpec, Glycan
     };
     let mut acc = &rest[dash + 1..];
     let mut bridge = Bridge::Oxygen;
-    for (pfx, br) in [("P-", Bridge::Phosphate), ("SH-", Bridge::Sulfur), ("S-", Bridge::Sulfur), ("N-", Bridge::Nitrogen)] {
+    for (pfx, br) in
+        [("P-", Bridge::Phosphate), ("SH-", Bridge::Sulfur), ("S-", Bridge::Sulfur), ("N-", Bridge::Nitrogen)]
+    {
         if let Some(a) = acc.strip_prefix(pfx) {
             acc = a;
             bridge = br;
@@ -192,7 +194,11 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<&Token> {
-        if self.pos == 0 { None } else { self.toks.get(self.pos - 1) }
+        if self.pos == 0 {
+            None
+        } else {
+            self.toks.get(self.pos - 1)
+        }
     }
     fn pop(&mut self) -> Option<Token> {
         if self.pos == 0 {
@@ -209,7 +215,16 @@ impl<'a> Parser<'a> {
     fn subtree(&mut self, after: usize) -> Result<usize, GlycanError> {
         let t = match self.pop() {
             Some(t) if t.kind == Tok::Residue => t,
-            Some(t) => return perr(t.start, format!("expected a monosaccharide before {}, found {}", char_desc(self.s, after), self.describe(&t))),
+            Some(t) => {
+                return perr(
+                    t.start,
+                    format!(
+                        "expected a monosaccharide before {}, found {}",
+                        char_desc(self.s, after),
+                        self.describe(&t)
+                    ),
+                )
+            }
             None => return perr(after, "expected a monosaccharide before the link"),
         };
         let name = self.s[t.start..t.end].to_string();

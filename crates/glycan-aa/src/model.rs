@@ -237,7 +237,11 @@ pub fn molecule_relations() -> usize {
 impl GlycanAAConfig {
     /// The paper's widths on the true-molecule featurisation (its own node and relation slots).
     pub fn paper_on_molecules() -> Self {
-        GlycanAAConfig { num_unit: molecule_units() + 83, num_relation: molecule_relations(), ..GlycanAAConfig::paper() }
+        GlycanAAConfig {
+            num_unit: molecule_units() + 83,
+            num_relation: molecule_relations(),
+            ..GlycanAAConfig::paper()
+        }
     }
 }
 
@@ -270,9 +274,17 @@ impl GlycanAA {
     /// Loads (or, from a `VarMap`, creates) the weights under their official names.
     pub fn new(vb: VarBuilder, config: &GlycanAAConfig) -> Result<Self> {
         if config.hidden_dims.first() != Some(&config.input_dim) {
-            candle_core::bail!("input_dim {} must equal hidden_dims[0] {:?}", config.input_dim, config.hidden_dims.first());
+            candle_core::bail!(
+                "input_dim {} must equal hidden_dims[0] {:?}",
+                config.input_dim,
+                config.hidden_dims.first()
+            );
         }
-        let embedding = vb.get_with_hints((config.num_unit, config.input_dim), "embedding.weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let embedding = vb.get_with_hints(
+            (config.num_unit, config.input_dim),
+            "embedding.weight",
+            Init::Randn { mean: 0.0, stdev: 1.0 },
+        )?;
         let mut dims = vec![config.input_dim];
         dims.extend(&config.hidden_dims);
         let conv = |name: &str, i: usize| {
@@ -289,11 +301,17 @@ impl GlycanAA {
             Variant::Hierarchical => Layers::Hierarchical(
                 (0..config.hidden_dims.len())
                     .map(|i| {
-                        Ok(HierarchicalBlock { atom: conv("atom_layers", i)?, cross: conv("cross_layers", i)?, unit: conv("mono_layers", i)? })
+                        Ok(HierarchicalBlock {
+                            atom: conv("atom_layers", i)?,
+                            cross: conv("cross_layers", i)?,
+                            unit: conv("mono_layers", i)?,
+                        })
                     })
                     .collect::<Result<_>>()?,
             ),
-            Variant::Flat => Layers::Flat((0..config.hidden_dims.len()).map(|i| conv("hidden_layers", i)).collect::<Result<_>>()?),
+            Variant::Flat => {
+                Layers::Flat((0..config.hidden_dims.len()).map(|i| conv("hidden_layers", i)).collect::<Result<_>>()?)
+            }
         };
         Ok(GlycanAA { embedding, layers, config: config.clone() })
     }

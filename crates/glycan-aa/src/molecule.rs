@@ -86,11 +86,7 @@ impl Builder {
     }
     /// Sum of bond orders at an atom, in half-bond units.
     fn used_half(&self, a: u32) -> u32 {
-        self.bonds
-            .iter()
-            .filter(|(x, y, _)| *x == a || *y == a)
-            .map(|(_, _, o)| o.half_valence())
-            .sum()
+        self.bonds.iter().filter(|(x, y, _)| *x == a || *y == a).map(|(_, _, o)| o.half_valence()).sum()
     }
     fn free_h(&self, a: u32) -> i32 {
         let at = &self.atoms[a as usize];
@@ -150,7 +146,14 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
         })?;
         specs.push(spec);
     }
-    let mut cx = Ctx { b: Builder { atoms: Vec::new(), bonds: Vec::new() }, res: Vec::new(), specs, parsed, flags: Vec::new(), attached: vec![None; parsed.residues.len()] };
+    let mut cx = Ctx {
+        b: Builder { atoms: Vec::new(), bonds: Vec::new() },
+        res: Vec::new(),
+        specs,
+        parsed,
+        flags: Vec::new(),
+        attached: vec![None; parsed.residues.len()],
+    };
     cx.infer_ring_forms();
     for r in 0..parsed.residues.len() {
         let ra = cx.build_core(r)?;
@@ -225,9 +228,17 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
                 continue;
             }
         }
-        let pos = m.positions.iter().copied().find(|&p| cx.free_hydroxyl(r, p)).or_else(|| cx.default_free_position(r, false));
+        let pos = m
+            .positions
+            .iter()
+            .copied()
+            .find(|&p| cx.free_hydroxyl(r, p))
+            .or_else(|| cx.default_free_position(r, false));
         let Some(pos) = pos else {
-            return chem_err(parsed.residues[r].offset, format!("no free hydroxyl in '{}' for a modification", parsed.residues[r].name));
+            return chem_err(
+                parsed.residues[r].offset,
+                format!("no free hydroxyl in '{}' for a modification", parsed.residues[r].name),
+            );
         };
         if let ModKind::Attach(g) = &m.kind {
             if g.ketal {
@@ -246,10 +257,18 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
                 list[k + 1]
             } else {
                 let n = cx.res[r].carbon.len() as i32;
-                let near = [2, -2, 1, -1, 3, -3].iter().map(|d| a as i32 + d).find(|&p| p >= 1 && p <= n && cx.free_hydroxyl(r, p as u8));
+                let near = [2, -2, 1, -1, 3, -3]
+                    .iter()
+                    .map(|d| a as i32 + d)
+                    .find(|&p| p >= 1 && p <= n && cx.free_hydroxyl(r, p as u8));
                 match near {
                     Some(p) => p as u8,
-                    None => return chem_err(parsed.residues[r].offset, format!("pyruvate on '{}' has no second hydroxyl to bridge", parsed.residues[r].name)),
+                    None => {
+                        return chem_err(
+                            parsed.residues[r].offset,
+                            format!("pyruvate on '{}' has no second hydroxyl to bridge", parsed.residues[r].name),
+                        )
+                    }
                 }
             };
             cx.ketal(r, a, b)?;
@@ -367,10 +386,16 @@ impl Ctx<'_> {
         };
         if matches!(spec.ring, Ring::Pyranose | Ring::Furanose) {
             if spec.anomeric == 0 || closure > n {
-                return chem_err(self.offset(r), format!("'{}' cannot form a {:?} ring with {n} carbons", self.name(r), spec.ring));
+                return chem_err(
+                    self.offset(r),
+                    format!("'{}' cannot form a {:?} ring with {n} carbons", self.name(r), spec.ring),
+                );
             }
             if acid.contains(&closure) || deoxy.contains(&closure) {
-                return chem_err(self.offset(r), format!("'{}': ring-closing carbon C{closure} has no oxygen", self.name(r)));
+                return chem_err(
+                    self.offset(r),
+                    format!("'{}': ring-closing carbon C{closure} has no oxygen", self.name(r)),
+                );
             }
         }
         let mut ra = ResAtoms { anomeric: spec.anomeric, ..Default::default() };
@@ -418,10 +443,16 @@ impl Ctx<'_> {
         }
         for &(keep, carbon) in &spec.anhydro {
             let (Some(o), true) = (ra.hetero.get(keep as usize - 1).copied().flatten(), carbon <= n) else {
-                return chem_err(self.offset(r), format!("'{}': anhydro bridge {keep},{carbon} not possible", self.name(r)));
+                return chem_err(
+                    self.offset(r),
+                    format!("'{}': anhydro bridge {keep},{carbon} not possible", self.name(r)),
+                );
             };
             let Some(gone) = ra.hetero[carbon as usize - 1] else {
-                return chem_err(self.offset(r), format!("'{}': anhydro bridge {keep},{carbon} not possible", self.name(r)));
+                return chem_err(
+                    self.offset(r),
+                    format!("'{}': anhydro bridge {keep},{carbon} not possible", self.name(r)),
+                );
             };
             self.b.remove(gone);
             ra.hetero[carbon as usize - 1] = None;
@@ -435,7 +466,11 @@ impl Ctx<'_> {
     fn free_hydroxyl(&self, r: usize, p: u8) -> bool {
         let ra = &self.res[r];
         match ra.hetero.get(p as usize - 1).copied().flatten() {
-            Some(h) => !self.b.atoms[h as usize].removed && self.b.free_h(h) >= 1 && self.b.atoms[h as usize].element == Element::O,
+            Some(h) => {
+                !self.b.atoms[h as usize].removed
+                    && self.b.free_h(h) >= 1
+                    && self.b.atoms[h as usize].element == Element::O
+            }
             None => false,
         }
     }
@@ -475,17 +510,25 @@ impl Ctx<'_> {
             ModKind::Replace(el) => {
                 let h = self.hetero_at(r, p)?;
                 if self.b.free_h(h) < 1 && *el != Element::N {
-                    return chem_err(self.offset(r), format!("'{}': position {p} is already substituted", self.name(r)));
+                    return chem_err(
+                        self.offset(r),
+                        format!("'{}': position {p} is already substituted", self.name(r)),
+                    );
                 }
                 let at = &mut self.b.atoms[h as usize];
                 at.element = *el;
                 at.name = format!("{}{p}", el.symbol());
             }
-            ModKind::Attach(g) if g.name == "S" && self.res[r].hetero.get(p as usize - 1).copied().flatten().is_none() => {
+            ModKind::Attach(g)
+                if g.name == "S" && self.res[r].hetero.get(p as usize - 1).copied().flatten().is_none() =>
+            {
                 // Sulfonate on a deoxy carbon (sulfoquinovose, Qui6S): a C–S bond.
                 let c = ra_carbon[p as usize - 1];
                 if self.b.free_h(c) < 1 {
-                    return chem_err(self.offset(r), format!("'{}': C{p} has no hydrogen for a sulfonate", self.name(r)));
+                    return chem_err(
+                        self.offset(r),
+                        format!("'{}': C{p} has no hydrogen for a sulfonate", self.name(r)),
+                    );
                 }
                 let first = self.b.add_fragment(&fragment(g.smiles), &format!("S{p}"), u);
                 self.b.bond(c, first, BondOrder::Single);
@@ -493,7 +536,10 @@ impl Ctx<'_> {
             ModKind::Attach(g) => {
                 let h = self.hetero_at(r, p)?;
                 if self.b.free_h(h) < 1 {
-                    return chem_err(self.offset(r), format!("'{}': position {p} is already substituted", self.name(r)));
+                    return chem_err(
+                        self.offset(r),
+                        format!("'{}': position {p} is already substituted", self.name(r)),
+                    );
                 }
                 let is_acid = self.res[r].acid[p as usize - 1];
                 if let (true, Some(amide)) = (is_acid, g.amide) {
@@ -522,7 +568,10 @@ impl Ctx<'_> {
             ModKind::CarbonBranch(g) => {
                 let c = ra_carbon[p as usize - 1];
                 if self.b.free_h(c) < 1 {
-                    return chem_err(self.offset(r), format!("'{}': C{p} has no hydrogen for a C-branch", self.name(r)));
+                    return chem_err(
+                        self.offset(r),
+                        format!("'{}': C{p} has no hydrogen for a C-branch", self.name(r)),
+                    );
                 }
                 let f = fragment(g.smiles);
                 let first = self.b.add_fragment(&f, &format!("C{}{p}", g.name), u);
@@ -543,11 +592,17 @@ impl Ctx<'_> {
             }
             ModKind::Ene => {
                 if p as usize >= ra_carbon.len() {
-                    return chem_err(self.offset(r), format!("'{}': no C{p}=C{} double bond possible", self.name(r), p + 1));
+                    return chem_err(
+                        self.offset(r),
+                        format!("'{}': no C{p}=C{} double bond possible", self.name(r), p + 1),
+                    );
                 }
                 let (a, b) = (ra_carbon[p as usize - 1], ra_carbon[p as usize]);
                 if self.b.free_h(a) < 1 || self.b.free_h(b) < 1 {
-                    return chem_err(self.offset(r), format!("'{}': C{p}=C{} needs a hydrogen on each carbon", self.name(r), p + 1));
+                    return chem_err(
+                        self.offset(r),
+                        format!("'{}': C{p}=C{} needs a hydrogen on each carbon", self.name(r), p + 1),
+                    );
                 }
                 for bond in self.b.bonds.iter_mut() {
                     if (bond.0 == a && bond.1 == b) || (bond.0 == b && bond.1 == a) {
@@ -561,7 +616,10 @@ impl Ctx<'_> {
 
     fn ketal(&mut self, r: usize, a: u8, b: u8) -> Result<(), GlycanError> {
         if !self.free_hydroxyl(r, a) || !self.free_hydroxyl(r, b) || a == b {
-            return chem_err(self.offset(r), format!("'{}': pyruvate ketal needs free hydroxyls at {a} and {b}", self.name(r)));
+            return chem_err(
+                self.offset(r),
+                format!("'{}': pyruvate ketal needs free hydroxyls at {a} and {b}", self.name(r)),
+            );
         }
         let (oa, ob) = (self.hetero_at(r, a)?, self.hetero_at(r, b)?);
         let g: &Group = crate::residue::GROUPS.iter().find(|g| g.ketal).unwrap();
@@ -580,7 +638,9 @@ impl Ctx<'_> {
         if donor_pos as usize > self.res[child].carbon.len() {
             return chem_err(l.offset, format!("'{}' has no C{donor_pos}", self.name(child)));
         }
-        let via_phosphate = |s: &Self, r: usize, p: u8| s.res[r].phospho.iter().find(|x| x.0 == p && !s.b.atoms[x.2 as usize].removed).copied();
+        let via_phosphate = |s: &Self, r: usize, p: u8| {
+            s.res[r].phospho.iter().find(|x| x.0 == p && !s.b.atoms[x.2 as usize].removed).copied()
+        };
         let acc_pos = match l.acceptor.iter().copied().find(|&p| {
             self.free_hydroxyl(parent, p)
                 || (l.bridge == Bridge::Nitrogen && self.hetero_at(parent, p).is_ok())
@@ -596,7 +656,12 @@ impl Ctx<'_> {
                 self.flags.push("unknown_link_position".into());
                 match self.default_free_position(parent, false) {
                     Some(p) => p,
-                    None => return chem_err(l.offset, format!("no free hydroxyl left on '{}' for link ({})", self.name(parent), l.text)),
+                    None => {
+                        return chem_err(
+                            l.offset,
+                            format!("no free hydroxyl left on '{}' for link ({})", self.name(parent), l.text),
+                        )
+                    }
                 }
             }
             None => {
@@ -610,7 +675,12 @@ impl Ctx<'_> {
                     None => {
                         return chem_err(
                             l.offset,
-                            format!("link ({}): position {} of '{}' has no free hydroxyl", l.text, l.acceptor[0], self.name(parent)),
+                            format!(
+                                "link ({}): position {} of '{}' has no free hydroxyl",
+                                l.text,
+                                l.acceptor[0],
+                                self.name(parent)
+                            ),
                         )
                     }
                 }
@@ -626,7 +696,12 @@ impl Ctx<'_> {
                 Some((_, p_atom, p_oh)) => (p_atom, p_oh),
                 None => match self.res[child].hetero[donor_pos as usize - 1] {
                     Some(h) if self.free_hydroxyl(child, donor_pos) => (donor_c, h),
-                    _ => return chem_err(l.offset, format!("link ({}): '{}' has no free hydroxyl at C{donor_pos}", l.text, self.name(child))),
+                    _ => {
+                        return chem_err(
+                            l.offset,
+                            format!("link ({}): '{}' has no free hydroxyl at C{donor_pos}", l.text, self.name(child)),
+                        )
+                    }
                 },
             };
             let acc_atom = match acc_phos {
@@ -647,7 +722,10 @@ impl Ctx<'_> {
         let donor_o = match self.res[child].hetero[donor_pos as usize - 1] {
             Some(h) if !self.b.atoms[h as usize].removed && self.b.free_h(h) >= 1 => h,
             _ => {
-                return chem_err(l.offset, format!("link ({}): '{}' has no free hydroxyl at C{donor_pos}", l.text, self.name(child)))
+                return chem_err(
+                    l.offset,
+                    format!("link ({}): '{}' has no free hydroxyl at C{donor_pos}", l.text, self.name(child)),
+                )
             }
         };
         let acc = self.hetero_at(parent, acc_pos)?;
@@ -690,7 +768,10 @@ impl Ctx<'_> {
             }
             let vals = allowed_valences(a.element, a.charge);
             let Some(&v) = vals.iter().find(|&&v| 2 * v >= half[i]) else {
-                return chem_err(parsed.residues[a.unit as usize].offset, format!("too many bonds at atom {} of '{}'", a.name, parsed.residues[a.unit as usize].name));
+                return chem_err(
+                    parsed.residues[a.unit as usize].offset,
+                    format!("too many bonds at atom {} of '{}'", a.name, parsed.residues[a.unit as usize].name),
+                );
             };
             new_index[i] = atoms.len() as u32;
             atoms.push(Atom {
@@ -702,7 +783,11 @@ impl Ctx<'_> {
                 unit: a.unit,
             });
         }
-        let bonds = b.bonds.iter().map(|&(x, y, o)| Bond { a: new_index[x as usize], b: new_index[y as usize], order: o }).collect();
+        let bonds = b
+            .bonds
+            .iter()
+            .map(|&(x, y, o)| Bond { a: new_index[x as usize], b: new_index[y as usize], order: o })
+            .collect();
         let units = parsed
             .residues
             .iter()

@@ -128,9 +128,8 @@ pub static CORES: &[CoreDef] = &[
 
 /// Configurational prefixes that, directly followed by a generic core (`Hex`, `Hep`, `Pen`,
 /// `Oct`, `Non`), only say which stereoisomer it is (`AraHex`, `ManHep`, `LyxHep`).
-const STEREO_WORDS: &[&str] = &[
-    "Ery", "Thre", "Thr", "Ara", "Lyx", "Rib", "Xyl", "All", "Alt", "Glc", "Man", "Gul", "Ido", "Gal", "Tal",
-];
+const STEREO_WORDS: &[&str] =
+    &["Ery", "Thre", "Thr", "Ara", "Lyx", "Rib", "Xyl", "All", "Alt", "Glc", "Man", "Gul", "Ido", "Gal", "Tal"];
 const GENERIC_CORES: &[&str] = &["Hex", "Hep", "Pen", "Oct", "Non"];
 
 /// Index of a core by name.
@@ -629,7 +628,11 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
             let (g, count) = read_group(&mut c, base)?;
             for p in groups_at(&positions) {
                 for _ in 0..count.max(1) {
-                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::CarbonBranch(g), assumed: false });
+                    spec.mods.push(Modification {
+                        positions: p.clone(),
+                        kind: ModKind::CarbonBranch(g),
+                        assumed: false,
+                    });
                 }
             }
             continue;
@@ -652,8 +655,13 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
             let n_is_intrinsic = !has_pos && !after_acid && unpositioned_n < def.amino.len();
             let assumed = !has_pos && !after_acid && !n_is_intrinsic;
             unpositioned_n += 1;
-            let pos_groups: Vec<Vec<u8>> =
-                if target.is_empty() { vec![vec![]] } else if alternatives { vec![target] } else { target.iter().map(|&p| vec![p]).collect() };
+            let pos_groups: Vec<Vec<u8>> = if target.is_empty() {
+                vec![vec![]]
+            } else if alternatives {
+                vec![target]
+            } else {
+                target.iter().map(|&p| vec![p]).collect()
+            };
             if target_is_unknown(&pos_groups) {
                 spec.flags.push("unknown_modification_position".into());
             }
@@ -663,14 +671,14 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
                 Some(x) => x.is_ascii_uppercase(),
                 None => false,
             };
-            let acyl = if next_is_group {
-                Some(read_group(&mut c, base)?)
-            } else {
-                None
-            };
+            let acyl = if next_is_group { Some(read_group(&mut c, base)?) } else { None };
             for p in pos_groups {
                 if !n_is_intrinsic {
-                    spec.mods.push(Modification { positions: p.clone(), kind: ModKind::Replace(aa_graph::Element::N), assumed });
+                    spec.mods.push(Modification {
+                        positions: p.clone(),
+                        kind: ModKind::Replace(aa_graph::Element::N),
+                        assumed,
+                    });
                 }
                 if let Some((g, count)) = acyl {
                     for _ in 0..count.max(1) {
@@ -685,7 +693,11 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
         if has_pos && c.rest().starts_with("SH") {
             c.i += 2;
             for p in groups_at(&positions) {
-                spec.mods.push(Modification { positions: p, kind: ModKind::Replace(aa_graph::Element::S), assumed: false });
+                spec.mods.push(Modification {
+                    positions: p,
+                    kind: ModKind::Replace(aa_graph::Element::S),
+                    assumed: false,
+                });
             }
             continue;
         }
@@ -755,12 +767,8 @@ fn read_group(c: &mut Cursor<'_>, base: usize) -> Result<(&'static Group, u8), N
         }
     }
     let Some(g) = best else {
-        let word: String = c
-            .rest()
-            .char_indices()
-            .take_while(|&(k, x)| k == 0 || x.is_ascii_lowercase())
-            .map(|(_, x)| x)
-            .collect();
+        let word: String =
+            c.rest().char_indices().take_while(|&(k, x)| k == 0 || x.is_ascii_lowercase()).map(|(_, x)| x).collect();
         return err(base + start, format!("unknown modification '{word}'"));
     };
     c.i += g.name.len();

@@ -108,7 +108,13 @@ fn glycosidic_links_are_unit_links() {
         .bonds
         .iter()
         .filter_map(|b| {
-            let o = if b.a as usize == c1 { b.b } else if b.b as usize == c1 { b.a } else { return None };
+            let o = if b.a as usize == c1 {
+                b.b
+            } else if b.b as usize == c1 {
+                b.a
+            } else {
+                return None;
+            };
             Some(&gr.atoms[o as usize]).filter(|a| a.unit == 2).map(|a| a.name.as_str())
         })
         .collect();

@@ -10,8 +10,10 @@ use glycan_aa::model::{GlycanAA, GlycanAABatch, GlycanAAConfig};
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn inputs() -> (GlycanAAConfig, CompatVocab, Vec<CompatGraph>) {
-    let cfg: GlycanAAConfig = serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/glycanaa_config.json")).unwrap()).unwrap();
-    let batch: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/glycanaa_batch.json")).unwrap()).unwrap();
+    let cfg: GlycanAAConfig =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/glycanaa_config.json")).unwrap()).unwrap();
+    let batch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/glycanaa_batch.json")).unwrap()).unwrap();
     let vocab: CompatVocab = serde_json::from_value(batch["vocab"].clone()).unwrap();
     let graphs = batch["glycans"]
         .as_array()
@@ -38,7 +40,9 @@ fn matches_numpy_reference_in_eval_and_train_mode() {
     let (cfg, vocab, graphs) = inputs();
     assert_eq!(graphs.len(), 100);
     let dev = Device::Cpu;
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[format!("{DIR}/glycanaa_weights.safetensors")], DType::F32, &dev).unwrap() };
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[format!("{DIR}/glycanaa_weights.safetensors")], DType::F32, &dev).unwrap()
+    };
     let expected = candle_core::safetensors::load(format!("{DIR}/glycanaa_expected.safetensors"), &dev).unwrap();
     let batch = GlycanAABatch::from_compat(&graphs, &vocab, &dev).unwrap();
     for (mode, train) in [("eval", false), ("train", true)] {
@@ -86,9 +90,24 @@ fn ablations_run_and_train() {
     let dev = Device::Cpu;
     let base = GlycanAAConfig { input_dim: 8, hidden_dims: vec![8, 8], ..GlycanAAConfig::paper() };
     let cases = [
-        ("GlycanAA-WP (flat)", GlycanAAConfig { variant: Variant::Flat, ..base.clone() }, false, "hidden_layers.0.linear.weight"),
-        ("GlycanAA-AN (all-node readout)", GlycanAAConfig { readout_type: ReadoutNodes::All, ..base.clone() }, false, "atom_layers.0.linear.weight"),
-        ("RGCN (monosaccharides only)", GlycanAAConfig { variant: Variant::Flat, ..base.clone() }, true, "hidden_layers.1.self_loop.weight"),
+        (
+            "GlycanAA-WP (flat)",
+            GlycanAAConfig { variant: Variant::Flat, ..base.clone() },
+            false,
+            "hidden_layers.0.linear.weight",
+        ),
+        (
+            "GlycanAA-AN (all-node readout)",
+            GlycanAAConfig { readout_type: ReadoutNodes::All, ..base.clone() },
+            false,
+            "atom_layers.0.linear.weight",
+        ),
+        (
+            "RGCN (monosaccharides only)",
+            GlycanAAConfig { variant: Variant::Flat, ..base.clone() },
+            true,
+            "hidden_layers.1.self_loop.weight",
+        ),
     ];
     for (name, cfg, units_only, key) in cases {
         let map = VarMap::new();
@@ -107,14 +126,22 @@ fn ablations_run_and_train() {
         let g = grads.get(var.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(g > 0.0, "{name}: no gradient for {key}");
         if units_only {
-            assert_eq!(batch.node_type.dims1().unwrap(), batch.mono_nodes.dims1().unwrap(), "only monosaccharide nodes");
+            assert_eq!(
+                batch.node_type.dims1().unwrap(),
+                batch.mono_nodes.dims1().unwrap(),
+                "only monosaccharide nodes"
+            );
         }
     }
 }
 
 #[test]
 fn runs_on_true_molecules() {
-    let glycans = ["Neu5Ac(a2-3)Gal(b1-4)GlcNAc6S(b1-", "Fuc(a1-2)Gal(b1-3)[Fuc(a1-4)]GlcNAc", "Man(a1-6)[Man(a1-3)]Man(b1-4)GlcNAc(b1-4)GlcNAc"];
+    let glycans = [
+        "Neu5Ac(a2-3)Gal(b1-4)GlcNAc6S(b1-",
+        "Fuc(a1-2)Gal(b1-3)[Fuc(a1-4)]GlcNAc",
+        "Man(a1-6)[Man(a1-3)]Man(b1-4)GlcNAc(b1-4)GlcNAc",
+    ];
     let mols: Vec<_> = glycans.iter().map(|g| glycan_aa::Glycan::from_iupac(g).unwrap().molecule.graph).collect();
     let refs: Vec<&aa_graph::HeteroGraph> = mols.iter().collect();
     let dev = Device::Cpu;

@@ -34,7 +34,8 @@ fn build_all(name: &str, glycans: &[String]) -> f64 {
                 assert!(e.position() <= g.len(), "{g}: error position {} beyond input", e.position());
                 let msg = e.to_string();
                 let key: String = msg.split(": ").skip(1).collect::<Vec<_>>().join(": ");
-                let key = key.split('\'').enumerate().map(|(i, p)| if i % 2 == 1 { "…" } else { p }).collect::<String>();
+                let key =
+                    key.split('\'').enumerate().map(|(i, p)| if i % 2 == 1 { "…" } else { p }).collect::<String>();
                 let entry = kinds.entry(key).or_insert((0, g.clone()));
                 entry.0 += 1;
             }

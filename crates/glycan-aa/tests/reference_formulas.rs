@@ -24,10 +24,59 @@
 use glycan_aa::Glycan;
 
 const DIVERGENT: &[&str] = &[
-    "Cer", "Pyr", "PCho", "Aep", "But", "Ala", "Fo", "F", "Cl", "Br", "I(", "S(", "NS", "N2S", "N3S", "AN", "6N",
-    "Pse", "Leg", "Aci", "Anhydro", "DiMe", "Gro", "Lac", "Gc", "Am", "NMe", "SH", "-onic", "keto", "OPEtN", "ManOAcN",
-    "Qui4CN", "5CF", "Erwiniose", "Sug", "Fruf(b2-1)Fruf(b2-1)", "Myr", "Lau", "Pam", "Dco", "PPEtN", "OPOMe",
-    "Lys", "NAcO", "NAcA", "NAcN", "OP-ol", "Vio", "Pau", "Ach", "ThrPen", "6dGulHep",
+    "Cer",
+    "Pyr",
+    "PCho",
+    "Aep",
+    "But",
+    "Ala",
+    "Fo",
+    "F",
+    "Cl",
+    "Br",
+    "I(",
+    "S(",
+    "NS",
+    "N2S",
+    "N3S",
+    "AN",
+    "6N",
+    "Pse",
+    "Leg",
+    "Aci",
+    "Anhydro",
+    "DiMe",
+    "Gro",
+    "Lac",
+    "Gc",
+    "Am",
+    "NMe",
+    "SH",
+    "-onic",
+    "keto",
+    "OPEtN",
+    "ManOAcN",
+    "Qui4CN",
+    "5CF",
+    "Erwiniose",
+    "Sug",
+    "Fruf(b2-1)Fruf(b2-1)",
+    "Myr",
+    "Lau",
+    "Pam",
+    "Dco",
+    "PPEtN",
+    "OPOMe",
+    "Lys",
+    "NAcO",
+    "NAcA",
+    "NAcN",
+    "OP-ol",
+    "Vio",
+    "Pau",
+    "Ach",
+    "ThrPen",
+    "6dGulHep",
     "-ulosaric",
 ];
 
@@ -41,7 +90,8 @@ fn agrees_with_glyles_rdkit() {
     let (mut total_agree, mut checked, mut checked_agree) = (0, 0, 0);
     let mut disagreements = Vec::new();
     for r in &rows {
-        let (glycan, formula, atoms, bonds) = (&r[1], &r[2], r[3].parse::<usize>().unwrap(), r[4].parse::<usize>().unwrap());
+        let (glycan, formula, atoms, bonds) =
+            (&r[1], &r[2], r[3].parse::<usize>().unwrap(), r[4].parse::<usize>().unwrap());
         let ours = Glycan::from_iupac(glycan).ok().map(|g| {
             let gr = g.molecule.graph;
             (gr.formula(), gr.num_atoms(), gr.bonds.len())
@@ -57,7 +107,10 @@ fn agrees_with_glyles_rdkit() {
             }
         }
     }
-    eprintln!("glyles+RDKit: {total_agree}/{} agree overall; {checked_agree}/{checked} outside the divergent list", rows.len());
+    eprintln!(
+        "glyles+RDKit: {total_agree}/{} agree overall; {checked_agree}/{checked} outside the divergent list",
+        rows.len()
+    );
     assert!(disagreements.is_empty(), "disagreements with glyles+RDKit:\n{}", disagreements.join("\n"));
     assert!(checked > 850, "too few comparable glycans: {checked}");
     // Measured 2026-11-22: 1,505 of 1,696 agree overall.

@@ -6,8 +6,8 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use aa_graph::{
-    neighbors, Anomer, Atom, Bond, BondOrder, Element, HeteroGraph, Level, ResidueLabel, SpatialKind, SpatialRelation, Unit,
-    UnitKind, UnitLink, UnitLinkKind,
+    neighbors, Anomer, Atom, Bond, BondOrder, Element, HeteroGraph, Level, ResidueLabel, SpatialKind, SpatialRelation,
+    Unit, UnitKind, UnitLink, UnitLinkKind,
 };
 use serde::Serialize;
 
@@ -136,7 +136,8 @@ fn dist(a: [f32; 3], b: [f32; 3]) -> f32 {
 }
 
 fn trailing_number(name: &str) -> Option<u8> {
-    let d: String = name.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+    let d: String =
+        name.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
     d.parse().ok()
 }
 
@@ -209,7 +210,9 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     let mut duplicates = 0;
     let mut kept: Vec<(&AtomRecord, Element)> = Vec::with_capacity(candidates.len());
     for (i, a) in candidates.iter().enumerate() {
-        if !a.altloc.is_empty() && best_alt.get(&(a.chain.as_str(), a.resseq, a.icode.as_str())).map(|b| b.0) != Some(a.altloc.as_str()) {
+        if !a.altloc.is_empty()
+            && best_alt.get(&(a.chain.as_str(), a.resseq, a.icode.as_str())).map(|b| b.0) != Some(a.altloc.as_str())
+        {
             altloc_atoms += 1;
             continue;
         }
@@ -308,7 +311,11 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             type_id,
             name: res.resname.to_string(),
             anchor,
-            label: Some(ResidueLabel { chain: res.chain.to_string(), number: res.resseq, insertion: res.icode.to_string() }),
+            label: Some(ResidueLabel {
+                chain: res.chain.to_string(),
+                number: res.resseq,
+                insertion: res.icode.to_string(),
+            }),
         });
         match comp {
             Some(c) => {
@@ -320,7 +327,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                             .bonds
                             .iter()
                             .filter(|b| {
-                                (b.a1 == t.name && !heavy.contains(b.a2.as_str())) || (b.a2 == t.name && !heavy.contains(b.a1.as_str()))
+                                (b.a1 == t.name && !heavy.contains(b.a2.as_str()))
+                                    || (b.a2 == t.name && !heavy.contains(b.a1.as_str()))
                             })
                             .count();
                         atoms[a as usize].implicit_h = h as u8;
@@ -339,7 +347,9 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                         bonds.push(Bond { a: x, b: y, order });
                     }
                 }
-                if res.atoms.iter().any(|&a| !heavy.contains(atoms[a as usize].name.as_str()) && atoms[a as usize].element.atomic_number() != 1) {
+                if res.atoms.iter().any(|&a| {
+                    !heavy.contains(atoms[a as usize].name.as_str()) && atoms[a as usize].element.atomic_number() != 1
+                }) {
                     untemplated.push(r);
                 }
             }
@@ -375,7 +385,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                 if atoms[b as usize].unit as usize != r || b <= a {
                     continue;
                 }
-                let both_named = named.contains(atoms[a as usize].name.as_str()) && named.contains(atoms[b as usize].name.as_str());
+                let both_named =
+                    named.contains(atoms[a as usize].name.as_str()) && named.contains(atoms[b as usize].name.as_str());
                 if both_named {
                     continue;
                 }
@@ -389,14 +400,15 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     }
     // Inter-residue bonds.
     let mut links: Vec<UnitLink> = Vec::new();
-    let mut add_link = |bonds: &mut Vec<Bond>, bonded: &mut HashSet<(u32, u32)>, a: u32, b: u32, kind: UnitLinkKind| -> bool {
-        if !bonded.insert((a.min(b), a.max(b))) {
-            return false;
-        }
-        bonds.push(Bond { a, b, order: BondOrder::Single });
-        links.push(UnitLink { src: atoms[a as usize].unit, dst: atoms[b as usize].unit, kind, type_id: 0 });
-        true
-    };
+    let mut add_link =
+        |bonds: &mut Vec<Bond>, bonded: &mut HashSet<(u32, u32)>, a: u32, b: u32, kind: UnitLinkKind| -> bool {
+            if !bonded.insert((a.min(b), a.max(b))) {
+                return false;
+            }
+            bonds.push(Bond { a, b, order: BondOrder::Single });
+            links.push(UnitLink { src: atoms[a as usize].unit, dst: atoms[b as usize].unit, kind, type_id: 0 });
+            true
+        };
     let find = |r: usize, name: &str| residues[r].atoms.iter().copied().find(|&a| atoms[a as usize].name == name);
     // Peptide bonds between consecutive residues of a chain.
     for r in 1..residues.len() {
@@ -410,7 +422,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         }
     }
     // Disulfides.
-    let sg: Vec<u32> = (0..residues.len()).filter(|&r| residues[r].resname == "CYS").filter_map(|r| find(r, "SG")).collect();
+    let sg: Vec<u32> =
+        (0..residues.len()).filter(|&r| residues[r].resname == "CYS").filter_map(|r| find(r, "SG")).collect();
     for i in 0..sg.len() {
         for j in i + 1..sg.len() {
             if dist(positions[sg[i] as usize], positions[sg[j] as usize]) <= 2.5 {
@@ -421,11 +434,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     // LINK / struct_conn.
     let lookup: HashMap<(&str, i32, &str, &str), u32> = residues
         .iter()
-        .flat_map(|res| {
-            res.atoms
-                .iter()
-                .map(move |&a| ((res.chain.as_str(), res.resseq, res.icode.as_str(), a), a))
-        })
+        .flat_map(|res| res.atoms.iter().map(move |&a| ((res.chain.as_str(), res.resseq, res.icode.as_str(), a), a)))
         .map(|((c, s, i, a), x)| ((c, s, i, atoms[a as usize].name.as_str()), x))
         .collect();
     let mut skipped_links = 0;
@@ -434,7 +443,9 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         if matches!(conn.kind.as_str(), "metalc" | "hydrog" | "saltbr") {
             continue;
         }
-        let get = |r: &crate::read::AtomRef| lookup.get(&(r.chain.as_str(), r.resseq, r.icode.as_str(), r.name.as_str())).copied();
+        let get = |r: &crate::read::AtomRef| {
+            lookup.get(&(r.chain.as_str(), r.resseq, r.icode.as_str(), r.name.as_str())).copied()
+        };
         let (Some(a), Some(b)) = (get(&conn.a), get(&conn.b)) else {
             skipped_links += 1;
             continue;
@@ -466,7 +477,9 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             .iter()
             .zip(dists)
             .find(|(&b, &d)| {
-                atoms[b as usize].unit as usize != r && d <= 1750 && matches!(atoms[b as usize].element.atomic_number(), 7 | 8 | 16)
+                atoms[b as usize].unit as usize != r
+                    && d <= 1750
+                    && matches!(atoms[b as usize].element.atomic_number(), 7 | 8 | 16)
             })
             .map(|(&b, _)| b);
         if let Some(b) = cand {
@@ -480,9 +493,18 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                 && templates::anomeric_carbon(&residues[u].resname).is_some_and(|n| atoms[at as usize].name == n)
         };
         // Orient donor (anomeric carbon side) → acceptor.
-        let (d, acc) = if anomeric(ua, a) { (a, b) } else if anomeric(ub, b) { (b, a) } else { (a, b) };
+        let (d, acc) = if anomeric(ua, a) {
+            (a, b)
+        } else if anomeric(ub, b) {
+            (b, a)
+        } else {
+            (a, b)
+        };
         let (ud, uacc) = (atoms[d as usize].unit as usize, atoms[acc as usize].unit as usize);
-        let kind = if units[ud].kind == UnitKind::Monosaccharide && units[uacc].kind == UnitKind::Monosaccharide && anomeric(ud, d) {
+        let kind = if units[ud].kind == UnitKind::Monosaccharide
+            && units[uacc].kind == UnitKind::Monosaccharide
+            && anomeric(ud, d)
+        {
             UnitLinkKind::Glycosidic {
                 anomer: templates::anomer(&residues[ud].resname),
                 donor_position: trailing_number(&atoms[d as usize].name),
@@ -505,7 +527,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             }
         }
     }
-    let mut graph = HeteroGraph { atoms, units, bonds, unit_links: links, positions: Some(positions), spatial: Vec::new() };
+    let mut graph =
+        HeteroGraph { atoms, units, bonds, unit_links: links, positions: Some(positions), spatial: Vec::new() };
     add_spatial(&mut graph, opts);
     let chains: HashSet<&str> = residues.iter().map(|r| r.chain.as_str()).collect();
     let residue_count = graph.units.iter().filter(|u| u.kind == UnitKind::Residue).count();
@@ -517,13 +540,24 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     if far > 0 {
         warnings.push(format!("{far} atoms have coordinates beyond ±9999 Å"));
     }
-    Ok(Structure { graph, chains: chains.len(), residues: residue_count, glycans, missing_atoms: missing_total, warnings })
+    Ok(Structure {
+        graph,
+        chains: chains.len(),
+        residues: residue_count,
+        glycans,
+        missing_atoms: missing_total,
+        warnings,
+    })
 }
 
 fn add_spatial(g: &mut HeteroGraph, opts: &StructureOptions) {
     let pos = g.positions.clone().unwrap_or_default();
     if let Some(k) = opts.atom_knn {
-        g.spatial.push(SpatialRelation { level: Level::Atom, kind: SpatialKind::Knn { k }, neighbors: neighbors::knn(&pos, k) });
+        g.spatial.push(SpatialRelation {
+            level: Level::Atom,
+            kind: SpatialKind::Knn { k },
+            neighbors: neighbors::knn(&pos, k),
+        });
     }
     if let Some(c) = opts.atom_radius {
         g.spatial.push(SpatialRelation {
@@ -534,7 +568,11 @@ fn add_spatial(g: &mut HeteroGraph, opts: &StructureOptions) {
     }
     let anchors: Vec<[f32; 3]> = g.units.iter().map(|u| u.anchor.map_or([0.0; 3], |a| pos[a as usize])).collect();
     if let Some(k) = opts.unit_knn {
-        g.spatial.push(SpatialRelation { level: Level::Unit, kind: SpatialKind::Knn { k }, neighbors: neighbors::knn(&anchors, k) });
+        g.spatial.push(SpatialRelation {
+            level: Level::Unit,
+            kind: SpatialKind::Knn { k },
+            neighbors: neighbors::knn(&anchors, k),
+        });
     }
     if let Some(c) = opts.unit_radius {
         g.spatial.push(SpatialRelation {
@@ -575,7 +613,8 @@ fn glycan_trees(
         let (s, d) = (l.src as usize, l.dst as usize);
         if let UnitLinkKind::Glycosidic { anomer, donor_position, acceptor_position, .. } = &l.kind {
             if sugar(s) && sugar(d) {
-                let text = format!("{}{}-{}", anomer_letter(*anomer), pos_text(*donor_position), pos_text(*acceptor_position));
+                let text =
+                    format!("{}{}-{}", anomer_letter(*anomer), pos_text(*donor_position), pos_text(*acceptor_position));
                 parent[s] = Some((d, text, *acceptor_position));
             }
         }
@@ -591,11 +630,7 @@ fn glycan_trees(
                 let r = &residues[o];
                 attached[s] = Some(format!(
                     "{} {}{} chain {} (atom {})",
-                    r.resname,
-                    r.resseq,
-                    r.icode,
-                    r.chain,
-                    atoms[o_atom as usize].name
+                    r.resname, r.resseq, r.icode, r.chain, atoms[o_atom as usize].name
                 ));
             }
         }
@@ -609,7 +644,13 @@ fn glycan_trees(
     for c in children.iter_mut() {
         c.sort_by_key(|&u| (parent[u].as_ref().and_then(|x| x.2).unwrap_or(99), u));
     }
-    fn render(u: usize, units: &[Unit], parent: &[Option<(usize, String, Option<u8>)>], children: &[Vec<usize>], depth: usize) -> String {
+    fn render(
+        u: usize,
+        units: &[Unit],
+        parent: &[Option<(usize, String, Option<u8>)>],
+        children: &[Vec<usize>],
+        depth: usize,
+    ) -> String {
         let name = templates::iupac_name(&units[u].name).map(str::to_string).unwrap_or_else(|| units[u].name.clone());
         if depth > 200 {
             return name;
@@ -650,7 +691,13 @@ fn glycan_trees(
         let o_name = units[u].anchor.and_then(|a| trailing_number(&atoms[a as usize].name)).map(|p| format!("O{p}"));
         let reducing_end_oxygen =
             o_name.is_some_and(|o| residues[u].atoms.iter().any(|&a| atoms[a as usize].name == o));
-        out.push(GlycanTree { iupac, attached_to: attached[u].clone(), units: members, missing_atoms, reducing_end_oxygen });
+        out.push(GlycanTree {
+            iupac,
+            attached_to: attached[u].clone(),
+            units: members,
+            missing_atoms,
+            reducing_end_oxygen,
+        });
     }
     out
 }

@@ -195,7 +195,8 @@ fn element_column(element_field: &str) -> Option<Element> {
 
 /// Parses the PDB format.
 pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
-    let mut s = RawStructure { format: Format::Pdb, atoms: vec![], connections: vec![], conect: vec![], warnings: vec![] };
+    let mut s =
+        RawStructure { format: Format::Pdb, atoms: vec![], connections: vec![], conect: vec![], warnings: vec![] };
     let mut model = 1;
     let mut seen_model = false;
     let mut in_model = false;
@@ -218,13 +219,17 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                     in_model = true;
                 }
                 if line.len() < 54 {
-                    return Err(StructureError::at(ln, format!("{rec} record too short ({} columns, need 54): truncated file?", line.len())));
+                    return Err(StructureError::at(
+                        ln,
+                        format!("{rec} record too short ({} columns, need 54): truncated file?", line.len()),
+                    ));
                 }
                 let coord = |a, b| -> Result<f32, StructureError> {
                     let t = field(line, a, b);
-                    t.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                        StructureError::at(ln, format!("bad coordinate {t:?} in columns {a}-{b}"))
-                    })
+                    t.parse::<f32>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| StructureError::at(ln, format!("bad coordinate {t:?} in columns {a}-{b}")))
                 };
                 let pos = [coord(31, 38)?, coord(39, 46)?, coord(47, 54)?];
                 let name = Label::new(field(line, 13, 16));
@@ -235,7 +240,10 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                 let occupancy = field(line, 55, 60).parse::<f32>().ok().filter(|v| v.is_finite()).unwrap_or(1.0);
                 let element = element_column(field(line, 77, 78));
                 s.atoms.push(AtomRecord {
-                    serial: field(line, 7, 11).parse().ok().or_else(|| hybrid36(field(line, 7, 11), 5).map(|v| v as i64)),
+                    serial: field(line, 7, 11)
+                        .parse()
+                        .ok()
+                        .or_else(|| hybrid36(field(line, 7, 11), 5).map(|v| v as i64)),
                     name,
                     altloc: Label::new(field(line, 17, 17)),
                     resname: Label::new(field(line, 18, 21)),
@@ -363,7 +371,8 @@ fn cif_tokens(text: &str) -> Result<Vec<Token>, StructureError> {
 fn cif_tables(text: &str, wanted: &[&str]) -> Result<Vec<(String, Table)>, StructureError> {
     let toks = cif_tokens(text)?;
     let is_tag = |k: usize| !toks[k].2 && toks[k].0.starts_with('_');
-    let is_keyword = |k: usize| !toks[k].2 && (toks[k].0.eq_ignore_ascii_case("loop_") || toks[k].0.starts_with("data_"));
+    let is_keyword =
+        |k: usize| !toks[k].2 && (toks[k].0.eq_ignore_ascii_case("loop_") || toks[k].0.starts_with("data_"));
     let mut tables: Vec<(String, Table)> = Vec::new();
     let mut i = 0;
     let category = |tag: &str| tag.split('.').next().unwrap_or("").to_string();
@@ -422,13 +431,18 @@ fn cif_tables(text: &str, wanted: &[&str]) -> Result<Vec<(String, Table)>, Struc
 }
 
 fn cif_value(v: &str) -> &str {
-    if v == "." || v == "?" { "" } else { v }
+    if v == "." || v == "?" {
+        ""
+    } else {
+        v
+    }
 }
 
 /// Parses mmCIF (`_atom_site` and `_struct_conn`), preferring author names and numbering.
 pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
     let tables = cif_tables(text, &["_atom_site", "_struct_conn"])?;
-    let mut s = RawStructure { format: Format::Mmcif, atoms: vec![], connections: vec![], conect: vec![], warnings: vec![] };
+    let mut s =
+        RawStructure { format: Format::Mmcif, atoms: vec![], connections: vec![], conect: vec![], warnings: vec![] };
     for (cat, t) in &tables {
         if cat == "_atom_site" {
             let pick = |names: &[&str]| names.iter().find_map(|n| t.col(n));
@@ -481,7 +495,8 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
             }
         } else if cat == "_struct_conn" {
             let side = |p: &str, row: &Vec<String>| -> Option<AtomRef> {
-                let get = |names: &[String]| names.iter().find_map(|n| t.col(n)).map(|c| Label::new(cif_value(&row[c])));
+                let get =
+                    |names: &[String]| names.iter().find_map(|n| t.col(n)).map(|c| Label::new(cif_value(&row[c])));
                 let f = |a: &str, b: &str| vec![format!("{p}_{a}"), format!("{p}_{b}")];
                 Some(AtomRef {
                     chain: get(&f("auth_asym_id", "label_asym_id"))?,

@@ -69,14 +69,21 @@ pub fn anomeric_carbon(resname: &str) -> Option<String> {
     let c = component(resname)?;
     let leaving: std::collections::HashSet<&str> =
         c.atoms.iter().filter(|a| a.leaving && a.element != "H").map(|a| a.name.as_str()).collect();
-    let ring: std::collections::HashSet<&str> = c.atoms.iter().filter(|a| a.element == "O").map(|a| a.name.as_str()).collect();
+    let ring: std::collections::HashSet<&str> =
+        c.atoms.iter().filter(|a| a.element == "O").map(|a| a.name.as_str()).collect();
     let mut best: Option<String> = None;
     for b in &c.bonds {
         for (x, y) in [(&b.a1, &b.a2), (&b.a2, &b.a1)] {
             if x.starts_with('C') && leaving.contains(y.as_str()) && ring.contains(y.as_str()) {
                 // x carries a leaving oxygen; it is anomeric if it is also bonded to another O.
                 let other_o = c.bonds.iter().any(|bb| {
-                    let o = if bb.a1 == *x { &bb.a2 } else if bb.a2 == *x { &bb.a1 } else { return false };
+                    let o = if bb.a1 == *x {
+                        &bb.a2
+                    } else if bb.a2 == *x {
+                        &bb.a1
+                    } else {
+                        return false;
+                    };
                     o != y && o.starts_with('O') && !leaving.contains(o.as_str())
                 });
                 if other_o && best.as_ref().is_none_or(|b| x < b) {

@@ -81,7 +81,9 @@ fn a_free_chitotetraose_becomes_one_tree() {
         .unit_links
         .iter()
         .filter_map(|l| match &l.kind {
-            UnitLinkKind::Glycosidic { donor_position, acceptor_position, .. } => Some((*donor_position, *acceptor_position)),
+            UnitLinkKind::Glycosidic { donor_position, acceptor_position, .. } => {
+                Some((*donor_position, *acceptor_position))
+            }
             _ => None,
         })
         .collect();
@@ -136,7 +138,11 @@ fn bond_names(s: &Structure) -> Vec<String> {
         .iter()
         .map(|b| {
             let (x, y) = (name(b.a), name(b.b));
-            if x < y { format!("{x}-{y}") } else { format!("{y}-{x}") }
+            if x < y {
+                format!("{x}-{y}")
+            } else {
+                format!("{y}-{x}")
+            }
         })
         .collect();
     v.sort();
@@ -146,15 +152,18 @@ fn bond_names(s: &Structure) -> Vec<String> {
 #[test]
 fn mmcif_struct_conn_gives_the_same_glycoprotein_as_pdb_link() {
     // 7DDO written as mmCIF by gemmi 0.7.5 (an independent writer), gzip-compressed.
-    let cif = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/7DDO_by_gemmi.cif.gz")).unwrap();
+    let cif =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/7DDO_by_gemmi.cif.gz")).unwrap();
     let raw = protein_aa::read::read_structure(&cif).unwrap();
-    let nag_links = raw.connections.iter().filter(|c| c.kind == "covale" && (c.a.resname == "NAG" || c.b.resname == "NAG")).count();
+    let nag_links =
+        raw.connections.iter().filter(|c| c.kind == "covale" && (c.a.resname == "NAG" || c.b.resname == "NAG")).count();
     assert_eq!(nag_links, 4, "struct_conn rows for the four N-glycans");
     let from_cif = protein_aa::build(&raw, &StructureOptions::default()).unwrap();
     let from_pdb = read_structure_file(&file("biopython/7DDO.pdb"), &StructureOptions::default()).unwrap();
     assert_eq!(bond_names(&from_cif), bond_names(&from_pdb));
     let g = |s: &Structure| {
-        let mut v: Vec<(String, Option<String>)> = s.glycans.iter().map(|g| (g.iupac.clone(), g.attached_to.clone())).collect();
+        let mut v: Vec<(String, Option<String>)> =
+            s.glycans.iter().map(|g| (g.iupac.clone(), g.attached_to.clone())).collect();
         v.sort();
         v
     };
