@@ -516,7 +516,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         };
         add_link(&mut bonds, &mut bonded, d, acc, kind);
     }
-    let glycans = glycan_trees(&residues, &units, &atoms, &links, &missing_per_unit, &bonds);
+    let glycans = glycan_trees(&residues, &units, &atoms, &links, &missing_per_unit, &bonds, &mut warnings);
     for g in &glycans {
         for &u in &g.units {
             if templates::iupac_name(&units[u as usize].name).is_none() {
@@ -595,7 +595,11 @@ fn pos_text(p: Option<u8>) -> String {
     p.map_or("?".to_string(), |x| x.to_string())
 }
 
-/// Glycan trees as IUPAC-condensed strings, with their attachment.
+/// Deepest glycan tree written out as IUPAC (deeper branches are cut, with a warning).
+const MAX_GLYCAN_DEPTH: usize = 2000;
+
+/// Glycan trees as IUPAC-condensed strings, with their attachment. Sugars on a cycle of
+/// glycosidic bonds (cyclodextrins) have no reducing end and are reported in `warnings`.
 fn glycan_trees(
     residues: &[Residue],
     units: &[Unit],
@@ -603,6 +607,7 @@ fn glycan_trees(
     links: &[UnitLink],
     missing: &[usize],
     bonds: &[Bond],
+    warnings: &mut Vec<String>,
 ) -> Vec<GlycanTree> {
     let n = units.len();
     let sugar = |u: usize| units[u].kind == UnitKind::Monosaccharide;
@@ -650,19 +655,21 @@ fn glycan_trees(
         parent: &[Option<(usize, String, Option<u8>)>],
         children: &[Vec<usize>],
         depth: usize,
+        truncated: &mut bool,
     ) -> String {
         let name = templates::iupac_name(&units[u].name).map(str::to_string).unwrap_or_else(|| units[u].name.clone());
-        if depth > 200 {
+        if depth > MAX_GLYCAN_DEPTH {
+            *truncated = true;
             return name;
         }
         let mut s = String::new();
         let kids = &children[u];
         if let Some((&main, rest)) = kids.split_first() {
-            s.push_str(&render(main, units, parent, children, depth + 1));
+            s.push_str(&render(main, units, parent, children, depth + 1, truncated));
             s.push_str(&format!("({})", parent[main].as_ref().unwrap().1));
             for &b in rest {
                 s.push('[');
-                s.push_str(&render(b, units, parent, children, depth + 1));
+                s.push_str(&render(b, units, parent, children, depth + 1, truncated));
                 s.push_str(&format!("({})", parent[b].as_ref().unwrap().1));
                 s.push(']');
             }
@@ -682,7 +689,12 @@ fn glycan_trees(
             stack.extend(children[x].iter().copied());
         }
         members.sort();
-        let mut iupac = render(u, units, &parent, &children, 0);
+        let mut truncated = false;
+        let mut iupac = render(u, units, &parent, &children, 0, &mut truncated);
+        if truncated {
+            warnings
+                .push(format!("glycan tree deeper than {MAX_GLYCAN_DEPTH} residues: its IUPAC string is cut there"));
+        }
         if attached[u].is_some() {
             let pos = units[u].anchor.and_then(|a| trailing_number(&atoms[a as usize].name));
             iupac.push_str(&format!("({}{}-", anomer_letter(templates::anomer(&units[u].name)), pos_text(pos)));
@@ -698,6 +710,14 @@ fn glycan_trees(
             missing_atoms,
             reducing_end_oxygen,
         });
+    }
+    let covered: usize = out.iter().map(|g| g.units.len()).sum();
+    let sugars = (0..n).filter(|&u| sugar(u)).count();
+    if covered < sugars {
+        warnings.push(format!(
+            "{} monosaccharides lie on a cycle of glycosidic bonds (e.g. a cyclodextrin) and are not written as IUPAC",
+            sugars - covered
+        ));
     }
     out
 }
