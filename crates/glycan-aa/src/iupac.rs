@@ -338,15 +338,15 @@ pub fn parse_iupac(s: &str) -> Result<ParsedGlycan, GlycanError> {
     }
     let mut floating_roots = Vec::new();
     for (a, b) in floating_groups {
-        let mut toks: Vec<Token> = toks[a..b].to_vec();
+        let mut part: Vec<Token> = toks[a..b].to_vec();
         // A floating part ends with its own link, e.g. {Neu5Ac(a2-?)}.
-        let link_tok = match toks.pop() {
+        let link_tok = match part.pop() {
             Some(t) if matches!(t.kind, Tok::Link { closed: true }) => t,
             Some(t) => return perr(t.start, "a floating part must end with its link, like {Fuc(a1-?)}"),
-            None => return perr(toks_start(&toks, a), "empty floating part '{}'"),
+            None => return perr(toks[a - 1].start, "empty floating part '{}'"),
         };
         let link = parse_link(&s[link_tok.start..link_tok.end], link_tok.start, false)?;
-        let mut fp = Parser { s, toks, pos: 0, residues: std::mem::take(&mut p.residues), floating: true };
+        let mut fp = Parser { s, toks: part, pos: 0, residues: std::mem::take(&mut p.residues), floating: true };
         fp.pos = fp.toks.len();
         let r = fp.subtree(link_tok.start)?;
         if let Some(t) = fp.peek() {
@@ -377,10 +377,6 @@ pub fn parse_iupac(s: &str) -> Result<ParsedGlycan, GlycanError> {
         floating_roots: floating_roots.into_iter().map(|x| new_index[x]).collect(),
         reducing_end,
     })
-}
-
-fn toks_start(_t: &[Token], _a: usize) -> usize {
-    0
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use aa_graph::kernels::{scatter_max, scatter_mean};
 use aa_rgconv::{Activation, HierarchicalBlock, HierarchicalEdges, RelationalEdges, RelationalGraphConv};
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -351,6 +351,3 @@ impl GlycanAA {
         Ok(GlycanAAOutput { graph_feature, node_feature, all_node_feature: all })
     }
 }
-
-/// Dtype used for weights and activations.
-pub const DTYPE: DType = DType::F32;

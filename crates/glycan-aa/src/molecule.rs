@@ -49,19 +49,6 @@ struct Builder {
     bonds: Vec<(u32, u32, BondOrder)>,
 }
 
-fn max_valence(e: Element, charge: i8) -> u32 {
-    let base = match e.atomic_number() {
-        6 => 4,
-        7 => 3,
-        8 => 2,
-        15 => 5,
-        16 => 6,
-        9 | 17 | 35 | 53 => 1,
-        _ => e.default_valence() as u32,
-    };
-    (base as i32 + if e == Element::N || e == Element::O { charge as i32 } else { 0 }).max(0) as u32
-}
-
 fn allowed_valences(e: Element, charge: i8) -> &'static [u32] {
     match (e.atomic_number(), charge) {
         (6, _) => &[4],
@@ -90,7 +77,8 @@ impl Builder {
     }
     fn free_h(&self, a: u32) -> i32 {
         let at = &self.atoms[a as usize];
-        (2 * max_valence(at.element, at.charge) as i32 - self.used_half(a) as i32) / 2
+        let max = allowed_valences(at.element, at.charge).last().copied().unwrap_or(0);
+        (2 * max as i32 - self.used_half(a) as i32) / 2
     }
     fn remove(&mut self, a: u32) {
         self.atoms[a as usize].removed = true;

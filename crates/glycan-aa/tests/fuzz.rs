@@ -52,6 +52,7 @@ fn named_malformed_inputs() {
         ("Gal(b1-4)Glc6Q", "unknown modification"),
         ("\u{7f}\u{1}binary", "unexpected character"),
         ("Gal(b1-4)Fuc6Me", "no hydroxyl or amino group at position 6"),
+        ("{Fuc(a1-?)}{}Gal", "at character 12: empty floating part"),
     ] {
         let e = Glycan::from_iupac(s).expect_err(s).to_string();
         assert!(e.contains(needle), "{s:?}: {e}");
