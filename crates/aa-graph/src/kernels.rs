@@ -1,37 +1,280 @@
 //! Scatter/segment reductions over candle tensors — the one implementation every encoder in
 //! the workspace uses (relational convolutions, sparse attention, readouts).
 //!
-//! Rows of `src` (`[E, D]`) are grouped by `index` (`[E]`, u32, values `< n`) into `n`
-//! segments. Sum and mean go through `index_add`; max picks the arg-max row per segment and
-//! column and gathers it, so gradients flow to the winning rows; softmax subtracts the
-//! (detached) segment max, exponentiates and divides by the segment sum. Every kernel has a
-//! backward pass through candle's autograd. Empty segments give 0.
+//! The core is [`gather`]: a [`GatherPlan`] lists, for every output row, weighted source rows
+//! (CSR), and `out[r] = Σ w · src[s]`. Sums, means and relational aggregations are plans; the
+//! backward pass is the same kernel on the transposed plan, so both directions are parallel
+//! gathers without write conflicts. On CPU (f32, f64) this is one fused pass; on other
+//! devices it falls back to candle's `index_select`/`index_add` composite.
+//!
+//! [`scatter_sum`] and [`scatter_mean`] group rows of `src` (`[E, D]`) by `index` (`[E]`, u32,
+//! values `< n`) into `n` segments through a plan; [`scatter_max`] picks the arg-max row per
+//! segment and column and gathers it, so gradients flow to the winning rows;
+//! [`scatter_softmax`] subtracts the (detached) segment max, exponentiates and divides by the
+//! segment sum. Every kernel has a backward pass. Empty segments give 0.
 
-use candle_core::{DType, Result, Tensor};
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Weighted row-gather plan in CSR form: output row `r` is
+/// `Σ_{k ∈ offsets[r]..offsets[r+1]} weights[k] · src[sources[k]]`.
+#[derive(Debug)]
+pub struct GatherPlan {
+    num_sources: usize,
+    offsets: Vec<u32>,
+    sources: Vec<u32>,
+    weights: Vec<f32>,
+    transposed: OnceLock<Arc<GatherPlan>>,
+}
+
+impl GatherPlan {
+    /// Builds a plan with `num_rows` output rows over `num_sources` source rows from
+    /// `(row, source, weight)` entries; entries of a row keep their input order. Fails on an
+    /// index out of range.
+    pub fn new(num_rows: usize, num_sources: usize, entries: &[(u32, u32, f32)]) -> Result<Self> {
+        let mut offsets = vec![0u32; num_rows + 1];
+        for &(r, s, _) in entries {
+            if r as usize >= num_rows || s as usize >= num_sources {
+                candle_core::bail!("gather plan: entry ({r} ← {s}) outside {num_rows} rows / {num_sources} sources");
+            }
+            offsets[r as usize + 1] += 1;
+        }
+        for i in 0..num_rows {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut sources = vec![0u32; entries.len()];
+        let mut weights = vec![0f32; entries.len()];
+        for &(r, s, w) in entries {
+            let k = fill[r as usize] as usize;
+            sources[k] = s;
+            weights[k] = w;
+            fill[r as usize] += 1;
+        }
+        Ok(GatherPlan { num_sources, offsets, sources, weights, transposed: OnceLock::new() })
+    }
+
+    /// Segment sums (`weight = 1`) or means (`weight = 1/count`) of the rows of a `[E, D]`
+    /// source grouped by `index` into `n` segments.
+    pub fn segments(index: &[u32], n: usize, mean: bool) -> Result<Self> {
+        let mut counts = vec![0u32; n];
+        for &i in index {
+            if let Some(c) = counts.get_mut(i as usize) {
+                *c += 1;
+            }
+        }
+        let entries: Vec<(u32, u32, f32)> = index
+            .iter()
+            .enumerate()
+            .map(|(e, &s)| {
+                let w = if mean { 1.0 / counts.get(s as usize).copied().unwrap_or(1).max(1) as f32 } else { 1.0 };
+                (s, e as u32, w)
+            })
+            .collect();
+        GatherPlan::new(n, index.len(), &entries)
+    }
+
+    /// Number of output rows.
+    pub fn num_rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Number of source rows.
+    pub fn num_sources(&self) -> usize {
+        self.num_sources
+    }
+
+    /// Number of entries.
+    pub fn num_entries(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// The plan of the adjoint map (sources become rows), built once on first use.
+    pub fn transposed(&self) -> Arc<GatherPlan> {
+        self.transposed
+            .get_or_init(|| {
+                let mut entries = Vec::with_capacity(self.sources.len());
+                for r in 0..self.num_rows() {
+                    for k in self.offsets[r] as usize..self.offsets[r + 1] as usize {
+                        entries.push((self.sources[k], r as u32, self.weights[k]));
+                    }
+                }
+                Arc::new(
+                    GatherPlan::new(self.num_sources, self.num_rows(), &entries)
+                        .expect("transposing a valid plan stays in range"),
+                )
+            })
+            .clone()
+    }
+
+    /// `(indices, weights)` as tensors, for the device fallback.
+    fn as_tensors(&self, device: &candle_core::Device) -> Result<(Tensor, Tensor, Tensor)> {
+        let n = self.sources.len();
+        let mut rows = Vec::with_capacity(n);
+        for r in 0..self.num_rows() {
+            rows.extend(std::iter::repeat_n(r as u32, (self.offsets[r + 1] - self.offsets[r]) as usize));
+        }
+        Ok((
+            Tensor::from_vec(rows, n, device)?,
+            Tensor::from_vec(self.sources.clone(), n, device)?,
+            Tensor::from_vec(self.weights.clone(), (n, 1), device)?,
+        ))
+    }
+
+    /// The CPU kernel: `out[r] (+)= Σ w · src[s]` for `d`-wide rows.
+    fn run<T: Elem>(&self, src: &[T], d: usize, out: &mut [T]) {
+        let min_rows = (4096 / d.max(1)).max(1);
+        out.par_chunks_mut(d.max(1)).enumerate().with_min_len(min_rows).for_each(|(r, row)| {
+            for k in self.offsets[r] as usize..self.offsets[r + 1] as usize {
+                let s = self.sources[k] as usize;
+                let w = T::from_f32(self.weights[k]);
+                for (o, &v) in row.iter_mut().zip(&src[s * d..(s + 1) * d]) {
+                    *o += w * v;
+                }
+            }
+        });
+    }
+}
+
+/// Float element types the CPU kernel runs on.
+trait Elem: Copy + Send + Sync + std::ops::AddAssign + std::ops::Mul<Output = Self> + 'static {
+    fn from_f32(v: f32) -> Self;
+    fn zero() -> Self;
+}
+
+impl Elem for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn zero() -> Self {
+        0.0
+    }
+}
+
+impl Elem for f64 {
+    fn from_f32(v: f32) -> Self {
+        v as f64
+    }
+    fn zero() -> Self {
+        0.0
+    }
+}
+
+fn cpu_slice<'a, T: candle_core::WithDType>(s: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s[a..b]),
+        None => candle_core::bail!("gather: {what} must be contiguous"),
+    }
+}
+
+/// `base + gather(src)` (base optional) on CPU storage.
+fn gather_cpu(
+    plan: &GatherPlan,
+    base: Option<(&CpuStorage, &Layout)>,
+    src: &CpuStorage,
+    ls: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (e, d) = ls.shape().dims2()?;
+    if e != plan.num_sources {
+        candle_core::bail!("gather: source has {e} rows, the plan {}", plan.num_sources);
+    }
+    let shape = Shape::from((plan.num_rows(), d));
+    fn go<T: Elem + candle_core::WithDType>(
+        plan: &GatherPlan,
+        base: Option<(&[T], &Layout)>,
+        src: &[T],
+        ls: &Layout,
+        d: usize,
+    ) -> Result<Vec<T>> {
+        let src = cpu_slice(src, ls, "source")?;
+        let mut out = match base {
+            Some((b, lb)) => {
+                if lb.shape().dims() != [plan.num_rows(), d] {
+                    candle_core::bail!("gather: base {:?}, expected [{}, {d}]", lb.shape(), plan.num_rows());
+                }
+                cpu_slice(b, lb, "base")?.to_vec()
+            }
+            None => vec![<T as Elem>::zero(); plan.num_rows() * d],
+        };
+        plan.run(src, d, &mut out);
+        Ok(out)
+    }
+    let out = match (src, base) {
+        (CpuStorage::F32(s), None) => CpuStorage::F32(go(plan, None, s, ls, d)?),
+        (CpuStorage::F64(s), None) => CpuStorage::F64(go(plan, None, s, ls, d)?),
+        (CpuStorage::F32(s), Some((CpuStorage::F32(b), lb))) => CpuStorage::F32(go(plan, Some((b, lb)), s, ls, d)?),
+        (CpuStorage::F64(s), Some((CpuStorage::F64(b), lb))) => CpuStorage::F64(go(plan, Some((b, lb)), s, ls, d)?),
+        _ => candle_core::bail!("gather: f32 or f64 tensors of one dtype only"),
+    };
+    Ok((out, shape))
+}
+
+struct Gather(Arc<GatherPlan>);
+
+impl CustomOp1 for Gather {
+    fn name(&self) -> &'static str {
+        "aa-gather"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        gather_cpu(&self.0, None, s, l)
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(gather(grad, &self.0.transposed())?))
+    }
+}
+
+struct GatherAdd(Arc<GatherPlan>);
+
+impl CustomOp2 for GatherAdd {
+    fn name(&self) -> &'static str {
+        "aa-gather-add"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        gather_cpu(&self.0, Some((s1, l1)), s2, l2)
+    }
+
+    fn bwd(&self, _b: &Tensor, _s: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad.clone()), Some(gather(grad, &self.0.transposed())?)))
+    }
+}
+
+fn cpu_ok(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// `out[r] = Σ_{(s, w) ∈ plan[r]} w · src[s]` for `src` `[S, D]` → `[R, D]`, with backward.
+pub fn gather(src: &Tensor, plan: &Arc<GatherPlan>) -> Result<Tensor> {
+    if cpu_ok(src) {
+        return src.contiguous()?.apply_op1(Gather(plan.clone()));
+    }
+    let (rows, sources, weights) = plan.as_tensors(src.device())?;
+    let msg = src.index_select(&sources, 0)?.broadcast_mul(&weights.to_dtype(src.dtype())?)?;
+    Tensor::zeros((plan.num_rows(), src.dim(1)?), src.dtype(), src.device())?.index_add(&rows, &msg, 0)
+}
+
+/// `base + gather(src, plan)` in one pass (`base` is `[R, D]`), with backward for both.
+pub fn gather_add(base: &Tensor, src: &Tensor, plan: &Arc<GatherPlan>) -> Result<Tensor> {
+    if cpu_ok(src) && base.dtype() == src.dtype() && base.device().is_cpu() {
+        return base.contiguous()?.apply_op2(&src.contiguous()?, GatherAdd(plan.clone()));
+    }
+    base + gather(src, plan)?
+}
 
 /// Per-segment sums: `out[s] = Σ_{e: index[e] = s} src[e]`.
 pub fn scatter_sum(src: &Tensor, index: &Tensor, n: usize) -> Result<Tensor> {
-    let d = src.dim(1)?;
-    Tensor::zeros((n, d), src.dtype(), src.device())?.index_add(index, src, 0)
-}
-
-/// `1 / count` per segment as an `[n, 1]` tensor (0 for empty segments).
-pub fn inverse_counts(index: &Tensor, n: usize, dtype: DType) -> Result<Tensor> {
-    let idx = index.to_vec1::<u32>()?;
-    let mut counts = vec![0f32; n];
-    for &i in &idx {
-        if let Some(c) = counts.get_mut(i as usize) {
-            *c += 1.0;
-        }
-    }
-    let inv: Vec<f32> = counts.iter().map(|&c| if c > 0.0 { 1.0 / c } else { 0.0 }).collect();
-    Tensor::from_vec(inv, (n, 1), index.device())?.to_dtype(dtype)
+    let plan = Arc::new(GatherPlan::segments(&index.to_vec1::<u32>()?, n, false)?);
+    gather(src, &plan)
 }
 
 /// Per-segment means (0 for empty segments).
 pub fn scatter_mean(src: &Tensor, index: &Tensor, n: usize) -> Result<Tensor> {
-    let inv = inverse_counts(index, n, src.dtype())?;
-    scatter_sum(src, index, n)?.broadcast_mul(&inv)
+    let plan = Arc::new(GatherPlan::segments(&index.to_vec1::<u32>()?, n, true)?);
+    gather(src, &plan)
 }
 
 /// Per-segment, per-column maxima (0 for empty segments); the gradient goes to the row that

@@ -1,11 +1,109 @@
 //! Fused element-wise ops with their own backward, so a training step does not allocate a
 //! dozen `[N, D]` temporaries per activation (candle's composite GELU-erf backward does).
 
-use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// `eʸ` for `y ≤ 0` in plain f32 arithmetic (no libm call, so loops over it vectorise):
+/// `y = n·ln 2 + r` (ln 2 split Cody–Waite style) with `|r| ≤ ln 2 / 2`, a degree-6 Taylor
+/// polynomial for `eʳ` (relative error < 3·10⁻⁷), and `2ⁿ` written into the exponent bits.
+/// Below −87 it returns e⁻⁸⁷ (≈ 1.6·10⁻³⁸).
+#[inline(always)]
+fn exp_nonpositive(y: f32) -> f32 {
+    let y = y.max(-87.0);
+    // Round y·log₂e to the nearest integer: the argument is negative, so truncation (a plain
+    // conversion, unlike `ceil`, vectorises without SSE4.1) of `v − 0.5` rounds it.
+    let ni = (y * std::f32::consts::LOG2_E - 0.5) as i32;
+    let n = ni as f32;
+    // ln 2 split in two (Cody–Waite) so `n·ln 2` is subtracted without rounding loss.
+    let r = (y - n * 0.693_145_75) - n * 1.428_606_8e-6;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
+    p * scale
+}
+
+/// The error function, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5·10⁻⁷, under 5·10⁻⁷
+/// after f32 rounding): a rational term times `exp(−x²)`. Branch-free and without libm calls,
+/// so GELU loops vectorise; a test compares it with candle's `erf_f64`.
+#[inline(always)]
+pub fn erf_f32(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152, 1.061_405_4];
+    let a = x.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * exp_nonpositive(-a * a);
+    y.copysign(x)
+}
+
+/// GELU with the exact-erf form, `x·Φ(x)`.
+#[inline(always)]
+fn gelu_f32(v: f32) -> f32 {
+    0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Derivative of the exact GELU, `Φ(x) + x·φ(x)`.
+#[inline(always)]
+fn gelu_grad_f32(v: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
+    let pdf = FRAC_1_SQRT_2PI * exp_nonpositive(-0.5 * v * v);
+    cdf + v * pdf
+}
+
+/// `out = act(x·scale + shift)` per column of rows `c` wide, in parallel; one branch-free loop
+/// per activation so each vectorises.
+fn affine_act_into(out: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &[f32], act: crate::Activation) {
+    #[inline(always)]
+    fn rows(o: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &[f32], f: impl Fn(f32) -> f32) {
+        for (row, xr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for (((v, &xv), &a), &b) in row.iter_mut().zip(xr).zip(scale).zip(shift) {
+                *v = f(xv * a + b);
+            }
+        }
+    }
+    match act {
+        crate::Activation::None => par_map2(out, x, x, c, |o, x, _| rows(o, x, c, scale, shift, |t| t)),
+        crate::Activation::Relu => par_map2(out, x, x, c, |o, x, _| rows(o, x, c, scale, shift, |t| t.max(0.0))),
+        crate::Activation::Gelu => par_map2(out, x, x, c, |o, x, _| rows(o, x, c, scale, shift, gelu_f32)),
+    }
+}
+
+/// Elements per parallel task of the element-wise kernels (rounded to whole rows).
+const TASK_ELEMS: usize = 8192;
+
+/// Runs `f(out, a, b)` over matching chunks of whole rows (`row` wide) of three equally long
+/// slices, in parallel. On x86-64 CPUs with AVX2 and FMA the chunk loop is compiled for them
+/// (runtime detection), so plain element loops in `f` vectorise 8-wide instead of SSE2's 4.
+fn par_map2<F>(out: &mut [f32], a: &[f32], b: &[f32], row: usize, f: F)
+where
+    F: Fn(&mut [f32], &[f32], &[f32]) + Sync,
+{
+    debug_assert!(out.len() == a.len() && a.len() == b.len());
+    let chunk = row.max(1) * (TASK_ELEMS / row.max(1)).max(1);
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    out.par_chunks_mut(chunk).zip(a.par_chunks(chunk)).zip(b.par_chunks(chunk)).for_each(|((o, x), y)| {
+        if wide {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only reached when the CPU reports AVX2 and FMA.
+            unsafe {
+                call_avx2(&f, o, x, y)
+            }
+        } else {
+            f(o, x, y)
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn call_avx2<F: Fn(&mut [f32], &[f32], &[f32])>(f: &F, o: &mut [f32], x: &[f32], y: &[f32]) {
+    f(o, x, y)
+}
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { candle_core::bail!("fused gelu: f32 only") };
@@ -22,11 +120,8 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l)?;
-        let y: Vec<f32> = x
-            .par_iter()
-            .with_min_len(4096)
-            .map(|&v| 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2)))
-            .collect();
+        let mut y = vec![0f32; x.len()];
+        par_map2(&mut y, x, x, 1, |o, x, _| o.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_f32(v)));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -49,16 +144,10 @@ impl CustomOp2 for GeluErfGrad {
         if x.len() != g.len() {
             candle_core::bail!("fused gelu grad: {} inputs, {} gradients", x.len(), g.len());
         }
-        let out: Vec<f32> = x
-            .par_iter()
-            .zip(g.par_iter())
-            .with_min_len(4096)
-            .map(|(&v, &gr)| {
-                let cdf = 0.5 * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = FRAC_1_SQRT_2PI * (-0.5 * v * v).exp();
-                gr * (cdf + v * pdf)
-            })
-            .collect();
+        let mut out = vec![0f32; x.len()];
+        par_map2(&mut out, x, g, 1, |o, x, g| {
+            o.iter_mut().zip(x).zip(g).for_each(|((o, &v), &gr)| *o = gr * gelu_grad_f32(v))
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -141,35 +230,74 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fast_exp_within_its_bound() {
+        for i in 0..=20000 {
+            let y = -(i as f32) / 200.0;
+            let (ours, exact) = (exp_nonpositive(y) as f64, (y as f64).exp());
+            assert!((ours - exact).abs() <= 3e-7 * exact + 2e-38, "exp({y}): {ours} vs {exact}");
+        }
+        assert!(exp_nonpositive(-1000.0) < 2e-38);
+    }
+
+    #[test]
+    fn fast_erf_within_its_bound() {
+        for i in -4000..=4000 {
+            let x = i as f32 / 500.0;
+            let d = (erf_f32(x) as f64 - erf64(x as f64)).abs();
+            assert!(d < 5e-7, "erf({x}): {d}");
+        }
+    }
+
     fn erf64(x: f64) -> f64 {
         candle_core::cpu::erf::erf_f64(x)
     }
 }
 
-/// Column means and biased variances of a contiguous `[N, C]` f32 slice, accumulated in f64.
+/// Column means and biased variances of a contiguous `[N, C]` f32 slice, accumulated in f64
+/// (per-task partial sums, then combined).
 fn column_stats(x: &[f32], n: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut mean = vec![0f64; c];
-    for row in x.chunks_exact(c) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    let mut var = vec![0f64; c];
-    for row in x.chunks_exact(c) {
-        for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
-            let d = v as f64 - m;
-            *s += d * d;
-        }
-    }
-    var.iter_mut().for_each(|s| *s /= n.max(1) as f64);
+    let c1 = c.max(1);
+    let chunk = c1 * (TASK_ELEMS / c1).max(1);
+    let add = |mut a: Vec<f64>, b: Vec<f64>| {
+        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+        a
+    };
+    let sums = x
+        .par_chunks(chunk)
+        .map(|block| {
+            let mut acc = vec![0f64; c];
+            for row in block.chunks_exact(c1) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+            }
+            acc
+        })
+        .reduce(|| vec![0f64; c], add);
+    let mean: Vec<f64> = sums.iter().map(|s| s / n.max(1) as f64).collect();
+    let sq = x
+        .par_chunks(chunk)
+        .map(|block| {
+            let mut acc = vec![0f64; c];
+            for row in block.chunks_exact(c1) {
+                for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
+                    let d = v as f64 - m;
+                    *a += d * d;
+                }
+            }
+            acc
+        })
+        .reduce(|| vec![0f64; c], add);
+    let var = sq.iter().map(|s| s / n.max(1) as f64).collect();
     (mean, var)
 }
 
 /// Training-mode batch normalisation `γ·(x − μ)/√(σ² + ε) + β` over the rows of `[N, C]`, with
-/// batch statistics accumulated in f64 and a closed-form backward for x, γ and β.
+/// the batch statistics (accumulated in f64) computed once and a closed-form backward for x,
+/// γ and β.
 struct BatchNormTrain {
-    eps: f64,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    activation: crate::Activation,
 }
 
 impl candle_core::CustomOp3 for BatchNormTrain {
@@ -186,18 +314,15 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c) = l1.shape().dims2()?;
+        let (_, c) = l1.shape().dims2()?;
         let x = contiguous_f32(s1, l1)?;
         let gamma = contiguous_f32(s2, l2)?;
         let beta = contiguous_f32(s3, l3)?;
-        let (mean, var) = column_stats(x, n, c);
-        let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let mut y = vec![0f32; n * c];
-        y.par_chunks_mut(c).zip(x.par_chunks(c)).with_min_len(64).for_each(|(yr, xr)| {
-            for k in 0..c {
-                yr[k] = (((xr[k] as f64 - mean[k]) * inv[k]) as f32) * gamma[k] + beta[k];
-            }
-        });
+        let scale: Vec<f32> = gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
+        // act((x − μ)·γσ⁻¹ + β) = act(x·a + b) with b = β − μ·a.
+        let shift: Vec<f32> = beta.iter().zip(&self.mean).zip(&scale).map(|((b, m), a)| b - m * a).collect();
+        let mut y = vec![0f32; x.len()];
+        affine_act_into(&mut y, x, c, &scale, &shift, self.activation);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -209,45 +334,530 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c) = x.dims2()?;
-        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let gs = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let gam = gamma.to_vec1::<f32>()?;
-        let (mean, var) = column_stats(&xs, n, c);
-        let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        // Σ dy and Σ dy·x̂ per column.
-        let mut sum_dy = vec![0f64; c];
-        let mut sum_dy_xhat = vec![0f64; c];
-        for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
-            for k in 0..c {
-                let xhat = (xr[k] as f64 - mean[k]) * inv[k];
-                sum_dy[k] += gr[k] as f64;
-                sum_dy_xhat[k] += gr[k] as f64 * xhat;
+        let (x, mut grad) = (x.contiguous()?, grad.contiguous()?);
+        if self.activation != crate::Activation::None {
+            // Through the activation first: its input is recomputed from x.
+            let op = ActivationGrad {
+                mean: self.mean.clone(),
+                inv_std: self.inv_std.clone(),
+                gamma: gamma.to_vec1()?,
+                beta: _beta.to_vec1()?,
+                activation: self.activation,
+            };
+            grad = x.apply_op2_no_bwd(&grad, &op)?;
+        }
+        // Σ dy and Σ dy·x̂ per column (row 0 and row 1).
+        let sums =
+            x.apply_op2_no_bwd(&grad, &BatchNormGradSums { mean: self.mean.clone(), inv_std: self.inv_std.clone() })?;
+        let (dbeta, dgamma) = (sums.get(0)?, sums.get(1)?);
+        let dx = x.apply_op2_no_bwd(
+            &grad,
+            &BatchNormGradInput {
+                mean: self.mean.clone(),
+                inv_std: self.inv_std.clone(),
+                gamma: gamma.to_vec1()?,
+                sum_dy: dbeta.to_vec1()?,
+                sum_dy_xhat: dgamma.to_vec1()?,
+            },
+        )?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// `dy · act′(x̂·γ + β)`: the gradient through the activation that follows batch norm.
+struct ActivationGrad {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    activation: crate::Activation,
+}
+
+impl CustomOp2 for ActivationGrad {
+    fn name(&self) -> &'static str {
+        "fused-batch-norm-activation-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c) = l1.shape().dims2()?;
+        let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let a: Vec<f32> = self.gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
+        let b: Vec<f32> = self.beta.iter().zip(&self.mean).zip(&a).map(|((b, m), a)| b - m * a).collect();
+        let mut out = vec![0f32; x.len()];
+        fn rows(o: &mut [f32], x: &[f32], g: &[f32], c: usize, a: &[f32], b: &[f32], d: impl Fn(f32) -> f32) {
+            for ((or, xr), gr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
+                for k in 0..c {
+                    or[k] = gr[k] * d(xr[k] * a[k] + b[k]);
+                }
             }
         }
-        let nf = n.max(1) as f64;
-        let mut dx = vec![0f32; n * c];
-        dx.par_chunks_mut(c).zip(xs.par_chunks(c)).zip(gs.par_chunks(c)).with_min_len(64).for_each(|((dr, xr), gr)| {
-            for k in 0..c {
-                let xhat = (xr[k] as f64 - mean[k]) * inv[k];
-                dr[k] = (gam[k] as f64 * inv[k] / nf * (nf * gr[k] as f64 - sum_dy[k] - xhat * sum_dy_xhat[k])) as f32;
+        let (a, b) = (&a, &b);
+        match self.activation {
+            crate::Activation::None => par_map2(&mut out, x, g, c, |o, x, g| rows(o, x, g, c, a, b, |_| 1.0)),
+            crate::Activation::Relu => {
+                par_map2(&mut out, x, g, c, |o, x, g| rows(o, x, g, c, a, b, |t| if t > 0.0 { 1.0 } else { 0.0 }))
+            }
+            crate::Activation::Gelu => par_map2(&mut out, x, g, c, |o, x, g| rows(o, x, g, c, a, b, gelu_grad_f32)),
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `[2, C]`: column sums of `dy` and of `dy·x̂` (f64 accumulation).
+struct BatchNormGradSums {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl CustomOp2 for BatchNormGradSums {
+    fn name(&self) -> &'static str {
+        "fused-batch-norm-grad-sums"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c) = l1.shape().dims2()?;
+        let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let c1 = c.max(1);
+        let chunk = c1 * (TASK_ELEMS / c1).max(1);
+        let sums = x
+            .par_chunks(chunk)
+            .zip(g.par_chunks(chunk))
+            .map(|(xb, gb)| {
+                let mut acc = vec![0f64; 2 * c];
+                let (sd, sdx) = acc.split_at_mut(c);
+                for (xr, gr) in xb.chunks_exact(c1).zip(gb.chunks_exact(c1)) {
+                    for k in 0..c {
+                        let xhat = (xr[k] - self.mean[k]) * self.inv_std[k];
+                        sd[k] += gr[k] as f64;
+                        sdx[k] += (gr[k] * xhat) as f64;
+                    }
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f64; 2 * c],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from((2, c))))
+    }
+}
+
+/// `dx = γ·σ⁻¹/N · (N·dy − Σdy − x̂·Σdy·x̂)`.
+struct BatchNormGradInput {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    gamma: Vec<f32>,
+    sum_dy: Vec<f32>,
+    sum_dy_xhat: Vec<f32>,
+}
+
+impl CustomOp2 for BatchNormGradInput {
+    fn name(&self) -> &'static str {
+        "fused-batch-norm-grad-input"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c) = l1.shape().dims2()?;
+        let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let nf = n.max(1) as f32;
+        // dx = a·dy − b − x̂·d per column, with a = γσ⁻¹, b = a·Σdy/N, d = a·Σdy·x̂/N.
+        let a: Vec<f32> = self.gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
+        let b: Vec<f32> = a.iter().zip(&self.sum_dy).map(|(a, s)| a * s / nf).collect();
+        let d: Vec<f32> = a.iter().zip(&self.sum_dy_xhat).map(|(a, s)| a * s / nf).collect();
+        let mut dx = vec![0f32; x.len()];
+        par_map2(&mut dx, x, g, c, |o, x, g| {
+            for ((dr, xr), gr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
+                for k in 0..c {
+                    let xhat = (xr[k] - self.mean[k]) * self.inv_std[k];
+                    dr[k] = a[k] * gr[k] - b[k] - xhat * d[k];
+                }
             }
         });
-        let dev = x.device();
-        let dx = Tensor::from_vec(dx, (n, c), dev)?;
-        let dgamma = Tensor::from_vec(sum_dy_xhat.iter().map(|&v| v as f32).collect::<Vec<_>>(), c, dev)?;
-        let dbeta = Tensor::from_vec(sum_dy.iter().map(|&v| v as f32).collect::<Vec<_>>(), c, dev)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 
 /// Training-mode batch norm on CPU f32 `[N, C]` (fused, f64 statistics); also returns the batch
 /// mean and biased variance (detached) for the running-statistics update.
 pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
+    batch_norm_act_train(x, gamma, beta, eps, crate::Activation::None)
+}
+
+/// [`batch_norm_train`] followed by `activation`, as one op (one pass forward, one tensor kept
+/// for backward).
+pub fn batch_norm_act_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    activation: crate::Activation,
+) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
     let x = x.contiguous()?;
     let (n, c) = x.dims2()?;
-    let xs = x.flatten_all()?.to_vec1::<f32>()?;
-    let (mean, var) = column_stats(&xs, n, c);
-    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BatchNormTrain { eps })?;
+    let (mean, var) = {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("batch norm: CPU tensors only") };
+        column_stats(contiguous_f32(cpu, layout)?, n, c)
+    };
+    let op = BatchNormTrain {
+        mean: mean.iter().map(|&m| m as f32).collect(),
+        inv_std: var.iter().map(|v| (1.0 / (v + eps).sqrt()) as f32).collect(),
+        activation,
+    };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     Ok((y, mean, var))
+}
+
+/// Row groups of a [`grouped_linear`] input: rows `start..start + len` use relation `relation`
+/// (or the self-loop weight when `relation` is [`SELF_LOOP`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowGroup {
+    /// Relation (column block of the relational weight), or [`SELF_LOOP`].
+    pub relation: usize,
+    /// First row.
+    pub start: usize,
+    /// Number of rows.
+    pub len: usize,
+}
+
+/// The `relation` of a [`RowGroup`] whose rows go through the self-loop weight.
+pub const SELF_LOOP: usize = usize::MAX;
+
+/// Rows per gemm call when a group is split for the thread pool.
+const CHUNK_ROWS: usize = 512;
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]` with explicit (row, column) strides, via the `gemm` crate
+/// candle itself uses.
+#[allow(clippy::too_many_arguments)]
+fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in dst.chunks_mut(dst_rs).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    // Bounds the strided reads/writes stay within (checked, so the unsafe call is sound).
+    assert!(dst.len() >= (m - 1) * dst_rs + n);
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the asserts above keep every strided access inside the three slices, and `dst`
+    // does not alias the inputs (it is a distinct `&mut`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Splits `buf` (rows of width `w`) into the row chunks of `groups`, each at most
+/// [`CHUNK_ROWS`] rows: `(relation, first row, chunk)`.
+fn chunk_rows<'a>(buf: &'a mut [f32], w: usize, groups: &[RowGroup]) -> Vec<(usize, usize, &'a mut [f32])> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    let mut row = 0;
+    for g in groups {
+        let mut left = g.len;
+        while left > 0 {
+            let take = left.min(CHUNK_ROWS);
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(take * w);
+            out.push((g.relation, row, head));
+            rest = tail;
+            row += take;
+            left -= take;
+        }
+    }
+    out
+}
+
+/// Checks that `groups` tile `0..rows` in order with relations `< num_relations` (or the self
+/// loop).
+fn check_groups(groups: &[RowGroup], rows: usize, num_relations: usize) -> Result<()> {
+    let mut next = 0;
+    for g in groups {
+        if g.start != next || (g.relation >= num_relations && g.relation != SELF_LOOP) {
+            candle_core::bail!("grouped linear: group {g:?} (expected start {next}, {num_relations} relations)");
+        }
+        next += g.len;
+    }
+    if next != rows {
+        candle_core::bail!("grouped linear: groups cover {next} of {rows} rows");
+    }
+    Ok(())
+}
+
+/// Where the `[out, in]` matrix of a group lives: `(slice from its first element, row stride)`.
+fn group_weight<'a>(
+    relation: usize,
+    rel_w: &'a [f32],
+    self_w: &'a [f32],
+    din: usize,
+    width: usize,
+) -> (&'a [f32], usize) {
+    if relation == SELF_LOOP {
+        (self_w, din)
+    } else {
+        (&rel_w[relation * din..], width)
+    }
+}
+
+struct GroupedLinear(std::sync::Arc<Vec<RowGroup>>);
+
+impl candle_core::CustomOp3 for GroupedLinear {
+    fn name(&self) -> &'static str {
+        "grouped-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (k, din) = l1.shape().dims2()?;
+        let (dout, width) = l2.shape().dims2()?;
+        if din == 0 || width % din != 0 || l3.shape().dims() != [dout, din] {
+            candle_core::bail!(
+                "grouped linear: weights {:?} / {:?} do not fit input width {din}",
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let (z, w, ws) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
+        check_groups(&self.0, k, width / din)?;
+        let mut out = vec![0f32; k * dout];
+        chunk_rows(&mut out, dout, &self.0).into_par_iter().for_each(|(r, row, dst)| {
+            let m = dst.len() / dout;
+            let (wr, rs) = group_weight(r, w, ws, din, width);
+            // out[i, o] = Σ_c z[row+i, c] · W[o, c]
+            gemm_f32(m, dout, din, dst, dout, &z[row * din..], (din, 1), wr, (1, rs), 1);
+        });
+        Ok((CpuStorage::F32(out), Shape::from((k, dout))))
+    }
+
+    fn bwd(
+        &self,
+        z: &Tensor,
+        w: &Tensor,
+        w_self: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (k, din) = z.dims2()?;
+        let (dout, width) = w.dims2()?;
+        let zs = z.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let wsv = w_self.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let gs = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        // dz[i, c] = Σ_o g[i, o] · W[o, c]
+        let mut dz = vec![0f32; k * din];
+        chunk_rows(&mut dz, din, &self.0).into_par_iter().for_each(|(r, row, dst)| {
+            let m = dst.len() / din;
+            let (wr, rs) = group_weight(r, &wv, &wsv, din, width);
+            gemm_f32(m, din, dout, dst, din, &gs[row * dout..], (dout, 1), wr, (rs, 1), 1);
+        });
+        // dW[o, c] = Σ_i g[i, o] · z[i, c] over the group's rows.
+        let blocks: Vec<(usize, Vec<f32>)> = self
+            .0
+            .par_iter()
+            .filter(|g| g.len > 0)
+            .map(|g| {
+                let mut buf = vec![0f32; dout * din];
+                let threads = if g.len > 8 * CHUNK_ROWS { rayon::current_num_threads() } else { 1 };
+                let (lhs, rhs) = (&gs[g.start * dout..], &zs[g.start * din..]);
+                gemm_f32(dout, din, g.len, &mut buf, din, lhs, (1, dout), rhs, (din, 1), threads);
+                (g.relation, buf)
+            })
+            .collect();
+        let mut dw = vec![0f32; dout * width];
+        let mut dws = vec![0f32; dout * din];
+        for (r, buf) in blocks {
+            for (o, src) in buf.chunks_exact(din).enumerate() {
+                let dst = if r == SELF_LOOP {
+                    &mut dws[o * din..(o + 1) * din]
+                } else {
+                    &mut dw[o * width + r * din..o * width + (r + 1) * din]
+                };
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            }
+        }
+        let dev = z.device();
+        Ok((
+            Some(Tensor::from_vec(dz, (k, din), dev)?),
+            Some(Tensor::from_vec(dw, (dout, width), dev)?),
+            Some(Tensor::from_vec(dws, (dout, din), dev)?),
+        ))
+    }
+}
+
+/// Per-relation linear maps over row groups: row `i` of `z` (`[K, in]`) in the group of
+/// relation `r` becomes `z[i] · W_rᵀ`, where `W_r` is column block `r` of `weight`
+/// (`[out, R·in]`, TorchDrug's `RelationalGraphConv.linear` layout); rows of a
+/// [`SELF_LOOP`] group use `self_weight` (`[out, in]`). One gemm per group chunk on CPU f32
+/// (backward writes only the blocks present); elsewhere per-group matmuls.
+pub fn grouped_linear(
+    z: &Tensor,
+    weight: &Tensor,
+    self_weight: &Tensor,
+    groups: &std::sync::Arc<Vec<RowGroup>>,
+) -> Result<Tensor> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if f32_cpu(z) && f32_cpu(weight) && f32_cpu(self_weight) {
+        return z.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &self_weight.contiguous()?,
+            GroupedLinear(groups.clone()),
+        );
+    }
+    let din = z.dim(1)?;
+    check_groups(groups, z.dim(0)?, weight.dim(1)? / din.max(1))?;
+    let parts = groups
+        .iter()
+        .map(|g| {
+            let w =
+                if g.relation == SELF_LOOP { self_weight.clone() } else { weight.narrow(1, g.relation * din, din)? };
+            z.narrow(0, g.start, g.len)?.matmul(&w.t()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if parts.is_empty() {
+        return Tensor::zeros((0, weight.dim(0)?), z.dtype(), z.device());
+    }
+    Tensor::cat(&parts, 0)
+}
+
+struct AddBias;
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "add-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c) = l1.shape().dims2()?;
+        let x = contiguous_f32(s1, l1)?;
+        let b = contiguous_f32(s2, l2)?;
+        if b.len() != c {
+            candle_core::bail!("add bias: {} biases for {c} columns", b.len());
+        }
+        let mut y = vec![0f32; x.len()];
+        par_map2(&mut y, x, x, c, |o, x, _| {
+            for (row, xr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                row.iter_mut().zip(xr).zip(b).for_each(|((v, &xv), &bb)| *v = xv + bb);
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let c = b.dim(0)?;
+        let g = grad.contiguous()?;
+        let gs = g.flatten_all()?.to_vec1::<f32>()?;
+        let db = gs
+            .par_chunks(c.max(1) * 256)
+            .map(|block| {
+                let mut acc = vec![0f64; c];
+                for row in block.chunks_exact(c.max(1)) {
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f64; c],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        let db: Vec<f32> = db.into_iter().map(|v| v as f32).collect();
+        Ok((Some(g), Some(Tensor::from_vec(db, c, b.device())?)))
+    }
+}
+
+/// `x + b` for `x` `[N, C]` and `b` `[C]`; on CPU f32 the bias gradient is a parallel column
+/// sum instead of candle's slow reduction over a broadcast.
+pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 {
+        return x.contiguous()?.apply_op2(&b.contiguous()?, AddBias);
+    }
+    x.broadcast_add(b)
+}
+
+struct AffineActivation {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    activation: crate::Activation,
+}
+
+impl CustomOp1 for AffineActivation {
+    fn name(&self) -> &'static str {
+        "affine-activation"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c) = l.shape().dims2()?;
+        if self.scale.len() != c || self.shift.len() != c {
+            candle_core::bail!(
+                "affine activation: {} scales / {} shifts for {c} columns",
+                self.scale.len(),
+                self.shift.len()
+            );
+        }
+        let x = contiguous_f32(s, l)?;
+        let mut y = vec![0f32; x.len()];
+        let act = self.activation;
+        affine_act_into(&mut y, x, c, &self.scale, &self.shift, act);
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+}
+
+/// `act(x·scale + shift)` per column of `[N, C]`, for inference (no backward): one pass on
+/// CPU f32, candle ops elsewhere.
+pub fn affine_activation(x: &Tensor, scale: &Tensor, shift: &Tensor, activation: crate::Activation) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        let op = AffineActivation {
+            scale: scale.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+            shift: shift.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+            activation,
+        };
+        return x.contiguous()?.apply_op1_no_bwd(&op);
+    }
+    activation.apply(&x.broadcast_mul(scale)?.broadcast_add(shift)?)
 }

@@ -28,13 +28,15 @@
 //! assert_eq!(y.dims(), &[3, 8]);
 //! ```
 
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 pub mod fused;
 
-use aa_graph::kernels::{inverse_counts, scatter_sum};
-use candle_core::{DType, Device, Result, Tensor, D};
+use aa_graph::kernels::{gather, GatherPlan};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
+use fused::RowGroup;
 
 /// Activation after a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,58 +61,150 @@ impl Activation {
     }
 }
 
-/// Edges of one graph (or batch) grouped by relation. Only nodes that receive at least one
-/// edge ("active" destinations) get aggregated rows, so a convolution over a few hundred
-/// monosaccharides in a graph of tens of thousands of atoms multiplies a few hundred rows.
-#[derive(Clone, Debug)]
+/// Edges of one graph (or batch) grouped by relation, prepared for the convolution: every
+/// (destination, relation) pair that receives edges becomes one row of mean messages (pairs
+/// sorted by relation), each relation's rows go through its own weight block, and the pair
+/// rows are summed into their destinations. Nothing is computed for absent relations or for
+/// nodes without incoming edges, so a convolution over a few hundred monosaccharides linked
+/// by 80 relation types multiplies a few hundred rows, not `N × 80·D`.
+#[derive(Debug)]
 pub struct RelationalEdges {
     /// Number of nodes.
     pub num_nodes: usize,
-    /// Active destination nodes `[A]`, ascending.
-    pub active: Tensor,
-    /// Number of active destinations.
-    pub num_active: usize,
-    /// `(relation, source node indices [E_r], destination positions in `active` [E_r],
-    /// inverse in-degree per active destination [A, 1])`.
-    pub groups: Vec<(usize, Tensor, Tensor, Tensor)>,
+    /// Number of relation slots.
+    pub num_relations: usize,
+    /// `(pair, source)` entries, weight `1 / in-degree of the pair`.
+    pair_entries: Vec<(u32, u32, f32)>,
+    /// Destination node of each pair.
+    pair_dest: Vec<u32>,
+    /// Pair rows per relation.
+    groups: Vec<RowGroup>,
+    /// One more than the largest source node (input rows the convolution needs).
+    min_input_rows: usize,
+    /// Plans built for an (input height, output rows) combination, reused across calls.
+    plans: Mutex<Vec<(PlanKey, Arc<ConvPlan>)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PlanKey {
+    input_rows: usize,
+    start: usize,
+    len: usize,
+}
+
+/// What one convolution call runs: `rows` = self-loop rows (one per output row that has an
+/// input row) followed by the mean message of every (destination, relation) pair; their
+/// weight groups; and the sum of each output row's rows.
+#[derive(Debug)]
+struct ConvPlan {
+    rows: Arc<GatherPlan>,
+    groups: Arc<Vec<RowGroup>>,
+    dest: Arc<GatherPlan>,
+}
+
+impl Clone for RelationalEdges {
+    fn clone(&self) -> Self {
+        RelationalEdges {
+            num_nodes: self.num_nodes,
+            num_relations: self.num_relations,
+            pair_entries: self.pair_entries.clone(),
+            pair_dest: self.pair_dest.clone(),
+            groups: self.groups.clone(),
+            min_input_rows: self.min_input_rows,
+            plans: Mutex::new(self.plans.lock().map(|p| p.clone()).unwrap_or_default()),
+        }
+    }
 }
 
 impl RelationalEdges {
-    /// Groups `(source, destination, relation)` triples. Relations must be `< num_relations`.
-    pub fn new(num_nodes: usize, edges: &[(u32, u32, u32)], num_relations: usize, device: &Device) -> Result<Self> {
-        let mut by_rel: Vec<(Vec<u32>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); num_relations];
+    /// Groups `(source, destination, relation)` triples. Nodes must be `< num_nodes`,
+    /// relations `< num_relations`. The device argument is kept for API stability; plans live
+    /// on the host and the kernels run where the node states are.
+    pub fn new(num_nodes: usize, edges: &[(u32, u32, u32)], num_relations: usize, _device: &Device) -> Result<Self> {
         for &(s, d, r) in edges {
             if r as usize >= num_relations || s as usize >= num_nodes || d as usize >= num_nodes {
                 candle_core::bail!("edge ({s}, {d}, {r}) outside {num_nodes} nodes / {num_relations} relations");
             }
-            by_rel[r as usize].0.push(s);
-            by_rel[r as usize].1.push(d);
         }
-        let mut position = vec![u32::MAX; num_nodes];
-        let mut active = Vec::new();
-        for &(_, d, _) in edges {
-            position[d as usize] = 0;
-        }
-        for (node, p) in position.iter_mut().enumerate() {
-            if *p == 0 {
-                *p = active.len() as u32;
-                active.push(node as u32);
+        // Sort by (relation, destination), stable: pairs are runs of equal keys.
+        let mut order: Vec<usize> = (0..edges.len()).collect();
+        order.sort_by_key(|&i| (edges[i].2, edges[i].1));
+        let mut pair_dest = Vec::new();
+        let mut groups: Vec<RowGroup> = Vec::new();
+        let mut pair_of_edge = vec![0u32; edges.len()];
+        let mut counts: Vec<u32> = Vec::new();
+        let mut last: Option<(u32, u32)> = None;
+        for &i in &order {
+            let (_, d, r) = edges[i];
+            if last != Some((r, d)) {
+                pair_dest.push(d);
+                counts.push(0);
+                match groups.last_mut() {
+                    Some(g) if g.relation == r as usize => g.len += 1,
+                    _ => groups.push(RowGroup { relation: r as usize, start: pair_dest.len() - 1, len: 1 }),
+                }
+                last = Some((r, d));
             }
+            let p = pair_dest.len() - 1;
+            pair_of_edge[i] = p as u32;
+            counts[p] += 1;
         }
-        let num_active = active.len();
-        let mut groups = Vec::new();
-        for (r, (src, dst)) in by_rel.into_iter().enumerate() {
-            if src.is_empty() {
-                continue;
+        let pair_entries = order
+            .iter()
+            .map(|&i| {
+                let p = pair_of_edge[i];
+                (p, edges[i].0, 1.0 / counts[p as usize] as f32)
+            })
+            .collect();
+        let min_input_rows = edges.iter().map(|e| e.0 as usize + 1).max().unwrap_or(0);
+        Ok(RelationalEdges {
+            num_nodes,
+            num_relations,
+            pair_entries,
+            pair_dest,
+            groups,
+            min_input_rows,
+            plans: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Number of (destination, relation) pairs that receive messages.
+    pub fn num_pairs(&self) -> usize {
+        self.pair_dest.len()
+    }
+
+    /// Relations that occur.
+    pub fn relations_present(&self) -> Vec<usize> {
+        self.groups.iter().map(|g| g.relation).collect()
+    }
+
+    fn plan(&self, key: PlanKey) -> Result<Arc<ConvPlan>> {
+        let mut cache = self.plans.lock().map_err(|_| candle_core::Error::Msg("edge plan cache poisoned".into()))?;
+        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
+        }
+        let PlanKey { input_rows, start, len } = key;
+        let overlap = input_rows.saturating_sub(start).min(len);
+        let mut entries: Vec<(u32, u32, f32)> = (0..overlap).map(|i| (i as u32, (start + i) as u32, 1.0)).collect();
+        entries.extend(self.pair_entries.iter().map(|&(p, src, w)| (p + overlap as u32, src, w)));
+        let mut groups = vec![RowGroup { relation: fused::SELF_LOOP, start: 0, len: overlap }];
+        groups.extend(self.groups.iter().map(|g| RowGroup { start: g.start + overlap, ..g.clone() }));
+        let mut dest: Vec<(u32, u32, f32)> = (0..overlap).map(|i| (i as u32, i as u32, 1.0)).collect();
+        for (p, &d) in self.pair_dest.iter().enumerate() {
+            let d = d as usize;
+            if d < start || d >= start + len {
+                candle_core::bail!("destination node {d} outside the output rows {start}..{}", start + len);
             }
-            let n = src.len();
-            let dst: Vec<u32> = dst.iter().map(|&d| position[d as usize]).collect();
-            let src = Tensor::from_vec(src, n, device)?;
-            let dst = Tensor::from_vec(dst, n, device)?;
-            let inv = inverse_counts(&dst, num_active, DType::F32)?;
-            groups.push((r, src, dst, inv));
+            dest.push(((d - start) as u32, (p + overlap) as u32, 1.0));
         }
-        Ok(RelationalEdges { num_nodes, active: Tensor::from_vec(active, num_active, device)?, num_active, groups })
+        let total = overlap + self.num_pairs();
+        let plan = Arc::new(ConvPlan {
+            rows: Arc::new(GatherPlan::new(total, input_rows, &entries)?),
+            groups: Arc::new(groups),
+            dest: Arc::new(GatherPlan::new(len, total, &dest)?),
+        });
+        cache.push((key, plan.clone()));
+        Ok(plan)
     }
 }
 
@@ -146,30 +240,49 @@ impl BatchNorm {
     /// Normalises `[N, C]`; in training mode with the batch's statistics (and updates the
     /// running ones), otherwise with the running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            let n = x.dim(0)?;
-            let (y, mean, var) = if x.device().is_cpu() && x.dtype() == DType::F32 {
-                fused::batch_norm_train(x, &self.weight, &self.bias, self.eps)?
-            } else {
-                candle_core::bail!("batch norm in training mode: CPU f32 only for now");
-            };
-            // Running estimates: momentum 0.1, unbiased variance (as PyTorch).
-            let m = self.momentum;
-            let dev = x.device();
-            let unbiased: Vec<f32> =
-                var.iter().map(|v| (if n > 1 { v * n as f64 / (n as f64 - 1.0) } else { *v }) as f32).collect();
-            let mean_t = Tensor::from_vec(mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), mean.len(), dev)?;
-            let var_t = Tensor::from_vec(unbiased, var.len(), dev)?;
-            let mut rm = self.running_mean.lock().expect("running mean lock");
-            *rm = ((&*rm * (1.0 - m))? + (mean_t * m)?)?;
-            let mut rv = self.running_var.lock().expect("running var lock");
-            *rv = ((&*rv * (1.0 - m))? + (var_t * m)?)?;
-            return Ok(y);
+        self.forward_with(x, train, Activation::None)
+    }
+
+    /// [`BatchNorm::forward`] followed by `activation` (fused into one op in training mode).
+    pub fn forward_with(&self, x: &Tensor, train: bool, activation: Activation) -> Result<Tensor> {
+        if !train {
+            return activation.apply(&self.forward_eval(x)?);
         }
+        let n = x.dim(0)?;
+        let (y, mean, var) = if x.device().is_cpu() && x.dtype() == DType::F32 {
+            fused::batch_norm_act_train(x, &self.weight, &self.bias, self.eps, activation)?
+        } else {
+            candle_core::bail!("batch norm in training mode: CPU f32 only for now");
+        };
+        // Running estimates: momentum 0.1, unbiased variance (as PyTorch).
+        let m = self.momentum;
+        let dev = x.device();
+        let unbiased: Vec<f32> =
+            var.iter().map(|v| (if n > 1 { v * n as f64 / (n as f64 - 1.0) } else { *v }) as f32).collect();
+        let mean_t = Tensor::from_vec(mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), mean.len(), dev)?;
+        let var_t = Tensor::from_vec(unbiased, var.len(), dev)?;
+        let mut rm = self.running_mean.lock().expect("running mean lock");
+        *rm = ((&*rm * (1.0 - m))? + (mean_t * m)?)?;
+        let mut rv = self.running_var.lock().expect("running var lock");
+        *rv = ((&*rv * (1.0 - m))? + (var_t * m)?)?;
+        Ok(y)
+    }
+
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
         let rm = self.running_mean.lock().expect("running mean lock").clone().unsqueeze(0)?;
         let rv = self.running_var.lock().expect("running var lock").clone().unsqueeze(0)?;
         let xhat = x.broadcast_sub(&rm)?.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
         xhat.broadcast_mul(&self.weight.unsqueeze(0)?)?.broadcast_add(&self.bias.unsqueeze(0)?)
+    }
+
+    /// Eval-mode batch norm after adding `bias`, as `y·scale + shift` per column:
+    /// `scale = γ/√(running_var + ε)`, `shift = (bias − running_mean)·scale + β`.
+    pub fn eval_affine(&self, bias: &Tensor) -> Result<(Tensor, Tensor)> {
+        let rm = self.running_mean.lock().expect("running mean lock").clone();
+        let rv = self.running_var.lock().expect("running var lock").clone();
+        let scale = self.weight.detach().div(&(rv + self.eps)?.sqrt()?)?;
+        let shift = ((bias.detach() - rm)? * &scale)?.add(&self.bias.detach())?;
+        Ok((scale, shift))
     }
 
     /// Current running mean and variance.
@@ -224,32 +337,52 @@ impl RelationalGraphConv {
         self.linear_b.dims1().unwrap_or(0)
     }
 
-    /// One layer on node states `x` (`[N, in]`) over `edges`.
+    /// One layer on node states `x` (`[N, in]`) over `edges`: every node's output.
     pub fn forward(&self, x: &Tensor, edges: &RelationalEdges, train: bool) -> Result<Tensor> {
-        let a = edges.num_active;
-        let mut out = x.matmul(&self.self_w.t()?)?.broadcast_add(&self.self_b)?;
-        if !edges.groups.is_empty() {
-            // Mean messages of each present relation side by side, times the matching column
-            // blocks of the [out, R·in] weight: one matmul for all relations.
-            let mut aggs = Vec::with_capacity(edges.groups.len());
-            let mut blocks = Vec::with_capacity(edges.groups.len());
-            for (r, src, dst, inv) in &edges.groups {
-                if *r >= self.num_relations {
-                    candle_core::bail!("relation {r} but the layer has {}", self.num_relations);
-                }
-                let msg = x.index_select(src, 0)?;
-                aggs.push(scatter_sum(&msg, dst, a)?.broadcast_mul(inv)?);
-                blocks.push(self.linear_w.narrow(1, r * self.in_dim, self.in_dim)?);
-            }
-            let agg = Tensor::cat(&aggs, D::Minus1)?;
-            let w = Tensor::cat(&blocks, D::Minus1)?;
-            out = out.index_add(&edges.active, &agg.matmul(&w.t()?)?, 0)?;
+        self.forward_rows(x, edges, 0..x.dim(0)?, train)
+    }
+
+    /// One layer, output rows `rows` only (node `rows.start + i` is row `i`). Row `j` of `x`
+    /// is node `j`; nodes of `rows` beyond `x`'s rows have a zero input (only their bias and
+    /// incoming messages count). Every destination of `edges` must lie in `rows`. In
+    /// training mode batch norm uses the statistics of exactly these rows.
+    pub fn forward_rows(&self, x: &Tensor, edges: &RelationalEdges, rows: Range<usize>, train: bool) -> Result<Tensor> {
+        let (n_in, d_in) = x.dims2()?;
+        if d_in != self.in_dim {
+            candle_core::bail!("node states are {d_in} wide, the layer expects {}", self.in_dim);
         }
-        out = out.broadcast_add(&self.linear_b)?;
-        if let Some(bn) = &self.batch_norm {
-            out = bn.forward(&out, train)?;
+        if edges.num_relations > self.num_relations {
+            candle_core::bail!(
+                "edges use {} relation slots, the layer has {}",
+                edges.num_relations,
+                self.num_relations
+            );
         }
-        self.activation.apply(&out)
+        if edges.num_pairs() > 0 && n_in < edges.min_input_rows {
+            candle_core::bail!("edges read node {} but only {n_in} node states are given", edges.min_input_rows - 1);
+        }
+        // Self-loop rows and the mean message of every (destination, relation) pair, each
+        // through its weight block, then summed per output row.
+        let plan = edges.plan(PlanKey { input_rows: n_in, start: rows.start, len: rows.len() })?;
+        let z = gather(x, &plan.rows)?;
+        let per_row = fused::grouped_linear(&z, &self.linear_w, &self.self_w, &plan.groups)?;
+        let y = gather(&per_row, &plan.dest)?;
+        let out_dim = self.out_dim();
+        let bias = (&self.linear_b + &self.self_b)?;
+        if !train && !y.track_op() {
+            // Inference: bias, eval-mode batch norm and activation as one per-column affine map
+            // and one pass.
+            let (scale, shift) = match &self.batch_norm {
+                Some(bn) => bn.eval_affine(&bias)?,
+                None => (Tensor::ones(out_dim, DType::F32, y.device())?, bias.to_dtype(DType::F32)?),
+            };
+            return fused::affine_activation(&y, &scale, &shift, self.activation);
+        }
+        let y = fused::add_bias(&y, &bias)?;
+        match &self.batch_norm {
+            Some(bn) => bn.forward_with(&y, train, self.activation),
+            None => self.activation.apply(&y),
+        }
     }
 }
 
@@ -266,7 +399,8 @@ pub struct HierarchicalBlock {
     pub unit: RelationalGraphConv,
 }
 
-/// The three edge sets a [`HierarchicalBlock`] reads, plus which nodes are atoms.
+/// The three edge sets a [`HierarchicalBlock`] reads. Nodes are laid out units first:
+/// nodes `0..num_units` are units, `num_units..num_nodes` atoms.
 #[derive(Clone, Debug)]
 pub struct HierarchicalEdges {
     /// Atom–atom edges.
@@ -275,21 +409,67 @@ pub struct HierarchicalEdges {
     pub cross: RelationalEdges,
     /// Unit–unit edges.
     pub unit: RelationalEdges,
-    /// `[N, 1]`, 1 for atom nodes and 0 for unit nodes.
-    pub atom_mask: Tensor,
+    /// Number of unit nodes (they come first).
+    pub num_units: usize,
+    /// Number of nodes.
+    pub num_nodes: usize,
+}
+
+impl HierarchicalEdges {
+    /// Groups `(source, destination, relation)` triples of the three kinds; fails when an edge
+    /// does not join the node kinds its set is for (units are nodes `< num_units`).
+    pub fn new(
+        num_nodes: usize,
+        num_units: usize,
+        atom: &[(u32, u32, u32)],
+        cross: &[(u32, u32, u32)],
+        unit: &[(u32, u32, u32)],
+        num_relations: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let u = num_units as u32;
+        let check = |set: &[(u32, u32, u32)], name: &str, ok: &dyn Fn(u32, u32) -> bool| -> Result<()> {
+            match set.iter().find(|&&(s, d, _)| !ok(s, d)) {
+                Some(e) => candle_core::bail!("{name} edge {e:?} joins the wrong node kinds ({num_units} units first)"),
+                None => Ok(()),
+            }
+        };
+        if num_units > num_nodes {
+            candle_core::bail!("{num_units} units but {num_nodes} nodes");
+        }
+        check(atom, "atom–atom", &|s, d| s >= u && d >= u)?;
+        check(cross, "atom→unit", &|s, d| s >= u && d < u)?;
+        check(unit, "unit–unit", &|s, d| s < u && d < u)?;
+        Ok(HierarchicalEdges {
+            atom: RelationalEdges::new(num_nodes, atom, num_relations, device)?,
+            cross: RelationalEdges::new(num_nodes, cross, num_relations, device)?,
+            unit: RelationalEdges::new(num_nodes, unit, num_relations, device)?,
+            num_units,
+            num_nodes,
+        })
+    }
 }
 
 impl HierarchicalBlock {
-    /// One block: returns the new node states (`[N, out]`).
+    /// One block: returns the new node states (`[N, out]`, units first).
+    ///
+    /// Training mode computes every convolution on every node, because batch norm's statistics
+    /// run over all nodes (as in the official code). Inference computes only the rows that
+    /// are kept — atoms for the atom convolution, units for the other two — which gives the
+    /// same numbers with a fraction of the work.
     pub fn forward(&self, x: &Tensor, e: &HierarchicalEdges, train: bool) -> Result<Tensor> {
-        let m = &e.atom_mask;
-        let unit_mask = (1.0 - m)?;
-        let h1 = self.atom.forward(x, &e.atom, train)?;
-        let in2 = (h1.broadcast_mul(m)? + x.broadcast_mul(&unit_mask)?)?;
-        let h2 = self.cross.forward(&in2, &e.cross, train)?;
-        let in3 = h2.broadcast_mul(&unit_mask)?;
-        let h3 = self.unit.forward(&in3, &e.unit, train)?;
-        h1.broadcast_mul(m)? + h3.broadcast_mul(&unit_mask)?
+        let (u, n) = (e.num_units, e.num_nodes);
+        if x.dim(0)? != n {
+            candle_core::bail!("{} node states for {n} nodes", x.dim(0)?);
+        }
+        let all = 0..n;
+        let h1 = self.atom.forward_rows(x, &e.atom, if train { all.clone() } else { u..n }, train)?;
+        let h1_atoms = if train { h1.narrow(0, u, n - u)? } else { h1 };
+        let in2 = Tensor::cat(&[&x.narrow(0, 0, u)?, &h1_atoms], 0)?;
+        let h2 = self.cross.forward_rows(&in2, &e.cross, if train { all.clone() } else { 0..u }, train)?;
+        // The unit convolution reads the units' states only; atoms' inputs are zero.
+        let h3 = self.unit.forward_rows(&h2.narrow(0, 0, u)?, &e.unit, if train { all } else { 0..u }, train)?;
+        Tensor::cat(&[&h3.narrow(0, 0, u)?, &h1_atoms], 0)
     }
 }
 

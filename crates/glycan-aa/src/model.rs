@@ -96,7 +96,9 @@ impl GlycanAAConfig {
 }
 
 /// A batch in the model's layout: node types, the three edge sets, and which nodes are
-/// monosaccharides of which glycan.
+/// monosaccharides of which glycan. Nodes are laid out units first — every glycan's
+/// monosaccharides (glycan by glycan), then every glycan's atoms; [`GlycanAABatch::order`]
+/// maps the inputs' node order to batch rows.
 #[derive(Clone, Debug)]
 pub struct GlycanAABatch {
     /// Node type ids `[N]`.
@@ -112,6 +114,9 @@ pub struct GlycanAABatch {
     pub mono_graph: Tensor,
     /// Glycan index of every node `[N]`.
     pub node_graph: Tensor,
+    /// Batch position of every input node, glycan by glycan in each glycan's own node order
+    /// `[N]`: `all_node_feature.index_select(&order, 0)` lists the nodes as the inputs did.
+    pub order: Tensor,
     /// Number of glycans.
     pub num_graphs: usize,
 }
@@ -171,28 +176,42 @@ impl GlycanAABatch {
     fn collate(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device, units_only: bool) -> Result<Self> {
         let nu = vocab.units.len() as u32;
         let nr = vocab.num_relations();
-        let mut node_type = Vec::new();
+        // Batch layout: every glycan's monosaccharides, then every glycan's atoms (the
+        // hierarchical block's units-first convention). `position[g][k]` is where node `k` of
+        // glycan `g` lands.
+        let num_units: usize = graphs.iter().map(|g| g.node_type.iter().filter(|&&t| t < nu).count()).sum();
+        let mut next_unit = 0u32;
+        let mut next_atom = num_units as u32;
+        let mut positions = Vec::with_capacity(graphs.len());
+        for g in graphs {
+            let kept = if units_only { g.num_units.min(g.node_type.len()) } else { g.node_type.len() };
+            let pos: Vec<u32> = g.node_type[..kept]
+                .iter()
+                .map(|&t| {
+                    let slot = if t < nu { &mut next_unit } else { &mut next_atom };
+                    *slot += 1;
+                    *slot - 1
+                })
+                .collect();
+            positions.push(pos);
+        }
+        let n = next_atom as usize;
+        let mut node_type = vec![0u32; n];
+        let mut node_graph = vec![0u32; n];
+        let mut order = Vec::with_capacity(n);
         let (mut atom_e, mut cross_e, mut mono_e, mut all_e) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut mask = Vec::new();
-        let (mut mono_nodes, mut mono_graph, mut node_graph) = (Vec::new(), Vec::new(), Vec::new());
-        for (gi, g) in graphs.iter().enumerate() {
-            let off = node_type.len() as u32;
-            let is_atom = |k: u32| g.node_type[k as usize] >= nu;
-            let kept = if units_only { g.num_units } else { g.node_type.len() };
-            for (k, &t) in g.node_type.iter().enumerate().take(kept) {
-                node_type.push(t);
-                mask.push(if t >= nu { 1f32 } else { 0f32 });
-                node_graph.push(gi as u32);
-                if t < nu {
-                    mono_nodes.push(off + k as u32);
-                    mono_graph.push(gi as u32);
-                }
+        for (gi, (g, pos)) in graphs.iter().zip(&positions).enumerate() {
+            for (k, &p) in pos.iter().enumerate() {
+                node_type[p as usize] = g.node_type[k];
+                node_graph[p as usize] = gi as u32;
+                order.push(p);
             }
+            let is_atom = |k: u32| g.node_type[k as usize] >= nu;
             for &[s, d, r] in &g.edges {
-                if units_only && (is_atom(s) || is_atom(d)) {
-                    continue;
-                }
-                let e = (s + off, d + off, r);
+                let (Some(&ps), Some(&pd)) = (pos.get(s as usize), pos.get(d as usize)) else {
+                    continue; // an atom dropped by `units_only`
+                };
+                let e = (ps, pd, r);
                 all_e.push(e);
                 match (is_atom(s), is_atom(d)) {
                     (true, true) => atom_e.push(e),
@@ -202,23 +221,19 @@ impl GlycanAABatch {
                 }
             }
         }
-        let n = node_type.len();
+        let mono_graph = node_graph[..num_units].to_vec();
         let vec_u32 = |v: Vec<u32>| {
             let len = v.len();
             Tensor::from_vec(v, len, device)
         };
         Ok(GlycanAABatch {
-            edges: HierarchicalEdges {
-                atom: RelationalEdges::new(n, &atom_e, nr, device)?,
-                cross: RelationalEdges::new(n, &cross_e, nr, device)?,
-                unit: RelationalEdges::new(n, &mono_e, nr, device)?,
-                atom_mask: Tensor::from_vec(mask, (n, 1), device)?,
-            },
+            edges: HierarchicalEdges::new(n, num_units, &atom_e, &cross_e, &mono_e, nr, device)?,
             all_edges: RelationalEdges::new(n, &all_e, nr, device)?,
             node_type: vec_u32(node_type)?,
-            mono_nodes: vec_u32(mono_nodes)?,
+            mono_nodes: vec_u32((0..num_units as u32).collect())?,
             mono_graph: vec_u32(mono_graph)?,
             node_graph: vec_u32(node_graph)?,
+            order: vec_u32(order)?,
             num_graphs: graphs.len(),
         })
     }
@@ -252,7 +267,8 @@ pub struct GlycanAAOutput {
     pub graph_feature: Tensor,
     /// Monosaccharide node features `[M, node_dim]`.
     pub node_feature: Tensor,
-    /// Every node's features `[N, node_dim]`.
+    /// Every node's features `[N, node_dim]`, in batch order (units first; see
+    /// [`GlycanAABatch::order`]).
     pub all_node_feature: Tensor,
 }
 
@@ -340,7 +356,7 @@ impl GlycanAA {
             }
         }
         let all = if self.config.concat_hidden { Tensor::cat(&hiddens, D::Minus1)? } else { x };
-        let node_feature = all.index_select(&batch.mono_nodes, 0)?;
+        let node_feature = all.narrow(0, 0, batch.edges.num_units)?;
         let (pool, index) = match self.config.readout_type {
             ReadoutNodes::Mono => (&node_feature, &batch.mono_graph),
             ReadoutNodes::All => (&all, &batch.node_graph),
