@@ -52,34 +52,172 @@ fn gelu_grad_f32(v: f32) -> f32 {
     cdf + v * pdf
 }
 
-/// `out = act(x·scale + shift)` per column of rows `c` wide, in parallel; one branch-free loop
-/// per activation so each vectorises.
-fn affine_act_into(out: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &[f32], act: crate::Activation) {
+/// An activation as two inlined scalar functions (value and derivative), so kernels are
+/// monomorphised per activation with branch-free inner loops.
+trait ActFn: Sync {
+    fn f(x: f32) -> f32;
+    fn d(x: f32) -> f32;
+}
+
+struct Identity;
+struct ReluFn;
+struct GeluFn;
+
+impl ActFn for Identity {
     #[inline(always)]
-    fn rows(o: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &[f32], f: impl Fn(f32) -> f32) {
-        for (row, xr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-            for (((v, &xv), &a), &b) in row.iter_mut().zip(xr).zip(scale).zip(shift) {
-                *v = f(xv * a + b);
+    fn f(x: f32) -> f32 {
+        x
+    }
+    #[inline(always)]
+    fn d(_: f32) -> f32 {
+        1.0
+    }
+}
+
+impl ActFn for ReluFn {
+    #[inline(always)]
+    fn f(x: f32) -> f32 {
+        x.max(0.0)
+    }
+    #[inline(always)]
+    fn d(x: f32) -> f32 {
+        if x > 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+}
+
+impl ActFn for GeluFn {
+    #[inline(always)]
+    fn f(x: f32) -> f32 {
+        gelu_f32(x)
+    }
+    #[inline(always)]
+    fn d(x: f32) -> f32 {
+        gelu_grad_f32(x)
+    }
+}
+
+/// Runs `$body` with the type `$A` bound to the [`ActFn`] of `$act`.
+macro_rules! with_act {
+    ($act:expr, $A:ident => $body:expr) => {
+        match $act {
+            crate::Activation::None => {
+                type $A = Identity;
+                $body
+            }
+            crate::Activation::Relu => {
+                type $A = ReluFn;
+                $body
+            }
+            crate::Activation::Gelu => {
+                type $A = GeluFn;
+                $body
+            }
+        }
+    };
+}
+
+/// An element-wise kernel over a chunk of whole rows: `out` from inputs `x` and `y` (equally
+/// long). Implementations mark `body` `#[inline(always)]`, so [`par_rows`] compiles it into
+/// its AVX2 variant.
+trait RowKernel: Sync {
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]);
+}
+
+/// `out = A(x)`.
+struct Map<A>(std::marker::PhantomData<A>);
+
+impl<A: ActFn> RowKernel for Map<A> {
+    #[inline(always)]
+    fn body(&self, out: &mut [f32], x: &[f32], _: &[f32]) {
+        out.iter_mut().zip(x).for_each(|(o, &v)| *o = A::f(v));
+    }
+}
+
+/// `out = y · A′(x)`.
+struct MapGrad<A>(std::marker::PhantomData<A>);
+
+impl<A: ActFn> RowKernel for MapGrad<A> {
+    #[inline(always)]
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) {
+        out.iter_mut().zip(x).zip(y).for_each(|((o, &v), &g)| *o = g * A::d(v));
+    }
+}
+
+/// `out = A(x·scale + shift)` per column.
+struct Affine<'a, A> {
+    c: usize,
+    scale: &'a [f32],
+    shift: &'a [f32],
+    act: std::marker::PhantomData<A>,
+}
+
+impl<A: ActFn> RowKernel for Affine<'_, A> {
+    #[inline(always)]
+    fn body(&self, out: &mut [f32], x: &[f32], _: &[f32]) {
+        for (row, xr) in out.chunks_exact_mut(self.c).zip(x.chunks_exact(self.c)) {
+            for (((v, &xv), &a), &b) in row.iter_mut().zip(xr).zip(self.scale).zip(self.shift) {
+                *v = A::f(xv * a + b);
             }
         }
     }
-    match act {
-        crate::Activation::None => par_map2(out, x, x, c, |o, x, _| rows(o, x, c, scale, shift, |t| t)),
-        crate::Activation::Relu => par_map2(out, x, x, c, |o, x, _| rows(o, x, c, scale, shift, |t| t.max(0.0))),
-        crate::Activation::Gelu => par_map2(out, x, x, c, |o, x, _| rows(o, x, c, scale, shift, gelu_f32)),
+}
+
+/// `out = y · A′(x·scale + shift)` per column.
+struct AffineGrad<'a, A> {
+    c: usize,
+    scale: &'a [f32],
+    shift: &'a [f32],
+    act: std::marker::PhantomData<A>,
+}
+
+impl<A: ActFn> RowKernel for AffineGrad<'_, A> {
+    #[inline(always)]
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) {
+        let rows = out.chunks_exact_mut(self.c).zip(x.chunks_exact(self.c)).zip(y.chunks_exact(self.c));
+        for ((or, xr), gr) in rows {
+            for k in 0..self.c {
+                or[k] = gr[k] * A::d(xr[k] * self.scale[k] + self.shift[k]);
+            }
+        }
     }
+}
+
+/// `out = a·y + e·x + f` per column.
+struct LinearCombination<'a> {
+    c: usize,
+    a: &'a [f32],
+    e: &'a [f32],
+    f: &'a [f32],
+}
+
+impl RowKernel for LinearCombination<'_> {
+    #[inline(always)]
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) {
+        let rows = out.chunks_exact_mut(self.c).zip(x.chunks_exact(self.c)).zip(y.chunks_exact(self.c));
+        for ((or, xr), yr) in rows {
+            for k in 0..self.c {
+                or[k] = self.a[k] * yr[k] + self.e[k] * xr[k] + self.f[k];
+            }
+        }
+    }
+}
+
+/// `out = act(x·scale + shift)` per column of rows `c` wide, in parallel.
+fn affine_act_into(out: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &[f32], act: crate::Activation) {
+    with_act!(act, A => par_rows(out, x, x, c, &Affine::<A> { c, scale, shift, act: std::marker::PhantomData }))
 }
 
 /// Elements per parallel task of the element-wise kernels (rounded to whole rows).
 const TASK_ELEMS: usize = 8192;
 
-/// Runs `f(out, a, b)` over matching chunks of whole rows (`row` wide) of three equally long
-/// slices, in parallel. On x86-64 CPUs with AVX2 and FMA the chunk loop is compiled for them
-/// (runtime detection), so plain element loops in `f` vectorise 8-wide instead of SSE2's 4.
-fn par_map2<F>(out: &mut [f32], a: &[f32], b: &[f32], row: usize, f: F)
-where
-    F: Fn(&mut [f32], &[f32], &[f32]) + Sync,
-{
+/// Runs `kernel` over matching chunks of whole rows (`row` wide) of three equally long slices,
+/// in parallel. On x86-64 CPUs with AVX2 and FMA the kernel is compiled for them (runtime
+/// detection), so its element loops vectorise 8-wide instead of SSE2's 4.
+fn par_rows<K: RowKernel>(out: &mut [f32], a: &[f32], b: &[f32], row: usize, kernel: &K) {
     debug_assert!(out.len() == a.len() && a.len() == b.len());
     let chunk = row.max(1) * (TASK_ELEMS / row.max(1)).max(1);
     #[cfg(target_arch = "x86_64")]
@@ -91,18 +229,18 @@ where
             #[cfg(target_arch = "x86_64")]
             // SAFETY: only reached when the CPU reports AVX2 and FMA.
             unsafe {
-                call_avx2(&f, o, x, y)
+                body_avx2(kernel, o, x, y)
             }
         } else {
-            f(o, x, y)
+            kernel.body(o, x, y)
         }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn call_avx2<F: Fn(&mut [f32], &[f32], &[f32])>(f: &F, o: &mut [f32], x: &[f32], y: &[f32]) {
-    f(o, x, y)
+unsafe fn body_avx2<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) {
+    kernel.body(o, x, y)
 }
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -121,7 +259,7 @@ impl CustomOp1 for GeluErf {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l)?;
         let mut y = vec![0f32; x.len()];
-        par_map2(&mut y, x, x, 1, |o, x, _| o.iter_mut().zip(x).for_each(|(o, &v)| *o = gelu_f32(v)));
+        par_rows(&mut y, x, x, 1, &Map::<GeluFn>(std::marker::PhantomData));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -145,9 +283,7 @@ impl CustomOp2 for GeluErfGrad {
             candle_core::bail!("fused gelu grad: {} inputs, {} gradients", x.len(), g.len());
         }
         let mut out = vec![0f32; x.len()];
-        par_map2(&mut out, x, g, 1, |o, x, g| {
-            o.iter_mut().zip(x).zip(g).for_each(|((o, &v), &gr)| *o = gr * gelu_grad_f32(v))
-        });
+        par_rows(&mut out, x, g, 1, &MapGrad::<GeluFn>(std::marker::PhantomData));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -384,21 +520,8 @@ impl CustomOp2 for ActivationGrad {
         let a: Vec<f32> = self.gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
         let b: Vec<f32> = self.beta.iter().zip(&self.mean).zip(&a).map(|((b, m), a)| b - m * a).collect();
         let mut out = vec![0f32; x.len()];
-        fn rows(o: &mut [f32], x: &[f32], g: &[f32], c: usize, a: &[f32], b: &[f32], d: impl Fn(f32) -> f32) {
-            for ((or, xr), gr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
-                for k in 0..c {
-                    or[k] = gr[k] * d(xr[k] * a[k] + b[k]);
-                }
-            }
-        }
-        let (a, b) = (&a, &b);
-        match self.activation {
-            crate::Activation::None => par_map2(&mut out, x, g, c, |o, x, g| rows(o, x, g, c, a, b, |_| 1.0)),
-            crate::Activation::Relu => {
-                par_map2(&mut out, x, g, c, |o, x, g| rows(o, x, g, c, a, b, |t| if t > 0.0 { 1.0 } else { 0.0 }))
-            }
-            crate::Activation::Gelu => par_map2(&mut out, x, g, c, |o, x, g| rows(o, x, g, c, a, b, gelu_grad_f32)),
-        }
+        let (scale, shift) = (&a[..], &b[..]);
+        with_act!(self.activation, A => par_rows(&mut out, x, g, c, &AffineGrad::<A> { c, scale, shift, act: std::marker::PhantomData }));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -467,15 +590,12 @@ impl CustomOp2 for BatchNormGradInput {
         let a: Vec<f32> = self.gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
         let b: Vec<f32> = a.iter().zip(&self.sum_dy).map(|(a, s)| a * s / nf).collect();
         let d: Vec<f32> = a.iter().zip(&self.sum_dy_xhat).map(|(a, s)| a * s / nf).collect();
+        // With x̂ = (x − μ)σ⁻¹: dx = a·dy + e·x + f, e = −σ⁻¹·d, f = μσ⁻¹·d − b.
+        let e: Vec<f32> = self.inv_std.iter().zip(&d).map(|(i, d)| -i * d).collect();
+        let f: Vec<f32> =
+            self.mean.iter().zip(&self.inv_std).zip(d.iter().zip(&b)).map(|((m, i), (d, b))| m * i * d - b).collect();
         let mut dx = vec![0f32; x.len()];
-        par_map2(&mut dx, x, g, c, |o, x, g| {
-            for ((dr, xr), gr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
-                for k in 0..c {
-                    let xhat = (xr[k] - self.mean[k]) * self.inv_std[k];
-                    dr[k] = a[k] * gr[k] - b[k] - xhat * d[k];
-                }
-            }
-        });
+        par_rows(&mut dx, x, g, c, &LinearCombination { c, a: &a, e: &e, f: &f });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -778,11 +898,8 @@ impl CustomOp2 for AddBias {
             candle_core::bail!("add bias: {} biases for {c} columns", b.len());
         }
         let mut y = vec![0f32; x.len()];
-        par_map2(&mut y, x, x, c, |o, x, _| {
-            for (row, xr) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                row.iter_mut().zip(xr).zip(b).for_each(|((v, &xv), &bb)| *v = xv + bb);
-            }
-        });
+        let ones = vec![1f32; c];
+        par_rows(&mut y, x, x, c, &Affine::<Identity> { c, scale: &ones, shift: b, act: std::marker::PhantomData });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
