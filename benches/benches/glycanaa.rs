@@ -2,12 +2,13 @@
 //! batches of 256 real pretraining glycans in the official featurisation:
 //! - `embed_256`: featurise + collate + forward (eval) — glycans/s = 256 / time;
 //! - `forward_256`: forward only on a prepared batch;
-//! - `train_step_256`: forward (train) + linear head + cross-entropy + backward + AdamW step.
+//! - `train_step_256`: forward (train) + linear head + cross-entropy + backward + AdamW step (aa-pretrain's fused AdamW).
 //!
 //! `cargo bench -p allatom-benches --bench glycanaa`
 
+use aa_pretrain::{AdamW, AdamWConfig, ParamGroup};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion};
 use glycan_aa::compat::{featurize, CompatVocab};
 use glycan_aa::model::{GlycanAA, GlycanAABatch, GlycanAAConfig};
@@ -47,15 +48,23 @@ fn bench(c: &mut Criterion) {
     g.bench_function("forward_256", |b| {
         b.iter(|| frozen.forward(&batch, false).unwrap().graph_feature.dims2().unwrap())
     });
-    let mut opt =
-        AdamW::new(map.all_vars(), ParamsAdamW { lr: 5e-4, weight_decay: 1e-3, ..Default::default() }).unwrap();
+    let vars: Vec<(String, candle_core::Var)> = map
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.contains("running_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let group = ParamGroup { vars, lr_scale: 1.0, weight_decay: None };
+    let mut opt = AdamW::new(vec![group], AdamWConfig { lr: 5e-4, weight_decay: 1e-3, ..Default::default() }).unwrap();
     g.bench_function("train_step_256", |b| {
         b.iter(|| {
             use candle_core::Module;
             let out = model.forward(&batch, true).unwrap();
             let logits = head.forward(&out.graph_feature).unwrap();
             let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
-            opt.backward_step(&loss).unwrap();
+            opt.step(&loss.backward().unwrap(), 5e-4).unwrap();
             loss.to_scalar::<f32>().unwrap()
         })
     });

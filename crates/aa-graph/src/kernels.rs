@@ -257,6 +257,53 @@ pub fn gather(src: &Tensor, plan: &Arc<GatherPlan>) -> Result<Tensor> {
     Tensor::zeros((plan.num_rows(), src.dim(1)?), src.dtype(), src.device())?.index_add(&rows, &msg, 0)
 }
 
+struct GatherBias(Arc<GatherPlan>);
+
+impl CustomOp2 for GatherBias {
+    fn name(&self) -> &'static str {
+        "aa-gather-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (mut out, shape) = gather_cpu(&self.0, None, s1, l1)?;
+        let d = shape.dims2()?.1;
+        fn add<T: Elem + candle_core::WithDType>(out: &mut [T], bias: &[T], d: usize) {
+            out.par_chunks_mut(d.max(1)).for_each(|row| row.iter_mut().zip(bias).for_each(|(o, &b)| *o += b));
+        }
+        match (&mut out, s2) {
+            (CpuStorage::F32(o), CpuStorage::F32(b)) => add(o, cpu_slice(b, l2, "bias")?, d),
+            (CpuStorage::F64(o), CpuStorage::F64(b)) => add(o, cpu_slice(b, l2, "bias")?, d),
+            _ => candle_core::bail!("gather with bias: source and bias must share one float dtype"),
+        }
+        if l2.shape().elem_count() != d {
+            candle_core::bail!("gather with bias: {} biases for {d} columns", l2.shape().elem_count());
+        }
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        _s: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // The bias gradient is the column sum: a ones-row matmul (candle's row reductions are
+        // slow on tall matrices).
+        let ones = Tensor::ones((1, grad.dim(0)?), grad.dtype(), grad.device())?;
+        let db = ones.matmul(&grad.contiguous()?)?.reshape(bias.shape())?;
+        Ok((Some(gather(grad, &self.0.transposed())?), Some(db)))
+    }
+}
+
+/// `gather(src, plan) + bias` (bias `[D]`, added to every output row) in one op.
+pub fn gather_bias(src: &Tensor, plan: &Arc<GatherPlan>, bias: &Tensor) -> Result<Tensor> {
+    if cpu_ok(src) && bias.dtype() == src.dtype() && bias.device().is_cpu() {
+        return src.contiguous()?.apply_op2(&bias.contiguous()?, GatherBias(plan.clone()));
+    }
+    gather(src, plan)?.broadcast_add(bias)
+}
+
 /// `base + gather(src, plan)` in one pass (`base` is `[R, D]`), with backward for both.
 pub fn gather_add(base: &Tensor, src: &Tensor, plan: &Arc<GatherPlan>) -> Result<Tensor> {
     if cpu_ok(src) && base.dtype() == src.dtype() && base.device().is_cpu() {
@@ -368,11 +415,38 @@ mod tests {
     }
 
     #[test]
+    fn gather_variants_match_composites() {
+        // Rows: 0 ← 2·src1 + src3, 1 ← (nothing), 2 ← 0.5·src0.
+        let plan = Arc::new(GatherPlan::new(3, 4, &[(0, 1, 2.0), (2, 0, 0.5), (0, 3, 1.0)]).unwrap());
+        let src = t2(&[1., 2., 3., 4., 5., 6., 7., 8.], 4, 2);
+        let g = gather(&src, &plan).unwrap().to_vec2::<f64>().unwrap();
+        assert_eq!(g, vec![vec![13., 16.], vec![0., 0.], vec![0.5, 1.]]);
+        let bias = Tensor::from_vec(vec![10f64, 20.], 2, &Device::Cpu).unwrap();
+        let gb = gather_bias(&src, &plan, &bias).unwrap().to_vec2::<f64>().unwrap();
+        assert_eq!(gb, vec![vec![23., 36.], vec![10., 20.], vec![10.5, 21.]]);
+        let base = t2(&[1., 1., 2., 2., 3., 3.], 3, 2);
+        let ga = gather_add(&base, &src, &plan).unwrap().to_vec2::<f64>().unwrap();
+        assert_eq!(ga, vec![vec![14., 17.], vec![2., 2.], vec![3.5, 4.]]);
+        // The transposed plan is the adjoint: <gather(x), y> = <x, gatherᵀ(y)>.
+        let y = t2(&[0.3, -1., 2., 0.5, -0.7, 1.1], 3, 2);
+        let lhs = (gather(&src, &plan).unwrap() * &y).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let rhs =
+            (gather(&y, &plan.transposed()).unwrap() * &src).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!((lhs - rhs).abs() < 1e-12);
+        assert!(GatherPlan::new(2, 2, &[(2, 0, 1.0)]).is_err(), "row out of range");
+    }
+
+    #[test]
     fn gradients_match_finite_differences() {
         let index = idx(&[1, 0, 1, 3, 1]);
         check_grad(|x| scatter_sum(x, &index, 4).unwrap());
         check_grad(|x| scatter_mean(x, &index, 4).unwrap());
         check_grad(|x| scatter_max(x, &index, 4).unwrap());
         check_grad(|x| scatter_softmax(x, &index, 4).unwrap());
+        let plan = Arc::new(GatherPlan::new(2, 5, &[(0, 1, 0.5), (1, 4, 2.0), (0, 3, -1.0), (1, 1, 1.0)]).unwrap());
+        let bias = Tensor::from_vec(vec![0.1f64, 0.2, 0.3], 3, &Device::Cpu).unwrap();
+        check_grad(|x| gather_bias(x, &plan, &bias).unwrap());
+        let base = t2(&[0.5, 0.25, -1., 2., 3., 4.], 2, 3);
+        check_grad(|x| gather_add(&base, x, &plan).unwrap());
     }
 }

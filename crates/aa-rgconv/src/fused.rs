@@ -883,60 +883,6 @@ pub fn grouped_linear(
     Tensor::cat(&parts, 0)
 }
 
-struct AddBias;
-
-impl CustomOp2 for AddBias {
-    fn name(&self) -> &'static str {
-        "add-bias"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, c) = l1.shape().dims2()?;
-        let x = contiguous_f32(s1, l1)?;
-        let b = contiguous_f32(s2, l2)?;
-        if b.len() != c {
-            candle_core::bail!("add bias: {} biases for {c} columns", b.len());
-        }
-        let mut y = vec![0f32; x.len()];
-        let ones = vec![1f32; c];
-        par_rows(&mut y, x, x, c, &Affine::<Identity> { c, scale: &ones, shift: b, act: std::marker::PhantomData });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let c = b.dim(0)?;
-        let g = grad.contiguous()?;
-        let gs = g.flatten_all()?.to_vec1::<f32>()?;
-        let db = gs
-            .par_chunks(c.max(1) * 256)
-            .map(|block| {
-                let mut acc = vec![0f64; c];
-                for row in block.chunks_exact(c.max(1)) {
-                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
-                }
-                acc
-            })
-            .reduce(
-                || vec![0f64; c],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
-        let db: Vec<f32> = db.into_iter().map(|v| v as f32).collect();
-        Ok((Some(g), Some(Tensor::from_vec(db, c, b.device())?)))
-    }
-}
-
-/// `x + b` for `x` `[N, C]` and `b` `[C]`; on CPU f32 the bias gradient is a parallel column
-/// sum instead of candle's slow reduction over a broadcast.
-pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 {
-        return x.contiguous()?.apply_op2(&b.contiguous()?, AddBias);
-    }
-    x.broadcast_add(b)
-}
-
 struct AffineActivation {
     scale: Vec<f32>,
     shift: Vec<f32>,
@@ -977,4 +923,48 @@ pub fn affine_activation(x: &Tensor, scale: &Tensor, shift: &Tensor, activation:
         return x.contiguous()?.apply_op1_no_bwd(&op);
     }
     activation.apply(&x.broadcast_mul(scale)?.broadcast_add(shift)?)
+}
+
+/// Rows `0..split` of `a` followed by rows `split..` of `b` (both `[N, C]`), with backward:
+/// each input's gradient is the output gradient with the other input's rows zeroed.
+struct MergeRows {
+    split: usize,
+}
+
+impl CustomOp2 for MergeRows {
+    fn name(&self) -> &'static str {
+        "merge-rows"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c) = l1.shape().dims2()?;
+        if l2.shape().dims() != [n, c] || self.split > n {
+            candle_core::bail!("merge rows: {:?} and {:?} split at {}", l1.shape(), l2.shape(), self.split);
+        }
+        let (a, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let k = self.split * c;
+        let mut out = Vec::with_capacity(n * c);
+        out.extend_from_slice(&a[..k]);
+        out.extend_from_slice(&b[k..]);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(&self, a: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (n, c) = a.dims2()?;
+        let zeros_top = Tensor::zeros((self.split, c), grad.dtype(), grad.device())?;
+        let zeros_bottom = Tensor::zeros((n - self.split, c), grad.dtype(), grad.device())?;
+        let ga = Tensor::cat(&[&grad.narrow(0, 0, self.split)?, &zeros_bottom], 0)?;
+        let gb = Tensor::cat(&[&zeros_top, &grad.narrow(0, self.split, n - self.split)?], 0)?;
+        Ok((Some(ga), Some(gb)))
+    }
+}
+
+/// Rows `0..split` of `a` then rows `split..` of `b` (`[N, C]` each): one op (and one pass) in
+/// place of narrow + narrow + cat, on CPU f32; candle ops elsewhere.
+pub fn merge_rows(a: &Tensor, b: &Tensor, split: usize) -> Result<Tensor> {
+    if a.device().is_cpu() && a.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 {
+        return a.contiguous()?.apply_op2(&b.contiguous()?, MergeRows { split });
+    }
+    let n = a.dim(0)?;
+    Tensor::cat(&[&a.narrow(0, 0, split)?, &b.narrow(0, split, n - split)?], 0)
 }

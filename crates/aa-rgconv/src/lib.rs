@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod fused;
 
-use aa_graph::kernels::{gather, GatherPlan};
+use aa_graph::kernels::{gather, gather_bias, GatherPlan};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use fused::RowGroup;
@@ -366,10 +366,10 @@ impl RelationalGraphConv {
         let plan = edges.plan(PlanKey { input_rows: n_in, start: rows.start, len: rows.len() })?;
         let z = gather(x, &plan.rows)?;
         let per_row = fused::grouped_linear(&z, &self.linear_w, &self.self_w, &plan.groups)?;
-        let y = gather(&per_row, &plan.dest)?;
         let out_dim = self.out_dim();
         let bias = (&self.linear_b + &self.self_b)?;
-        if !train && !y.track_op() {
+        if !train && !per_row.track_op() {
+            let y = gather(&per_row, &plan.dest)?;
             // Inference: bias, eval-mode batch norm and activation as one per-column affine map
             // and one pass.
             let (scale, shift) = match &self.batch_norm {
@@ -378,7 +378,7 @@ impl RelationalGraphConv {
             };
             return fused::affine_activation(&y, &scale, &shift, self.activation);
         }
-        let y = fused::add_bias(&y, &bias)?;
+        let y = gather_bias(&per_row, &plan.dest, &bias)?;
         match &self.batch_norm {
             Some(bn) => bn.forward_with(&y, train, self.activation),
             None => self.activation.apply(&y),
@@ -464,12 +464,19 @@ impl HierarchicalBlock {
         }
         let all = 0..n;
         let h1 = self.atom.forward_rows(x, &e.atom, if train { all.clone() } else { u..n }, train)?;
-        let h1_atoms = if train { h1.narrow(0, u, n - u)? } else { h1 };
-        let in2 = Tensor::cat(&[&x.narrow(0, 0, u)?, &h1_atoms], 0)?;
-        let h2 = self.cross.forward_rows(&in2, &e.cross, if train { all.clone() } else { 0..u }, train)?;
+        if !train {
+            // h1 holds the atoms' rows only; h2 and h3 the units'.
+            let in2 = Tensor::cat(&[&x.narrow(0, 0, u)?, &h1], 0)?;
+            let h2 = self.cross.forward_rows(&in2, &e.cross, 0..u, false)?;
+            let h3 = self.unit.forward_rows(&h2, &e.unit, 0..u, false)?;
+            return Tensor::cat(&[&h3, &h1], 0);
+        }
+        // Every convolution on every node; rows are merged by kind without narrow/cat chains.
+        let in2 = fused::merge_rows(x, &h1, u)?;
+        let h2 = self.cross.forward_rows(&in2, &e.cross, all.clone(), true)?;
         // The unit convolution reads the units' states only; atoms' inputs are zero.
-        let h3 = self.unit.forward_rows(&h2.narrow(0, 0, u)?, &e.unit, if train { all } else { 0..u }, train)?;
-        Tensor::cat(&[&h3.narrow(0, 0, u)?, &h1_atoms], 0)
+        let h3 = self.unit.forward_rows(&h2.narrow(0, 0, u)?, &e.unit, all, true)?;
+        fused::merge_rows(&h3, &h1, u)
     }
 }
 

@@ -1,0 +1,10 @@
+#![warn(missing_docs)]
+//! # aa-pretrain
+//!
+//! The one training framework of allatom, shared by every encoder family: the optimiser
+//! (AdamW with parameter groups), learning-rate schedules, the trainer, checkpoints, metrics
+//! and masking strategies.
+
+pub mod optim;
+
+pub use optim::{AdamW, AdamWConfig, ParamGroup};
