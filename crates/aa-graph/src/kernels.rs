@@ -123,6 +123,23 @@ impl GatherPlan {
         ))
     }
 
+    /// The CPU kernel on raw f32 rows, for fused ops built on it: `out[r] += Σ w · src[s]`,
+    /// rows `d` wide (`src` holds `num_sources`, `out` `num_rows` rows). Fails on a length
+    /// mismatch.
+    pub fn accumulate_f32(&self, src: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
+        if src.len() != self.num_sources * d || out.len() != self.num_rows() * d {
+            candle_core::bail!(
+                "gather: {} source and {} output values for {}×{d} / {}×{d}",
+                src.len(),
+                out.len(),
+                self.num_sources,
+                self.num_rows()
+            );
+        }
+        self.run(src, d, out);
+        Ok(())
+    }
+
     /// The CPU kernel: `out[r] (+)= Σ w · src[s]` for `d`-wide rows.
     fn run<T: Elem>(&self, src: &[T], d: usize, out: &mut [T]) {
         let min_rows = (4096 / d.max(1)).max(1);

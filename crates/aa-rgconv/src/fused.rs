@@ -742,17 +742,82 @@ fn check_groups(groups: &[RowGroup], rows: usize, num_relations: usize) -> Resul
 }
 
 /// Where the `[out, in]` matrix of a group lives: `(slice from its first element, row stride)`.
+/// The self-loop matrix may be wider than `in` (`self_rs`): a trailing bias column.
 fn group_weight<'a>(
     relation: usize,
     rel_w: &'a [f32],
     self_w: &'a [f32],
     din: usize,
     width: usize,
+    self_rs: usize,
 ) -> (&'a [f32], usize) {
     if relation == SELF_LOOP {
-        (self_w, din)
+        (self_w, self_rs)
     } else {
         (&rel_w[relation * din..], width)
+    }
+}
+
+/// Shapes and weights of a grouped product: rows of `z` (`din` wide) through their group's
+/// `[dout, din]` block of `rel_w` (`[dout, width]`) or of `self_w` (row stride `self_rs`).
+struct Grouped<'a> {
+    groups: &'a [RowGroup],
+    din: usize,
+    dout: usize,
+    width: usize,
+    rel_w: &'a [f32],
+    self_w: &'a [f32],
+    self_rs: usize,
+}
+
+impl Grouped<'_> {
+    /// `out[i] = z[i] · W_gᵀ` for every row.
+    fn forward(&self, z: &[f32], k: usize) -> Vec<f32> {
+        let (din, dout) = (self.din, self.dout);
+        let mut out = vec![0f32; k * dout];
+        chunk_rows(&mut out, dout, self.groups).into_par_iter().for_each(|(r, row, dst)| {
+            let m = dst.len() / dout;
+            let (wr, rs) = group_weight(r, self.rel_w, self.self_w, din, self.width, self.self_rs);
+            gemm_f32(m, dout, din, dst, dout, &z[row * din..], (din, 1), wr, (1, rs), 1);
+        });
+        out
+    }
+
+    /// Gradients from `g` (`[k, dout]`): `dz = g · W_g` per row, `dW_r` per relation block of a
+    /// `[dout, width]` matrix, and the self-loop block `[dout, din]`.
+    fn backward(&self, z: &[f32], g: &[f32], k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (din, dout, width) = (self.din, self.dout, self.width);
+        let mut dz = vec![0f32; k * din];
+        chunk_rows(&mut dz, din, self.groups).into_par_iter().for_each(|(r, row, dst)| {
+            let m = dst.len() / din;
+            let (wr, rs) = group_weight(r, self.rel_w, self.self_w, din, width, self.self_rs);
+            gemm_f32(m, din, dout, dst, din, &g[row * dout..], (dout, 1), wr, (rs, 1), 1);
+        });
+        let blocks: Vec<(usize, Vec<f32>)> = self
+            .groups
+            .par_iter()
+            .filter(|gr| gr.len > 0)
+            .map(|gr| {
+                let mut buf = vec![0f32; dout * din];
+                let threads = if gr.len > 8 * CHUNK_ROWS { rayon::current_num_threads() } else { 1 };
+                let (lhs, rhs) = (&g[gr.start * dout..], &z[gr.start * din..]);
+                gemm_f32(dout, din, gr.len, &mut buf, din, lhs, (1, dout), rhs, (din, 1), threads);
+                (gr.relation, buf)
+            })
+            .collect();
+        let mut dw = vec![0f32; dout * width];
+        let mut dws = vec![0f32; dout * din];
+        for (r, buf) in blocks {
+            for (o, src) in buf.chunks_exact(din).enumerate() {
+                let dst = if r == SELF_LOOP {
+                    &mut dws[o * din..(o + 1) * din]
+                } else {
+                    &mut dw[o * width + r * din..o * width + (r + 1) * din]
+                };
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            }
+        }
+        (dz, dw, dws)
     }
 }
 
@@ -783,14 +848,8 @@ impl candle_core::CustomOp3 for GroupedLinear {
         }
         let (z, w, ws) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
         check_groups(&self.0, k, width / din)?;
-        let mut out = vec![0f32; k * dout];
-        chunk_rows(&mut out, dout, &self.0).into_par_iter().for_each(|(r, row, dst)| {
-            let m = dst.len() / dout;
-            let (wr, rs) = group_weight(r, w, ws, din, width);
-            // out[i, o] = Σ_c z[row+i, c] · W[o, c]
-            gemm_f32(m, dout, din, dst, dout, &z[row * din..], (din, 1), wr, (1, rs), 1);
-        });
-        Ok((CpuStorage::F32(out), Shape::from((k, dout))))
+        let gr = Grouped { groups: &self.0, din, dout, width, rel_w: w, self_w: ws, self_rs: din };
+        Ok((CpuStorage::F32(gr.forward(z, k)), Shape::from((k, dout))))
     }
 
     fn bwd(
@@ -807,38 +866,8 @@ impl candle_core::CustomOp3 for GroupedLinear {
         let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let wsv = w_self.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let gs = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        // dz[i, c] = Σ_o g[i, o] · W[o, c]
-        let mut dz = vec![0f32; k * din];
-        chunk_rows(&mut dz, din, &self.0).into_par_iter().for_each(|(r, row, dst)| {
-            let m = dst.len() / din;
-            let (wr, rs) = group_weight(r, &wv, &wsv, din, width);
-            gemm_f32(m, din, dout, dst, din, &gs[row * dout..], (dout, 1), wr, (rs, 1), 1);
-        });
-        // dW[o, c] = Σ_i g[i, o] · z[i, c] over the group's rows.
-        let blocks: Vec<(usize, Vec<f32>)> = self
-            .0
-            .par_iter()
-            .filter(|g| g.len > 0)
-            .map(|g| {
-                let mut buf = vec![0f32; dout * din];
-                let threads = if g.len > 8 * CHUNK_ROWS { rayon::current_num_threads() } else { 1 };
-                let (lhs, rhs) = (&gs[g.start * dout..], &zs[g.start * din..]);
-                gemm_f32(dout, din, g.len, &mut buf, din, lhs, (1, dout), rhs, (din, 1), threads);
-                (g.relation, buf)
-            })
-            .collect();
-        let mut dw = vec![0f32; dout * width];
-        let mut dws = vec![0f32; dout * din];
-        for (r, buf) in blocks {
-            for (o, src) in buf.chunks_exact(din).enumerate() {
-                let dst = if r == SELF_LOOP {
-                    &mut dws[o * din..(o + 1) * din]
-                } else {
-                    &mut dw[o * width + r * din..o * width + (r + 1) * din]
-                };
-                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-            }
-        }
+        let gr = Grouped { groups: &self.0, din, dout, width, rel_w: &wv, self_w: &wsv, self_rs: din };
+        let (dz, dw, dws) = gr.backward(&zs, &gs, k);
         let dev = z.device();
         Ok((
             Some(Tensor::from_vec(dz, (k, din), dev)?),
@@ -846,6 +875,163 @@ impl candle_core::CustomOp3 for GroupedLinear {
             Some(Tensor::from_vec(dws, (dout, din), dev)?),
         ))
     }
+}
+
+/// The plans of one relational convolution call (see [`relational_linear`]).
+#[derive(Debug)]
+pub struct RelationalPlan {
+    /// Input rows → self-loop rows and (destination, relation) mean rows.
+    pub rows: std::sync::Arc<aa_graph::kernels::GatherPlan>,
+    /// Weight group of each row.
+    pub groups: std::sync::Arc<Vec<RowGroup>>,
+    /// Rows → output rows (sum).
+    pub dest: std::sync::Arc<aa_graph::kernels::GatherPlan>,
+}
+
+/// The whole linear part of a relational convolution as one op:
+/// `y = dest(grouped(rows(x))) + b`, where `self_aug` is `[out, in + 1]` — the self-loop weight
+/// with the bias as its last column. Backward recomputes the gathered rows instead of keeping
+/// them.
+struct RelationalLinear(std::sync::Arc<RelationalPlan>);
+
+impl RelationalLinear {
+    fn dims(&self, lx: &Layout, lw: &Layout, ls: &Layout) -> Result<(usize, usize, usize, usize)> {
+        let (n_in, din) = lx.shape().dims2()?;
+        let (dout, width) = lw.shape().dims2()?;
+        if din == 0 || width % din != 0 || ls.shape().dims() != [dout, din + 1] {
+            candle_core::bail!(
+                "relational linear: weights {:?} / {:?} do not fit input width {din}",
+                lw.shape(),
+                ls.shape()
+            );
+        }
+        if n_in != self.0.rows.num_sources() {
+            candle_core::bail!("relational linear: {n_in} input rows, the plan reads {}", self.0.rows.num_sources());
+        }
+        check_groups(&self.0.groups, self.0.rows.num_rows(), width / din)?;
+        Ok((din, dout, width, self.0.rows.num_rows()))
+    }
+}
+
+impl candle_core::CustomOp3 for RelationalLinear {
+    fn name(&self) -> &'static str {
+        "relational-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (din, dout, width, k) = self.dims(l1, l2, l3)?;
+        let (x, w, ws) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
+        let mut z = vec![0f32; k * din];
+        self.0.rows.accumulate_f32(x, din, &mut z)?;
+        let gr = Grouped { groups: &self.0.groups, din, dout, width, rel_w: w, self_w: ws, self_rs: din + 1 };
+        let per_row = gr.forward(&z, k);
+        drop(z);
+        let n_out = self.0.dest.num_rows();
+        // Start from the bias (last column of `self_aug`), then add each output row's rows.
+        let bias: Vec<f32> = (0..dout).map(|o| ws[o * (din + 1) + din]).collect();
+        let mut y: Vec<f32> = Vec::with_capacity(n_out * dout);
+        for _ in 0..n_out {
+            y.extend_from_slice(&bias);
+        }
+        self.0.dest.accumulate_f32(&per_row, dout, &mut y)?;
+        Ok((CpuStorage::F32(y), Shape::from((n_out, dout))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        self_aug: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x, w, self_aug, grad) = (x.contiguous()?, w.contiguous()?, self_aug.contiguous()?, grad.contiguous()?);
+        let (sx, lx) = x.storage_and_layout();
+        let (sw, lw) = w.storage_and_layout();
+        let (ss, ls) = self_aug.storage_and_layout();
+        let (sg, lg) = grad.storage_and_layout();
+        fn cpu(s: &candle_core::Storage) -> Result<&CpuStorage> {
+            match s {
+                candle_core::Storage::Cpu(c) => Ok(c),
+                _ => candle_core::bail!("relational linear: CPU tensors only"),
+            }
+        }
+        let (cx, cw, cs, cg) = (cpu(&sx)?, cpu(&sw)?, cpu(&ss)?, cpu(&sg)?);
+        let (din, dout, width, k) = self.dims(lx, lw, ls)?;
+        let (xs, wv, wsv, g) =
+            (contiguous_f32(cx, lx)?, contiguous_f32(cw, lw)?, contiguous_f32(cs, ls)?, contiguous_f32(cg, lg)?);
+        // Through the destination sum, and the bias: column sums of the output gradient.
+        let mut g_rows = vec![0f32; k * dout];
+        self.0.dest.transposed().accumulate_f32(g, dout, &mut g_rows)?;
+        let db = g
+            .par_chunks(dout.max(1) * 256)
+            .map(|block| {
+                let mut acc = vec![0f64; dout];
+                for row in block.chunks_exact(dout.max(1)) {
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f64; dout],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        // The gathered rows again, then the grouped product's gradients.
+        let mut z = vec![0f32; k * din];
+        self.0.rows.accumulate_f32(xs, din, &mut z)?;
+        let gr = Grouped { groups: &self.0.groups, din, dout, width, rel_w: wv, self_w: wsv, self_rs: din + 1 };
+        let (dz, dw, dws) = gr.backward(&z, &g_rows, k);
+        drop((z, g_rows));
+        let mut dx = vec![0f32; xs.len()];
+        self.0.rows.transposed().accumulate_f32(&dz, din, &mut dx)?;
+        let mut dself = Vec::with_capacity(dout * (din + 1));
+        for (o, row) in dws.chunks_exact(din).enumerate() {
+            dself.extend_from_slice(row);
+            dself.push(db[o] as f32);
+        }
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dw, (dout, width), dev)?),
+            Some(Tensor::from_vec(dself, (dout, din + 1), dev)?),
+        ))
+    }
+}
+
+/// The linear part of a relational convolution, `[n_out, out]`: for output row `i`,
+/// `Σ_{rows j of i} W_{g(j)} · z_j + b`, where `z = plan.rows(x)` are the self-loop rows and
+/// the per-(destination, relation) means, `W_g` the self-loop weight or the relation's block of
+/// `weight` (`[out, R·in]`), and `self_aug = [W_self | b]` (`[out, in + 1]`). One op with its
+/// own backward on CPU f32 (no `[K, in]` intermediate kept); candle ops elsewhere.
+pub fn relational_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    self_aug: &Tensor,
+    plan: &std::sync::Arc<RelationalPlan>,
+) -> Result<Tensor> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if f32_cpu(x) && f32_cpu(weight) && f32_cpu(self_aug) {
+        return x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &self_aug.contiguous()?,
+            RelationalLinear(plan.clone()),
+        );
+    }
+    let din = x.dim(1)?;
+    let z = aa_graph::kernels::gather(x, &plan.rows)?;
+    let per_row = grouped_linear(&z, weight, &self_aug.narrow(1, 0, din)?, &plan.groups)?;
+    aa_graph::kernels::gather_bias(&per_row, &plan.dest, &self_aug.narrow(1, din, 1)?.squeeze(1)?)
 }
 
 /// Per-relation linear maps over row groups: row `i` of `z` (`[K, in]`) in the group of

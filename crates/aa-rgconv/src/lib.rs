@@ -33,10 +33,10 @@ use std::sync::{Arc, Mutex};
 
 pub mod fused;
 
-use aa_graph::kernels::{gather, gather_bias, GatherPlan};
+use aa_graph::kernels::GatherPlan;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use fused::RowGroup;
+use fused::{RelationalPlan, RowGroup};
 
 /// Activation after a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,7 +82,7 @@ pub struct RelationalEdges {
     /// One more than the largest source node (input rows the convolution needs).
     min_input_rows: usize,
     /// Plans built for an (input height, output rows) combination, reused across calls.
-    plans: Mutex<Vec<(PlanKey, Arc<ConvPlan>)>>,
+    plans: Mutex<Vec<(PlanKey, Arc<RelationalPlan>)>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,16 +90,6 @@ struct PlanKey {
     input_rows: usize,
     start: usize,
     len: usize,
-}
-
-/// What one convolution call runs: `rows` = self-loop rows (one per output row that has an
-/// input row) followed by the mean message of every (destination, relation) pair; their
-/// weight groups; and the sum of each output row's rows.
-#[derive(Debug)]
-struct ConvPlan {
-    rows: Arc<GatherPlan>,
-    groups: Arc<Vec<RowGroup>>,
-    dest: Arc<GatherPlan>,
 }
 
 impl Clone for RelationalEdges {
@@ -178,7 +168,10 @@ impl RelationalEdges {
         self.groups.iter().map(|g| g.relation).collect()
     }
 
-    fn plan(&self, key: PlanKey) -> Result<Arc<ConvPlan>> {
+    /// The plan of one convolution call: `rows` = self-loop rows (one per output row that has an
+    /// input row) followed by the mean message of every (destination, relation) pair; their
+    /// weight groups; and the sum of each output row's rows.
+    fn plan(&self, key: PlanKey) -> Result<Arc<RelationalPlan>> {
         let mut cache = self.plans.lock().map_err(|_| candle_core::Error::Msg("edge plan cache poisoned".into()))?;
         if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(p.clone());
@@ -198,7 +191,7 @@ impl RelationalEdges {
             dest.push(((d - start) as u32, (p + overlap) as u32, 1.0));
         }
         let total = overlap + self.num_pairs();
-        let plan = Arc::new(ConvPlan {
+        let plan = Arc::new(RelationalPlan {
             rows: Arc::new(GatherPlan::new(total, input_rows, &entries)?),
             groups: Arc::new(groups),
             dest: Arc::new(GatherPlan::new(len, total, &dest)?),
@@ -275,13 +268,13 @@ impl BatchNorm {
         xhat.broadcast_mul(&self.weight.unsqueeze(0)?)?.broadcast_add(&self.bias.unsqueeze(0)?)
     }
 
-    /// Eval-mode batch norm after adding `bias`, as `y·scale + shift` per column:
-    /// `scale = γ/√(running_var + ε)`, `shift = (bias − running_mean)·scale + β`.
-    pub fn eval_affine(&self, bias: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Eval-mode batch norm as `y·scale + shift` per column:
+    /// `scale = γ/√(running_var + ε)`, `shift = β − running_mean·scale`.
+    pub fn eval_affine(&self) -> Result<(Tensor, Tensor)> {
         let rm = self.running_mean.lock().expect("running mean lock").clone();
         let rv = self.running_var.lock().expect("running var lock").clone();
         let scale = self.weight.detach().div(&(rv + self.eps)?.sqrt()?)?;
-        let shift = ((bias.detach() - rm)? * &scale)?.add(&self.bias.detach())?;
+        let shift = self.bias.detach().sub(&(rm * &scale)?)?;
         Ok((scale, shift))
     }
 
@@ -364,21 +357,21 @@ impl RelationalGraphConv {
         // Self-loop rows and the mean message of every (destination, relation) pair, each
         // through its weight block, then summed per output row.
         let plan = edges.plan(PlanKey { input_rows: n_in, start: rows.start, len: rows.len() })?;
-        let z = gather(x, &plan.rows)?;
-        let per_row = fused::grouped_linear(&z, &self.linear_w, &self.self_w, &plan.groups)?;
-        let out_dim = self.out_dim();
         let bias = (&self.linear_b + &self.self_b)?;
-        if !train && !per_row.track_op() {
-            let y = gather(&per_row, &plan.dest)?;
-            // Inference: bias, eval-mode batch norm and activation as one per-column affine map
-            // and one pass.
+        let self_aug = Tensor::cat(&[&self.self_w, &bias.unsqueeze(1)?], 1)?;
+        let y = fused::relational_linear(x, &self.linear_w, &self_aug, &plan)?;
+        if !train && !y.track_op() {
+            // Inference: eval-mode batch norm and activation as one per-column affine map and
+            // one pass (the bias is already in y).
+            let out_dim = self.out_dim();
             let (scale, shift) = match &self.batch_norm {
-                Some(bn) => bn.eval_affine(&bias)?,
-                None => (Tensor::ones(out_dim, DType::F32, y.device())?, bias.to_dtype(DType::F32)?),
+                Some(bn) => bn.eval_affine()?,
+                None => {
+                    (Tensor::ones(out_dim, DType::F32, y.device())?, Tensor::zeros(out_dim, DType::F32, y.device())?)
+                }
             };
             return fused::affine_activation(&y, &scale, &shift, self.activation);
         }
-        let y = gather_bias(&per_row, &plan.dest, &bias)?;
         match &self.batch_norm {
             Some(bn) => bn.forward_with(&y, train, self.activation),
             None => self.activation.apply(&y),
