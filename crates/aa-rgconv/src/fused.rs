@@ -390,9 +390,10 @@ mod tests {
     }
 }
 
-/// Column means and biased variances of a contiguous `[N, C]` f32 slice, accumulated in f64
-/// (per-task partial sums, then combined).
-fn column_stats(x: &[f32], n: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
+/// Column means and biased variances of a contiguous `[N, C]` f32 slice plus `zero_rows`
+/// further all-zero rows, accumulated in f64 (per-task partial sums, then combined).
+fn column_stats(x: &[f32], n: usize, c: usize, zero_rows: usize) -> (Vec<f64>, Vec<f64>) {
+    let total = (n + zero_rows).max(1) as f64;
     let c1 = c.max(1);
     let chunk = c1 * (TASK_ELEMS / c1).max(1);
     let add = |mut a: Vec<f64>, b: Vec<f64>| {
@@ -409,7 +410,7 @@ fn column_stats(x: &[f32], n: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
             acc
         })
         .reduce(|| vec![0f64; c], add);
-    let mean: Vec<f64> = sums.iter().map(|s| s / n.max(1) as f64).collect();
+    let mean: Vec<f64> = sums.iter().map(|s| s / total).collect();
     let sq = x
         .par_chunks(chunk)
         .map(|block| {
@@ -423,7 +424,7 @@ fn column_stats(x: &[f32], n: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
             acc
         })
         .reduce(|| vec![0f64; c], add);
-    let var = sq.iter().map(|s| s / n.max(1) as f64).collect();
+    let var = sq.iter().zip(&mean).map(|(s, m)| (s + zero_rows as f64 * m * m) / total).collect();
     (mean, var)
 }
 
@@ -434,6 +435,8 @@ struct BatchNormTrain {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
     activation: crate::Activation,
+    /// Rows in the statistics: the input's plus implicit all-zero rows.
+    total_rows: usize,
 }
 
 impl candle_core::CustomOp3 for BatchNormTrain {
@@ -489,6 +492,7 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         let dx = x.apply_op2_no_bwd(
             &grad,
             &BatchNormGradInput {
+                total_rows: self.total_rows,
                 mean: self.mean.clone(),
                 inv_std: self.inv_std.clone(),
                 gamma: gamma.to_vec1()?,
@@ -570,6 +574,7 @@ impl CustomOp2 for BatchNormGradSums {
 
 /// `dx = γ·σ⁻¹/N · (N·dy − Σdy − x̂·Σdy·x̂)`.
 struct BatchNormGradInput {
+    total_rows: usize,
     mean: Vec<f32>,
     inv_std: Vec<f32>,
     gamma: Vec<f32>,
@@ -583,9 +588,10 @@ impl CustomOp2 for BatchNormGradInput {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c) = l1.shape().dims2()?;
+        let (_, c) = l1.shape().dims2()?;
         let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let nf = n.max(1) as f32;
+        // Implicit zero rows carry no gradient, so the sums are the input rows'; only N counts them.
+        let nf = self.total_rows.max(1) as f32;
         // dx = a·dy − b − x̂·d per column, with a = γσ⁻¹, b = a·Σdy/N, d = a·Σdy·x̂/N.
         let a: Vec<f32> = self.gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
         let b: Vec<f32> = a.iter().zip(&self.sum_dy).map(|(a, s)| a * s / nf).collect();
@@ -603,29 +609,32 @@ impl CustomOp2 for BatchNormGradInput {
 /// Training-mode batch norm on CPU f32 `[N, C]` (fused, f64 statistics); also returns the batch
 /// mean and biased variance (detached) for the running-statistics update.
 pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
-    batch_norm_act_train(x, gamma, beta, eps, crate::Activation::None)
+    batch_norm_act_train(x, gamma, beta, eps, crate::Activation::None, 0)
 }
 
 /// [`batch_norm_train`] followed by `activation`, as one op (one pass forward, one tensor kept
-/// for backward).
+/// for backward). The statistics also count `zero_rows` implicit all-zero rows, whose outputs
+/// are not returned (nodes that take part in batch norm but whose results are discarded).
 pub fn batch_norm_act_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
     activation: crate::Activation,
+    zero_rows: usize,
 ) -> Result<(Tensor, Vec<f64>, Vec<f64>)> {
     let x = x.contiguous()?;
     let (n, c) = x.dims2()?;
     let (mean, var) = {
         let (storage, layout) = x.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("batch norm: CPU tensors only") };
-        column_stats(contiguous_f32(cpu, layout)?, n, c)
+        column_stats(contiguous_f32(cpu, layout)?, n, c, zero_rows)
     };
     let op = BatchNormTrain {
         mean: mean.iter().map(|&m| m as f32).collect(),
         inv_std: var.iter().map(|v| (1.0 / (v + eps).sqrt()) as f32).collect(),
         activation,
+        total_rows: n + zero_rows,
     };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     Ok((y, mean, var))
@@ -1111,8 +1120,8 @@ pub fn affine_activation(x: &Tensor, scale: &Tensor, shift: &Tensor, activation:
     activation.apply(&x.broadcast_mul(scale)?.broadcast_add(shift)?)
 }
 
-/// Rows `0..split` of `a` followed by rows `split..` of `b` (both `[N, C]`), with backward:
-/// each input's gradient is the output gradient with the other input's rows zeroed.
+/// Rows `0..split` of `a` (at least `split` rows) followed by rows `split..` of `b` (`[N, C]`),
+/// with backward: each input's gradient is the output gradient on its own rows, zero elsewhere.
 struct MergeRows {
     split: usize,
 }
@@ -1123,8 +1132,9 @@ impl CustomOp2 for MergeRows {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c) = l1.shape().dims2()?;
-        if l2.shape().dims() != [n, c] || self.split > n {
+        let (na, c) = l1.shape().dims2()?;
+        let (n, cb) = l2.shape().dims2()?;
+        if cb != c || self.split > na || self.split > n {
             candle_core::bail!("merge rows: {:?} and {:?} split at {}", l1.shape(), l2.shape(), self.split);
         }
         let (a, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
@@ -1132,25 +1142,27 @@ impl CustomOp2 for MergeRows {
         let mut out = Vec::with_capacity(n * c);
         out.extend_from_slice(&a[..k]);
         out.extend_from_slice(&b[k..]);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok((CpuStorage::F32(out), l2.shape().clone()))
     }
 
-    fn bwd(&self, a: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (n, c) = a.dims2()?;
+    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (na, c) = a.dims2()?;
+        let n = b.dim(0)?;
         let zeros_top = Tensor::zeros((self.split, c), grad.dtype(), grad.device())?;
-        let zeros_bottom = Tensor::zeros((n - self.split, c), grad.dtype(), grad.device())?;
+        let zeros_bottom = Tensor::zeros((na - self.split, c), grad.dtype(), grad.device())?;
         let ga = Tensor::cat(&[&grad.narrow(0, 0, self.split)?, &zeros_bottom], 0)?;
         let gb = Tensor::cat(&[&zeros_top, &grad.narrow(0, self.split, n - self.split)?], 0)?;
         Ok((Some(ga), Some(gb)))
     }
 }
 
-/// Rows `0..split` of `a` then rows `split..` of `b` (`[N, C]` each): one op (and one pass) in
-/// place of narrow + narrow + cat, on CPU f32; candle ops elsewhere.
+/// Rows `0..split` of `a` then rows `split..` of `b` (`b` is `[N, C]`, `a` has at least
+/// `split` rows): one op (and one pass) in place of narrow + narrow + cat, on CPU f32; candle
+/// ops elsewhere.
 pub fn merge_rows(a: &Tensor, b: &Tensor, split: usize) -> Result<Tensor> {
     if a.device().is_cpu() && a.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 {
         return a.contiguous()?.apply_op2(&b.contiguous()?, MergeRows { split });
     }
-    let n = a.dim(0)?;
+    let n = b.dim(0)?;
     Tensor::cat(&[&a.narrow(0, 0, split)?, &b.narrow(0, split, n - split)?], 0)
 }

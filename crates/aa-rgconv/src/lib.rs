@@ -241,9 +241,22 @@ impl BatchNorm {
         if !train {
             return activation.apply(&self.forward_eval(x)?);
         }
-        let n = x.dim(0)?;
+        self.forward_train(x, activation, 0, None)
+    }
+
+    /// Training mode over the rows of `x` plus `zero_rows` implicit all-zero rows (which count
+    /// in the statistics but get no output); `offset` (per column) is added to the batch mean
+    /// for the running estimate — the value the rows were shifted by.
+    pub fn forward_train(
+        &self,
+        x: &Tensor,
+        activation: Activation,
+        zero_rows: usize,
+        offset: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)? + zero_rows;
         let (y, mean, var) = if x.device().is_cpu() && x.dtype() == DType::F32 {
-            fused::batch_norm_act_train(x, &self.weight, &self.bias, self.eps, activation)?
+            fused::batch_norm_act_train(x, &self.weight, &self.bias, self.eps, activation, zero_rows)?
         } else {
             candle_core::bail!("batch norm in training mode: CPU f32 only for now");
         };
@@ -252,7 +265,10 @@ impl BatchNorm {
         let dev = x.device();
         let unbiased: Vec<f32> =
             var.iter().map(|v| (if n > 1 { v * n as f64 / (n as f64 - 1.0) } else { *v }) as f32).collect();
-        let mean_t = Tensor::from_vec(mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), mean.len(), dev)?;
+        let mut mean_t = Tensor::from_vec(mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), mean.len(), dev)?;
+        if let Some(o) = offset {
+            mean_t = (mean_t + o.detach().to_dtype(DType::F32)?)?;
+        }
         let var_t = Tensor::from_vec(unbiased, var.len(), dev)?;
         let mut rm = self.running_mean.lock().expect("running mean lock");
         *rm = ((&*rm * (1.0 - m))? + (mean_t * m)?)?;
@@ -333,6 +349,54 @@ impl RelationalGraphConv {
     /// One layer on node states `x` (`[N, in]`) over `edges`: every node's output.
     pub fn forward(&self, x: &Tensor, edges: &RelationalEdges, train: bool) -> Result<Tensor> {
         self.forward_rows(x, edges, 0..x.dim(0)?, train)
+    }
+
+    /// Training-mode layer on `rows` when `idle` further nodes (`rows.end..rows.end + idle`)
+    /// take part in batch norm with no input and no incoming messages — GlycanAA's unit
+    /// convolution, where atoms sit in the batch with zero states. Their pre-normalisation value
+    /// is the bias, which training-mode batch norm removes, so they enter the statistics as
+    /// implicit zero rows and get no output: equal to [`Self::forward_rows`] over the extended
+    /// range, restricted to `rows`. Without batch norm (or in inference) idle rows change
+    /// nothing.
+    pub fn forward_rows_idle(
+        &self,
+        x: &Tensor,
+        edges: &RelationalEdges,
+        rows: Range<usize>,
+        idle: usize,
+        train: bool,
+    ) -> Result<Tensor> {
+        let Some(bn) = self.batch_norm.as_ref().filter(|_| train && idle > 0) else {
+            return self.forward_rows(x, edges, rows, train);
+        };
+        if x.dim(0)? > rows.end {
+            candle_core::bail!("idle rows start at {} but {} node states are given", rows.end, x.dim(0)?);
+        }
+        let plan = self.plan(x, edges, &rows)?;
+        let bias = (&self.linear_b + &self.self_b)?;
+        // Every row is shifted by −bias (a zero, yet differentiable, bias column), so idle rows
+        // are exactly zero; the running mean gets the bias back.
+        let self_aug = Tensor::cat(&[&self.self_w, &(&bias * 0.0)?.unsqueeze(1)?], 1)?;
+        let y = fused::relational_linear(x, &self.linear_w, &self_aug, &plan)?;
+        bn.forward_train(&y, self.activation, idle, Some(&bias))
+    }
+
+    fn plan(&self, x: &Tensor, edges: &RelationalEdges, rows: &Range<usize>) -> Result<Arc<RelationalPlan>> {
+        let (n_in, d_in) = x.dims2()?;
+        if d_in != self.in_dim {
+            candle_core::bail!("node states are {d_in} wide, the layer expects {}", self.in_dim);
+        }
+        if edges.num_relations > self.num_relations {
+            candle_core::bail!(
+                "edges use {} relation slots, the layer has {}",
+                edges.num_relations,
+                self.num_relations
+            );
+        }
+        if edges.num_pairs() > 0 && n_in < edges.min_input_rows {
+            candle_core::bail!("edges read node {} but only {n_in} node states are given", edges.min_input_rows - 1);
+        }
+        edges.plan(PlanKey { input_rows: n_in, start: rows.start, len: rows.len() })
     }
 
     /// One layer, output rows `rows` only (node `rows.start + i` is row `i`). Row `j` of `x`
@@ -467,8 +531,9 @@ impl HierarchicalBlock {
         // Every convolution on every node; rows are merged by kind without narrow/cat chains.
         let in2 = fused::merge_rows(x, &h1, u)?;
         let h2 = self.cross.forward_rows(&in2, &e.cross, all.clone(), true)?;
-        // The unit convolution reads the units' states only; atoms' inputs are zero.
-        let h3 = self.unit.forward_rows(&h2.narrow(0, 0, u)?, &e.unit, all, true)?;
+        // The unit convolution reads the units' states only; atoms' inputs are zero, and they
+        // enter its batch norm as idle rows.
+        let h3 = self.unit.forward_rows_idle(&h2.narrow(0, 0, u)?, &e.unit, 0..u, n - u, true)?;
         fused::merge_rows(&h3, &h1, u)
     }
 }
