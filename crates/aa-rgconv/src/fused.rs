@@ -640,11 +640,11 @@ pub fn batch_norm_act_train(
     Ok((y, mean, var))
 }
 
-/// Row groups of a [`grouped_linear`] input: rows `start..start + len` use relation `relation`
-/// (or the self-loop weight when `relation` is [`SELF_LOOP`]).
+/// Row groups of a relational product: rows `start..start + len` use the weight block of
+/// relation `relation`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowGroup {
-    /// Relation (column block of the relational weight), or [`SELF_LOOP`].
+    /// Relation (column block of the relational weight).
     pub relation: usize,
     /// First row.
     pub start: usize,
@@ -652,14 +652,11 @@ pub struct RowGroup {
     pub len: usize,
 }
 
-/// The `relation` of a [`RowGroup`] whose rows go through the self-loop weight.
-pub const SELF_LOOP: usize = usize::MAX;
-
 /// Rows per gemm call when a group is split for the thread pool.
 const CHUNK_ROWS: usize = 512;
 
-/// `dst[m×n] = lhs[m×k] · rhs[k×n]` with explicit (row, column) strides, via the `gemm` crate
-/// candle itself uses.
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with explicit (row, column) strides, via the `gemm`
+/// crate candle itself uses; `accumulate` adds onto `dst` instead of overwriting it.
 #[allow(clippy::too_many_arguments)]
 fn gemm_f32(
     m: usize,
@@ -672,13 +669,16 @@ fn gemm_f32(
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
     threads: usize,
+    accumulate: bool,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        for row in dst.chunks_mut(dst_rs).take(m) {
-            row[..n].fill(0.0);
+        if !accumulate {
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -697,20 +697,30 @@ fn gemm_f32(
             dst.as_mut_ptr(),
             1,
             dst_rs as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,
             lhs_rs as isize,
             rhs.as_ptr(),
             rhs_cs as isize,
             rhs_rs as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
             false,
             par,
         )
+    }
+}
+
+/// Threads for one gemm over `rows` rows: all of them for big products, one otherwise (the
+/// callers already spread small products over the pool).
+fn gemm_threads(rows: usize) -> usize {
+    if rows > 8 * CHUNK_ROWS {
+        rayon::current_num_threads()
+    } else {
+        1
     }
 }
 
@@ -734,73 +744,51 @@ fn chunk_rows<'a>(buf: &'a mut [f32], w: usize, groups: &[RowGroup]) -> Vec<(usi
     out
 }
 
-/// Checks that `groups` tile `0..rows` in order with relations `< num_relations` (or the self
-/// loop).
+/// Checks that `groups` tile `0..rows` in order with relations `< num_relations`.
 fn check_groups(groups: &[RowGroup], rows: usize, num_relations: usize) -> Result<()> {
     let mut next = 0;
     for g in groups {
-        if g.start != next || (g.relation >= num_relations && g.relation != SELF_LOOP) {
-            candle_core::bail!("grouped linear: group {g:?} (expected start {next}, {num_relations} relations)");
+        if g.start != next || g.relation >= num_relations {
+            candle_core::bail!("relational product: group {g:?} (expected start {next}, {num_relations} relations)");
         }
         next += g.len;
     }
     if next != rows {
-        candle_core::bail!("grouped linear: groups cover {next} of {rows} rows");
+        candle_core::bail!("relational product: groups cover {next} of {rows} rows");
     }
     Ok(())
 }
 
-/// Where the `[out, in]` matrix of a group lives: `(slice from its first element, row stride)`.
-/// The self-loop matrix may be wider than `in` (`self_rs`): a trailing bias column.
-fn group_weight<'a>(
-    relation: usize,
-    rel_w: &'a [f32],
-    self_w: &'a [f32],
-    din: usize,
-    width: usize,
-    self_rs: usize,
-) -> (&'a [f32], usize) {
-    if relation == SELF_LOOP {
-        (self_w, self_rs)
-    } else {
-        (&rel_w[relation * din..], width)
-    }
-}
-
-/// Shapes and weights of a grouped product: rows of `z` (`din` wide) through their group's
-/// `[dout, din]` block of `rel_w` (`[dout, width]`) or of `self_w` (row stride `self_rs`).
+/// Rows of `z` (`din` wide) through their relation's `[dout, din]` block of `w`
+/// (`[dout, width]`, TorchDrug's `[out, R·in]` layout).
 struct Grouped<'a> {
     groups: &'a [RowGroup],
     din: usize,
     dout: usize,
     width: usize,
-    rel_w: &'a [f32],
-    self_w: &'a [f32],
-    self_rs: usize,
+    w: &'a [f32],
 }
 
 impl Grouped<'_> {
     /// `out[i] = z[i] · W_gᵀ` for every row.
     fn forward(&self, z: &[f32], k: usize) -> Vec<f32> {
-        let (din, dout) = (self.din, self.dout);
+        let (din, dout, width) = (self.din, self.dout, self.width);
         let mut out = vec![0f32; k * dout];
         chunk_rows(&mut out, dout, self.groups).into_par_iter().for_each(|(r, row, dst)| {
             let m = dst.len() / dout;
-            let (wr, rs) = group_weight(r, self.rel_w, self.self_w, din, self.width, self.self_rs);
-            gemm_f32(m, dout, din, dst, dout, &z[row * din..], (din, 1), wr, (1, rs), 1);
+            gemm_f32(m, dout, din, dst, dout, &z[row * din..], (din, 1), &self.w[r * din..], (1, width), 1, false);
         });
         out
     }
 
-    /// Gradients from `g` (`[k, dout]`): `dz = g · W_g` per row, `dW_r` per relation block of a
-    /// `[dout, width]` matrix, and the self-loop block `[dout, din]`.
-    fn backward(&self, z: &[f32], g: &[f32], k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    /// Gradients from `g` (`[k, dout]`): `dz = g · W_g` per row and `dW` (`[dout, width]`,
+    /// zero outside the relations present).
+    fn backward(&self, z: &[f32], g: &[f32], k: usize) -> (Vec<f32>, Vec<f32>) {
         let (din, dout, width) = (self.din, self.dout, self.width);
         let mut dz = vec![0f32; k * din];
         chunk_rows(&mut dz, din, self.groups).into_par_iter().for_each(|(r, row, dst)| {
             let m = dst.len() / din;
-            let (wr, rs) = group_weight(r, self.rel_w, self.self_w, din, width, self.self_rs);
-            gemm_f32(m, din, dout, dst, din, &g[row * dout..], (dout, 1), wr, (rs, 1), 1);
+            gemm_f32(m, din, dout, dst, din, &g[row * dout..], (dout, 1), &self.w[r * din..], (width, 1), 1, false);
         });
         let blocks: Vec<(usize, Vec<f32>)> = self
             .groups
@@ -808,118 +796,53 @@ impl Grouped<'_> {
             .filter(|gr| gr.len > 0)
             .map(|gr| {
                 let mut buf = vec![0f32; dout * din];
-                let threads = if gr.len > 8 * CHUNK_ROWS { rayon::current_num_threads() } else { 1 };
                 let (lhs, rhs) = (&g[gr.start * dout..], &z[gr.start * din..]);
-                gemm_f32(dout, din, gr.len, &mut buf, din, lhs, (1, dout), rhs, (din, 1), threads);
+                gemm_f32(dout, din, gr.len, &mut buf, din, lhs, (1, dout), rhs, (din, 1), gemm_threads(gr.len), false);
                 (gr.relation, buf)
             })
             .collect();
         let mut dw = vec![0f32; dout * width];
-        let mut dws = vec![0f32; dout * din];
         for (r, buf) in blocks {
             for (o, src) in buf.chunks_exact(din).enumerate() {
-                let dst = if r == SELF_LOOP {
-                    &mut dws[o * din..(o + 1) * din]
-                } else {
-                    &mut dw[o * width + r * din..o * width + (r + 1) * din]
-                };
+                let dst = &mut dw[o * width + r * din..o * width + (r + 1) * din];
                 dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
             }
         }
-        (dz, dw, dws)
-    }
-}
-
-struct GroupedLinear(std::sync::Arc<Vec<RowGroup>>);
-
-impl candle_core::CustomOp3 for GroupedLinear {
-    fn name(&self) -> &'static str {
-        "grouped-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (k, din) = l1.shape().dims2()?;
-        let (dout, width) = l2.shape().dims2()?;
-        if din == 0 || width % din != 0 || l3.shape().dims() != [dout, din] {
-            candle_core::bail!(
-                "grouped linear: weights {:?} / {:?} do not fit input width {din}",
-                l2.shape(),
-                l3.shape()
-            );
-        }
-        let (z, w, ws) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
-        check_groups(&self.0, k, width / din)?;
-        let gr = Grouped { groups: &self.0, din, dout, width, rel_w: w, self_w: ws, self_rs: din };
-        Ok((CpuStorage::F32(gr.forward(z, k)), Shape::from((k, dout))))
-    }
-
-    fn bwd(
-        &self,
-        z: &Tensor,
-        w: &Tensor,
-        w_self: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (k, din) = z.dims2()?;
-        let (dout, width) = w.dims2()?;
-        let zs = z.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wsv = w_self.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let gs = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let gr = Grouped { groups: &self.0, din, dout, width, rel_w: &wv, self_w: &wsv, self_rs: din };
-        let (dz, dw, dws) = gr.backward(&zs, &gs, k);
-        let dev = z.device();
-        Ok((
-            Some(Tensor::from_vec(dz, (k, din), dev)?),
-            Some(Tensor::from_vec(dw, (dout, width), dev)?),
-            Some(Tensor::from_vec(dws, (dout, din), dev)?),
-        ))
+        (dz, dw)
     }
 }
 
 /// The plans of one relational convolution call (see [`relational_linear`]).
 #[derive(Debug)]
 pub struct RelationalPlan {
-    /// Input rows → self-loop rows and (destination, relation) mean rows.
-    pub rows: std::sync::Arc<aa_graph::kernels::GatherPlan>,
-    /// Weight group of each row.
+    /// Output row `i < self_rows` has input row `self_start + i` (its self loop).
+    pub self_start: usize,
+    /// Output rows with a self-loop input (the first ones).
+    pub self_rows: usize,
+    /// Input rows → mean message of every (destination, relation) pair.
+    pub pairs: std::sync::Arc<aa_graph::kernels::GatherPlan>,
+    /// Relation of each pair row.
     pub groups: std::sync::Arc<Vec<RowGroup>>,
-    /// Rows → output rows (sum).
+    /// Pair rows → output rows (sum).
     pub dest: std::sync::Arc<aa_graph::kernels::GatherPlan>,
 }
 
-/// The whole linear part of a relational convolution as one op:
-/// `y = dest(grouped(rows(x))) + b`, where `self_aug` is `[out, in + 1]` — the self-loop weight
-/// with the bias as its last column. Backward recomputes the gathered rows instead of keeping
-/// them.
+/// The whole linear part of a relational convolution as one op (see [`relational_linear`]);
+/// backward recomputes the pair means instead of keeping them.
 struct RelationalLinear(std::sync::Arc<RelationalPlan>);
 
-impl RelationalLinear {
-    fn dims(&self, lx: &Layout, lw: &Layout, ls: &Layout) -> Result<(usize, usize, usize, usize)> {
-        let (n_in, din) = lx.shape().dims2()?;
-        let (dout, width) = lw.shape().dims2()?;
-        if din == 0 || width % din != 0 || ls.shape().dims() != [dout, din + 1] {
-            candle_core::bail!(
-                "relational linear: weights {:?} / {:?} do not fit input width {din}",
-                lw.shape(),
-                ls.shape()
-            );
-        }
-        if n_in != self.0.rows.num_sources() {
-            candle_core::bail!("relational linear: {n_in} input rows, the plan reads {}", self.0.rows.num_sources());
-        }
-        check_groups(&self.0.groups, self.0.rows.num_rows(), width / din)?;
-        Ok((din, dout, width, self.0.rows.num_rows()))
+/// `(din, dout, width)` after checking the shapes against the plan.
+fn relational_dims(p: &RelationalPlan, x: &Shape, w: &Shape, s: &Shape) -> Result<(usize, usize, usize)> {
+    let (n_in, din) = x.dims2()?;
+    let (dout, width) = w.dims2()?;
+    if din == 0 || width % din != 0 || s.dims() != [dout, din + 1] {
+        candle_core::bail!("relational linear: weights {w:?} / {s:?} do not fit input width {din}");
     }
+    if n_in != p.pairs.num_sources() || p.self_start + p.self_rows > n_in || p.self_rows > p.dest.num_rows() {
+        candle_core::bail!("relational linear: {n_in} input rows do not fit the plan");
+    }
+    check_groups(&p.groups, p.pairs.num_rows(), width / din)?;
+    Ok((din, dout, width))
 }
 
 impl candle_core::CustomOp3 for RelationalLinear {
@@ -936,21 +859,27 @@ impl candle_core::CustomOp3 for RelationalLinear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (din, dout, width, k) = self.dims(l1, l2, l3)?;
+        let p = &self.0;
+        let (din, dout, width) = relational_dims(p, l1.shape(), l2.shape(), l3.shape())?;
         let (x, w, ws) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
-        let mut z = vec![0f32; k * din];
-        self.0.rows.accumulate_f32(x, din, &mut z)?;
-        let gr = Grouped { groups: &self.0.groups, din, dout, width, rel_w: w, self_w: ws, self_rs: din + 1 };
-        let per_row = gr.forward(&z, k);
-        drop(z);
-        let n_out = self.0.dest.num_rows();
-        // Start from the bias (last column of `self_aug`), then add each output row's rows.
-        let bias: Vec<f32> = (0..dout).map(|o| ws[o * (din + 1) + din]).collect();
+        let n_out = p.dest.num_rows();
+        // The bias (last column of `self_aug`) in every row, then the self loop read straight
+        // from the input rows, then every pair's message.
         let mut y: Vec<f32> = Vec::with_capacity(n_out * dout);
         for _ in 0..n_out {
-            y.extend_from_slice(&bias);
+            y.extend((0..dout).map(|o| ws[o * (din + 1) + din]));
         }
-        self.0.dest.accumulate_f32(&per_row, dout, &mut y)?;
+        let self_x = &x[p.self_start * din..];
+        let threads = gemm_threads(p.self_rows).max(rayon::current_num_threads());
+        gemm_f32(p.self_rows, dout, din, &mut y, dout, self_x, (din, 1), ws, (1, din + 1), threads, true);
+        let k = p.pairs.num_rows();
+        if k > 0 {
+            let mut z = vec![0f32; k * din];
+            p.pairs.accumulate_f32(x, din, &mut z)?;
+            let per_pair = Grouped { groups: &p.groups, din, dout, width, w }.forward(&z, k);
+            drop(z);
+            p.dest.accumulate_f32(&per_pair, dout, &mut y)?;
+        }
         Ok((CpuStorage::F32(y), Shape::from((n_out, dout))))
     }
 
@@ -962,7 +891,9 @@ impl candle_core::CustomOp3 for RelationalLinear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let p = &self.0;
         let (x, w, self_aug, grad) = (x.contiguous()?, w.contiguous()?, self_aug.contiguous()?, grad.contiguous()?);
+        let (din, dout, width) = relational_dims(p, x.shape(), w.shape(), self_aug.shape())?;
         let (sx, lx) = x.storage_and_layout();
         let (sw, lw) = w.storage_and_layout();
         let (ss, ls) = self_aug.storage_and_layout();
@@ -973,13 +904,12 @@ impl candle_core::CustomOp3 for RelationalLinear {
                 _ => candle_core::bail!("relational linear: CPU tensors only"),
             }
         }
-        let (cx, cw, cs, cg) = (cpu(&sx)?, cpu(&sw)?, cpu(&ss)?, cpu(&sg)?);
-        let (din, dout, width, k) = self.dims(lx, lw, ls)?;
-        let (xs, wv, wsv, g) =
-            (contiguous_f32(cx, lx)?, contiguous_f32(cw, lw)?, contiguous_f32(cs, ls)?, contiguous_f32(cg, lg)?);
-        // Through the destination sum, and the bias: column sums of the output gradient.
-        let mut g_rows = vec![0f32; k * dout];
-        self.0.dest.transposed().accumulate_f32(g, dout, &mut g_rows)?;
+        let xs = contiguous_f32(cpu(&sx)?, lx)?;
+        let wv = contiguous_f32(cpu(&sw)?, lw)?;
+        let wsv = contiguous_f32(cpu(&ss)?, ls)?;
+        let g = contiguous_f32(cpu(&sg)?, lg)?;
+        let threads = rayon::current_num_threads();
+        // Bias: column sums of the output gradient (f64 partial sums).
         let db = g
             .par_chunks(dout.max(1) * 256)
             .map(|block| {
@@ -996,14 +926,25 @@ impl candle_core::CustomOp3 for RelationalLinear {
                     a
                 },
             );
-        // The gathered rows again, then the grouped product's gradients.
-        let mut z = vec![0f32; k * din];
-        self.0.rows.accumulate_f32(xs, din, &mut z)?;
-        let gr = Grouped { groups: &self.0.groups, din, dout, width, rel_w: wv, self_w: wsv, self_rs: din + 1 };
-        let (dz, dw, dws) = gr.backward(&z, &g_rows, k);
-        drop((z, g_rows));
+        // Self loop: dW_self = g_selfᵀ · x_self, dx_self = g_self · W_self.
+        let (m, s0) = (p.self_rows, p.self_start);
+        let mut dws = vec![0f32; dout * din];
+        gemm_f32(dout, din, m, &mut dws, din, g, (1, dout), &xs[s0 * din..], (din, 1), gemm_threads(m), false);
         let mut dx = vec![0f32; xs.len()];
-        self.0.rows.transposed().accumulate_f32(&dz, din, &mut dx)?;
+        gemm_f32(m, din, dout, &mut dx[s0 * din..], din, g, (dout, 1), wsv, (din + 1, 1), threads, false);
+        // Pairs: through the destination sum, the pair means again, the grouped product.
+        let mut dw = vec![0f32; dout * width];
+        let k = p.pairs.num_rows();
+        if k > 0 {
+            let mut g_pairs = vec![0f32; k * dout];
+            p.dest.transposed().accumulate_f32(g, dout, &mut g_pairs)?;
+            let mut z = vec![0f32; k * din];
+            p.pairs.accumulate_f32(xs, din, &mut z)?;
+            let (dz, dwr) = Grouped { groups: &p.groups, din, dout, width, w: wv }.backward(&z, &g_pairs, k);
+            drop((z, g_pairs));
+            p.pairs.transposed().accumulate_f32(&dz, din, &mut dx)?;
+            dw = dwr;
+        }
         let mut dself = Vec::with_capacity(dout * (din + 1));
         for (o, row) in dws.chunks_exact(din).enumerate() {
             dself.extend_from_slice(row);
@@ -1018,11 +959,12 @@ impl candle_core::CustomOp3 for RelationalLinear {
     }
 }
 
-/// The linear part of a relational convolution, `[n_out, out]`: for output row `i`,
-/// `Σ_{rows j of i} W_{g(j)} · z_j + b`, where `z = plan.rows(x)` are the self-loop rows and
-/// the per-(destination, relation) means, `W_g` the self-loop weight or the relation's block of
+/// The linear part of a relational convolution, `[n_out, out]`: output row `i` is
+/// `x[self_start + i] · W_selfᵀ` (for `i < self_rows`) `+ Σ_pairs W_r · mean_r + b`, where the
+/// pairs are the (destination, relation) means of `plan.pairs`, `W_r` the relation's block of
 /// `weight` (`[out, R·in]`), and `self_aug = [W_self | b]` (`[out, in + 1]`). One op with its
-/// own backward on CPU f32 (no `[K, in]` intermediate kept); candle ops elsewhere.
+/// own backward on CPU f32 (the self loop reads the input rows in place; the pair means are
+/// recomputed in backward, not kept); candle ops elsewhere.
 pub fn relational_linear(
     x: &Tensor,
     weight: &Tensor,
@@ -1037,45 +979,26 @@ pub fn relational_linear(
             RelationalLinear(plan.clone()),
         );
     }
-    let din = x.dim(1)?;
-    let z = aa_graph::kernels::gather(x, &plan.rows)?;
-    let per_row = grouped_linear(&z, weight, &self_aug.narrow(1, 0, din)?, &plan.groups)?;
-    aa_graph::kernels::gather_bias(&per_row, &plan.dest, &self_aug.narrow(1, din, 1)?.squeeze(1)?)
-}
-
-/// Per-relation linear maps over row groups: row `i` of `z` (`[K, in]`) in the group of
-/// relation `r` becomes `z[i] · W_rᵀ`, where `W_r` is column block `r` of `weight`
-/// (`[out, R·in]`, TorchDrug's `RelationalGraphConv.linear` layout); rows of a
-/// [`SELF_LOOP`] group use `self_weight` (`[out, in]`). One gemm per group chunk on CPU f32
-/// (backward writes only the blocks present); elsewhere per-group matmuls.
-pub fn grouped_linear(
-    z: &Tensor,
-    weight: &Tensor,
-    self_weight: &Tensor,
-    groups: &std::sync::Arc<Vec<RowGroup>>,
-) -> Result<Tensor> {
-    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
-    if f32_cpu(z) && f32_cpu(weight) && f32_cpu(self_weight) {
-        return z.contiguous()?.apply_op3(
-            &weight.contiguous()?,
-            &self_weight.contiguous()?,
-            GroupedLinear(groups.clone()),
-        );
+    // Candle ops: the same sum, term by term.
+    let (din, dout) = (x.dim(1)?, weight.dim(0)?);
+    let n_out = plan.dest.num_rows();
+    let bias = self_aug.narrow(1, din, 1)?.squeeze(1)?;
+    let mut parts = vec![x.narrow(0, plan.self_start, plan.self_rows)?.matmul(&self_aug.narrow(1, 0, din)?.t()?)?];
+    if n_out > plan.self_rows {
+        parts.push(Tensor::zeros((n_out - plan.self_rows, dout), x.dtype(), x.device())?);
     }
-    let din = z.dim(1)?;
-    check_groups(groups, z.dim(0)?, weight.dim(1)? / din.max(1))?;
-    let parts = groups
+    let self_term = Tensor::cat(&parts, 0)?;
+    if plan.pairs.num_rows() == 0 {
+        return self_term.broadcast_add(&bias);
+    }
+    let z = aa_graph::kernels::gather(x, &plan.pairs)?;
+    let per_pair = plan
+        .groups
         .iter()
-        .map(|g| {
-            let w =
-                if g.relation == SELF_LOOP { self_weight.clone() } else { weight.narrow(1, g.relation * din, din)? };
-            z.narrow(0, g.start, g.len)?.matmul(&w.t()?)
-        })
+        .map(|g| z.narrow(0, g.start, g.len)?.matmul(&weight.narrow(1, g.relation * din, din)?.t()?))
         .collect::<Result<Vec<_>>>()?;
-    if parts.is_empty() {
-        return Tensor::zeros((0, weight.dim(0)?), z.dtype(), z.device());
-    }
-    Tensor::cat(&parts, 0)
+    let pairs_term = aa_graph::kernels::gather_bias(&Tensor::cat(&per_pair, 0)?, &plan.dest, &bias)?;
+    self_term + pairs_term
 }
 
 struct AffineActivation {

@@ -168,33 +168,33 @@ impl RelationalEdges {
         self.groups.iter().map(|g| g.relation).collect()
     }
 
-    /// The plan of one convolution call: `rows` = self-loop rows (one per output row that has an
-    /// input row) followed by the mean message of every (destination, relation) pair; their
-    /// weight groups; and the sum of each output row's rows.
-    fn plan(&self, key: PlanKey) -> Result<Arc<RelationalPlan>> {
+    /// The plan of one convolution call with `input_rows` node states and output rows `rows`
+    /// (see [`fused::relational_linear`]): self-loop rows (output rows that have an input row),
+    /// the mean message of every (destination, relation) pair, its weight group, and the sum
+    /// into each output row. Built once per combination and cached. Fails when a destination
+    /// lies outside `rows` or a source beyond `input_rows`.
+    pub fn plan_for(&self, input_rows: usize, rows: Range<usize>) -> Result<Arc<RelationalPlan>> {
+        let key = PlanKey { input_rows, start: rows.start, len: rows.len() };
         let mut cache = self.plans.lock().map_err(|_| candle_core::Error::Msg("edge plan cache poisoned".into()))?;
         if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(p.clone());
         }
         let PlanKey { input_rows, start, len } = key;
-        let overlap = input_rows.saturating_sub(start).min(len);
-        let mut entries: Vec<(u32, u32, f32)> = (0..overlap).map(|i| (i as u32, (start + i) as u32, 1.0)).collect();
-        entries.extend(self.pair_entries.iter().map(|&(p, src, w)| (p + overlap as u32, src, w)));
-        let mut groups = vec![RowGroup { relation: fused::SELF_LOOP, start: 0, len: overlap }];
-        groups.extend(self.groups.iter().map(|g| RowGroup { start: g.start + overlap, ..g.clone() }));
-        let mut dest: Vec<(u32, u32, f32)> = (0..overlap).map(|i| (i as u32, i as u32, 1.0)).collect();
+        let self_rows = input_rows.saturating_sub(start).min(len);
+        let mut dest: Vec<(u32, u32, f32)> = Vec::with_capacity(self.num_pairs());
         for (p, &d) in self.pair_dest.iter().enumerate() {
             let d = d as usize;
             if d < start || d >= start + len {
                 candle_core::bail!("destination node {d} outside the output rows {start}..{}", start + len);
             }
-            dest.push(((d - start) as u32, (p + overlap) as u32, 1.0));
+            dest.push(((d - start) as u32, p as u32, 1.0));
         }
-        let total = overlap + self.num_pairs();
         let plan = Arc::new(RelationalPlan {
-            rows: Arc::new(GatherPlan::new(total, input_rows, &entries)?),
-            groups: Arc::new(groups),
-            dest: Arc::new(GatherPlan::new(len, total, &dest)?),
+            self_start: start.min(input_rows),
+            self_rows,
+            pairs: Arc::new(GatherPlan::new(self.num_pairs(), input_rows, &self.pair_entries)?),
+            groups: Arc::new(self.groups.clone()),
+            dest: Arc::new(GatherPlan::new(len, self.num_pairs(), &dest)?),
         });
         cache.push((key, plan.clone()));
         Ok(plan)
@@ -396,7 +396,7 @@ impl RelationalGraphConv {
         if edges.num_pairs() > 0 && n_in < edges.min_input_rows {
             candle_core::bail!("edges read node {} but only {n_in} node states are given", edges.min_input_rows - 1);
         }
-        edges.plan(PlanKey { input_rows: n_in, start: rows.start, len: rows.len() })
+        edges.plan_for(n_in, rows.clone())
     }
 
     /// One layer, output rows `rows` only (node `rows.start + i` is row `i`). Row `j` of `x`
@@ -404,23 +404,9 @@ impl RelationalGraphConv {
     /// incoming messages count). Every destination of `edges` must lie in `rows`. In
     /// training mode batch norm uses the statistics of exactly these rows.
     pub fn forward_rows(&self, x: &Tensor, edges: &RelationalEdges, rows: Range<usize>, train: bool) -> Result<Tensor> {
-        let (n_in, d_in) = x.dims2()?;
-        if d_in != self.in_dim {
-            candle_core::bail!("node states are {d_in} wide, the layer expects {}", self.in_dim);
-        }
-        if edges.num_relations > self.num_relations {
-            candle_core::bail!(
-                "edges use {} relation slots, the layer has {}",
-                edges.num_relations,
-                self.num_relations
-            );
-        }
-        if edges.num_pairs() > 0 && n_in < edges.min_input_rows {
-            candle_core::bail!("edges read node {} but only {n_in} node states are given", edges.min_input_rows - 1);
-        }
         // Self-loop rows and the mean message of every (destination, relation) pair, each
         // through its weight block, then summed per output row.
-        let plan = edges.plan(PlanKey { input_rows: n_in, start: rows.start, len: rows.len() })?;
+        let plan = self.plan(x, edges, &rows)?;
         let bias = (&self.linear_b + &self.self_b)?;
         let self_aug = Tensor::cat(&[&self.self_w, &bias.unsqueeze(1)?], 1)?;
         let y = fused::relational_linear(x, &self.linear_w, &self_aug, &plan)?;

@@ -112,3 +112,31 @@ fn hierarchical_block_inference_keeps_only_needed_rows() {
     let slow = Tensor::cat(&[&h3.narrow(0, 0, 2).unwrap(), &h1.narrow(0, 2, 4).unwrap()], 0).unwrap();
     assert!(max_diff(&fast, &slow) < 1e-6);
 }
+
+#[test]
+fn fused_relational_linear_equals_candle_ops() {
+    // The fused CPU f32 op against the candle-op path (taken here for f64): values and every
+    // gradient, for a row range with and without self-loop inputs.
+    let dev = Device::Cpu;
+    let edges =
+        RelationalEdges::new(7, &[(0, 1, 0), (2, 1, 1), (4, 3, 0), (5, 3, 0), (6, 2, 2), (1, 2, 1)], 3, &dev).unwrap();
+    for (rows, n_in) in [(0..7, 7), (1..5, 7), (0..9, 7usize)] {
+        let x32 = Var::from_tensor(&states(n_in, 4, 0.9)).unwrap();
+        let w32 = Var::from_tensor(&states(5, 12, 1.7)).unwrap();
+        let s32 = Var::from_tensor(&states(5, 5, 2.3)).unwrap();
+        let plan = edges.plan_for(n_in, rows.clone()).unwrap();
+        let to64 = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
+        let (x64, w64, s64) = (to64(&x32), to64(&w32), to64(&s32));
+        let y32 = fused::relational_linear(x32.as_tensor(), w32.as_tensor(), s32.as_tensor(), &plan).unwrap();
+        let y64 = fused::relational_linear(x64.as_tensor(), w64.as_tensor(), s64.as_tensor(), &plan).unwrap();
+        assert!(max_diff(&y32, &y64.to_dtype(DType::F32).unwrap()) < 1e-5);
+        let wt = states(rows.len(), 5, 3.1);
+        let g32 = (y32 * &wt).unwrap().sum_all().unwrap().backward().unwrap();
+        let g64 = (y64 * wt.to_dtype(DType::F64).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+        for (a, b) in [(&x32, &x64), (&w32, &w64), (&s32, &s64)] {
+            let ga = g32.get(a.as_tensor()).unwrap();
+            let gb = g64.get(b.as_tensor()).unwrap().to_dtype(DType::F32).unwrap();
+            assert!(max_diff(ga, &gb) < 1e-4, "{}", max_diff(ga, &gb));
+        }
+    }
+}
