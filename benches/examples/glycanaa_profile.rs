@@ -44,11 +44,26 @@ fn main() {
     };
     let batch = GlycanAABatch::from_compat(&graphs, &vocab, &dev).unwrap();
     println!("before the forward pass: {}", memory());
+    let vars: Vec<(String, candle_core::Var)> = map
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.contains("running_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let group = aa_pretrain::ParamGroup { vars, lr_scale: 1.0, weight_decay: None };
+    let mut opt = aa_pretrain::AdamW::new(vec![group], aa_pretrain::AdamWConfig::default()).unwrap();
     for _ in 0..iters {
         let t = std::time::Instant::now();
         let out = model.forward(&batch, train).unwrap();
         if train {
-            let _ = out.graph_feature.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let grads = out.graph_feature.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let t_bwd = t.elapsed();
+            if std::env::var_os("NO_OPT").is_none() {
+                opt.step(&grads, 1e-4).unwrap();
+            }
+            println!("forward + backward {t_bwd:?}, AdamW step {:?}", t.elapsed() - t_bwd);
         }
         println!("{:?}", t.elapsed());
     }

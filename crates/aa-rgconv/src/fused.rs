@@ -166,26 +166,6 @@ impl<A: ActFn> RowKernel for Affine<'_, A> {
     }
 }
 
-/// `out = y · A′(x·scale + shift)` per column.
-struct AffineGrad<'a, A> {
-    c: usize,
-    scale: &'a [f32],
-    shift: &'a [f32],
-    act: std::marker::PhantomData<A>,
-}
-
-impl<A: ActFn> RowKernel for AffineGrad<'_, A> {
-    #[inline(always)]
-    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) {
-        let rows = out.chunks_exact_mut(self.c).zip(x.chunks_exact(self.c)).zip(y.chunks_exact(self.c));
-        for ((or, xr), gr) in rows {
-            for k in 0..self.c {
-                or[k] = gr[k] * A::d(xr[k] * self.scale[k] + self.shift[k]);
-            }
-        }
-    }
-}
-
 /// `out = a·y + e·x + f` per column.
 struct LinearCombination<'a> {
     c: usize,
@@ -391,40 +371,44 @@ mod tests {
 }
 
 /// Column means and biased variances of a contiguous `[N, C]` f32 slice plus `zero_rows`
-/// further all-zero rows, accumulated in f64 (per-task partial sums, then combined).
+/// further all-zero rows, in one pass: f64 sums of `x − p` and `(x − p)²` about a per-column
+/// pivot `p` (the first row), so `E[(x−p)²] − E[x−p]²` does not cancel badly.
 fn column_stats(x: &[f32], n: usize, c: usize, zero_rows: usize) -> (Vec<f64>, Vec<f64>) {
     let total = (n + zero_rows).max(1) as f64;
     let c1 = c.max(1);
     let chunk = c1 * (TASK_ELEMS / c1).max(1);
-    let add = |mut a: Vec<f64>, b: Vec<f64>| {
-        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-        a
-    };
+    let pivot: Vec<f64> = x.get(..c).map(|r| r.iter().map(|&v| v as f64).collect()).unwrap_or_else(|| vec![0.0; c]);
     let sums = x
         .par_chunks(chunk)
         .map(|block| {
-            let mut acc = vec![0f64; c];
+            let mut acc = vec![0f64; 2 * c];
+            let (s1, s2) = acc.split_at_mut(c);
             for row in block.chunks_exact(c1) {
-                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
-            }
-            acc
-        })
-        .reduce(|| vec![0f64; c], add);
-    let mean: Vec<f64> = sums.iter().map(|s| s / total).collect();
-    let sq = x
-        .par_chunks(chunk)
-        .map(|block| {
-            let mut acc = vec![0f64; c];
-            for row in block.chunks_exact(c1) {
-                for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
-                    let d = v as f64 - m;
-                    *a += d * d;
+                for k in 0..c {
+                    let d = row[k] as f64 - pivot[k];
+                    s1[k] += d;
+                    s2[k] += d * d;
                 }
             }
             acc
         })
-        .reduce(|| vec![0f64; c], add);
-    let var = sq.iter().zip(&mean).map(|(s, m)| (s + zero_rows as f64 * m * m) / total).collect();
+        .reduce(
+            || vec![0f64; 2 * c],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    let mut mean = vec![0f64; c];
+    let mut var = vec![0f64; c];
+    for k in 0..c {
+        // The zero rows sit at −p from the pivot.
+        let (z1, z2) = (-pivot[k] * zero_rows as f64, pivot[k] * pivot[k] * zero_rows as f64);
+        let m1 = (sums[k] + z1) / total;
+        let m2 = (sums[c + k] + z2) / total;
+        mean[k] = pivot[k] + m1;
+        var[k] = (m2 - m1 * m1).max(0.0);
+    }
     (mean, var)
 }
 
@@ -473,22 +457,20 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (x, mut grad) = (x.contiguous()?, grad.contiguous()?);
-        if self.activation != crate::Activation::None {
-            // Through the activation first: its input is recomputed from x.
-            let op = ActivationGrad {
-                mean: self.mean.clone(),
-                inv_std: self.inv_std.clone(),
-                gamma: gamma.to_vec1()?,
-                beta: _beta.to_vec1()?,
-                activation: self.activation,
-            };
-            grad = x.apply_op2_no_bwd(&grad, &op)?;
-        }
-        // Σ dy and Σ dy·x̂ per column (row 0 and row 1).
-        let sums =
-            x.apply_op2_no_bwd(&grad, &BatchNormGradSums { mean: self.mean.clone(), inv_std: self.inv_std.clone() })?;
-        let (dbeta, dgamma) = (sums.get(0)?, sums.get(1)?);
+        let (x, grad) = (x.contiguous()?, grad.contiguous()?);
+        let n = x.dim(0)?;
+        // One pass: the gradient through the activation (input recomputed from x), and the
+        // column sums Σ dy and Σ dy·x̂ of it — rows n and n + 1 of the result.
+        let op = BatchNormGradSums {
+            mean: self.mean.clone(),
+            inv_std: self.inv_std.clone(),
+            gamma: gamma.to_vec1()?,
+            beta: _beta.to_vec1()?,
+            activation: self.activation,
+        };
+        let both = x.apply_op2_no_bwd(&grad, &op)?;
+        let grad = both.narrow(0, 0, n)?;
+        let (dbeta, dgamma) = (both.get(n)?, both.get(n + 1)?);
         let dx = x.apply_op2_no_bwd(
             &grad,
             &BatchNormGradInput {
@@ -504,8 +486,9 @@ impl candle_core::CustomOp3 for BatchNormTrain {
     }
 }
 
-/// `dy · act′(x̂·γ + β)`: the gradient through the activation that follows batch norm.
-struct ActivationGrad {
+/// `[N + 2, C]`: `dy · act′(x̂·γ + β)` (the gradient through the activation that follows batch
+/// norm) in rows `0..N`, its column sums `Σ dy` in row `N` and `Σ dy·x̂` in row `N + 1`.
+struct BatchNormGradSums {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
     gamma: Vec<f32>,
@@ -513,27 +496,68 @@ struct ActivationGrad {
     activation: crate::Activation,
 }
 
-impl CustomOp2 for ActivationGrad {
-    fn name(&self) -> &'static str {
-        "fused-batch-norm-activation-grad"
+/// One chunk of [`BatchNormGradSums`]: writes `dy` rows and returns their f64 column sums.
+#[inline(always)]
+fn act_grad_sums_chunk<A: ActFn>(op: &BatchNormGradSums, c: usize, out: &mut [f32], x: &[f32], g: &[f32]) -> Vec<f64> {
+    let mut acc = vec![0f64; 2 * c];
+    let (mut s1, mut s2) = (vec![0f32; c], vec![0f32; c]);
+    for ((or, xr), gr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
+        for k in 0..c {
+            let xhat = (xr[k] - op.mean[k]) * op.inv_std[k];
+            let dy = gr[k] * A::d(xhat * op.gamma[k] + op.beta[k]);
+            or[k] = dy;
+            s1[k] += dy;
+            s2[k] += dy * xhat;
+        }
     }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, c) = l1.shape().dims2()?;
-        let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let a: Vec<f32> = self.gamma.iter().zip(&self.inv_std).map(|(g, i)| g * i).collect();
-        let b: Vec<f32> = self.beta.iter().zip(&self.mean).zip(&a).map(|((b, m), a)| b - m * a).collect();
-        let mut out = vec![0f32; x.len()];
-        let (scale, shift) = (&a[..], &b[..]);
-        with_act!(self.activation, A => par_rows(&mut out, x, g, c, &AffineGrad::<A> { c, scale, shift, act: std::marker::PhantomData }));
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    // f32 within a chunk (at most TASK_ELEMS / C rows), f64 across chunks.
+    for k in 0..c {
+        acc[k] = s1[k] as f64;
+        acc[c + k] = s2[k] as f64;
     }
+    acc
 }
 
-/// `[2, C]`: column sums of `dy` and of `dy·x̂` (f64 accumulation).
-struct BatchNormGradSums {
-    mean: Vec<f32>,
-    inv_std: Vec<f32>,
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn act_grad_sums_chunk_avx2<A: ActFn>(
+    op: &BatchNormGradSums,
+    c: usize,
+    out: &mut [f32],
+    x: &[f32],
+    g: &[f32],
+) -> Vec<f64> {
+    act_grad_sums_chunk::<A>(op, c, out, x, g)
+}
+
+impl BatchNormGradSums {
+    fn run<A: ActFn>(&self, x: &[f32], g: &[f32], c: usize, out: &mut [f32]) -> Vec<f64> {
+        let chunk = c * (TASK_ELEMS / c).max(1);
+        #[cfg(target_arch = "x86_64")]
+        let wide = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let wide = false;
+        out.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .zip(g.par_chunks(chunk))
+            .map(|((o, xb), gb)| {
+                if wide {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: only reached when the CPU reports AVX2 and FMA.
+                    unsafe {
+                        return act_grad_sums_chunk_avx2::<A>(self, c, o, xb, gb);
+                    }
+                }
+                act_grad_sums_chunk::<A>(self, c, o, xb, gb)
+            })
+            .reduce(
+                || vec![0f64; 2 * c],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            )
+    }
 }
 
 impl CustomOp2 for BatchNormGradSums {
@@ -542,33 +566,15 @@ impl CustomOp2 for BatchNormGradSums {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, c) = l1.shape().dims2()?;
+        let (n, c) = l1.shape().dims2()?;
         let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let c1 = c.max(1);
-        let chunk = c1 * (TASK_ELEMS / c1).max(1);
-        let sums = x
-            .par_chunks(chunk)
-            .zip(g.par_chunks(chunk))
-            .map(|(xb, gb)| {
-                let mut acc = vec![0f64; 2 * c];
-                let (sd, sdx) = acc.split_at_mut(c);
-                for (xr, gr) in xb.chunks_exact(c1).zip(gb.chunks_exact(c1)) {
-                    for k in 0..c {
-                        let xhat = (xr[k] - self.mean[k]) * self.inv_std[k];
-                        sd[k] += gr[k] as f64;
-                        sdx[k] += (gr[k] * xhat) as f64;
-                    }
-                }
-                acc
-            })
-            .reduce(
-                || vec![0f64; 2 * c],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
-        Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from((2, c))))
+        let mut out = vec![0f32; (n + 2) * c];
+        if c > 0 {
+            let (rows, tail) = out.split_at_mut(n * c);
+            let sums = with_act!(self.activation, A => self.run::<A>(x, g, c, rows));
+            tail.iter_mut().zip(&sums).for_each(|(t, &v)| *t = v as f32);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n + 2, c))))
     }
 }
 
