@@ -15,6 +15,36 @@
 
 use std::sync::{Arc, OnceLock};
 
+/// Widest SIMD level the CPU offers, detected once; the CPU kernels of the workspace run a copy
+/// of their loops compiled for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// Baseline (SSE2 on x86-64).
+    Base,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512F (with AVX2 and FMA).
+    Avx512,
+}
+
+/// The [`SimdLevel`] of this CPU.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if avx2 {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Base
+    })
+}
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -141,24 +171,22 @@ impl GatherPlan {
     }
 
     /// The CPU kernel: `out[r] (+)= Σ w · src[s]` for `d`-wide rows, in parallel over rows;
-    /// on x86-64 CPUs with AVX2 and FMA each task runs an AVX2-compiled copy of the loop.
+    /// each task runs a copy of the loop compiled for the CPU's [`SimdLevel`].
     fn run<T: Elem>(&self, src: &[T], d: usize, out: &mut [T]) {
         let d = d.max(1);
         let rows_per_task = (8192 / d).max(1);
-        #[cfg(target_arch = "x86_64")]
-        let wide = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-        #[cfg(not(target_arch = "x86_64"))]
-        let wide = false;
+        let level = simd_level();
         out.par_chunks_mut(d * rows_per_task).enumerate().for_each(|(task, rows)| {
             let first = task * rows_per_task;
-            if wide {
+            match level {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: only reached when the CPU reports AVX2 and FMA.
-                unsafe {
-                    return self.rows_avx2(src, d, first, rows);
-                }
+                // SAFETY: the level says the CPU has these features.
+                SimdLevel::Avx512 => unsafe { self.rows_avx512(src, d, first, rows) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                SimdLevel::Avx2 => unsafe { self.rows_avx2(src, d, first, rows) },
+                _ => self.rows(src, d, first, rows),
             }
-            self.rows(src, d, first, rows)
         });
     }
 
@@ -180,6 +208,12 @@ impl GatherPlan {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn rows_avx2<T: Elem>(&self, src: &[T], d: usize, first: usize, rows: &mut [T]) {
+        self.rows(src, d, first, rows)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn rows_avx512<T: Elem>(&self, src: &[T], d: usize, first: usize, rows: &mut [T]) {
         self.rows(src, d, first, rows)
     }
 }

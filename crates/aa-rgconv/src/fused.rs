@@ -1,6 +1,7 @@
 //! Fused element-wise ops with their own backward, so a training step does not allocate a
 //! dozen `[N, D]` temporaries per activation (candle's composite GELU-erf backward does).
 
+use aa_graph::kernels::{simd_level, SimdLevel};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -195,31 +196,32 @@ fn affine_act_into(out: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &
 const TASK_ELEMS: usize = 8192;
 
 /// Runs `kernel` over matching chunks of whole rows (`row` wide) of three equally long slices,
-/// in parallel. On x86-64 CPUs with AVX2 and FMA the kernel is compiled for them (runtime
-/// detection), so its element loops vectorise 8-wide instead of SSE2's 4.
+/// in parallel, in a copy compiled for the CPU's [`SimdLevel`] (AVX-512 or AVX2 with FMA where
+/// present), so its element loops vectorise 16- or 8-wide instead of SSE2's 4.
 fn par_rows<K: RowKernel>(out: &mut [f32], a: &[f32], b: &[f32], row: usize, kernel: &K) {
     debug_assert!(out.len() == a.len() && a.len() == b.len());
     let chunk = row.max(1) * (TASK_ELEMS / row.max(1)).max(1);
-    #[cfg(target_arch = "x86_64")]
-    let wide = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let wide = false;
-    out.par_chunks_mut(chunk).zip(a.par_chunks(chunk)).zip(b.par_chunks(chunk)).for_each(|((o, x), y)| {
-        if wide {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: only reached when the CPU reports AVX2 and FMA.
-            unsafe {
-                body_avx2(kernel, o, x, y)
-            }
-        } else {
-            kernel.body(o, x, y)
-        }
+    let level = simd_level();
+    out.par_chunks_mut(chunk).zip(a.par_chunks(chunk)).zip(b.par_chunks(chunk)).for_each(|((o, x), y)| match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the level says the CPU has these features.
+        SimdLevel::Avx512 => unsafe { body_avx512(kernel, o, x, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        SimdLevel::Avx2 => unsafe { body_avx2(kernel, o, x, y) },
+        _ => kernel.body(o, x, y),
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn body_avx2<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) {
+    kernel.body(o, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn body_avx512<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) {
     kernel.body(o, x, y)
 }
 
@@ -530,25 +532,33 @@ unsafe fn act_grad_sums_chunk_avx2<A: ActFn>(
     act_grad_sums_chunk::<A>(op, c, out, x, g)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn act_grad_sums_chunk_avx512<A: ActFn>(
+    op: &BatchNormGradSums,
+    c: usize,
+    out: &mut [f32],
+    x: &[f32],
+    g: &[f32],
+) -> Vec<f64> {
+    act_grad_sums_chunk::<A>(op, c, out, x, g)
+}
+
 impl BatchNormGradSums {
     fn run<A: ActFn>(&self, x: &[f32], g: &[f32], c: usize, out: &mut [f32]) -> Vec<f64> {
         let chunk = c * (TASK_ELEMS / c).max(1);
-        #[cfg(target_arch = "x86_64")]
-        let wide = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-        #[cfg(not(target_arch = "x86_64"))]
-        let wide = false;
+        let level = simd_level();
         out.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
             .zip(g.par_chunks(chunk))
-            .map(|((o, xb), gb)| {
-                if wide {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: only reached when the CPU reports AVX2 and FMA.
-                    unsafe {
-                        return act_grad_sums_chunk_avx2::<A>(self, c, o, xb, gb);
-                    }
-                }
-                act_grad_sums_chunk::<A>(self, c, o, xb, gb)
+            .map(|((o, xb), gb)| match level {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the level says the CPU has these features.
+                SimdLevel::Avx512 => unsafe { act_grad_sums_chunk_avx512::<A>(self, c, o, xb, gb) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                SimdLevel::Avx2 => unsafe { act_grad_sums_chunk_avx2::<A>(self, c, o, xb, gb) },
+                _ => act_grad_sums_chunk::<A>(self, c, o, xb, gb),
             })
             .reduce(
                 || vec![0f64; 2 * c],
