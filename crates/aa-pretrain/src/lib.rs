@@ -8,3 +8,8 @@
 pub mod optim;
 
 pub use optim::{AdamW, AdamWConfig, ParamGroup};
+
+/// The crate README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
