@@ -5,6 +5,7 @@
 //! (AdamW with parameter groups), learning-rate schedules, the trainer, checkpoints, metrics
 //! and masking strategies.
 
+pub mod metrics;
 pub mod optim;
 
 pub use optim::{AdamW, AdamWConfig, ParamGroup};
