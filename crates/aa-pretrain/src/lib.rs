@@ -5,8 +5,11 @@
 //! (AdamW with parameter groups), learning-rate schedules, the trainer, checkpoints, metrics
 //! and masking strategies.
 
+pub mod checkpoint;
 pub mod metrics;
 pub mod optim;
+pub mod rng;
+pub mod schedule;
 
 pub use optim::{AdamW, AdamWConfig, ParamGroup};
 

@@ -1105,3 +1105,36 @@ pub fn merge_rows(a: &Tensor, b: &Tensor, split: usize) -> Result<Tensor> {
     let n = b.dim(0)?;
     Tensor::cat(&[&a.narrow(0, 0, split)?, &b.narrow(0, split, n - split)?], 0)
 }
+
+/// Copies `src` into `dst`'s storage (same element count, contiguous CPU f32), so every tensor
+/// sharing that storage — e.g. a `VarMap` variable — sees the values.
+struct Overwrite;
+
+impl candle_core::InplaceOp2 for Overwrite {
+    fn name(&self) -> &'static str {
+        "overwrite"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, src: &CpuStorage, src_l: &Layout) -> Result<()> {
+        let s = contiguous_f32(src, src_l)?;
+        let (CpuStorage::F32(d), Some((a, b))) = (dst, dst_l.contiguous_offsets()) else {
+            candle_core::bail!("overwrite: contiguous f32 destination only")
+        };
+        if b - a != s.len() {
+            candle_core::bail!("overwrite: {} values into {}", s.len(), b - a);
+        }
+        d[a..b].copy_from_slice(s);
+        Ok(())
+    }
+}
+
+/// Overwrites `dst` in place with `src` on CPU f32 (returns `true`); `false` elsewhere, where
+/// the caller replaces the tensor instead.
+pub fn overwrite(dst: &Tensor, src: &Tensor) -> Result<bool> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous();
+    if !(f32_cpu(dst) && src.dtype() == candle_core::DType::F32 && src.device().is_cpu()) {
+        return Ok(false);
+    }
+    dst.inplace_op2(&src.contiguous()?, &Overwrite)?;
+    Ok(true)
+}

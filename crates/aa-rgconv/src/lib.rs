@@ -270,10 +270,15 @@ impl BatchNorm {
             mean_t = (mean_t + o.detach().to_dtype(DType::F32)?)?;
         }
         let var_t = Tensor::from_vec(unbiased, var.len(), dev)?;
-        let mut rm = self.running_mean.lock().expect("running mean lock");
-        *rm = ((&*rm * (1.0 - m))? + (mean_t * m)?)?;
-        let mut rv = self.running_var.lock().expect("running var lock");
-        *rv = ((&*rv * (1.0 - m))? + (var_t * m)?)?;
+        // Updated in place where possible, so a `VarMap` that created the buffers (and any
+        // checkpoint written from it) sees the new statistics.
+        for (lock, batch) in [(&self.running_mean, mean_t), (&self.running_var, var_t)] {
+            let mut running = lock.lock().expect("running statistics lock");
+            let next = ((&*running * (1.0 - m))? + (batch * m)?)?;
+            if !fused::overwrite(&running, &next)? {
+                *running = next;
+            }
+        }
         Ok(y)
     }
 
@@ -339,6 +344,11 @@ impl RelationalGraphConv {
         let (self_w, self_b) = linear_init(&vb.pp("self_loop"), out_dim, in_dim)?;
         let batch_norm = if batch_norm { Some(BatchNorm::new(vb.pp("batch_norm"), out_dim)?) } else { None };
         Ok(RelationalGraphConv { linear_w, linear_b, self_w, self_b, batch_norm, activation, in_dim, num_relations })
+    }
+
+    /// The batch norm's running mean and variance, if the layer has batch norm.
+    pub fn batch_norm_stats(&self) -> Option<(Tensor, Tensor)> {
+        self.batch_norm.as_ref().map(|bn| bn.running_stats())
     }
 
     /// Output width.

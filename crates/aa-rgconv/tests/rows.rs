@@ -44,6 +44,10 @@ fn idle_rows_equal_the_full_range() {
     };
     let ((rm1, rv1), (rm2, rv2)) = (stats(&m1), stats(&m2));
     assert!(max_diff(&rm1, &rm2) < 1e-6 && max_diff(&rv1, &rv2) < 1e-6);
+    // The VarMap's own buffers carry the update (checkpoints are written from them).
+    let (rm, _) = idle.batch_norm_stats().unwrap();
+    assert!(max_diff(&rm, &rm2) == 0.0);
+    assert!(rm2.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "running mean moved");
 }
 
 #[test]

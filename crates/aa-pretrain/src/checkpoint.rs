@@ -1,0 +1,186 @@
+//! Checkpoints that survive a crash at any moment. Each save writes a fresh directory
+//! (`step-000123/` with `model.safetensors`, `optimizer.safetensors`, `state.json`) under a
+//! temporary name, syncs it, renames it into place, and only then moves a pointer file
+//! (`latest`, `best`) to it by write-then-rename. A reader follows a pointer, so it always sees
+//! a complete checkpoint; a kill mid-save leaves at most a `.tmp-*` directory that is ignored
+//! and cleaned up by the next save.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Result, Tensor};
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Directory it was read from.
+    pub dir: PathBuf,
+    /// Model weights by name.
+    pub model: HashMap<String, Tensor>,
+    /// Optimiser state by name.
+    pub optimizer: HashMap<String, Tensor>,
+    /// Trainer state, configuration and anything else the caller stored.
+    pub state: serde_json::Value,
+}
+
+/// A directory of checkpoints with `latest` and `best` pointers.
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    root: PathBuf,
+    keep: usize,
+}
+
+fn io(path: &Path, what: &str, e: std::io::Error) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{what} {}: {e}", path.display()))
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    // Directory fsync makes the rename durable on Linux; elsewhere opening a directory may fail.
+    if let Ok(f) = fs::File::open(path) {
+        let _ = f.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` via a temporary sibling and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, "creating", e))?;
+        f.write_all(bytes).map_err(|e| io(&tmp, "writing", e))?;
+        f.sync_all().map_err(|e| io(&tmp, "syncing", e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| io(path, "renaming into", e))?;
+    sync_dir(dir)
+}
+
+impl CheckpointDir {
+    /// Uses (and creates) `root`; keeps the newest `keep` step directories plus whatever a
+    /// pointer names.
+    pub fn new(root: impl Into<PathBuf>, keep: usize) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| io(&root, "creating", e))?;
+        Ok(CheckpointDir { root, keep: keep.max(1) })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Saves a checkpoint named `name` (e.g. `step-000123`) and points `pointers` (e.g.
+    /// `["latest"]`, `["latest", "best"]`) at it. Returns its directory.
+    pub fn save(
+        &self,
+        name: &str,
+        model: &HashMap<String, Tensor>,
+        optimizer: &HashMap<String, Tensor>,
+        state: &serde_json::Value,
+        pointers: &[&str],
+    ) -> Result<PathBuf> {
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+            candle_core::bail!("checkpoint name {name:?} must be a plain file name");
+        }
+        let tmp = self.root.join(format!(".tmp-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(|e| io(&tmp, "creating", e))?;
+        let contiguous = |m: &HashMap<String, Tensor>| -> Result<HashMap<String, Tensor>> {
+            m.iter().map(|(k, v)| Ok((k.clone(), v.contiguous()?))).collect()
+        };
+        for (file, tensors) in [("model.safetensors", model), ("optimizer.safetensors", optimizer)] {
+            let path = tmp.join(file);
+            candle_core::safetensors::save(&contiguous(tensors)?, &path)?;
+            fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| io(&path, "syncing", e))?;
+        }
+        let json = serde_json::to_vec_pretty(state).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        write_atomic(&tmp.join("state.json"), &json)?;
+        sync_dir(&tmp)?;
+        let dest = self.root.join(name);
+        if dest.exists() {
+            // Re-saving a name: move the old one aside first (pointers may still name it only
+            // until they are rewritten below).
+            let old = self.root.join(format!(".old-{name}-{}", std::process::id()));
+            fs::rename(&dest, &old).map_err(|e| io(&dest, "moving aside", e))?;
+            fs::rename(&tmp, &dest).map_err(|e| io(&dest, "renaming into", e))?;
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            fs::rename(&tmp, &dest).map_err(|e| io(&dest, "renaming into", e))?;
+        }
+        sync_dir(&self.root)?;
+        for p in pointers {
+            write_atomic(&self.root.join(p), name.as_bytes())?;
+        }
+        self.prune()?;
+        Ok(dest)
+    }
+
+    /// The checkpoint a pointer names, if the pointer exists.
+    pub fn resolve(&self, pointer: &str) -> Result<Option<PathBuf>> {
+        let p = self.root.join(pointer);
+        match fs::read_to_string(&p) {
+            Ok(name) => Ok(Some(self.root.join(name.trim()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&p, "reading", e)),
+        }
+    }
+
+    /// Loads the checkpoint a pointer names (`None` when there is none yet).
+    pub fn load(&self, pointer: &str, device: &Device) -> Result<Option<Checkpoint>> {
+        match self.resolve(pointer)? {
+            Some(dir) => load_dir(&dir, device).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes leftovers of interrupted saves and step directories beyond `keep` that no
+    /// pointer names.
+    fn prune(&self) -> Result<()> {
+        let pinned: Vec<PathBuf> = ["latest", "best"].iter().filter_map(|p| self.resolve(p).ok().flatten()).collect();
+        let mut steps = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(|e| io(&self.root, "listing", e))? {
+            let entry = entry.map_err(|e| io(&self.root, "listing", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let ours = name.ends_with(&format!("-{}", std::process::id()));
+            if (name.starts_with(".tmp-") || name.starts_with(".old-")) && !ours && path.is_dir() {
+                let _ = fs::remove_dir_all(&path);
+            } else if name.starts_with("step-") && path.is_dir() {
+                steps.push((name, path));
+            }
+        }
+        steps.sort();
+        let excess = steps.len().saturating_sub(self.keep);
+        for (_, path) in steps.into_iter().take(excess) {
+            if !pinned.contains(&path) {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads a checkpoint directory, with errors that name the file.
+pub fn load_dir(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let read = |file: &str| -> Result<HashMap<String, Tensor>> {
+        let path = dir.join(file);
+        if !path.exists() {
+            candle_core::bail!("checkpoint {}: {file} is missing", dir.display());
+        }
+        candle_core::safetensors::load(&path, device)
+            .map_err(|e| candle_core::Error::Msg(format!("checkpoint {}: {e}", path.display())))
+    };
+    let state_path = dir.join("state.json");
+    let text = fs::read_to_string(&state_path).map_err(|e| io(&state_path, "reading", e))?;
+    let state = serde_json::from_str(&text)
+        .map_err(|e| candle_core::Error::Msg(format!("checkpoint {}: {e}", state_path.display())))?;
+    Ok(Checkpoint {
+        dir: dir.to_path_buf(),
+        model: read("model.safetensors")?,
+        optimizer: read("optimizer.safetensors")?,
+        state,
+    })
+}
