@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod optim;
 pub mod rng;
 pub mod schedule;
+pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig, ParamGroup};
 

@@ -1,0 +1,431 @@
+//! The trainer every encoder family uses: epochs of shuffled mini-batches, AdamW with
+//! parameter groups and a schedule, gradient clipping, validation after every epoch with the
+//! best checkpoint kept, early stopping, crash-safe checkpoints with everything needed to
+//! resume bit-for-bit (weights, optimiser moments, RNG state, position in the epoch), a JSONL
+//! metrics log and an SVG training curve. A non-finite loss stops training with the step named
+//! and the last good checkpoint untouched.
+//!
+//! What a model family supplies is an [`Objective`]: the loss of a batch of items (masking or
+//! any other randomness drawn from the given [`Rng`]) and validation metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Result, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::CheckpointDir;
+use crate::optim::{AdamW, AdamWConfig, ParamGroup};
+use crate::rng::Rng;
+use crate::schedule::Schedule;
+
+/// Training hyper-parameters (the `train` section of a run configuration).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training items.
+    pub epochs: usize,
+    /// Items per optimiser step.
+    pub batch_size: usize,
+    /// Optimiser (its `lr` is the base rate the schedule scales).
+    pub optimizer: AdamWConfig,
+    /// Learning-rate schedule over all steps.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this value.
+    #[serde(default)]
+    pub clip_norm: Option<f64>,
+    /// Seed of shuffling and of the objective's randomness.
+    #[serde(default)]
+    pub seed: u64,
+    /// Stop after this many epochs without a better validation score.
+    #[serde(default)]
+    pub patience: Option<usize>,
+    /// Also checkpoint every this many steps (always at the end of each epoch).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
+    /// Step checkpoints to keep besides `latest` and `best`.
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Pause after this many optimiser steps in total (a checkpoint is written; calling
+    /// [`Trainer::fit`] again with a larger limit continues identically).
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+}
+
+fn default_keep() -> usize {
+    2
+}
+
+/// A loss and validation metrics for one model family and task.
+pub trait Objective {
+    /// One training example (e.g. a featurised glycan and its label).
+    type Item;
+    /// Loss of a batch (a scalar tensor whose backward reaches the parameters) and named
+    /// scalars to log (e.g. masked-type accuracy).
+    fn loss(&self, batch: &[&Self::Item], rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)>;
+    /// Metrics on a whole split (in inference mode).
+    fn evaluate(&self, items: &[Self::Item]) -> Result<BTreeMap<String, f64>>;
+}
+
+/// Which validation metric picks the best checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Metric name as returned by [`Objective::evaluate`].
+    pub metric: String,
+    /// Larger is better (accuracy) or smaller (loss, RMSE).
+    pub higher_is_better: bool,
+}
+
+/// Where a run keeps its files.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// Directory of the run (`checkpoints/`, `metrics.jsonl`, `curve.svg`).
+    pub path: PathBuf,
+}
+
+/// One epoch's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation metrics.
+    pub valid: BTreeMap<String, f64>,
+    /// Seconds of training (without validation).
+    pub seconds: f64,
+    /// Items per second.
+    pub items_per_second: f64,
+}
+
+/// Everything besides weights and moments a resumed run needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Epoch in progress (or next).
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Batches of the current epoch already taken.
+    pub batch_in_epoch: usize,
+    /// Generator of the current epoch's order.
+    pub epoch_rng: Rng,
+    /// Generator handed to the objective.
+    pub rng: Rng,
+    /// Losses of the current epoch so far.
+    pub epoch_losses: Vec<f64>,
+    /// Best validation score and its epoch.
+    pub best: Option<(f64, usize)>,
+    /// Epochs since the best one.
+    pub bad_epochs: usize,
+    /// Every finished epoch.
+    pub history: Vec<EpochRecord>,
+    /// Every step's loss (the resume test compares these).
+    pub losses: Vec<f64>,
+}
+
+/// What [`Trainer::fit`] returns.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    /// Final state (history, best score, losses).
+    pub state: TrainerState,
+    /// Directory of the best checkpoint, if validation ran.
+    pub best_checkpoint: Option<PathBuf>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// The trainer.
+pub struct Trainer {
+    config: TrainConfig,
+    vars: Vec<(String, Var)>,
+    optimizer: AdamW,
+    selection: Selection,
+    run: RunDir,
+    checkpoints: CheckpointDir,
+    /// Extra JSON stored in every checkpoint (the model and task configuration).
+    pub metadata: serde_json::Value,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Trainer {
+    /// A trainer over parameter groups; all their variables (plus `buffers`, e.g. batch-norm
+    /// running statistics, which are saved but not optimised) go into checkpoints by name.
+    pub fn new(
+        config: TrainConfig,
+        groups: Vec<ParamGroup>,
+        buffers: Vec<(String, Var)>,
+        selection: Selection,
+        run: RunDir,
+    ) -> Result<Self> {
+        if config.batch_size == 0 {
+            candle_core::bail!("batch_size must be at least 1");
+        }
+        let mut vars: Vec<(String, Var)> = groups.iter().flat_map(|g| g.vars.iter().cloned()).collect();
+        vars.extend(buffers);
+        let optimizer = AdamW::new(groups, config.optimizer.clone())?;
+        let checkpoints = CheckpointDir::new(run.path.join("checkpoints"), config.keep_checkpoints)?;
+        Ok(Trainer {
+            config,
+            vars,
+            optimizer,
+            selection,
+            run,
+            checkpoints,
+            metadata: serde_json::Value::Null,
+            progress: false,
+        })
+    }
+
+    /// The checkpoint directory.
+    pub fn checkpoints(&self) -> &CheckpointDir {
+        &self.checkpoints
+    }
+
+    fn fresh_state(&self) -> TrainerState {
+        let mut seed = Rng::new(self.config.seed);
+        TrainerState {
+            epoch: 0,
+            step: 0,
+            batch_in_epoch: 0,
+            epoch_rng: seed.fork(),
+            rng: seed.fork(),
+            epoch_losses: Vec::new(),
+            best: None,
+            bad_epochs: 0,
+            history: Vec::new(),
+            losses: Vec::new(),
+        }
+    }
+
+    /// Restores weights, optimiser and trainer state from the `latest` checkpoint, if any.
+    fn resume(&mut self) -> Result<Option<TrainerState>> {
+        let device = match self.vars.first() {
+            Some((_, v)) => v.device().clone(),
+            None => return Ok(None),
+        };
+        let Some(ck) = self.checkpoints.load("latest", &device)? else { return Ok(None) };
+        for (name, var) in &self.vars {
+            let t = ck
+                .model
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint {} lacks {name}", ck.dir.display())))?;
+            if t.shape() != var.shape() {
+                candle_core::bail!(
+                    "checkpoint {}: {name} is {:?}, the model has {:?}",
+                    ck.dir.display(),
+                    t.shape(),
+                    var.shape()
+                );
+            }
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+        let state: TrainerState = serde_json::from_value(ck.state["trainer"].clone())
+            .map_err(|e| candle_core::Error::Msg(format!("checkpoint {}: trainer state: {e}", ck.dir.display())))?;
+        self.optimizer.load_state(&ck.optimizer, state.step)?;
+        Ok(Some(state))
+    }
+
+    fn save(&self, state: &TrainerState, pointers: &[&str]) -> Result<PathBuf> {
+        let model: HashMap<String, Tensor> =
+            self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        let (optim, _) = self.optimizer.state()?;
+        let json = serde_json::json!({
+            "trainer": state,
+            "train_config": self.config,
+            "selection": self.selection,
+            "metadata": self.metadata,
+        });
+        self.checkpoints.save(&format!("step-{:08}", state.step), &model, &optim, &json, pointers)
+    }
+
+    fn log(&self, record: &serde_json::Value) -> Result<()> {
+        let path = self.run.path.join("metrics.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| candle_core::Error::Msg(format!("opening {}: {e}", path.display())))?;
+        writeln!(f, "{record}").map_err(|e| candle_core::Error::Msg(format!("writing {}: {e}", path.display())))
+    }
+
+    /// Trains on `train`, validating on `valid` after every epoch; continues from the run's
+    /// `latest` checkpoint when there is one.
+    pub fn fit<O: Objective>(&mut self, objective: &O, train: &[O::Item], valid: &[O::Item]) -> Result<TrainReport> {
+        std::fs::create_dir_all(&self.run.path)
+            .map_err(|e| candle_core::Error::Msg(format!("creating {}: {e}", self.run.path.display())))?;
+        if train.is_empty() {
+            candle_core::bail!("no training items");
+        }
+        let mut state = match self.resume()? {
+            Some(s) => s,
+            None => self.fresh_state(),
+        };
+        let per_epoch = train.len().div_ceil(self.config.batch_size);
+        // The schedule spans the whole configured run; `max_steps` only pauses it (a later
+        // call resumes with the same learning rates).
+        let total = (per_epoch * self.config.epochs) as u64;
+        let stop_at = self.config.max_steps.unwrap_or(u64::MAX).min(total);
+        let bar = if self.progress { indicatif::ProgressBar::new(stop_at) } else { indicatif::ProgressBar::hidden() };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_position(state.step);
+        let mut stopped_early = false;
+        'epochs: while state.epoch < self.config.epochs {
+            let mut order: Vec<usize> = (0..train.len()).collect();
+            state.epoch_rng.clone().shuffle(&mut order);
+            let started = std::time::Instant::now();
+            let mut items_done = 0usize;
+            for b in state.batch_in_epoch..per_epoch {
+                if state.step >= stop_at {
+                    self.save(&state, &["latest"])?;
+                    break 'epochs;
+                }
+                let idx = &order[b * self.config.batch_size..((b + 1) * self.config.batch_size).min(order.len())];
+                let batch: Vec<&O::Item> = idx.iter().map(|&i| &train[i]).collect();
+                let lr = self.config.optimizer.lr * self.config.schedule.factor(state.step, total);
+                let (loss, extras) = objective.loss(&batch, &mut state.rng)?;
+                let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    let last = self.checkpoints.resolve("latest")?;
+                    candle_core::bail!(
+                        "loss is {value} at step {} (epoch {}, batch {b}); stopped. Last good checkpoint: {}",
+                        state.step,
+                        state.epoch,
+                        last.map(|p| p.display().to_string()).unwrap_or_else(|| "none yet".into())
+                    );
+                }
+                let mut grads = loss.backward()?;
+                if let Some(max) = self.config.clip_norm {
+                    clip_grad_norm(&mut grads, &self.vars, max)?;
+                }
+                self.optimizer.step(&grads, lr)?;
+                state.step += 1;
+                state.batch_in_epoch = b + 1;
+                state.losses.push(value);
+                state.epoch_losses.push(value);
+                items_done += batch.len();
+                let mut rec = serde_json::json!({"step": state.step, "epoch": state.epoch, "loss": value, "lr": lr});
+                for (k, v) in &extras {
+                    rec[k] = serde_json::json!(v);
+                }
+                self.log(&rec)?;
+                bar.set_position(state.step);
+                let rate = items_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("epoch {} loss {value:.4} {rate:.0} items/s", state.epoch));
+                if self.config.checkpoint_every.is_some_and(|k| k > 0 && state.step % k == 0) {
+                    self.save(&state, &["latest"])?;
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let valid_metrics = if valid.is_empty() { BTreeMap::new() } else { objective.evaluate(valid)? };
+            let train_loss = state.epoch_losses.iter().sum::<f64>() / state.epoch_losses.len().max(1) as f64;
+            let record = EpochRecord {
+                epoch: state.epoch,
+                train_loss,
+                valid: valid_metrics.clone(),
+                seconds,
+                items_per_second: items_done as f64 / seconds.max(1e-9),
+            };
+            self.log(&serde_json::json!({"epoch_end": record}))?;
+            state.history.push(record);
+            let score = valid_metrics.get(&self.selection.metric).copied();
+            let improved = match (score, state.best) {
+                (Some(s), None) => s.is_finite(),
+                (Some(s), Some((b, _))) => {
+                    if self.selection.higher_is_better {
+                        s > b
+                    } else {
+                        s < b
+                    }
+                }
+                (None, _) => false,
+            };
+            if improved {
+                state.best = score.map(|s| (s, state.epoch));
+                state.bad_epochs = 0;
+            } else {
+                state.bad_epochs += 1;
+            }
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+            state.epoch_losses.clear();
+            state.epoch_rng = state.rng.fork();
+            self.save(&state, if improved { &["latest", "best"] } else { &["latest"] })?;
+            if self.config.patience.is_some_and(|p| state.bad_epochs >= p) {
+                stopped_early = true;
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        write_curve(&self.run.path.join("curve.svg"), &state, &self.selection.metric)?;
+        Ok(TrainReport { best_checkpoint: self.checkpoints.resolve("best")?, state, stopped_early })
+    }
+}
+
+/// Scales every gradient so their global L2 norm is at most `max_norm` (PyTorch
+/// `clip_grad_norm_`, with its 1e-6 guard); returns the norm before clipping.
+pub fn clip_grad_norm(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[(String, Var)],
+    max_norm: f64,
+) -> Result<f64> {
+    let mut total = 0f64;
+    for (_, v) in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            total += g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        }
+    }
+    let norm = total.sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for (_, v) in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * coef)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// The training loss per step and the selection metric per epoch as an SVG line chart.
+fn write_curve(path: &Path, state: &TrainerState, metric: &str) -> Result<()> {
+    let (w, h, pad) = (640.0, 320.0, 40.0);
+    let poly = |ys: &[(f64, f64)], color: &str| -> String {
+        let finite: Vec<&(f64, f64)> = ys.iter().filter(|p| p.1.is_finite()).collect();
+        if finite.is_empty() {
+            return String::new();
+        }
+        let (x0, x1) =
+            (finite.iter().map(|p| p.0).fold(f64::MAX, f64::min), finite.iter().map(|p| p.0).fold(f64::MIN, f64::max));
+        let (y0, y1) =
+            (finite.iter().map(|p| p.1).fold(f64::MAX, f64::min), finite.iter().map(|p| p.1).fold(f64::MIN, f64::max));
+        let sx = |x: f64| pad + (x - x0) / (x1 - x0).max(1e-12) * (w - 2.0 * pad);
+        let sy = |y: f64| h - pad - (y - y0) / (y1 - y0).max(1e-12) * (h - 2.0 * pad);
+        let pts: Vec<String> = finite.iter().map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1))).collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n<text x=\"{pad}\" y=\"{}\" fill=\"{color}\" font-size=\"11\">{y0:.4} … {y1:.4}</text>\n",
+            pts.join(" "),
+            if color == "steelblue" { 14.0 } else { 28.0 }
+        )
+    };
+    let losses: Vec<(f64, f64)> = state.losses.iter().enumerate().map(|(i, &l)| (i as f64, l)).collect();
+    let per_epoch = state.losses.len() as f64 / state.history.len().max(1) as f64;
+    let valid: Vec<(f64, f64)> = state
+        .history
+        .iter()
+        .filter_map(|r| r.valid.get(metric).map(|&v| ((r.epoch as f64 + 1.0) * per_epoch, v)))
+        .collect();
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"14\" font-size=\"12\" text-anchor=\"end\"><tspan fill=\"steelblue\">training loss per step</tspan> · <tspan fill=\"darkorange\">validation {metric} per epoch</tspan></text>\n{}{}</svg>\n",
+        w - pad,
+        poly(&losses, "steelblue"),
+        poly(&valid, "darkorange"),
+    );
+    crate::checkpoint::write_atomic(path, svg.as_bytes())
+}
