@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+mod pretrain;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -32,6 +34,28 @@ enum Command {
     /// atoms, bonds, glycans, missing_atoms, warnings — or error. Exits with status 1 if any
     /// input failed, after writing every line.
     Graph(GraphArgs),
+    /// Pretrain PreGlycanAA (masked monosaccharide- and atom-type recovery) on a glycan file.
+    ///
+    /// Everything comes from a JSON config (examples in models/configs/): the glycan file,
+    /// the validation fraction, the model (GlycanAA fields), the masking rates and the
+    /// training settings (epochs, batch size, AdamW, schedule, clipping, seed, early stopping,
+    /// checkpointing). Writes checkpoints/, metrics.jsonl, curve.svg and summary.json into the
+    /// run directory. Running the same command again resumes from the latest checkpoint and
+    /// continues exactly where it stopped (interrupt with Ctrl-C at any time).
+    Pretrain(PretrainArgs),
+}
+
+#[derive(clap::Args)]
+struct PretrainArgs {
+    /// Run configuration (JSON), e.g. models/configs/preglycanaa_quick.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// Directory for checkpoints and logs (created; resumed if it holds a checkpoint).
+    #[arg(long)]
+    run_dir: PathBuf,
+    /// Pause after this many optimiser steps in total (overrides the config).
+    #[arg(long)]
+    max_steps: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Graph(a) => graph(a),
+        Command::Pretrain(a) => pretrain::run(a),
     };
     match result {
         Ok(code) => code,
@@ -241,7 +266,7 @@ fn structures(path: &Path, a: &GraphArgs) -> Result<ExitCode> {
 }
 
 /// Reads glycans: a CSV (by extension, or a header naming a known column) or one per line.
-fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>> {
+pub(crate) fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())

@@ -19,6 +19,7 @@ mod fragment;
 pub mod iupac;
 pub mod model;
 pub mod molecule;
+pub mod pretrain;
 pub mod residue;
 
 pub use iupac::{parse_iupac, ParsedGlycan};

@@ -1,0 +1,157 @@
+//! `allatom pretrain`: PreGlycanAA on a glycan file, driven by a JSON run configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aa_pretrain::rng::Rng;
+use aa_pretrain::trainer::{RunDir, Selection, TrainConfig, Trainer};
+use aa_pretrain::ParamGroup;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use glycan_aa::compat::{featurize, CompatVocab};
+use glycan_aa::model::GlycanAAConfig;
+use glycan_aa::pretrain::{MaskingConfig, PreGlycanAA};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Where the glycans come from and how they are split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Glycan file (CSV or one per line); relative paths are relative to the config file.
+    pub glycans: PathBuf,
+    /// CSV column (default: "IUPAC Condensed" or "glycan").
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Fraction held out for validation (random, by the training seed).
+    #[serde(default = "default_valid")]
+    pub valid_fraction: f64,
+    /// Use only the first this many glycans (the vocabulary still comes from the whole file).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Links in the vocabulary: the most frequent ones in the file (84 in the official release).
+    #[serde(default = "default_links")]
+    pub vocab_links: usize,
+}
+
+fn default_valid() -> f64 {
+    0.05
+}
+
+fn default_links() -> usize {
+    84
+}
+
+/// A pretraining run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Input glycans.
+    pub data: DataConfig,
+    /// The encoder.
+    pub model: GlycanAAConfig,
+    /// Masking rates.
+    #[serde(default)]
+    pub masking: MaskingConfig,
+    /// Training settings.
+    pub train: TrainConfig,
+}
+
+fn resolve(config_path: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config_path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    let mut cfg: PretrainConfig =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a pretraining config", a.config.display()))?;
+    if let Some(m) = a.max_steps {
+        cfg.train.max_steps = Some(m);
+    }
+    if !(0.0..1.0).contains(&cfg.data.valid_fraction) {
+        bail!("{}: data.valid_fraction must be in [0, 1)", a.config.display());
+    }
+    let path = resolve(&a.config, &cfg.data.glycans);
+    let mut glycans = crate::read_glycan_file(&path, cfg.data.column.as_deref())?;
+    // The vocabulary comes from the whole file, so `limit` does not change the model's shape.
+    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &glycans, cfg.data.vocab_links);
+    if let Some(n) = cfg.data.limit {
+        glycans.truncate(n);
+    }
+    if vocab.num_node_types() != cfg.model.num_unit || vocab.num_relations() != cfg.model.num_relation {
+        bail!(
+            "{}: model.num_unit/num_relation are {}/{}, the vocabulary gives {}/{}",
+            a.config.display(),
+            cfg.model.num_unit,
+            cfg.model.num_relation,
+            vocab.num_node_types(),
+            vocab.num_relations()
+        );
+    }
+    let started = std::time::Instant::now();
+    let featurised: Vec<_> = glycans.par_iter().map(|g| featurize(g, &vocab)).collect();
+    let failed = featurised.iter().filter(|r| r.is_err()).count();
+    let mut items: Vec<_> = featurised.into_iter().filter_map(|r| r.ok()).collect();
+    eprintln!(
+        "{} glycans featurised in {:.1} s ({failed} outside the official vocabulary skipped)",
+        items.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut split = Rng::new(cfg.train.seed ^ 0x5EED_5EED);
+    split.shuffle(&mut items);
+    let n_valid = (items.len() as f64 * cfg.data.valid_fraction).round() as usize;
+    let valid = items.split_off(items.len() - n_valid);
+    let train = items;
+
+    let device = Device::Cpu;
+    let map = VarMap::new();
+    let model = PreGlycanAA::new(
+        VarBuilder::from_varmap(&map, DType::F32, &device),
+        &cfg.model,
+        vocab.clone(),
+        cfg.masking.clone(),
+    )?;
+    let (mut params, mut buffers) = (Vec::new(), Vec::new());
+    let mut names: Vec<(String, candle_core::Var)> =
+        map.data().lock().map_err(|_| anyhow::anyhow!("variable map poisoned"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, v) in names {
+        if k.contains("running_") {
+            buffers.push((k, v));
+        } else {
+            params.push((k, v));
+        }
+    }
+    let group = ParamGroup { vars: params, lr_scale: 1.0, weight_decay: None };
+    let selection = Selection { metric: "loss".into(), higher_is_better: false };
+    let mut trainer = Trainer::new(cfg.train.clone(), vec![group], buffers, selection, RunDir { path: a.run_dir.clone() })?;
+    trainer.progress = true;
+    trainer.metadata = serde_json::json!({ "config": cfg, "vocab": vocab, "task": "PreGlycanAA" });
+    let t = std::time::Instant::now();
+    let report = trainer.fit(&model, &train, &valid)?;
+    let summary = serde_json::json!({
+        "train_glycans": train.len(),
+        "valid_glycans": valid.len(),
+        "skipped_glycans": failed,
+        "epochs_done": report.state.history.len(),
+        "steps": report.state.step,
+        "seconds_this_call": t.elapsed().as_secs_f64(),
+        "history": report.state.history,
+        "best": report.state.best,
+        "best_checkpoint": report.best_checkpoint,
+    });
+    aa_pretrain::checkpoint::write_atomic(&a.run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    if let Some(last) = report.state.history.last() {
+        eprintln!(
+            "epoch {}: train loss {:.4}, valid {:?}, {:.0} glycans/s",
+            last.epoch, last.train_loss, last.valid, last.items_per_second
+        );
+    }
+    eprintln!("{} steps; run directory {}", report.state.step, a.run_dir.display());
+    Ok(ExitCode::SUCCESS)
+}

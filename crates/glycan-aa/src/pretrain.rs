@@ -1,0 +1,250 @@
+//! PreGlycanAA: multi-scale masked-type recovery, as the official `HeteroGlycanAttributeMasking`
+//! task. Per glycan, ⌊0.15·monosaccharides⌋ (at least one) monosaccharides are drawn with
+//! replacement and masked together with all their atoms, and ⌊0.45·atoms⌋ further atoms are
+//! drawn with replacement; masked monosaccharides become the `Unknown` unit, masked atoms the
+//! `Null` atom type (`units + 0`). One MLP (384 → 384 → node types, ReLU; `mlp.layers.{0,1}`)
+//! reads the concatenated node features and predicts the original types; the loss is the sum
+//! of the monosaccharide and atom cross-entropies.
+
+use std::collections::BTreeMap;
+
+use aa_pretrain::rng::Rng;
+use aa_pretrain::trainer::Objective;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::compat::{CompatGraph, CompatVocab};
+use crate::model::{GlycanAA, GlycanAABatch, GlycanAAConfig};
+
+/// Masking rates (the official configuration: 0.15 and 0.45).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaskingConfig {
+    /// Fraction of monosaccharides masked (with their atoms), at least one per glycan.
+    pub mono_mask_rate: f64,
+    /// Fraction of atoms masked on top.
+    pub atom_mask_rate: f64,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig { mono_mask_rate: 0.15, atom_mask_rate: 0.45 }
+    }
+}
+
+/// One glycan's masking: node indices (within the glycan) and their original types.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Masked {
+    /// The glycan with masked node types.
+    pub graph: CompatGraph,
+    /// Masked monosaccharide nodes (sorted, unique) and their true unit ids.
+    pub monos: Vec<(u32, u32)>,
+    /// Masked atom nodes (sorted, unique) and their true types (`units + Z`).
+    pub atoms: Vec<(u32, u32)>,
+}
+
+/// Draws the official masking for one glycan.
+pub fn mask_glycan(g: &CompatGraph, vocab: &CompatVocab, cfg: &MaskingConfig, rng: &mut Rng) -> Result<Masked> {
+    let nu = g.num_units;
+    let n_atoms = g.node_type.len() - nu;
+    let unknown = vocab
+        .units
+        .iter()
+        .position(|u| u == "Unknown")
+        .ok_or_else(|| candle_core::Error::Msg("the vocabulary has no 'Unknown' unit (the mask token)".into()))?
+        as u32;
+    let null_atom = vocab.units.len() as u32;
+    let mut mono = std::collections::BTreeSet::new();
+    let mut atom = std::collections::BTreeSet::new();
+    if cfg.mono_mask_rate > 0.0 && nu > 0 {
+        let k = ((nu as f64 * cfg.mono_mask_rate) as usize).max(1);
+        for _ in 0..k {
+            let u = rng.below(nu as u64) as usize;
+            mono.insert(u as u32);
+            for a in g.cumsum[u]..g.cumsum[u + 1] {
+                atom.insert(a);
+            }
+        }
+    }
+    if cfg.atom_mask_rate > 0.0 && n_atoms > 0 {
+        let k = (n_atoms as f64 * cfg.atom_mask_rate) as usize;
+        for _ in 0..k {
+            atom.insert((nu + rng.below(n_atoms as u64) as usize) as u32);
+        }
+    }
+    let mut graph = g.clone();
+    let monos = mono.iter().map(|&i| (i, g.node_type[i as usize])).collect();
+    let atoms = atom.iter().map(|&i| (i, g.node_type[i as usize])).collect();
+    for &i in &mono {
+        graph.node_type[i as usize] = unknown;
+    }
+    for &i in &atom {
+        graph.node_type[i as usize] = null_atom;
+    }
+    Ok(Masked { graph, monos, atoms })
+}
+
+/// The PreGlycanAA model: GlycanAA plus the type-recovery MLP.
+pub struct PreGlycanAA {
+    /// The encoder.
+    pub encoder: GlycanAA,
+    layer0: Linear,
+    layer1: Linear,
+    /// Vocabulary of the featurisation.
+    pub vocab: CompatVocab,
+    /// Masking rates.
+    pub masking: MaskingConfig,
+    device: Device,
+}
+
+/// Losses and accuracies of one masked batch.
+#[derive(Clone, Debug)]
+pub struct MaskedOutput {
+    /// Sum of both cross-entropies.
+    pub loss: Tensor,
+    /// Monosaccharide cross-entropy.
+    pub mono_loss: f64,
+    /// Atom cross-entropy.
+    pub atom_loss: f64,
+    /// Correct monosaccharide predictions / masked monosaccharides.
+    pub mono_correct: (usize, usize),
+    /// Correct atom predictions / masked atoms.
+    pub atom_correct: (usize, usize),
+}
+
+impl PreGlycanAA {
+    /// Loads or creates the encoder (official names) and `mlp.layers.{0,1}` under `vb`.
+    pub fn new(vb: VarBuilder, config: &GlycanAAConfig, vocab: CompatVocab, masking: MaskingConfig) -> Result<Self> {
+        let encoder = GlycanAA::new(vb.clone(), config)?;
+        let d = config.node_dim();
+        let layer0 = candle_nn::linear(d, d, vb.pp("mlp.layers.0"))?;
+        let layer1 = candle_nn::linear(d, config.num_unit, vb.pp("mlp.layers.1"))?;
+        Ok(PreGlycanAA { encoder, layer0, layer1, vocab, masking, device: vb.device().clone() })
+    }
+
+    /// Forward on already-masked glycans (`train` selects batch statistics).
+    pub fn forward_masked(&self, masked: &[Masked], train: bool) -> Result<MaskedOutput> {
+        let graphs: Vec<CompatGraph> = masked.iter().map(|m| m.graph.clone()).collect();
+        let batch = GlycanAABatch::from_compat(&graphs, &self.vocab, &self.device)?;
+        let order = batch.order.to_vec1::<u32>()?;
+        // Batch rows of every masked node, in input order.
+        let (mut mono_rows, mut mono_t, mut atom_rows, mut atom_t) = (vec![], vec![], vec![], vec![]);
+        let mut offset = 0usize;
+        for m in masked {
+            for &(i, t) in &m.monos {
+                mono_rows.push(order[offset + i as usize]);
+                mono_t.push(t);
+            }
+            for &(i, t) in &m.atoms {
+                atom_rows.push(order[offset + i as usize]);
+                atom_t.push(t);
+            }
+            offset += m.graph.node_type.len();
+        }
+        let out = self.encoder.forward(&batch, train)?;
+        let head = |rows: Vec<u32>, targets: Vec<u32>| -> Result<Option<(Tensor, f64, usize, usize)>> {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let n = rows.len();
+            let rows = Tensor::from_vec(rows, n, &self.device)?;
+            let feat = out.all_node_feature.index_select(&rows, 0)?;
+            let logits = self.layer1.forward(&self.layer0.forward(&feat)?.relu()?)?;
+            let targets = Tensor::from_vec(targets, n, &self.device)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+            let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
+            let correct = pred.eq(&targets)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize;
+            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            Ok(Some((loss, value, correct, n)))
+        };
+        let mono = head(mono_rows, mono_t)?;
+        let atom = head(atom_rows, atom_t)?;
+        let zero = Tensor::zeros((), DType::F32, &self.device)?;
+        let loss = match (&mono, &atom) {
+            (Some(m), Some(a)) => (&m.0 + &a.0)?,
+            (Some(m), None) => m.0.clone(),
+            (None, Some(a)) => a.0.clone(),
+            (None, None) => zero,
+        };
+        Ok(MaskedOutput {
+            loss,
+            mono_loss: mono.as_ref().map_or(0.0, |m| m.1),
+            atom_loss: atom.as_ref().map_or(0.0, |a| a.1),
+            mono_correct: mono.as_ref().map_or((0, 0), |m| (m.2, m.3)),
+            atom_correct: atom.as_ref().map_or((0, 0), |a| (a.2, a.3)),
+        })
+    }
+}
+
+impl Objective for PreGlycanAA {
+    type Item = CompatGraph;
+
+    fn loss(&self, batch: &[&CompatGraph], rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
+        let masked = batch.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
+        let out = self.forward_masked(&masked, true)?;
+        let acc = |(c, n): (usize, usize)| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+        Ok((
+            out.loss,
+            vec![
+                ("mono_loss".into(), out.mono_loss),
+                ("atom_loss".into(), out.atom_loss),
+                ("mono_accuracy".into(), acc(out.mono_correct)),
+                ("atom_accuracy".into(), acc(out.atom_correct)),
+            ],
+        ))
+    }
+
+    /// Recovery accuracies and losses on `items` with a fixed masking (seed 0), in batches of 256.
+    fn evaluate(&self, items: &[CompatGraph]) -> Result<BTreeMap<String, f64>> {
+        let mut rng = Rng::new(0);
+        let (mut mc, mut mn, mut ac, mut an, mut loss, mut batches) = (0, 0, 0, 0, 0.0, 0);
+        for chunk in items.chunks(256) {
+            let masked =
+                chunk.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, &mut rng)).collect::<Result<Vec<_>>>()?;
+            let out = self.forward_masked(&masked, false)?;
+            mc += out.mono_correct.0;
+            mn += out.mono_correct.1;
+            ac += out.atom_correct.0;
+            an += out.atom_correct.1;
+            loss += out.mono_loss + out.atom_loss;
+            batches += 1;
+        }
+        Ok(BTreeMap::from([
+            ("mono_accuracy".into(), mc as f64 / mn.max(1) as f64),
+            ("atom_accuracy".into(), ac as f64 / an.max(1) as f64),
+            ("loss".into(), loss / batches.max(1) as f64),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compat::featurize;
+
+    #[test]
+    fn masking_follows_the_official_rates() {
+        let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &[], 84);
+        let g = featurize("Neu5Ac(a2-3)Gal(b1-4)GlcNAc(b1-2)Man(a1-3)[Man(a1-6)]Man(b1-4)GlcNAc(b1-4)GlcNAc", &vocab).unwrap();
+        let (nu, na) = (g.num_units, g.node_type.len() - g.num_units);
+        let mut rng = Rng::new(3);
+        for _ in 0..50 {
+            let m = mask_glycan(&g, &vocab, &MaskingConfig::default(), &mut rng).unwrap();
+            // ⌊0.15·8⌋ = 1 monosaccharide (clamped to ≥ 1), drawn with replacement.
+            assert_eq!(m.monos.len(), 1);
+            let (u, t) = m.monos[0];
+            assert_eq!(t, g.node_type[u as usize]);
+            assert_eq!(m.graph.node_type[u as usize] as usize, vocab.units.iter().position(|x| x == "Unknown").unwrap());
+            // All of that residue's atoms are masked, plus up to ⌊0.45·atoms⌋ drawn ones.
+            let own: Vec<u32> = (g.cumsum[u as usize]..g.cumsum[u as usize + 1]).collect();
+            assert!(own.iter().all(|a| m.atoms.iter().any(|&(i, _)| i == *a)));
+            assert!(m.atoms.len() <= own.len() + (na as f64 * 0.45) as usize);
+            assert!(m.atoms.len() > own.len(), "drawn atoms on top");
+            for &(i, t) in &m.atoms {
+                assert!(i as usize >= nu);
+                assert_eq!(t, g.node_type[i as usize]);
+                assert_eq!(m.graph.node_type[i as usize] as usize, vocab.units.len(), "Null atom token");
+            }
+        }
+    }
+}
