@@ -49,7 +49,7 @@ fn default_links() -> usize {
 pub struct PretrainConfig {
     /// Input glycans.
     pub data: DataConfig,
-    /// The encoder.
+    /// The encoder (`num_unit`/`num_relation` 0: sized from the vocabulary).
     pub model: GlycanAAConfig,
     /// Masking rates.
     #[serde(default)]
@@ -82,6 +82,13 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &glycans, cfg.data.vocab_links);
     if let Some(n) = cfg.data.limit {
         glycans.truncate(n);
+    }
+    // 0 in the config: take the size from the vocabulary.
+    if cfg.model.num_unit == 0 {
+        cfg.model.num_unit = vocab.num_node_types();
+    }
+    if cfg.model.num_relation == 0 {
+        cfg.model.num_relation = vocab.num_relations();
     }
     if vocab.num_node_types() != cfg.model.num_unit || vocab.num_relations() != cfg.model.num_relation {
         bail!(
@@ -117,8 +124,13 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
         cfg.masking.clone(),
     )?;
     let (mut params, mut buffers) = (Vec::new(), Vec::new());
-    let mut names: Vec<(String, candle_core::Var)> =
-        map.data().lock().map_err(|_| anyhow::anyhow!("variable map poisoned"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut names: Vec<(String, candle_core::Var)> = map
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
     for (k, v) in names {
         if k.contains("running_") {
@@ -129,7 +141,8 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     }
     let group = ParamGroup { vars: params, lr_scale: 1.0, weight_decay: None };
     let selection = Selection { metric: "loss".into(), higher_is_better: false };
-    let mut trainer = Trainer::new(cfg.train.clone(), vec![group], buffers, selection, RunDir { path: a.run_dir.clone() })?;
+    let mut trainer =
+        Trainer::new(cfg.train.clone(), vec![group], buffers, selection, RunDir { path: a.run_dir.clone() })?;
     trainer.progress = true;
     trainer.metadata = serde_json::json!({ "config": cfg, "vocab": vocab, "task": "PreGlycanAA" });
     let t = std::time::Instant::now();
@@ -145,7 +158,10 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
         "best": report.state.best,
         "best_checkpoint": report.best_checkpoint,
     });
-    aa_pretrain::checkpoint::write_atomic(&a.run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    aa_pretrain::checkpoint::write_atomic(
+        &a.run_dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     if let Some(last) = report.state.history.last() {
         eprintln!(
             "epoch {}: train loss {:.4}, valid {:?}, {:.0} glycans/s",

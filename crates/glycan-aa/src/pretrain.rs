@@ -180,7 +180,8 @@ impl Objective for PreGlycanAA {
     type Item = CompatGraph;
 
     fn loss(&self, batch: &[&CompatGraph], rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let masked = batch.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
+        let masked =
+            batch.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
         let out = self.forward_masked(&masked, true)?;
         let acc = |(c, n): (usize, usize)| if n == 0 { 0.0 } else { c as f64 / n as f64 };
         Ok((
@@ -199,8 +200,10 @@ impl Objective for PreGlycanAA {
         let mut rng = Rng::new(0);
         let (mut mc, mut mn, mut ac, mut an, mut loss, mut batches) = (0, 0, 0, 0, 0.0, 0);
         for chunk in items.chunks(256) {
-            let masked =
-                chunk.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, &mut rng)).collect::<Result<Vec<_>>>()?;
+            let masked = chunk
+                .iter()
+                .map(|g| mask_glycan(g, &self.vocab, &self.masking, &mut rng))
+                .collect::<Result<Vec<_>>>()?;
             let out = self.forward_masked(&masked, false)?;
             mc += out.mono_correct.0;
             mn += out.mono_correct.1;
@@ -225,7 +228,8 @@ mod tests {
     #[test]
     fn masking_follows_the_official_rates() {
         let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &[], 84);
-        let g = featurize("Neu5Ac(a2-3)Gal(b1-4)GlcNAc(b1-2)Man(a1-3)[Man(a1-6)]Man(b1-4)GlcNAc(b1-4)GlcNAc", &vocab).unwrap();
+        let g = featurize("Neu5Ac(a2-3)Gal(b1-4)GlcNAc(b1-2)Man(a1-3)[Man(a1-6)]Man(b1-4)GlcNAc(b1-4)GlcNAc", &vocab)
+            .unwrap();
         let (nu, na) = (g.num_units, g.node_type.len() - g.num_units);
         let mut rng = Rng::new(3);
         for _ in 0..50 {
@@ -234,7 +238,10 @@ mod tests {
             assert_eq!(m.monos.len(), 1);
             let (u, t) = m.monos[0];
             assert_eq!(t, g.node_type[u as usize]);
-            assert_eq!(m.graph.node_type[u as usize] as usize, vocab.units.iter().position(|x| x == "Unknown").unwrap());
+            assert_eq!(
+                m.graph.node_type[u as usize] as usize,
+                vocab.units.iter().position(|x| x == "Unknown").unwrap()
+            );
             // All of that residue's atoms are masked, plus up to ⌊0.45·atoms⌋ drawn ones.
             let own: Vec<u32> = (g.cumsum[u as usize]..g.cumsum[u as usize + 1]).collect();
             assert!(own.iter().all(|a| m.atoms.iter().any(|&(i, _)| i == *a)));
