@@ -6,6 +6,7 @@
 //! and masking strategies.
 
 pub mod checkpoint;
+pub mod init;
 pub mod metrics;
 pub mod optim;
 pub mod rng;

@@ -372,6 +372,13 @@ mod tests {
     }
 }
 
+/// Adds per-task partial sums in task order: parallel reductions stay bit-reproducible (rayon's
+/// `reduce` combines in whatever order threads finish), so a resumed run repeats its losses.
+fn add_in_order(mut total: Vec<f64>, part: Vec<f64>) -> Vec<f64> {
+    total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+    total
+}
+
 /// Column means and biased variances of a contiguous `[N, C]` f32 slice plus `zero_rows`
 /// further all-zero rows, in one pass: f64 sums of `x − p` and `(x − p)²` about a per-column
 /// pivot `p` (the first row), so `E[(x−p)²] − E[x−p]²` does not cancel badly.
@@ -394,13 +401,9 @@ fn column_stats(x: &[f32], n: usize, c: usize, zero_rows: usize) -> (Vec<f64>, V
             }
             acc
         })
-        .reduce(
-            || vec![0f64; 2 * c],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0f64; 2 * c], add_in_order);
     let mut mean = vec![0f64; c];
     let mut var = vec![0f64; c];
     for k in 0..c {
@@ -560,13 +563,9 @@ impl BatchNormGradSums {
                 SimdLevel::Avx2 => unsafe { act_grad_sums_chunk_avx2::<A>(self, c, o, xb, gb) },
                 _ => act_grad_sums_chunk::<A>(self, c, o, xb, gb),
             })
-            .reduce(
-                || vec![0f64; 2 * c],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            )
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0f64; 2 * c], add_in_order)
     }
 }
 
@@ -935,13 +934,9 @@ impl candle_core::CustomOp3 for RelationalLinear {
                 }
                 acc
             })
-            .reduce(
-                || vec![0f64; dout],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0f64; dout], add_in_order);
         // Self loop: dW_self = g_selfᵀ · x_self, dx_self = g_self · W_self.
         let (m, s0) = (p.self_rows, p.self_start);
         let mut dws = vec![0f32; dout * din];

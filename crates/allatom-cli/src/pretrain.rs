@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use aa_pretrain::init::SeededVarMap;
 use aa_pretrain::rng::Rng;
 use aa_pretrain::trainer::{RunDir, Selection, TrainConfig, Trainer};
 use aa_pretrain::ParamGroup;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
 use glycan_aa::compat::{featurize, CompatVocab};
 use glycan_aa::model::GlycanAAConfig;
 use glycan_aa::pretrain::{MaskingConfig, PreGlycanAA};
@@ -116,23 +116,12 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     let train = items;
 
     let device = Device::Cpu;
-    let map = VarMap::new();
-    let model = PreGlycanAA::new(
-        VarBuilder::from_varmap(&map, DType::F32, &device),
-        &cfg.model,
-        vocab.clone(),
-        cfg.masking.clone(),
-    )?;
+    // Initial weights from the training seed (candle's CPU RNG cannot be seeded).
+    let store = SeededVarMap::new(cfg.train.seed);
+    let model =
+        PreGlycanAA::new(store.var_builder(DType::F32, &device), &cfg.model, vocab.clone(), cfg.masking.clone())?;
     let (mut params, mut buffers) = (Vec::new(), Vec::new());
-    let mut names: Vec<(String, candle_core::Var)> = map
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    for (k, v) in names {
+    for (k, v) in store.all() {
         if k.contains("running_") {
             buffers.push((k, v));
         } else {
