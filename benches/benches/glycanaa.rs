@@ -48,14 +48,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("forward_256", |b| {
         b.iter(|| frozen.forward(&batch, false).unwrap().graph_feature.dims2().unwrap())
     });
-    let vars: Vec<(String, candle_core::Var)> = map
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| !k.contains("running_"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let vars = allatom_benches::trainable_vars(&map);
     let group = ParamGroup { vars, lr_scale: 1.0, weight_decay: None };
     let mut opt = AdamW::new(vec![group], AdamWConfig { lr: 5e-4, weight_decay: 1e-3, ..Default::default() }).unwrap();
     g.bench_function("train_step_256", |b| {

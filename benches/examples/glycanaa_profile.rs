@@ -44,14 +44,7 @@ fn main() {
     };
     let batch = GlycanAABatch::from_compat(&graphs, &vocab, &dev).unwrap();
     println!("before the forward pass: {}", memory());
-    let vars: Vec<(String, candle_core::Var)> = map
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| !k.contains("running_"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let vars = allatom_benches::trainable_vars(&map);
     let group = aa_pretrain::ParamGroup { vars, lr_scale: 1.0, weight_decay: None };
     let mut opt = aa_pretrain::AdamW::new(vec![group], aa_pretrain::AdamWConfig::default()).unwrap();
     for _ in 0..iters {

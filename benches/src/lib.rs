@@ -22,3 +22,18 @@ pub fn pretrain_glycans() -> Vec<String> {
 pub fn structure(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/fetched/structures").join(rel)
 }
+
+/// The trainable variables of a `VarMap` (batch-norm running statistics left out), sorted by
+/// name: what the benchmarks hand to the optimiser.
+pub fn trainable_vars(map: &candle_nn::VarMap) -> Vec<(String, candle_core::Var)> {
+    let mut vars: Vec<(String, candle_core::Var)> = map
+        .data()
+        .lock()
+        .expect("variable map lock")
+        .iter()
+        .filter(|(k, _)| !k.contains("running_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}

@@ -122,10 +122,10 @@ macro_rules! with_act {
 }
 
 /// An element-wise kernel over a chunk of whole rows: `out` from inputs `x` and `y` (equally
-/// long). Implementations mark `body` `#[inline(always)]`, so [`par_rows`] compiles it into
-/// its AVX2 variant.
+/// long), optionally returning per-chunk sums (empty otherwise). Implementations mark `body`
+/// `#[inline(always)]`, so [`par_rows`] compiles it into its AVX2 / AVX-512 variants.
 trait RowKernel: Sync {
-    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]);
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) -> Vec<f64>;
 }
 
 /// `out = A(x)`.
@@ -133,8 +133,9 @@ struct Map<A>(std::marker::PhantomData<A>);
 
 impl<A: ActFn> RowKernel for Map<A> {
     #[inline(always)]
-    fn body(&self, out: &mut [f32], x: &[f32], _: &[f32]) {
+    fn body(&self, out: &mut [f32], x: &[f32], _: &[f32]) -> Vec<f64> {
         out.iter_mut().zip(x).for_each(|(o, &v)| *o = A::f(v));
+        Vec::new()
     }
 }
 
@@ -143,8 +144,9 @@ struct MapGrad<A>(std::marker::PhantomData<A>);
 
 impl<A: ActFn> RowKernel for MapGrad<A> {
     #[inline(always)]
-    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) {
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) -> Vec<f64> {
         out.iter_mut().zip(x).zip(y).for_each(|((o, &v), &g)| *o = g * A::d(v));
+        Vec::new()
     }
 }
 
@@ -158,12 +160,13 @@ struct Affine<'a, A> {
 
 impl<A: ActFn> RowKernel for Affine<'_, A> {
     #[inline(always)]
-    fn body(&self, out: &mut [f32], x: &[f32], _: &[f32]) {
+    fn body(&self, out: &mut [f32], x: &[f32], _: &[f32]) -> Vec<f64> {
         for (row, xr) in out.chunks_exact_mut(self.c).zip(x.chunks_exact(self.c)) {
             for (((v, &xv), &a), &b) in row.iter_mut().zip(xr).zip(self.scale).zip(self.shift) {
                 *v = A::f(xv * a + b);
             }
         }
+        Vec::new()
     }
 }
 
@@ -177,19 +180,22 @@ struct LinearCombination<'a> {
 
 impl RowKernel for LinearCombination<'_> {
     #[inline(always)]
-    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) {
+    fn body(&self, out: &mut [f32], x: &[f32], y: &[f32]) -> Vec<f64> {
         let rows = out.chunks_exact_mut(self.c).zip(x.chunks_exact(self.c)).zip(y.chunks_exact(self.c));
         for ((or, xr), yr) in rows {
             for k in 0..self.c {
                 or[k] = self.a[k] * yr[k] + self.e[k] * xr[k] + self.f[k];
             }
         }
+        Vec::new()
     }
 }
 
 /// `out = act(x·scale + shift)` per column of rows `c` wide, in parallel.
 fn affine_act_into(out: &mut [f32], x: &[f32], c: usize, scale: &[f32], shift: &[f32], act: crate::Activation) {
-    with_act!(act, A => par_rows(out, x, x, c, &Affine::<A> { c, scale, shift, act: std::marker::PhantomData }))
+    with_act!(act, A => {
+        par_rows(out, x, x, c, &Affine::<A> { c, scale, shift, act: std::marker::PhantomData });
+    })
 }
 
 /// Elements per parallel task of the element-wise kernels (rounded to whole rows).
@@ -198,30 +204,35 @@ const TASK_ELEMS: usize = 8192;
 /// Runs `kernel` over matching chunks of whole rows (`row` wide) of three equally long slices,
 /// in parallel, in a copy compiled for the CPU's [`SimdLevel`] (AVX-512 or AVX2 with FMA where
 /// present), so its element loops vectorise 16- or 8-wide instead of SSE2's 4.
-fn par_rows<K: RowKernel>(out: &mut [f32], a: &[f32], b: &[f32], row: usize, kernel: &K) {
+fn par_rows<K: RowKernel>(out: &mut [f32], a: &[f32], b: &[f32], row: usize, kernel: &K) -> Vec<Vec<f64>> {
     debug_assert!(out.len() == a.len() && a.len() == b.len());
     let chunk = row.max(1) * (TASK_ELEMS / row.max(1)).max(1);
     let level = simd_level();
-    out.par_chunks_mut(chunk).zip(a.par_chunks(chunk)).zip(b.par_chunks(chunk)).for_each(|((o, x), y)| match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the level says the CPU has these features.
-        SimdLevel::Avx512 => unsafe { body_avx512(kernel, o, x, y) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        SimdLevel::Avx2 => unsafe { body_avx2(kernel, o, x, y) },
-        _ => kernel.body(o, x, y),
-    });
+    // Collected in chunk order, so sums combine the same way on every run.
+    out.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk))
+        .zip(b.par_chunks(chunk))
+        .map(|((o, x), y)| match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the level says the CPU has these features.
+            SimdLevel::Avx512 => unsafe { body_avx512(kernel, o, x, y) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe { body_avx2(kernel, o, x, y) },
+            _ => kernel.body(o, x, y),
+        })
+        .collect()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn body_avx2<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) {
+unsafe fn body_avx2<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) -> Vec<f64> {
     kernel.body(o, x, y)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn body_avx512<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) {
+unsafe fn body_avx512<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f32]) -> Vec<f64> {
     kernel.body(o, x, y)
 }
 
@@ -501,71 +512,29 @@ struct BatchNormGradSums {
     activation: crate::Activation,
 }
 
-/// One chunk of [`BatchNormGradSums`]: writes `dy` rows and returns their f64 column sums.
-#[inline(always)]
-fn act_grad_sums_chunk<A: ActFn>(op: &BatchNormGradSums, c: usize, out: &mut [f32], x: &[f32], g: &[f32]) -> Vec<f64> {
-    let mut acc = vec![0f64; 2 * c];
-    let (mut s1, mut s2) = (vec![0f32; c], vec![0f32; c]);
-    for ((or, xr), gr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
-        for k in 0..c {
-            let xhat = (xr[k] - op.mean[k]) * op.inv_std[k];
-            let dy = gr[k] * A::d(xhat * op.gamma[k] + op.beta[k]);
-            or[k] = dy;
-            s1[k] += dy;
-            s2[k] += dy * xhat;
+/// One chunk of [`BatchNormGradSums`] for activation `A`: writes `dy` rows and returns their
+/// column sums (f32 within a chunk of at most TASK_ELEMS / C rows, f64 across chunks).
+struct ActGradSums<'a, A> {
+    op: &'a BatchNormGradSums,
+    c: usize,
+    act: std::marker::PhantomData<A>,
+}
+
+impl<A: ActFn> RowKernel for ActGradSums<'_, A> {
+    #[inline(always)]
+    fn body(&self, out: &mut [f32], x: &[f32], g: &[f32]) -> Vec<f64> {
+        let (op, c) = (self.op, self.c);
+        let (mut s1, mut s2) = (vec![0f32; c], vec![0f32; c]);
+        for ((or, xr), gr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(g.chunks_exact(c)) {
+            for k in 0..c {
+                let xhat = (xr[k] - op.mean[k]) * op.inv_std[k];
+                let dy = gr[k] * A::d(xhat * op.gamma[k] + op.beta[k]);
+                or[k] = dy;
+                s1[k] += dy;
+                s2[k] += dy * xhat;
+            }
         }
-    }
-    // f32 within a chunk (at most TASK_ELEMS / C rows), f64 across chunks.
-    for k in 0..c {
-        acc[k] = s1[k] as f64;
-        acc[c + k] = s2[k] as f64;
-    }
-    acc
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn act_grad_sums_chunk_avx2<A: ActFn>(
-    op: &BatchNormGradSums,
-    c: usize,
-    out: &mut [f32],
-    x: &[f32],
-    g: &[f32],
-) -> Vec<f64> {
-    act_grad_sums_chunk::<A>(op, c, out, x, g)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn act_grad_sums_chunk_avx512<A: ActFn>(
-    op: &BatchNormGradSums,
-    c: usize,
-    out: &mut [f32],
-    x: &[f32],
-    g: &[f32],
-) -> Vec<f64> {
-    act_grad_sums_chunk::<A>(op, c, out, x, g)
-}
-
-impl BatchNormGradSums {
-    fn run<A: ActFn>(&self, x: &[f32], g: &[f32], c: usize, out: &mut [f32]) -> Vec<f64> {
-        let chunk = c * (TASK_ELEMS / c).max(1);
-        let level = simd_level();
-        out.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .zip(g.par_chunks(chunk))
-            .map(|((o, xb), gb)| match level {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the level says the CPU has these features.
-                SimdLevel::Avx512 => unsafe { act_grad_sums_chunk_avx512::<A>(self, c, o, xb, gb) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                SimdLevel::Avx2 => unsafe { act_grad_sums_chunk_avx2::<A>(self, c, o, xb, gb) },
-                _ => act_grad_sums_chunk::<A>(self, c, o, xb, gb),
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .fold(vec![0f64; 2 * c], add_in_order)
+        s1.iter().chain(&s2).map(|&v| v as f64).collect()
     }
 }
 
@@ -580,7 +549,8 @@ impl CustomOp2 for BatchNormGradSums {
         let mut out = vec![0f32; (n + 2) * c];
         if c > 0 {
             let (rows, tail) = out.split_at_mut(n * c);
-            let sums = with_act!(self.activation, A => self.run::<A>(x, g, c, rows));
+            let parts = with_act!(self.activation, A => par_rows(rows, x, g, c, &ActGradSums::<A> { op: self, c, act: std::marker::PhantomData }));
+            let sums = parts.into_iter().fold(vec![0f64; 2 * c], add_in_order);
             tail.iter_mut().zip(&sums).for_each(|(t, &v)| *t = v as f32);
         }
         Ok((CpuStorage::F32(out), Shape::from((n + 2, c))))
