@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+mod tasks;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,6 +28,11 @@ enum Cmd {
     /// PyPI's mdanalysistests 2.11.0 and in the biopython 1.88 sdist (Tests/PDB, with 7DDO),
     /// and the structures shipped in the pdbrust 0.7.1 crate.
     FetchStructures,
+    /// Rebuild GlycanML-style tasks from glycowork 1.11.0 into data/tasks/: glycosylation type
+    /// (N / O / free, from the sugarbase) and taxonomy at 8 levels (Domain … Species, from
+    /// v12_df_species.csv, multi-label), with deterministic splits and a MANIFEST.json of row
+    /// counts and SHA-256 checksums. See data/tasks/README.md.
+    Data,
 }
 
 fn root() -> PathBuf {
@@ -37,7 +44,12 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::FetchData => {
             fetch_glycowork(&fetched.join("glycowork"))?;
+            tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))?;
             fetch_structures(&fetched)
+        }
+        Cmd::Data => {
+            fetch_glycowork(&fetched.join("glycowork"))?;
+            tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))
         }
         Cmd::FetchGlycowork => fetch_glycowork(&fetched.join("glycowork")),
         Cmd::FetchStructures => fetch_structures(&fetched),

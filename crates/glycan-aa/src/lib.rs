@@ -21,6 +21,7 @@ pub mod model;
 pub mod molecule;
 pub mod pretrain;
 pub mod residue;
+pub mod tasks;
 
 pub use iupac::{parse_iupac, ParsedGlycan};
 pub use molecule::GlycanMolecule;

@@ -1,0 +1,160 @@
+//! GlycanML-style tasks rebuilt from glycowork 1.11.0's curated tables.
+//!
+//! - `glycan_type.csv`: glycosylation type N / O / free from the sugarbase's `glycan_type`
+//!   (other values — repeat, lipid, missing — left out; a glycan listed with two types is
+//!   dropped). Split stratified by class.
+//! - `taxonomy_<level>.csv` for Domain, Kingdom, Phylum, Class, Order, Family, Genus, Species:
+//!   multi-label (every taxon a glycan was found in at that level), taxa with at least
+//!   `MIN_TAXON` glycans kept, glycans without a kept taxon dropped. Split by glycan.
+//!
+//! Splits are 80/10/10 and deterministic without a random generator: glycans are ordered by a
+//! seeded FNV-1a hash of their string (within each class for stratification) and every tenth
+//! position goes to validation, the next to test. A glycan string is in one split only.
+//! Rows: `glycan,labels,split` with `;` between labels.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// Taxa with fewer glycans are dropped from the taxonomy tasks.
+const MIN_TAXON: usize = 20;
+/// Seed of the split hash.
+const SEED: u64 = 20261123;
+const LEVELS: [&str; 8] = ["Domain", "Kingdom", "Phylum", "Class", "Order", "Family", "Genus", "Species"];
+
+fn hash(s: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ SEED;
+    for b in s.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// `train`/`valid`/`test` by position in hash order (positions 8 and 9 of every ten).
+fn assign(mut glycans: Vec<String>, out: &mut BTreeMap<String, &'static str>) {
+    glycans.sort_by_key(|g| (hash(g), g.clone()));
+    for (i, g) in glycans.into_iter().enumerate() {
+        out.insert(
+            g,
+            ["train", "train", "train", "train", "train", "train", "train", "train", "valid", "test"][i % 10],
+        );
+    }
+}
+
+fn write_task(
+    dir: &Path,
+    name: &str,
+    rows: &BTreeMap<String, Vec<String>>,
+    split: &BTreeMap<String, &str>,
+) -> Result<serde_json::Value> {
+    let mut text = String::from("glycan,labels,split\n");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut classes: BTreeSet<&str> = BTreeSet::new();
+    for (g, labels) in rows {
+        let s = split[g];
+        *counts.entry(s).or_default() += 1;
+        classes.extend(labels.iter().map(String::as_str));
+        let quoted = format!("\"{}\"", g.replace('"', "\"\""));
+        text.push_str(&format!("{quoted},{},{s}\n", labels.join(";")));
+    }
+    let path = dir.join(format!("{name}.csv"));
+    let tmp = dir.join(format!(".{name}.csv.tmp"));
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(serde_json::json!({
+        "rows": rows.len(),
+        "classes": classes.len(),
+        "splits": counts,
+        "sha256": format!("{:x}", Sha256::digest(text.as_bytes())),
+    }))
+}
+
+pub fn build(glycowork: &Path, out: &Path) -> Result<()> {
+    let data = glycowork.join("glycowork/glycan_data");
+    std::fs::create_dir_all(out)?;
+    let mut manifest = serde_json::Map::new();
+
+    // Glycosylation type: the sugarbase is pandas "split" JSON in xz; Python's stdlib reads it.
+    let script = "import json, lzma, sys\nd = json.load(lzma.open(sys.argv[1]))\ncol = d['columns']\ng, t = col.index('glycan'), col.index('glycan_type')\nfor r in d['data']:\n    a, b = r[g].get('value'), r[t].get('value')\n    if isinstance(a, str) and isinstance(b, str):\n        print(a + '\\t' + b)\n";
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(data.join("v12_sugarbase.json.xz"))
+        .output()
+        .context("running python3 to read the sugarbase")?;
+    if !o.status.success() {
+        bail!("reading the sugarbase: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8(o.stdout)?.lines() {
+        if let Some((g, t)) = line.split_once('\t') {
+            if ["N", "O", "free"].contains(&t) {
+                types.entry(g.to_string()).or_default().insert(t.to_string());
+            }
+        }
+    }
+    let rows: BTreeMap<String, Vec<String>> =
+        types.into_iter().filter(|(_, t)| t.len() == 1).map(|(g, t)| (g, t.into_iter().collect())).collect();
+    let mut split = BTreeMap::new();
+    let mut by_class: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (g, l) in &rows {
+        by_class.entry(l[0].as_str()).or_default().push(g.clone());
+    }
+    for (_, gs) in by_class {
+        assign(gs, &mut split);
+    }
+    manifest.insert("glycan_type".into(), write_task(out, "glycan_type", &rows, &split)?);
+
+    // Taxonomy: one row per (glycan, species) in v12_df_species.csv.
+    let path = data.join("v12_df_species.csv");
+    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader.headers()?.clone();
+    let col = |name: &str| {
+        header.iter().position(|h| h == name).with_context(|| format!("{}: no column {name}", path.display()))
+    };
+    let gcol = col("glycan")?;
+    let lcols: Vec<usize> = LEVELS.iter().map(|l| col(l)).collect::<Result<_>>()?;
+    let mut taxa: Vec<BTreeMap<String, BTreeSet<String>>> = vec![BTreeMap::new(); LEVELS.len()];
+    for rec in reader.records() {
+        let rec = rec?;
+        let g = rec.get(gcol).unwrap_or("").trim();
+        if g.is_empty() {
+            continue;
+        }
+        for (k, &c) in lcols.iter().enumerate() {
+            let t = rec.get(c).unwrap_or("").trim();
+            if !t.is_empty() && t != "undetermined" {
+                taxa[k].entry(g.to_string()).or_default().insert(t.to_string());
+            }
+        }
+    }
+    for (k, level) in LEVELS.iter().enumerate() {
+        let mut size: BTreeMap<&str, usize> = BTreeMap::new();
+        for ts in taxa[k].values() {
+            for t in ts {
+                *size.entry(t.as_str()).or_default() += 1;
+            }
+        }
+        let rows: BTreeMap<String, Vec<String>> = taxa[k]
+            .iter()
+            .filter_map(|(g, ts)| {
+                let kept: Vec<String> = ts.iter().filter(|t| size[t.as_str()] >= MIN_TAXON).cloned().collect();
+                (!kept.is_empty()).then(|| (g.clone(), kept))
+            })
+            .collect();
+        let mut split = BTreeMap::new();
+        assign(rows.keys().cloned().collect(), &mut split);
+        let name = format!("taxonomy_{}", level.to_lowercase());
+        manifest.insert(name.clone(), write_task(out, &name, &rows, &split)?);
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(manifest))?;
+    std::fs::write(out.join("MANIFEST.json"), text + "\n")?;
+    println!("tasks in {}", out.display());
+    Ok(())
+}
