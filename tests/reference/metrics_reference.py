@@ -12,6 +12,8 @@ Definitions checked:
 - AUROC / AUPRC: roc_auc_score / average_precision_score on binary labels (ties included).
 - Spearman / Pearson: scipy.stats.spearmanr / pearsonr (average ranks for ties).
 - RMSE: sqrt of sklearn.metrics.mean_squared_error.
+- multi-label macro-F1: f1_score(average="macro", zero_division=0) on indicator matrices
+  (every column counts).
 - Fmax (protein-centric, as TorchDrug's f1_max): for every threshold t among the predicted
   scores, precision = mean over proteins with at least one score >= t of TP/predicted, recall =
   mean over all proteins of TP/positives (0 for proteins without positives), F = 2PR/(P+R);
@@ -77,6 +79,15 @@ for n, tie in [(80, False), (25, True)]:
         "pearson": float(stats.pearsonr(x, y).statistic),
         "rmse": float(np.sqrt(metrics.mean_squared_error(y, x))),
     })
+
+
+for n, c in [(40, 6), (100, 12)]:
+    target = (rng.uniform(size=(n, c)) < 0.3).astype(int)
+    scores = np.clip(rng.uniform(size=(n, c)) * 0.8 + target * 0.35, 0, 1)
+    pred = (scores >= 0.5).astype(int)
+    pred[:, 0] = 0  # a class never predicted
+    cases.append({"kind": "multilabel_f1", "pred": pred.tolist(), "target": target.tolist(),
+                  "macro_f1": float(metrics.f1_score(target, pred, average="macro", zero_division=0))})
 
 
 def fmax(pred, target):

@@ -61,6 +61,28 @@ pub fn macro_f1(pred: &[usize], labels: &[usize]) -> Result<f64, MetricError> {
     Ok(total / classes.len() as f64)
 }
 
+/// Macro-averaged F1 of multi-label predictions (`pred`, `target`: `[samples][classes]`), every
+/// class counted, F1 = 0 where undefined (`f1_score(average="macro", zero_division=0)` on
+/// indicator matrices).
+pub fn macro_f1_multilabel(pred: &[Vec<bool>], target: &[Vec<bool>]) -> Result<f64, MetricError> {
+    same_len("multi-label macro-F1", pred.len(), target.len())?;
+    let c = target[0].len();
+    if pred.iter().chain(target).any(|r| r.len() != c) {
+        return Err(MetricError::Undefined("multi-label macro-F1: rows of different widths".into()));
+    }
+    let mut total = 0.0;
+    for k in 0..c {
+        let (mut tp, mut called, mut actual) = (0.0, 0.0, 0.0);
+        for (p, t) in pred.iter().zip(target) {
+            tp += (p[k] && t[k]) as u8 as f64;
+            called += p[k] as u8 as f64;
+            actual += t[k] as u8 as f64;
+        }
+        total += if called + actual > 0.0 { 2.0 * tp / (called + actual) } else { 0.0 };
+    }
+    Ok(total / c.max(1) as f64)
+}
+
 /// Ranks 1..n with ties sharing their average rank (SciPy's `rankdata(method="average")`).
 fn average_ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();

@@ -58,10 +58,20 @@ fn match_the_reference_libraries() {
                     .collect();
                 close("Fmax", fmax(&p, &t).unwrap(), &case["fmax"]);
             }
+            "multilabel_f1" => {
+                let b = |v: &serde_json::Value| -> Vec<Vec<bool>> {
+                    v.as_array().unwrap().iter().map(|r| f64s(r).iter().map(|&x| x > 0.5).collect()).collect()
+                };
+                close(
+                    "multi-label macro-F1",
+                    macro_f1_multilabel(&b(&case["pred"]), &b(&case["target"])).unwrap(),
+                    &case["macro_f1"],
+                );
+            }
             other => panic!("unknown case {other}"),
         }
     }
-    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen.len(), 5, "{seen:?}");
 }
 
 #[test]
