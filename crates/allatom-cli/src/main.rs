@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+mod finetune;
 mod pretrain;
 
 #[global_allocator]
@@ -43,6 +44,28 @@ enum Command {
     /// run directory. Running the same command again resumes from the latest checkpoint and
     /// continues exactly where it stopped (interrupt with Ctrl-C at any time).
     Pretrain(PretrainArgs),
+    /// Fine-tune GlycanAA on a glycowork task (from `cargo xtask data`), from scratch or from a
+    /// PreGlycanAA checkpoint, and report validation and test metrics.
+    ///
+    /// The JSON config names the task directory and task (`glycan_type`,
+    /// `taxonomy_<level>`), the model, an optional `pretrained` checkpoint directory, the
+    /// encoder's `lr_ratio` and the training settings (examples in models/configs/). The best
+    /// validation epoch (accuracy, or macro-F1 for the multi-label taxonomy tasks) is evaluated
+    /// on the test split; everything goes to summary.json in the run directory.
+    Finetune(FinetuneArgs),
+}
+
+#[derive(clap::Args)]
+struct FinetuneArgs {
+    /// Run configuration (JSON), e.g. models/configs/glycanaa_glycan_type.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// Directory for checkpoints and logs (created; resumed if it holds a checkpoint).
+    #[arg(long)]
+    run_dir: PathBuf,
+    /// Override the training seed (for repeated runs).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Graph(a) => graph(a),
         Command::Pretrain(a) => pretrain::run(a),
+        Command::Finetune(a) => finetune::run(a),
     };
     match result {
         Ok(code) => code,

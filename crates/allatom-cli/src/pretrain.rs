@@ -58,7 +58,17 @@ pub struct PretrainConfig {
     pub train: TrainConfig,
 }
 
-fn resolve(config_path: &Path, p: &Path) -> PathBuf {
+/// Variables split into trainable parameters and batch-norm running statistics (saved, not
+/// optimised).
+pub(crate) type Named = Vec<(String, candle_core::Var)>;
+
+/// Splits variables into parameters and running-statistics buffers.
+pub(crate) fn split_buffers(vars: Named) -> (Named, Named) {
+    vars.into_iter().partition(|(k, _)| !k.contains("running_"))
+}
+
+/// A path from a config file, relative to the file.
+pub(crate) fn resolve(config_path: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -120,14 +130,7 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     let store = SeededVarMap::new(cfg.train.seed);
     let model =
         PreGlycanAA::new(store.var_builder(DType::F32, &device), &cfg.model, vocab.clone(), cfg.masking.clone())?;
-    let (mut params, mut buffers) = (Vec::new(), Vec::new());
-    for (k, v) in store.all() {
-        if k.contains("running_") {
-            buffers.push((k, v));
-        } else {
-            params.push((k, v));
-        }
-    }
+    let (params, buffers) = split_buffers(store.all());
     let group = ParamGroup { vars: params, lr_scale: 1.0, weight_decay: None };
     let selection = Selection { metric: "loss".into(), higher_is_better: false };
     let mut trainer =
