@@ -1,5 +1,10 @@
-//! Fused element-wise ops with their own backward, so a training step does not allocate a
-//! dozen `[N, D]` temporaries per activation (candle's composite GELU-erf backward does).
+//! Fused CPU ops with their own backward, so a layer is a few passes over memory instead of a
+//! chain of candle ops (each of which allocates an `[N, D]` tensor and, in backward, a zeroed
+//! gradient buffer plus an add): [`relational_linear`] (the linear part of a relational
+//! convolution), training-mode batch norm with its activation ([`batch_norm_act_train`]),
+//! GELU, the inference affine + activation, [`merge_rows`] and [`overwrite`]. Element-wise loops
+//! run in copies compiled for the CPU's SIMD level; parallel sums combine in a fixed order, so
+//! results are bit-reproducible. Other devices and dtypes take candle-op paths.
 
 use aa_graph::kernels::{simd_level, SimdLevel};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
