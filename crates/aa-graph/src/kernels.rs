@@ -307,22 +307,6 @@ impl CustomOp1 for Gather {
     }
 }
 
-struct GatherAdd(Arc<GatherPlan>);
-
-impl CustomOp2 for GatherAdd {
-    fn name(&self) -> &'static str {
-        "aa-gather-add"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        gather_cpu(&self.0, Some((s1, l1)), s2, l2)
-    }
-
-    fn bwd(&self, _b: &Tensor, _s: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.clone()), Some(gather(grad, &self.0.transposed())?)))
-    }
-}
-
 fn cpu_ok(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
@@ -382,14 +366,6 @@ pub fn gather_bias(src: &Tensor, plan: &Arc<GatherPlan>, bias: &Tensor) -> Resul
         return src.contiguous()?.apply_op2(&bias.contiguous()?, GatherBias(plan.clone()));
     }
     gather(src, plan)?.broadcast_add(bias)
-}
-
-/// `base + gather(src, plan)` in one pass (`base` is `[R, D]`), with backward for both.
-pub fn gather_add(base: &Tensor, src: &Tensor, plan: &Arc<GatherPlan>) -> Result<Tensor> {
-    if cpu_ok(src) && base.dtype() == src.dtype() && base.device().is_cpu() {
-        return base.contiguous()?.apply_op2(&src.contiguous()?, GatherAdd(plan.clone()));
-    }
-    base + gather(src, plan)?
 }
 
 /// Per-segment sums: `out[s] = Σ_{e: index[e] = s} src[e]`.
@@ -504,9 +480,6 @@ mod tests {
         let bias = Tensor::from_vec(vec![10f64, 20.], 2, &Device::Cpu).unwrap();
         let gb = gather_bias(&src, &plan, &bias).unwrap().to_vec2::<f64>().unwrap();
         assert_eq!(gb, vec![vec![23., 36.], vec![10., 20.], vec![10.5, 21.]]);
-        let base = t2(&[1., 1., 2., 2., 3., 3.], 3, 2);
-        let ga = gather_add(&base, &src, &plan).unwrap().to_vec2::<f64>().unwrap();
-        assert_eq!(ga, vec![vec![14., 17.], vec![2., 2.], vec![3.5, 4.]]);
         // The transposed plan is the adjoint: <gather(x), y> = <x, gatherᵀ(y)>.
         let y = t2(&[0.3, -1., 2., 0.5, -0.7, 1.1], 3, 2);
         let lhs = (gather(&src, &plan).unwrap() * &y).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
@@ -526,7 +499,5 @@ mod tests {
         let plan = Arc::new(GatherPlan::new(2, 5, &[(0, 1, 0.5), (1, 4, 2.0), (0, 3, -1.0), (1, 1, 1.0)]).unwrap());
         let bias = Tensor::from_vec(vec![0.1f64, 0.2, 0.3], 3, &Device::Cpu).unwrap();
         check_grad(|x| gather_bias(x, &plan, &bias).unwrap());
-        let base = t2(&[0.5, 0.25, -1., 2., 3., 4.], 2, 3);
-        check_grad(|x| gather_add(&base, x, &plan).unwrap());
     }
 }

@@ -77,12 +77,8 @@ pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
         }
         (None, None) => bail!("{}: give `pretrained` or `vocab_glycans`", a.config.display()),
     };
-    if cfg.model.num_unit == 0 {
-        cfg.model.num_unit = vocab.num_node_types();
-    }
-    if cfg.model.num_relation == 0 {
-        cfg.model.num_relation = vocab.num_relations();
-    }
+    // 0 in the config: sized from the vocabulary.
+    cfg.model.sized_for(&vocab).with_context(|| a.config.display().to_string())?;
     let featurised: Vec<Option<(Labelled, Split)>> = task
         .rows
         .par_iter()

@@ -93,23 +93,8 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     if let Some(n) = cfg.data.limit {
         glycans.truncate(n);
     }
-    // 0 in the config: take the size from the vocabulary.
-    if cfg.model.num_unit == 0 {
-        cfg.model.num_unit = vocab.num_node_types();
-    }
-    if cfg.model.num_relation == 0 {
-        cfg.model.num_relation = vocab.num_relations();
-    }
-    if vocab.num_node_types() != cfg.model.num_unit || vocab.num_relations() != cfg.model.num_relation {
-        bail!(
-            "{}: model.num_unit/num_relation are {}/{}, the vocabulary gives {}/{}",
-            a.config.display(),
-            cfg.model.num_unit,
-            cfg.model.num_relation,
-            vocab.num_node_types(),
-            vocab.num_relations()
-        );
-    }
+    // 0 in the config: sized from the vocabulary.
+    cfg.model.sized_for(&vocab).with_context(|| a.config.display().to_string())?;
     let started = std::time::Instant::now();
     let featurised: Vec<_> = glycans.par_iter().map(|g| featurize(g, &vocab)).collect();
     let failed = featurised.iter().filter(|r| r.is_err()).count();

@@ -21,6 +21,16 @@ fn small_task(dir: &Path) {
     std::fs::write(dir.join("tasks/glycan_type.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
 }
 
+/// Runs `allatom <cmd> --config <dir>/<name>.json --run-dir <dir>/<name>` (config written from
+/// `cfg`) and returns its summary.json.
+fn run_ok(cmd: &str, dir: &Path, name: &str, cfg: &serde_json::Value) -> serde_json::Value {
+    let config = dir.join(format!("{name}.json"));
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let out = allatom().args([cmd, "--config"]).arg(&config).arg("--run-dir").arg(dir.join(name)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name).join("summary.json")).unwrap()).unwrap()
+}
+
 fn model() -> serde_json::Value {
     serde_json::json!({"num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16],
         "batch_norm": true, "activation": "gelu", "concat_hidden": true, "readout_type": "mono"})
@@ -33,17 +43,7 @@ fn trains_from_scratch_and_from_a_pretrained_checkpoint() {
     let train = serde_json::json!({"epochs": 2, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1});
     let scratch = serde_json::json!({"task": {"dir": "tasks", "name": "glycan_type"}, "model": model(),
         "vocab_glycans": "tasks/glycan_type.csv", "train": train});
-    std::fs::write(dir.path().join("scratch.json"), scratch.to_string()).unwrap();
-    let out = allatom()
-        .args(["finetune", "--config"])
-        .arg(dir.path().join("scratch.json"))
-        .arg("--run-dir")
-        .arg(dir.path().join("s"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s/summary.json")).unwrap()).unwrap();
+    let summary = run_ok("finetune", dir.path(), "s", &scratch);
     let acc = summary["test"]["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc) && summary["test"]["macro_f1"].is_number(), "{summary}");
     assert_eq!(summary["history"].as_array().unwrap().len(), 2);
@@ -51,29 +51,11 @@ fn trains_from_scratch_and_from_a_pretrained_checkpoint() {
     // A tiny PreGlycanAA on the same glycans, then fine-tuning from its checkpoint.
     let pre = serde_json::json!({"data": {"glycans": "tasks/glycan_type.csv", "column": "glycan", "valid_fraction": 0.2},
         "model": model(), "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1}});
-    std::fs::write(dir.path().join("pre.json"), pre.to_string()).unwrap();
-    let out = allatom()
-        .args(["pretrain", "--config"])
-        .arg(dir.path().join("pre.json"))
-        .arg("--run-dir")
-        .arg(dir.path().join("p"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_ok("pretrain", dir.path(), "p", &pre);
     let latest = std::fs::read_to_string(dir.path().join("p/checkpoints/latest")).unwrap();
     let ft = serde_json::json!({"task": {"dir": "tasks", "name": "glycan_type"}, "model": model(),
         "pretrained": format!("p/checkpoints/{}", latest.trim()), "lr_ratio": 0.1, "train": train});
-    std::fs::write(dir.path().join("ft.json"), ft.to_string()).unwrap();
-    let out = allatom()
-        .args(["finetune", "--config"])
-        .arg(dir.path().join("ft.json"))
-        .arg("--run-dir")
-        .arg(dir.path().join("f"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("f/summary.json")).unwrap()).unwrap();
+    let summary = run_ok("finetune", dir.path(), "f", &ft);
     assert!(summary["test"]["accuracy"].is_number());
 }
 

@@ -56,8 +56,7 @@ impl PropertyModel {
 
     /// Logits `[B, classes]`.
     pub fn logits(&self, graphs: &[&CompatGraph], train: bool) -> Result<Tensor> {
-        let owned: Vec<CompatGraph> = graphs.iter().map(|g| (*g).clone()).collect();
-        let batch = GlycanAABatch::from_compat(&owned, &self.vocab, &self.device)?;
+        let batch = GlycanAABatch::from_compat_refs(graphs, &self.vocab, &self.device)?;
         let g = self.encoder.forward(&batch, train)?.graph_feature;
         self.layer1.forward(&self.layer0.forward(&g)?.relu()?)
     }

@@ -80,6 +80,27 @@ impl GlycanAAConfig {
         }
     }
 
+    /// Fills `num_unit` / `num_relation` given as 0 from `vocab`, and fails when a given value
+    /// does not match it.
+    pub fn sized_for(&mut self, vocab: &CompatVocab) -> Result<()> {
+        if self.num_unit == 0 {
+            self.num_unit = vocab.num_node_types();
+        }
+        if self.num_relation == 0 {
+            self.num_relation = vocab.num_relations();
+        }
+        if (self.num_unit, self.num_relation) != (vocab.num_node_types(), vocab.num_relations()) {
+            candle_core::bail!(
+                "model.num_unit/num_relation are {}/{}, the vocabulary gives {}/{}",
+                self.num_unit,
+                self.num_relation,
+                vocab.num_node_types(),
+                vocab.num_relations()
+            );
+        }
+        Ok(())
+    }
+
     /// Width of the node features (384 for the paper).
     pub fn node_dim(&self) -> usize {
         if self.concat_hidden {
@@ -124,13 +145,19 @@ pub struct GlycanAABatch {
 impl GlycanAABatch {
     /// Collates official-featurisation graphs (see [`crate::compat`]).
     pub fn from_compat(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
+        Self::collate(&graphs.iter().collect::<Vec<_>>(), vocab, device, false)
+    }
+
+    /// [`GlycanAABatch::from_compat`] on borrowed graphs (no copies for a batch drawn from a
+    /// larger set).
+    pub fn from_compat_refs(graphs: &[&CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
         Self::collate(graphs, vocab, device, false)
     }
 
     /// Collates only the monosaccharide nodes and their links: the input of the
     /// monosaccharide-level RGCN baseline.
     pub fn from_compat_units_only(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
-        Self::collate(graphs, vocab, device, true)
+        Self::collate(&graphs.iter().collect::<Vec<_>>(), vocab, device, true)
     }
 
     /// Collates true all-atom molecules ([`crate::GlycanMolecule`] graphs): units are typed by
@@ -170,10 +197,10 @@ impl GlycanAABatch {
             units: (0..nu).map(|i| i.to_string()).collect(),
             links: (0..links).map(|i| i.to_string()).collect(),
         };
-        Self::collate(&as_compat, &vocab, device, false)
+        Self::collate(&as_compat.iter().collect::<Vec<_>>(), &vocab, device, false)
     }
 
-    fn collate(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device, units_only: bool) -> Result<Self> {
+    fn collate(graphs: &[&CompatGraph], vocab: &CompatVocab, device: &Device, units_only: bool) -> Result<Self> {
         let nu = vocab.units.len() as u32;
         let nr = vocab.num_relations();
         // Batch layout: every glycan's monosaccharides, then every glycan's atoms (the

@@ -124,8 +124,8 @@ impl PreGlycanAA {
 
     /// Forward on already-masked glycans (`train` selects batch statistics).
     pub fn forward_masked(&self, masked: &[Masked], train: bool) -> Result<MaskedOutput> {
-        let graphs: Vec<CompatGraph> = masked.iter().map(|m| m.graph.clone()).collect();
-        let batch = GlycanAABatch::from_compat(&graphs, &self.vocab, &self.device)?;
+        let graphs: Vec<&CompatGraph> = masked.iter().map(|m| &m.graph).collect();
+        let batch = GlycanAABatch::from_compat_refs(&graphs, &self.vocab, &self.device)?;
         let order = batch.order.to_vec1::<u32>()?;
         // Batch rows of every masked node, in input order.
         let (mut mono_rows, mut mono_t, mut atom_rows, mut atom_t) = (vec![], vec![], vec![], vec![]);
