@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod results;
 mod tasks;
 use clap::{Parser, Subcommand};
 
@@ -30,9 +31,26 @@ enum Cmd {
     FetchStructures,
     /// Rebuild GlycanML-style tasks from glycowork 1.11.0 into data/tasks/: glycosylation type
     /// (N / O / free, from the sugarbase) and taxonomy at 8 levels (Domain … Species, from
-    /// v12_df_species.csv, multi-label), with deterministic splits and a MANIFEST.json of row
-    /// counts and SHA-256 checksums. See data/tasks/README.md.
+    /// v12_df_species.csv, single-label per level over glycans with one lineage), with
+    /// deterministic splits and a MANIFEST.json of row counts and SHA-256 checksums. See
+    /// data/tasks/README.md.
     Data,
+    /// The fine-tuning comparison in models/RESULTS.md: `allatom finetune` with
+    /// models/configs/<model>_<task>.json for every model, task and seed (into runs/results/,
+    /// finished runs kept), then a Markdown table (runs/results/table.md). The preglycanaa
+    /// configs need the pretraining run runs/preglycanaa_paper (see models/RESULTS.md). Hours
+    /// of CPU time with the defaults.
+    Results {
+        /// Comma-separated config prefixes.
+        #[arg(long, default_value = "rgcn,glycanaa,preglycanaa")]
+        models: String,
+        /// Comma-separated tasks.
+        #[arg(long, default_value = "glycan_type,taxonomy")]
+        tasks: String,
+        /// Comma-separated seeds.
+        #[arg(long, default_value = "0,1,2")]
+        seeds: String,
+    },
 }
 
 fn root() -> PathBuf {
@@ -52,6 +70,14 @@ fn main() -> Result<()> {
             tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))
         }
         Cmd::FetchGlycowork => fetch_glycowork(&fetched.join("glycowork")),
+        Cmd::Results { models, tasks, seeds } => {
+            let list = |s: &str| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+            let seeds = seeds
+                .split(',')
+                .map(|x| x.trim().parse::<u64>().with_context(|| format!("--seeds: {x:?} is not a number")))
+                .collect::<Result<_>>()?;
+            results::run(&root(), &results::Plan { models: list(&models), tasks: list(&tasks), seeds })
+        }
         Cmd::FetchStructures => fetch_structures(&fetched),
     }
 }

@@ -4,8 +4,10 @@
 //!   (other values — repeat, lipid, missing — left out; a glycan listed with two types is
 //!   dropped). Split stratified by class.
 //! - `taxonomy_<level>.csv` for Domain, Kingdom, Phylum, Class, Order, Family, Genus, Species:
-//!   multi-label (every taxon a glycan was found in at that level), taxa with at least
-//!   `MIN_TAXON` glycans kept, glycans without a kept taxon dropped. Split by glycan.
+//!   GlycanML's formulation — single-label classification per level over the glycans whose
+//!   species annotations give exactly one taxon at every level (one lineage), all taxa kept.
+//!   The eight files hold the same glycans in the same splits, so the levels can also be
+//!   trained jointly (GlycanML-MTL).
 //!
 //! Splits are 80/10/10 and deterministic without a random generator: glycans are ordered by a
 //! seeded FNV-1a hash of their string (within each class for stratification) and every tenth
@@ -20,8 +22,6 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-/// Taxa with fewer glycans are dropped from the taxonomy tasks.
-const MIN_TAXON: usize = 20;
 /// Seed of the split hash.
 const SEED: u64 = 20261123;
 const LEVELS: [&str; 8] = ["Domain", "Kingdom", "Phylum", "Class", "Order", "Family", "Genus", "Species"];
@@ -134,22 +134,22 @@ pub fn build(glycowork: &Path, out: &Path) -> Result<()> {
             }
         }
     }
+    // Glycans with one lineage: exactly one determined taxon at every level.
+    let lineage: BTreeMap<&String, Vec<&String>> = taxa[LEVELS.len() - 1]
+        .keys()
+        .filter_map(|g| {
+            let per_level: Option<Vec<&String>> = taxa
+                .iter()
+                .map(|level| level.get(g).filter(|ts| ts.len() == 1).and_then(|ts| ts.iter().next()))
+                .collect();
+            per_level.map(|l| (g, l))
+        })
+        .collect();
+    let mut split = BTreeMap::new();
+    assign(lineage.keys().map(|g| g.to_string()).collect(), &mut split);
     for (k, level) in LEVELS.iter().enumerate() {
-        let mut size: BTreeMap<&str, usize> = BTreeMap::new();
-        for ts in taxa[k].values() {
-            for t in ts {
-                *size.entry(t.as_str()).or_default() += 1;
-            }
-        }
-        let rows: BTreeMap<String, Vec<String>> = taxa[k]
-            .iter()
-            .filter_map(|(g, ts)| {
-                let kept: Vec<String> = ts.iter().filter(|t| size[t.as_str()] >= MIN_TAXON).cloned().collect();
-                (!kept.is_empty()).then(|| (g.clone(), kept))
-            })
-            .collect();
-        let mut split = BTreeMap::new();
-        assign(rows.keys().cloned().collect(), &mut split);
+        let rows: BTreeMap<String, Vec<String>> =
+            lineage.iter().map(|(g, l)| (g.to_string(), vec![l[k].clone()])).collect();
         let name = format!("taxonomy_{}", level.to_lowercase());
         manifest.insert(name.clone(), write_task(out, &name, &rows, &split)?);
     }

@@ -5,8 +5,9 @@
 //! metrics log and an SVG training curve. A non-finite loss stops training with the step named
 //! and the last good checkpoint untouched.
 //!
-//! What a model family supplies is an [`Objective`]: the loss of a batch of items (masking or
-//! any other randomness drawn from the given [`Rng`]) and validation metrics.
+//! What a model family supplies is an [`Objective`]: how to prepare a batch of items (masking
+//! or any other randomness drawn from the given [`Rng`]; done on a helper thread one batch
+//! ahead), the loss of a prepared batch, and validation metrics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -58,12 +59,21 @@ fn default_keep() -> usize {
 }
 
 /// A loss and validation metrics for one model family and task.
-pub trait Objective {
+///
+/// A step has two halves: [`Objective::prepare`] turns items into a model-ready batch (masking
+/// drawn, graphs collated) and runs on a helper thread while the previous step computes;
+/// [`Objective::loss`] runs the model on it.
+pub trait Objective: Sync {
     /// One training example (e.g. a featurised glycan and its label).
-    type Item;
-    /// Loss of a batch (a scalar tensor whose backward reaches the parameters) and named
-    /// scalars to log (e.g. masked-type accuracy).
-    fn loss(&self, batch: &[&Self::Item], rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)>;
+    type Item: Sync;
+    /// A prepared batch.
+    type Batch: Send;
+    /// Builds the batch of `items`, drawing any randomness (masks) from `rng`. Called for the
+    /// batches in order, so a run's random stream does not depend on the threading.
+    fn prepare(&self, items: &[&Self::Item], rng: &mut Rng) -> Result<Self::Batch>;
+    /// Loss of a prepared batch (a scalar tensor whose backward reaches the parameters) and
+    /// named scalars to log (e.g. masked-type accuracy).
+    fn loss(&self, batch: Self::Batch) -> Result<(Tensor, Vec<(String, f64)>)>;
     /// Metrics on a whole split (in inference mode).
     fn evaluate(&self, items: &[Self::Item]) -> Result<BTreeMap<String, f64>>;
 }
@@ -279,46 +289,72 @@ impl Trainer {
             state.epoch_rng.clone().shuffle(&mut order);
             let started = std::time::Instant::now();
             let mut items_done = 0usize;
-            for b in state.batch_in_epoch..per_epoch {
-                if state.step >= stop_at {
-                    self.save(&state, &["latest"])?;
-                    break 'epochs;
+            let batch_size = self.config.batch_size;
+            let first = state.batch_in_epoch;
+            let last = per_epoch.min(first.saturating_add(stop_at.saturating_sub(state.step) as usize));
+            std::thread::scope(|scope| -> Result<()> {
+                // The next batch is prepared while this one trains; the generator state after
+                // each batch travels with it, so checkpoints hold the state after the last
+                // trained batch, not after the prefetched one.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(O::Batch, Rng, usize)>>(1);
+                let (order, mut rng) = (&order, state.rng.clone());
+                scope.spawn(move || {
+                    for b in first..last {
+                        let idx = &order[b * batch_size..((b + 1) * batch_size).min(order.len())];
+                        let items: Vec<&O::Item> = idx.iter().map(|&i| &train[i]).collect();
+                        let prepared = objective.prepare(&items, &mut rng).map(|p| (p, rng.clone(), items.len()));
+                        let failed = prepared.is_err();
+                        if tx.send(prepared).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                for b in first..last {
+                    let (batch, rng_after, len) = rx
+                        .recv()
+                        .map_err(|_| candle_core::Error::Msg("the batch-preparing thread stopped".into()))??;
+                    let lr = self.config.optimizer.lr * self.config.schedule.factor(state.step, total);
+                    let (loss, extras) = objective.loss(batch)?;
+                    let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    if !value.is_finite() {
+                        let last = self.checkpoints.resolve("latest")?;
+                        candle_core::bail!(
+                            "loss is {value} at step {} (epoch {}, batch {b}); stopped. Last good checkpoint: {}",
+                            state.step,
+                            state.epoch,
+                            last.map(|p| p.display().to_string()).unwrap_or_else(|| "none yet".into())
+                        );
+                    }
+                    let mut grads = loss.backward()?;
+                    if let Some(max) = self.config.clip_norm {
+                        clip_grad_norm(&mut grads, &self.vars, max)?;
+                    }
+                    self.optimizer.step(&grads, lr)?;
+                    state.rng = rng_after;
+                    state.step += 1;
+                    state.batch_in_epoch = b + 1;
+                    state.losses.push(value);
+                    state.epoch_losses.push(value);
+                    items_done += len;
+                    let mut rec =
+                        serde_json::json!({"step": state.step, "epoch": state.epoch, "loss": value, "lr": lr});
+                    for (k, v) in &extras {
+                        rec[k] = serde_json::json!(v);
+                    }
+                    self.log(&rec)?;
+                    bar.set_position(state.step);
+                    let rate = items_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!("epoch {} loss {value:.4} {rate:.0} items/s", state.epoch));
+                    if self.config.checkpoint_every.is_some_and(|k| k > 0 && state.step % k == 0) {
+                        self.save(&state, &["latest"])?;
+                    }
                 }
-                let idx = &order[b * self.config.batch_size..((b + 1) * self.config.batch_size).min(order.len())];
-                let batch: Vec<&O::Item> = idx.iter().map(|&i| &train[i]).collect();
-                let lr = self.config.optimizer.lr * self.config.schedule.factor(state.step, total);
-                let (loss, extras) = objective.loss(&batch, &mut state.rng)?;
-                let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                if !value.is_finite() {
-                    let last = self.checkpoints.resolve("latest")?;
-                    candle_core::bail!(
-                        "loss is {value} at step {} (epoch {}, batch {b}); stopped. Last good checkpoint: {}",
-                        state.step,
-                        state.epoch,
-                        last.map(|p| p.display().to_string()).unwrap_or_else(|| "none yet".into())
-                    );
-                }
-                let mut grads = loss.backward()?;
-                if let Some(max) = self.config.clip_norm {
-                    clip_grad_norm(&mut grads, &self.vars, max)?;
-                }
-                self.optimizer.step(&grads, lr)?;
-                state.step += 1;
-                state.batch_in_epoch = b + 1;
-                state.losses.push(value);
-                state.epoch_losses.push(value);
-                items_done += batch.len();
-                let mut rec = serde_json::json!({"step": state.step, "epoch": state.epoch, "loss": value, "lr": lr});
-                for (k, v) in &extras {
-                    rec[k] = serde_json::json!(v);
-                }
-                self.log(&rec)?;
-                bar.set_position(state.step);
-                let rate = items_done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("epoch {} loss {value:.4} {rate:.0} items/s", state.epoch));
-                if self.config.checkpoint_every.is_some_and(|k| k > 0 && state.step % k == 0) {
-                    self.save(&state, &["latest"])?;
-                }
+                Ok(())
+            })?;
+            if state.batch_in_epoch < per_epoch {
+                // Paused by `max_steps`.
+                self.save(&state, &["latest"])?;
+                break 'epochs;
             }
             let seconds = started.elapsed().as_secs_f64();
             let valid_metrics = if valid.is_empty() { BTreeMap::new() } else { objective.evaluate(valid)? };

@@ -35,7 +35,7 @@ struct Linear {
     b: Var,
     /// Return NaN at this step (counting calls).
     nan_at: Option<usize>,
-    calls: std::cell::Cell<usize>,
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Linear {
@@ -45,7 +45,7 @@ impl Linear {
             w: Var::from_vec(vec![init, -init, 0.3 * init, 0.1], (4, 1), &dev).unwrap(),
             b: Var::from_vec(vec![0f32], 1, &dev).unwrap(),
             nan_at: None,
-            calls: std::cell::Cell::new(0),
+            calls: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -67,14 +67,20 @@ impl Linear {
 
 impl Objective for Linear {
     type Item = Item;
+    type Batch = (Tensor, Tensor, Tensor);
 
-    fn loss(&self, batch: &[&Item], rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let n = self.calls.get();
-        self.calls.set(n + 1);
-        let (pred, y) = self.predict(batch)?;
+    fn prepare(&self, batch: &[&Item], rng: &mut Rng) -> Result<Self::Batch> {
+        let x: Vec<f32> = batch.iter().flat_map(|i| i.x).collect();
+        let x = Tensor::from_vec(x, (batch.len(), 4), &Device::Cpu)?;
+        let y = Tensor::from_vec(batch.iter().map(|i| i.y).collect::<Vec<_>>(), (batch.len(), 1), &Device::Cpu)?;
         // A random per-item weight from the trainer's generator: resuming must restore it.
         let keep: Vec<f32> = batch.iter().map(|_| if rng.uniform() < 0.8 { 1.25 } else { 0.0 }).collect();
-        let keep = Tensor::from_vec(keep, (batch.len(), 1), &Device::Cpu)?;
+        Ok((x, y, Tensor::from_vec(keep, (batch.len(), 1), &Device::Cpu)?))
+    }
+
+    fn loss(&self, (x, y, keep): Self::Batch) -> Result<(Tensor, Vec<(String, f64)>)> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pred = x.matmul(self.w.as_tensor())?.broadcast_add(self.b.as_tensor())?;
         let loss = ((pred - y)?.sqr()? * keep)?.mean_all()?;
         if self.nan_at == Some(n) {
             return Ok(((loss * f64::NAN)?, vec![]));

@@ -1,5 +1,6 @@
-//! `allatom finetune`: GlycanAA (from scratch or from a PreGlycanAA checkpoint) on a rebuilt
-//! glycowork task, driven by a JSON run configuration.
+//! `allatom finetune`: GlycanAA (from scratch or from a PreGlycanAA checkpoint) or the
+//! monosaccharide-level RGCN on a rebuilt glycowork task, driven by a JSON run configuration;
+//! `allatom eval`: a fine-tuned checkpoint on one split.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use candle_core::{DType, Device};
 use glycan_aa::compat::{featurize, CompatVocab};
 use glycan_aa::finetune::{Labelled, PropertyModel};
 use glycan_aa::model::GlycanAAConfig;
-use glycan_aa::tasks::{load, Split};
+use glycan_aa::tasks::{load, GlycanTask, Split, Target};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,8 @@ use crate::pretrain::{resolve, split_buffers};
 pub struct TaskConfig {
     /// Directory written by `cargo xtask data` (relative to the config file).
     pub dir: PathBuf,
-    /// Task name: `glycan_type` or `taxonomy_<level>`.
+    /// Task name: `glycan_type`, `taxonomy_<level>`, or `taxonomy` (the eight levels jointly,
+    /// one head split among them).
     pub name: String,
 }
 
@@ -36,14 +38,19 @@ pub struct FinetuneConfig {
     pub task: TaskConfig,
     /// The encoder (`num_unit`/`num_relation` 0: sized from the vocabulary).
     pub model: GlycanAAConfig,
-    /// A PreGlycanAA checkpoint directory (e.g. `runs/pre/checkpoints/step-00000459`) whose
-    /// encoder weights and vocabulary to start from; none: random initialisation.
+    /// A PreGlycanAA checkpoint directory (e.g. `runs/pre/checkpoints/step-00000459`), or a
+    /// pretraining run directory (its best checkpoint), whose encoder weights and vocabulary to
+    /// start from; none: random initialisation.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
     /// Glycans whose most frequent links make the vocabulary when not starting from a
     /// checkpoint (the pretraining set, so all runs share one vocabulary).
     #[serde(default)]
     pub vocab_glycans: Option<PathBuf>,
+    /// Feed only monosaccharides and glycosidic links (GlycanML's monosaccharide-level RGCN
+    /// baseline: use `"variant": "flat"`); default: the all-atom graph.
+    #[serde(default)]
+    pub units_only: bool,
     /// Learning-rate multiplier of the encoder (the head uses 1).
     #[serde(default = "one")]
     pub lr_ratio: f64,
@@ -62,10 +69,13 @@ pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
     if let Some(s) = a.seed {
         cfg.train.seed = s;
     }
+    if let Some(e) = a.epochs {
+        cfg.train.epochs = e;
+    }
     let task = load(&resolve(&a.config, &cfg.task.dir), &cfg.task.name)?;
     let device = Device::Cpu;
     let checkpoint = match &cfg.pretrained {
-        Some(p) => Some(aa_pretrain::checkpoint::load_dir(&resolve(&a.config, p), &device)?),
+        Some(p) => Some(aa_pretrain::checkpoint::load_dir(&checkpoint_in(&resolve(&a.config, p))?, &device)?),
         None => None,
     };
     let vocab: CompatVocab = match (&checkpoint, &cfg.vocab_glycans) {
@@ -79,35 +89,22 @@ pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
     };
     // 0 in the config: sized from the vocabulary.
     cfg.model.sized_for(&vocab).with_context(|| a.config.display().to_string())?;
-    let featurised: Vec<Option<(Labelled, Split)>> = task
-        .rows
-        .par_iter()
-        .map(|r| featurize(&r.glycan, &vocab).ok().map(|g| (Labelled { graph: g, labels: r.labels.clone() }, r.split)))
-        .collect();
-    let skipped = featurised.iter().filter(|f| f.is_none()).count();
-    let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
-    for (item, split) in featurised.into_iter().flatten() {
-        match split {
-            Split::Train => train.push(item),
-            Split::Valid => valid.push(item),
-            Split::Test => test.push(item),
-        }
-    }
+    let ([train, valid, test], skipped) = featurise(&task, &vocab);
     eprintln!(
         "{}: {} train / {} valid / {} test glycans, {} classes ({skipped} outside the vocabulary skipped)",
         task.name,
         train.len(),
         valid.len(),
         test.len(),
-        task.classes.len()
+        task.targets.iter().map(|t| t.classes.len().to_string()).collect::<Vec<_>>().join("+"),
     );
     let store = SeededVarMap::new(cfg.train.seed);
     let model = PropertyModel::new(
         store.var_builder(DType::F32, &device),
         &cfg.model,
         vocab.clone(),
-        task.classes.len(),
-        task.multi_label,
+        task.targets.clone(),
+        cfg.units_only,
     )?;
     let (params, buffers) = split_buffers(store.all());
     if let Some(ck) = &checkpoint {
@@ -125,12 +122,15 @@ pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
         ParamGroup { vars: encoder, lr_scale: cfg.lr_ratio, weight_decay: None },
         ParamGroup { vars: head, lr_scale: 1.0, weight_decay: None },
     ];
-    let metric = if task.multi_label { "macro_f1" } else { "accuracy" };
+    let metric = selection_metric(&task.targets);
     let selection = Selection { metric: metric.into(), higher_is_better: true };
     let mut trainer =
         Trainer::new(cfg.train.clone(), groups, buffers.clone(), selection, RunDir { path: a.run_dir.clone() })?;
     trainer.progress = true;
-    trainer.metadata = serde_json::json!({ "config": cfg, "vocab": vocab, "classes": task.classes, "task": task.name });
+    let task_dir = std::path::absolute(resolve(&a.config, &cfg.task.dir))?;
+    trainer.metadata = serde_json::json!({
+        "config": cfg, "vocab": vocab, "targets": task.targets, "task": task.name, "task_dir": task_dir,
+    });
     let report = trainer.fit(&model, &train, &valid)?;
     // Test with the best validation checkpoint's weights.
     let mut test_metrics = None;
@@ -147,7 +147,9 @@ pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
         "task": task.name,
         "seed": cfg.train.seed,
         "pretrained": cfg.pretrained,
-        "train": train.len(), "valid": valid.len(), "test": test.len(), "skipped": skipped,
+        "units_only": cfg.units_only,
+        "model": cfg.model,
+        "sizes": { "train": train.len(), "valid": valid.len(), "test": test.len(), "skipped": skipped },
         "history": report.state.history,
         "best": report.state.best,
         "test": test_metrics,
@@ -157,5 +159,109 @@ pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     eprintln!("best valid {metric}: {:?}; test: {:?}", report.state.best, summary["test"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Accuracy when every target is single-label, else macro-F1.
+fn selection_metric(targets: &[Target]) -> &'static str {
+    if targets.iter().any(|t| t.multi_label) {
+        "macro_f1"
+    } else {
+        "accuracy"
+    }
+}
+
+/// Featurises every row in parallel: train, valid and test items, and how many glycans fell
+/// outside the vocabulary.
+fn featurise(task: &GlycanTask, vocab: &CompatVocab) -> ([Vec<Labelled>; 3], usize) {
+    let featurised: Vec<Option<(Labelled, Split)>> = task
+        .rows
+        .par_iter()
+        .map(|r| featurize(&r.glycan, vocab).ok().map(|g| (Labelled { graph: g, labels: r.labels.clone() }, r.split)))
+        .collect();
+    let skipped = featurised.iter().filter(|f| f.is_none()).count();
+    let mut out: [Vec<Labelled>; 3] = Default::default();
+    for (item, split) in featurised.into_iter().flatten() {
+        let k = match split {
+            Split::Train => 0,
+            Split::Valid => 1,
+            Split::Test => 2,
+        };
+        out[k].push(item);
+    }
+    (out, skipped)
+}
+
+/// A checkpoint directory (holds `state.json`) as given, or a run directory's best checkpoint
+/// (its latest when none is marked best).
+fn checkpoint_in(path: &std::path::Path) -> Result<PathBuf> {
+    if path.join("state.json").exists() {
+        return Ok(path.to_path_buf());
+    }
+    let root = path.join("checkpoints");
+    if root.is_dir() {
+        let c = aa_pretrain::checkpoint::CheckpointDir::new(root, usize::MAX)?;
+        if let Some(d) = c.resolve("best")?.or(c.resolve("latest")?) {
+            return Ok(d);
+        }
+    }
+    bail!("{}: neither a checkpoint directory (no state.json) nor a run directory with checkpoints", path.display())
+}
+
+/// `allatom eval`: loads a fine-tuned checkpoint (a run directory's best, or a checkpoint
+/// directory), rebuilds its model and task, and prints the metrics of one split as JSON.
+pub fn eval(a: crate::EvalArgs) -> Result<ExitCode> {
+    let device = Device::Cpu;
+    let dir = checkpoint_in(&a.checkpoint)?;
+    let ck = aa_pretrain::checkpoint::load_dir(&dir, &device)?;
+    let meta = &ck.state["metadata"];
+    let not_finetuned = || format!("{}: not a fine-tuning checkpoint (no {{}} in its metadata)", dir.display());
+    let cfg: FinetuneConfig =
+        serde_json::from_value(meta["config"].clone()).with_context(|| not_finetuned().replace("{}", "config"))?;
+    let vocab: CompatVocab =
+        serde_json::from_value(meta["vocab"].clone()).with_context(|| not_finetuned().replace("{}", "vocab"))?;
+    let targets: Vec<Target> =
+        serde_json::from_value(meta["targets"].clone()).with_context(|| not_finetuned().replace("{}", "targets"))?;
+    let task_dir = match (&a.task_dir, meta["task_dir"].as_str()) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => PathBuf::from(d),
+        (None, None) => bail!("{}: no task directory recorded; give --task-dir", dir.display()),
+    };
+    let task = load(&task_dir, &cfg.task.name)?;
+    if task.targets != targets {
+        bail!(
+            "{}: task {} in {} has other classes than the checkpoint was trained on",
+            dir.display(),
+            cfg.task.name,
+            task_dir.display()
+        );
+    }
+    let store = SeededVarMap::new(0);
+    let model =
+        PropertyModel::new(store.var_builder(DType::F32, &device), &cfg.model, vocab.clone(), targets, cfg.units_only)?;
+    for (name, var) in store.all() {
+        let t = ck.model.get(&name).with_context(|| format!("{}: no {name}", dir.display()))?;
+        if t.shape() != var.shape() {
+            bail!("{}: {name} is {:?}, the model wants {:?}", dir.display(), t.shape(), var.shape());
+        }
+        var.set(t)?;
+    }
+    let ([train, valid, test], skipped) = featurise(&task, &vocab);
+    let items = match a.split.as_str() {
+        "train" => train,
+        "valid" => valid,
+        "test" => test,
+        other => bail!("--split {other}: expected train, valid or test"),
+    };
+    let metrics = model.evaluate(&items)?;
+    let out = serde_json::json!({
+        "checkpoint": dir, "task": task.name, "split": a.split, "glycans": items.len(), "skipped": skipped,
+        "metrics": metrics,
+    });
+    let text = serde_json::to_string_pretty(&out)? + "\n";
+    match &a.out {
+        Some(p) => aa_pretrain::checkpoint::write_atomic(p, text.as_bytes())?,
+        None => print!("{text}"),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -48,11 +48,34 @@ enum Command {
     /// PreGlycanAA checkpoint, and report validation and test metrics.
     ///
     /// The JSON config names the task directory and task (`glycan_type`,
-    /// `taxonomy_<level>`), the model, an optional `pretrained` checkpoint directory, the
-    /// encoder's `lr_ratio` and the training settings (examples in models/configs/). The best
-    /// validation epoch (accuracy, or macro-F1 for the multi-label taxonomy tasks) is evaluated
-    /// on the test split; everything goes to summary.json in the run directory.
+    /// `taxonomy_<level>`, or `taxonomy` for the eight levels trained jointly), the model, an
+    /// optional `pretrained` checkpoint directory, `units_only` (the monosaccharide-level RGCN
+    /// baseline), the encoder's `lr_ratio` and the training settings (examples in
+    /// models/configs/). The best validation epoch (accuracy; macro-F1 for multi-label tasks;
+    /// the mean over targets for joint tasks) is evaluated on the test split; everything goes
+    /// to summary.json in the run directory. Running it again resumes.
     Finetune(FinetuneArgs),
+    /// Evaluate a fine-tuned checkpoint on a split of its task and print the metrics as JSON.
+    ///
+    /// --checkpoint takes a fine-tuning run directory (its best checkpoint is used) or one
+    /// checkpoint directory. The model, vocabulary, classes and task come from the checkpoint.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A run directory from `allatom finetune` or a checkpoint directory inside it.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Which split: train, valid or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Task directory (default: the one recorded at fine-tuning).
+    #[arg(long)]
+    task_dir: Option<PathBuf>,
+    /// Write the JSON here (atomically) instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -66,6 +89,9 @@ struct FinetuneArgs {
     /// Override the training seed (for repeated runs).
     #[arg(long)]
     seed: Option<u64>,
+    /// Override the number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -118,6 +144,7 @@ fn main() -> ExitCode {
         Command::Graph(a) => graph(a),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Finetune(a) => finetune::run(a),
+        Command::Eval(a) => finetune::eval(a),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
-//! `allatom finetune` on a small slice of the rebuilt glycosylation-type task: trains, selects
-//! the best validation epoch, reports test metrics; starts from a PreGlycanAA checkpoint made by
-//! `allatom pretrain`; refuses a config without a vocabulary source.
+//! `allatom finetune` on small slices of the rebuilt tasks: trains, selects the best validation
+//! epoch, reports test metrics that `allatom eval` reproduces; starts from a PreGlycanAA
+//! checkpoint made by `allatom pretrain`; trains the eight taxonomy levels jointly with the
+//! monosaccharide-level RGCN; refuses a config without a vocabulary source and a path that is
+//! not a checkpoint.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,16 +11,20 @@ fn allatom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_allatom"))
 }
 
-const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tasks/glycan_type.csv");
+const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tasks");
 
-/// A task directory with every 150th row of the real task (no manifest: no checksum).
-fn small_task(dir: &Path) {
-    let text = std::fs::read_to_string(TASKS).expect("run `cargo xtask data` first");
+/// `<dir>/tasks/<name>.csv` with every 150th row of the real task (no manifest: no checksum).
+fn small_file(dir: &Path, name: &str) {
+    let text = std::fs::read_to_string(format!("{TASKS}/{name}.csv")).expect("run `cargo xtask data` first");
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     let rows: Vec<&str> = lines.step_by(150).collect();
     std::fs::create_dir_all(dir.join("tasks")).unwrap();
-    std::fs::write(dir.join("tasks/glycan_type.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    std::fs::write(dir.join(format!("tasks/{name}.csv")), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+}
+
+fn small_task(dir: &Path) {
+    small_file(dir, "glycan_type");
 }
 
 /// Runs `allatom <cmd> --config <dir>/<name>.json --run-dir <dir>/<name>` (config written from
@@ -48,6 +54,17 @@ fn trains_from_scratch_and_from_a_pretrained_checkpoint() {
     assert!((0.0..=1.0).contains(&acc) && summary["test"]["macro_f1"].is_number(), "{summary}");
     assert_eq!(summary["history"].as_array().unwrap().len(), 2);
 
+    // `allatom eval` on the run directory (its best checkpoint) gives the test metrics again.
+    let out = allatom().args(["eval", "--checkpoint"]).arg(dir.path().join("s")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["metrics"], summary["test"], "{eval}");
+    assert_eq!(eval["glycans"], summary["sizes"]["test"]);
+    let valid =
+        allatom().args(["eval", "--split", "valid", "--checkpoint"]).arg(dir.path().join("s")).output().unwrap();
+    let valid: serde_json::Value = serde_json::from_slice(&valid.stdout).unwrap();
+    assert_eq!(valid["metrics"]["accuracy"], summary["best"][0], "{valid} vs {summary}");
+
     // A tiny PreGlycanAA on the same glycans, then fine-tuning from its checkpoint.
     let pre = serde_json::json!({"data": {"glycans": "tasks/glycan_type.csv", "column": "glycan", "valid_fraction": 0.2},
         "model": model(), "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1}});
@@ -75,4 +92,40 @@ fn needs_a_vocabulary_source() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vocab_glycans"));
+}
+
+#[test]
+fn rgcn_learns_the_taxonomy_levels_jointly() {
+    let dir = tempfile::tempdir().unwrap();
+    for level in ["domain", "kingdom", "phylum", "class", "order", "family", "genus", "species"] {
+        small_file(dir.path(), &format!("taxonomy_{level}"));
+    }
+    let rgcn = serde_json::json!({"num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16],
+        "batch_norm": false, "activation": "relu", "concat_hidden": true, "readout_type": "mono", "variant": "flat"});
+    let cfg = serde_json::json!({"task": {"dir": "tasks", "name": "taxonomy"}, "model": rgcn, "units_only": true,
+        "vocab_glycans": "tasks/taxonomy_domain.csv",
+        "train": {"epochs": 3, "batch_size": 16, "optimizer": {"lr": 0.005}, "seed": 2}});
+    let summary = run_ok("finetune", dir.path(), "t", &cfg);
+    let test = &summary["test"];
+    let levels: Vec<f64> = ["domain", "kingdom", "phylum", "class", "order", "family", "genus", "species"]
+        .iter()
+        .map(|l| test[format!("accuracy/taxonomy_{l}")].as_f64().unwrap_or_else(|| panic!("{test}")))
+        .collect();
+    let mean = levels.iter().sum::<f64>() / 8.0;
+    assert!((test["accuracy"].as_f64().unwrap() - mean).abs() < 1e-12, "{test}");
+    // Domain (mostly Eukarya) is far easier than species.
+    assert!(levels[0] > 0.5 && levels[0] > levels[7], "{levels:?}");
+    let losses: Vec<f64> =
+        summary["history"].as_array().unwrap().iter().map(|h| h["train_loss"].as_f64().unwrap()).collect();
+    assert!(losses[2] < losses[0], "{losses:?}");
+}
+
+#[test]
+fn eval_refuses_what_is_not_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = allatom().args(["eval", "--checkpoint"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("neither a checkpoint directory"), "{err}");
+    assert!(out.stdout.is_empty());
 }

@@ -156,8 +156,8 @@ impl GlycanAABatch {
 
     /// Collates only the monosaccharide nodes and their links: the input of the
     /// monosaccharide-level RGCN baseline.
-    pub fn from_compat_units_only(graphs: &[CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
-        Self::collate(&graphs.iter().collect::<Vec<_>>(), vocab, device, true)
+    pub fn from_compat_units_only(graphs: &[&CompatGraph], vocab: &CompatVocab, device: &Device) -> Result<Self> {
+        Self::collate(graphs, vocab, device, true)
     }
 
     /// Collates true all-atom molecules ([`crate::GlycanMolecule`] graphs): units are typed by

@@ -97,6 +97,22 @@ pub struct PreGlycanAA {
     device: Device,
 }
 
+/// Masked glycans collated for the model: the batch and, for masked monosaccharides and atoms,
+/// their batch rows and true node types.
+#[derive(Clone, Debug)]
+pub struct MaskedBatch {
+    /// The collated masked glycans.
+    pub batch: GlycanAABatch,
+    /// Batch rows of masked monosaccharides.
+    pub mono_rows: Vec<u32>,
+    /// Their true types.
+    pub mono_t: Vec<u32>,
+    /// Batch rows of masked atoms.
+    pub atom_rows: Vec<u32>,
+    /// Their true types.
+    pub atom_t: Vec<u32>,
+}
+
 /// Losses and accuracies of one masked batch.
 #[derive(Clone, Debug)]
 pub struct MaskedOutput {
@@ -124,6 +140,11 @@ impl PreGlycanAA {
 
     /// Forward on already-masked glycans (`train` selects batch statistics).
     pub fn forward_masked(&self, masked: &[Masked], train: bool) -> Result<MaskedOutput> {
+        self.forward_batch(&self.collate_masked(masked)?, train)
+    }
+
+    /// Collates masked glycans and lists the batch rows and true types of the masked nodes.
+    pub fn collate_masked(&self, masked: &[Masked]) -> Result<MaskedBatch> {
         let graphs: Vec<&CompatGraph> = masked.iter().map(|m| &m.graph).collect();
         let batch = GlycanAABatch::from_compat_refs(&graphs, &self.vocab, &self.device)?;
         let order = batch.order.to_vec1::<u32>()?;
@@ -141,24 +162,29 @@ impl PreGlycanAA {
             }
             offset += m.graph.node_type.len();
         }
-        let out = self.encoder.forward(&batch, train)?;
-        let head = |rows: Vec<u32>, targets: Vec<u32>| -> Result<Option<(Tensor, f64, usize, usize)>> {
+        Ok(MaskedBatch { batch, mono_rows, mono_t, atom_rows, atom_t })
+    }
+
+    /// Forward on a collated masked batch.
+    pub fn forward_batch(&self, masked: &MaskedBatch, train: bool) -> Result<MaskedOutput> {
+        let out = self.encoder.forward(&masked.batch, train)?;
+        let head = |rows: &[u32], targets: &[u32]| -> Result<Option<(Tensor, f64, usize, usize)>> {
             if rows.is_empty() {
                 return Ok(None);
             }
             let n = rows.len();
-            let rows = Tensor::from_vec(rows, n, &self.device)?;
+            let rows = Tensor::from_slice(rows, n, &self.device)?;
             let feat = out.all_node_feature.index_select(&rows, 0)?;
             let logits = self.layer1.forward(&self.layer0.forward(&feat)?.relu()?)?;
-            let targets = Tensor::from_vec(targets, n, &self.device)?;
+            let targets = Tensor::from_slice(targets, n, &self.device)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
             let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
             let correct = pred.eq(&targets)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize;
             let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             Ok(Some((loss, value, correct, n)))
         };
-        let mono = head(mono_rows, mono_t)?;
-        let atom = head(atom_rows, atom_t)?;
+        let mono = head(&masked.mono_rows, &masked.mono_t)?;
+        let atom = head(&masked.atom_rows, &masked.atom_t)?;
         let zero = Tensor::zeros((), DType::F32, &self.device)?;
         let loss = match (&mono, &atom) {
             (Some(m), Some(a)) => (&m.0 + &a.0)?,
@@ -178,11 +204,16 @@ impl PreGlycanAA {
 
 impl Objective for PreGlycanAA {
     type Item = CompatGraph;
+    type Batch = MaskedBatch;
 
-    fn loss(&self, batch: &[&CompatGraph], rng: &mut Rng) -> Result<(Tensor, Vec<(String, f64)>)> {
+    fn prepare(&self, items: &[&CompatGraph], rng: &mut Rng) -> Result<MaskedBatch> {
         let masked =
-            batch.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
-        let out = self.forward_masked(&masked, true)?;
+            items.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
+        self.collate_masked(&masked)
+    }
+
+    fn loss(&self, batch: MaskedBatch) -> Result<(Tensor, Vec<(String, f64)>)> {
+        let out = self.forward_batch(&batch, true)?;
         let acc = |(c, n): (usize, usize)| if n == 0 { 0.0 } else { c as f64 / n as f64 };
         Ok((
             out.loss,

@@ -1,5 +1,8 @@
 //! Loaders for the glycan tasks that `cargo xtask data` rebuilds from glycowork 1.11.0
 //! (`data/tasks/`, see its README): glycosylation type and taxonomy at eight levels.
+//!
+//! A task has one or more *targets* (label columns): one per file, or — for the name
+//! `taxonomy` — the eight taxonomy levels joined by glycan, to be trained jointly.
 
 use std::path::Path;
 
@@ -14,29 +17,41 @@ pub enum Split {
     Test,
 }
 
-/// One glycan and its labels (indices into [`GlycanTask::classes`]).
+/// One glycan and its labels: for each target, indices into that target's classes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskRow {
     /// IUPAC-condensed glycan.
     pub glycan: String,
-    /// Label indices (one for single-label tasks).
-    pub labels: Vec<usize>,
+    /// Per target, label indices (one for single-label targets).
+    pub labels: Vec<Vec<usize>>,
     /// Its split.
     pub split: Split,
 }
 
-/// A task file.
-#[derive(Clone, Debug)]
-pub struct GlycanTask {
-    /// Task name (the file stem).
+/// One label column.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    /// Its name (the file stem).
     pub name: String,
     /// Class names, sorted.
     pub classes: Vec<String>,
-    /// Whether a glycan may carry several labels.
+    /// Whether a glycan may carry several labels (some row has more than one).
     pub multi_label: bool,
+}
+
+/// A task: rows with labels for one or more targets.
+#[derive(Clone, Debug)]
+pub struct GlycanTask {
+    /// Task name (a file stem, or `taxonomy`).
+    pub name: String,
+    /// The label columns.
+    pub targets: Vec<Target>,
     /// Every row.
     pub rows: Vec<TaskRow>,
 }
+
+/// The taxonomy levels, coarse to fine (`taxonomy_<level>` files).
+pub const TAXONOMY_LEVELS: [&str; 8] = ["domain", "kingdom", "phylum", "class", "order", "family", "genus", "species"];
 
 impl GlycanTask {
     /// Rows of one split.
@@ -66,6 +81,14 @@ pub enum TaskError {
         /// What is wrong.
         message: String,
     },
+    /// The files of a joined task disagree on a glycan.
+    #[error("{path}: {message}")]
+    Join {
+        /// File.
+        path: String,
+        /// What differs.
+        message: String,
+    },
     /// The file differs from the manifest.
     #[error("{path}: SHA-256 {got} differs from {expected} in MANIFEST.json (rebuild with `cargo xtask data`)")]
     Checksum {
@@ -78,9 +101,42 @@ pub enum TaskError {
     },
 }
 
-/// Loads `<dir>/<name>.csv`; when `<dir>/MANIFEST.json` lists the task, the file's SHA-256 must
-/// match it. `multi_label` tasks are the taxonomy ones (labels joined by `;`).
+/// Loads `<dir>/<name>.csv`, or for `taxonomy` the eight `taxonomy_<level>.csv` files joined by
+/// glycan (they must list the same glycans in the same splits). When `<dir>/MANIFEST.json` lists
+/// a file, its SHA-256 must match.
 pub fn load(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
+    if name != "taxonomy" {
+        return load_file(dir, name);
+    }
+    let mut joined: Option<GlycanTask> = None;
+    for level in TAXONOMY_LEVELS {
+        let file = format!("taxonomy_{level}");
+        let next = load_file(dir, &file)?;
+        let Some(task) = joined.as_mut() else {
+            joined = Some(GlycanTask { name: name.to_string(), ..next });
+            continue;
+        };
+        let path = dir.join(format!("{file}.csv")).display().to_string();
+        if next.rows.len() != task.rows.len() {
+            let message = format!("{} rows, taxonomy_domain has {}", next.rows.len(), task.rows.len());
+            return Err(TaskError::Join { path, message });
+        }
+        for (row, other) in task.rows.iter_mut().zip(next.rows) {
+            if (row.glycan.as_str(), row.split) != (other.glycan.as_str(), other.split) {
+                let message = format!(
+                    "{} ({:?}) where taxonomy_domain has {} ({:?})",
+                    other.glycan, other.split, row.glycan, row.split
+                );
+                return Err(TaskError::Join { path, message });
+            }
+            row.labels.extend(other.labels);
+        }
+        task.targets.extend(next.targets);
+    }
+    Ok(joined.expect("eight levels"))
+}
+
+fn load_file(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
     let path = dir.join(format!("{name}.csv"));
     let p = path.display().to_string();
     let bytes = std::fs::read(&path).map_err(|source| TaskError::Io { path: p.clone(), source })?;
@@ -119,14 +175,15 @@ pub fn load(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
         raw.push((rec[0].to_string(), labels, split));
     }
     let classes: Vec<String> = classes.into_iter().collect();
-    let multi_label = name.starts_with("taxonomy");
+    let multi_label = raw.iter().any(|(_, labels, _)| labels.len() > 1);
     let rows = raw
         .into_iter()
         .map(|(glycan, labels, split)| TaskRow {
             glycan,
-            labels: labels.iter().map(|l| classes.binary_search(l).unwrap_or(0)).collect(),
+            labels: vec![labels.iter().map(|l| classes.binary_search(l).unwrap_or(0)).collect()],
             split,
         })
         .collect();
-    Ok(GlycanTask { name: name.to_string(), classes, multi_label, rows })
+    let target = Target { name: name.to_string(), classes, multi_label };
+    Ok(GlycanTask { name: name.to_string(), targets: vec![target], rows })
 }

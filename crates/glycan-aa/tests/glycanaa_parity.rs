@@ -122,7 +122,7 @@ fn ablations_run_and_train() {
         let map = VarMap::new();
         let model = GlycanAA::new(VarBuilder::from_varmap(&map, DType::F32, &dev), &cfg).unwrap();
         let batch = if units_only {
-            GlycanAABatch::from_compat_units_only(&graphs[..30], &vocab, &dev).unwrap()
+            GlycanAABatch::from_compat_units_only(&graphs[..30].iter().collect::<Vec<_>>(), &vocab, &dev).unwrap()
         } else {
             GlycanAABatch::from_compat(&graphs[..30], &vocab, &dev).unwrap()
         };

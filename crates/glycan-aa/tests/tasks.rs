@@ -1,11 +1,11 @@
 //! The rebuilt glycowork tasks (`cargo xtask data`, run by `cargo xtask fetch-data`): files
 //! match the committed manifest, splits do not share glycans, the glycosylation-type split is
-//! stratified, and the glycans build.
+//! stratified, the taxonomy levels join into one eight-target task, and the glycans build.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use glycan_aa::tasks::{load, Split};
+use glycan_aa::tasks::{load, Split, TAXONOMY_LEVELS};
 
 fn dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tasks"))
@@ -20,7 +20,10 @@ fn tasks_match_the_manifest_and_split_cleanly() {
     for name in &names {
         let task = load(&dir(), name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(task.rows.len() as u64, manifest[name]["rows"].as_u64().unwrap());
-        assert_eq!(task.classes.len() as u64, manifest[name]["classes"].as_u64().unwrap());
+        assert_eq!(task.targets.len(), 1);
+        assert_eq!(task.targets[0].classes.len() as u64, manifest[name]["classes"].as_u64().unwrap());
+        // Every task is single-label (GlycanML's formulation).
+        assert!(!task.targets[0].multi_label && task.rows.iter().all(|r| r.labels[0].len() == 1), "{name}");
         let sets: Vec<HashSet<&str>> = [Split::Train, Split::Valid, Split::Test]
             .iter()
             .map(|&s| task.split(s).map(|r| r.glycan.as_str()).collect())
@@ -30,11 +33,10 @@ fn tasks_match_the_manifest_and_split_cleanly() {
         assert!((0.78..0.82).contains(&frac), "{name}: train fraction {frac}");
     }
     let t = load(&dir(), "glycan_type").unwrap();
-    assert_eq!(t.classes, ["N", "O", "free"]);
-    assert!(!t.multi_label && t.rows.iter().all(|r| r.labels.len() == 1));
+    assert_eq!(t.targets[0].classes, ["N", "O", "free"]);
     for c in 0..3 {
-        let all = t.rows.iter().filter(|r| r.labels[0] == c).count() as f64;
-        let test = t.split(Split::Test).filter(|r| r.labels[0] == c).count() as f64;
+        let all = t.rows.iter().filter(|r| r.labels[0][0] == c).count() as f64;
+        let test = t.split(Split::Test).filter(|r| r.labels[0][0] == c).count() as f64;
         assert!((test / all - 0.1).abs() < 0.01, "class {c} stratified: {test}/{all}");
     }
     // Most glycans build as molecules (the rest are syntax this grammar does not read); every
@@ -55,4 +57,42 @@ fn a_changed_file_is_refused() {
     assert!(err.contains("SHA-256") && err.contains("glycan_type.csv"), "{err}");
     let missing = load(tmp.path(), "taxonomy_genus").unwrap_err().to_string();
     assert!(missing.contains("cargo xtask data"), "{missing}");
+}
+
+#[test]
+fn taxonomy_levels_join_into_one_task() {
+    let joint = load(&dir(), "taxonomy").unwrap();
+    assert_eq!(joint.targets.len(), 8);
+    let species = load(&dir(), "taxonomy_species").unwrap();
+    assert_eq!(joint.rows.len(), species.rows.len());
+    for (k, level) in TAXONOMY_LEVELS.iter().enumerate() {
+        let single = load(&dir(), &format!("taxonomy_{level}")).unwrap();
+        assert_eq!(joint.targets[k], single.targets[0]);
+        for (a, b) in joint.rows.iter().zip(&single.rows) {
+            assert_eq!((&a.glycan, a.split, &a.labels[k]), (&b.glycan, b.split, &b.labels[0]));
+        }
+    }
+    // Coarser levels have fewer classes; lineages nest: a genus lies in one family (almost
+    // always — a few genus names are homonyms across kingdoms in the source data).
+    let sizes: Vec<usize> = joint.targets.iter().map(|t| t.classes.len()).collect();
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+    let mut families: std::collections::HashMap<usize, std::collections::HashSet<usize>> = Default::default();
+    for r in &joint.rows {
+        families.entry(r.labels[6][0]).or_default().insert(r.labels[5][0]);
+    }
+    let nested = families.values().filter(|f| f.len() == 1).count();
+    assert!(nested as f64 > 0.98 * families.len() as f64, "{nested} of {}", families.len());
+
+    // Files that disagree are refused, naming the file.
+    let tmp = tempfile::tempdir().unwrap();
+    for level in TAXONOMY_LEVELS {
+        let f = format!("taxonomy_{level}.csv");
+        let mut text = std::fs::read_to_string(dir().join(&f)).unwrap();
+        if level == "genus" {
+            text = text.replacen(",train\n", ",test\n", 1);
+        }
+        std::fs::write(tmp.path().join(&f), text).unwrap();
+    }
+    let err = load(tmp.path(), "taxonomy").unwrap_err().to_string();
+    assert!(err.contains("taxonomy_genus.csv") && err.contains("Test"), "{err}");
 }
