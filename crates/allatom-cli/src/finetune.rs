@@ -265,3 +265,26 @@ pub fn eval(a: crate::EvalArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every example config under models/configs/ reads as the run configuration it is for.
+    #[test]
+    fn example_configs_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let parsed = if value.get("task").is_some() {
+                serde_json::from_value::<super::FinetuneConfig>(value).map(|_| ())
+            } else {
+                serde_json::from_value::<crate::pretrain::PretrainConfig>(value).map(|_| ())
+            };
+            assert!(parsed.is_ok(), "{}: {parsed:?}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 8, "{seen} configs");
+    }
+}
