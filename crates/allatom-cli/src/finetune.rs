@@ -194,7 +194,7 @@ fn featurise(task: &GlycanTask, vocab: &CompatVocab) -> ([Vec<Labelled>; 3], usi
 
 /// A checkpoint directory (holds `state.json`) as given, or a run directory's best checkpoint
 /// (its latest when none is marked best).
-fn checkpoint_in(path: &std::path::Path) -> Result<PathBuf> {
+pub(crate) fn checkpoint_in(path: &std::path::Path) -> Result<PathBuf> {
     if path.join("state.json").exists() {
         return Ok(path.to_path_buf());
     }

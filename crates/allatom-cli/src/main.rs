@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+mod embed;
 mod finetune;
 mod pretrain;
 
@@ -60,6 +61,60 @@ enum Command {
     /// --checkpoint takes a fine-tuning run directory (its best checkpoint is used) or one
     /// checkpoint directory. The model, vocabulary, classes and task come from the checkpoint.
     Eval(EvalArgs),
+    /// Embed glycans with a GlycanAA encoder package: one row per glycan (.npy), or per
+    /// monosaccharide / atom node (.safetensors with index arrays), plus JSONL metadata.
+    ///
+    /// The metadata file sits next to --out with the extension .jsonl: one line per input, in
+    /// input order, with the rows it owns (`rows: [start, end)`), its monosaccharides and atom
+    /// count — or its error. Unit and atom files hold `embeddings` [rows, width] and u32 index
+    /// arrays `glycan_index` (input line), `unit_index` (monosaccharide in IUPAC order) and, for
+    /// atoms, `atom_index` and `atomic_number`. Inputs that cannot be featurised are reported
+    /// and skipped; the exit status is then 1.
+    Embed(EmbedArgs),
+    /// Write the encoder of a pretraining or fine-tuning checkpoint as a package directory
+    /// (config.json, model.safetensors, README.md model card) that `embed` and the hub read.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct EmbedArgs {
+    /// One glycan in IUPAC-condensed notation.
+    #[arg(long, conflicts_with = "glycans")]
+    glycan: Option<String>,
+    /// A text file with one glycan per line, or a CSV file (see --column).
+    #[arg(long)]
+    glycans: Option<PathBuf>,
+    /// CSV column holding the glycans (default: "IUPAC Condensed" or "glycan" if present).
+    #[arg(long)]
+    column: Option<String>,
+    /// Encoder package directory (from `allatom export`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Which rows: graph (one per glycan), unit (per monosaccharide) or atom (per atom node).
+    #[arg(long, value_enum, default_value = "graph")]
+    level: embed::Level,
+    /// Output file: .npy for graph level, .safetensors for unit/atom level.
+    #[arg(long)]
+    out: PathBuf,
+    /// Glycans per forward pass.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// A run directory (its best checkpoint) or a checkpoint directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Package directory to write (replaced atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Storage type of the weights: f32, f16 or bf16 (computation is always f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Name in the model card (default: the directory name).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +200,8 @@ fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Eval(a) => finetune::eval(a),
+        Command::Embed(a) => embed::embed(a),
+        Command::Export(a) => embed::export(a),
     };
     match result {
         Ok(code) => code,

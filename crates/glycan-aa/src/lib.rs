@@ -15,6 +15,7 @@
 
 pub mod ccd;
 pub mod compat;
+pub mod encoder;
 pub mod finetune;
 mod fragment;
 pub mod iupac;

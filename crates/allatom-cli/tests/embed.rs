@@ -1,0 +1,206 @@
+//! `allatom export` and `allatom embed` on a tiny PreGlycanAA trained by `allatom pretrain`:
+//! the CLI's graph embeddings equal the library's, unit rows pool to the graph embedding,
+//! f16 storage stays close to f32, and bad inputs fail clearly without partial output.
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::Device;
+use glycan_aa::encoder::GlycanEncoder;
+
+fn allatom() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_allatom"))
+}
+
+const GLYCANS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tasks/glycan_type.csv");
+
+fn ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Pretrains a tiny model for one epoch and exports it as `<dir>/pkg` (f32) and `<dir>/pkg16`.
+fn package(dir: &Path) {
+    let text = std::fs::read_to_string(GLYCANS).expect("run `cargo xtask data` first");
+    let rows: Vec<&str> = text.lines().take(1).chain(text.lines().skip(1).step_by(100)).collect();
+    std::fs::write(dir.join("g.csv"), rows.join("\n") + "\n").unwrap();
+    let cfg = serde_json::json!({"data": {"glycans": "g.csv", "column": "glycan", "valid_fraction": 0.2},
+        "model": {"num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16], "batch_norm": true,
+                  "activation": "gelu", "concat_hidden": true, "readout_type": "mono"},
+        "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 4}});
+    std::fs::write(dir.join("pre.json"), cfg.to_string()).unwrap();
+    ok(allatom().arg("pretrain").arg("--config").arg(dir.join("pre.json")).arg("--run-dir").arg(dir.join("run")));
+    for (out, dtype) in [("pkg", "f32"), ("pkg16", "f16")] {
+        ok(allatom()
+            .args(["export", "--dtype", dtype, "--checkpoint"])
+            .arg(dir.join("run"))
+            .arg("--out")
+            .arg(dir.join(out)));
+    }
+}
+
+/// Reads a 2-D little-endian f32 .npy file.
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+    let len = u16::from_le_bytes([b[8], b[9]]) as usize;
+    assert_eq!((10 + len) % 64, 0, "header aligned to 64 bytes");
+    let header = std::str::from_utf8(&b[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let shape: Vec<usize> = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let data = b[10 + len..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    (shape, data)
+}
+
+#[test]
+fn embeddings_from_the_cli_equal_the_library_and_pool_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    package(d);
+    let glycans =
+        ["Neu5Ac(a2-3)Gal(b1-4)GlcNAc", "Fuc(a1-2)Gal(b1-3)GalNAc", "Man(a1-3)[Man(a1-6)]Man(b1-4)GlcNAc(b1-4)GlcNAc"];
+    std::fs::write(d.join("in.txt"), glycans.join("\n") + "\n").unwrap();
+    ok(allatom()
+        .args(["embed", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--glycans")
+        .arg(d.join("in.txt"))
+        .arg("--out")
+        .arg(d.join("g.npy")));
+    let (shape, cli) = read_npy(&d.join("g.npy"));
+
+    let enc = GlycanEncoder::from_dir(&d.join("pkg")).unwrap();
+    let graphs: Vec<_> = glycans.iter().map(|g| enc.featurize(g).unwrap()).collect();
+    let lib = enc.embed(&graphs.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(shape, lib.graph.dims());
+    let lib_rows: Vec<f32> = lib.graph.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(cli, lib_rows, "CLI and library embeddings are identical");
+    // One glycan alone gives the same row (inference BatchNorm: no batch dependence).
+    let alone = enc.embed(&[&graphs[1]]).unwrap().graph.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = shape[1];
+    let max_diff = alone.iter().zip(&cli[w..2 * w]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max_diff < 1e-5, "{max_diff}");
+
+    // Unit rows: their mean is the first half of the graph embedding.
+    ok(allatom()
+        .args(["embed", "--level", "unit", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--glycans")
+        .arg(d.join("in.txt"))
+        .arg("--out")
+        .arg(d.join("u.safetensors")));
+    let t = candle_core::safetensors::load(d.join("u.safetensors"), &Device::Cpu).unwrap();
+    let (emb, gi) = (&t["embeddings"], t["glycan_index"].to_vec1::<u32>().unwrap());
+    assert_eq!(gi.len(), graphs.iter().map(|g| g.num_units).sum::<usize>());
+    let meta: Vec<serde_json::Value> =
+        std::fs::read_to_string(d.join("u.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (i, m) in meta.iter().enumerate() {
+        let (lo, hi) = (m["rows"][0].as_u64().unwrap() as usize, m["rows"][1].as_u64().unwrap() as usize);
+        assert!(gi[lo..hi].iter().all(|&g| g as usize == i));
+        let mean: Vec<f32> = emb.narrow(0, lo, hi - lo).unwrap().mean(0).unwrap().to_vec1().unwrap();
+        for (k, m) in mean.iter().enumerate() {
+            assert!((m - cli[i * w + k]).abs() < 1e-4, "glycan {i} dim {k}: {m} vs {}", cli[i * w + k]);
+        }
+    }
+    assert_eq!(meta[0]["units"], serde_json::json!(["Neu5Ac", "Gal", "GlcNAc"]));
+
+    // Atom rows: one per atom node, element numbers of C/N/O.
+    ok(allatom()
+        .args(["embed", "--level", "atom", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--glycan")
+        .arg(glycans[0])
+        .arg("--out")
+        .arg(d.join("a.safetensors")));
+    let t = candle_core::safetensors::load(d.join("a.safetensors"), &Device::Cpu).unwrap();
+    let z = t["atomic_number"].to_vec1::<u32>().unwrap();
+    assert_eq!(z.len(), graphs[0].node_type.len() - graphs[0].num_units);
+    assert!(z.iter().all(|z| [6, 7, 8].contains(z)), "{z:?}");
+    let units = t["unit_index"].to_vec1::<u32>().unwrap();
+    assert!(units.windows(2).all(|w| w[0] <= w[1]) && units[units.len() - 1] == 2, "{units:?}");
+
+    // f16 storage: embeddings within 1 % of the f32 package's.
+    ok(allatom()
+        .args(["embed", "--model"])
+        .arg(d.join("pkg16"))
+        .arg("--glycans")
+        .arg(d.join("in.txt"))
+        .arg("--out")
+        .arg(d.join("h.npy")));
+    let (_, half) = read_npy(&d.join("h.npy"));
+    let scale = cli.iter().map(|v| v.abs()).fold(0f32, f32::max);
+    let err = half.iter().zip(&cli).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(err < 0.01 * scale, "f16 max error {err} vs scale {scale}");
+    let size = |p: &str| std::fs::metadata(d.join(p).join("model.safetensors")).unwrap().len();
+    assert!(size("pkg16") * 10 < size("pkg") * 6, "f16 file is about half");
+}
+
+#[test]
+fn bad_inputs_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    package(d);
+    // One malformed glycan: exit 2, message with the position, nothing written.
+    let out = allatom()
+        .args(["embed", "--glycan", "Gal(b1-4", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--out")
+        .arg(d.join("x.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at character"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("x.npy").exists() && !d.join("x.jsonl").exists());
+    // A file with one bad line: the others are embedded, the bad one reported, exit 1.
+    std::fs::write(d.join("in.txt"), "Gal(b1-4)GlcNAc\nGal(b1-4\nMan(a1-3)Man\n").unwrap();
+    let out = allatom()
+        .args(["embed", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--glycans")
+        .arg(d.join("in.txt"))
+        .arg("--out")
+        .arg(d.join("y.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(read_npy(&d.join("y.npy")).0[0], 2);
+    let meta = std::fs::read_to_string(d.join("y.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = meta.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines[1]["error"].as_str().unwrap().contains("at character"), "{meta}");
+    assert_eq!(lines[2]["rows"], serde_json::json!([1, 2]));
+    // Not a package; a package with wrong-shaped weights.
+    let out = allatom()
+        .args(["embed", "--glycan", "Gal", "--model"])
+        .arg(d)
+        .arg("--out")
+        .arg(d.join("z.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a model package"));
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("pkg/config.json")).unwrap()).unwrap();
+    cfg["model"]["hidden_dims"] = serde_json::json!([16, 8]);
+    std::fs::write(d.join("pkg/config.json"), cfg.to_string()).unwrap();
+    let out = allatom()
+        .args(["embed", "--glycan", "Gal", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--out")
+        .arg(d.join("z.npy"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("model.safetensors") && err.contains("shape"), "{err}");
+    assert!(!d.join("z.npy").exists());
+}
