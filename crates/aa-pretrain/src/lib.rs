@@ -3,9 +3,10 @@
 //!
 //! The one training framework of allatom, shared by every encoder family: the optimiser
 //! (AdamW with parameter groups), learning-rate schedules, the trainer, checkpoints, metrics
-//! and masking strategies.
+//! and masking strategies, and model files from a directory or the Hugging Face Hub.
 
 pub mod checkpoint;
+pub mod hub;
 pub mod init;
 pub mod metrics;
 pub mod optim;

@@ -36,7 +36,7 @@ pub fn export(a: crate::ExportArgs) -> Result<ExitCode> {
     let history = ck.state["trainer"]["history"].clone();
     let last_valid = history.as_array().and_then(|h| h.last()).map(|r| r["valid"].clone()).unwrap_or(json!(null));
     let info = json!({
-        "source_checkpoint": std::path::absolute(&dir)?,
+        "source_checkpoint": dir.display().to_string(),
         "step": ck.state["trainer"]["step"],
         "epochs": history.as_array().map_or(0, |h| h.len()),
         "valid_metrics": last_valid,
@@ -101,12 +101,26 @@ pub enum Level {
     Atom,
 }
 
-/// Loads the encoder `--model` names: a package directory.
-pub fn load_model(model: &Path) -> Result<GlycanEncoder> {
-    if model.join(glycan_aa::encoder::CONFIG_FILE).exists() {
-        return Ok(GlycanEncoder::from_dir(model)?);
+/// Name of the encoder built into the binary (`models/preglycanaa-small`).
+pub const DEFAULT_MODEL: &str = "preglycanaa-small";
+
+/// Loads the encoder `--model` names: none or `preglycanaa-small` for the built-in default, a
+/// package directory, or a hub repository id (`owner/name[@revision]`).
+pub fn load_model(model: Option<&str>) -> Result<GlycanEncoder> {
+    match model {
+        None | Some(DEFAULT_MODEL) => Ok(GlycanEncoder::from_bytes(
+            include_bytes!("../../../models/preglycanaa-small/config.json"),
+            include_bytes!("../../../models/preglycanaa-small/model.safetensors"),
+            "the built-in preglycanaa-small",
+        )?),
+        Some(name) => {
+            let p = Path::new(name);
+            if p.is_dir() && !p.join(glycan_aa::encoder::CONFIG_FILE).exists() {
+                bail!("{name}: not a model package (no config.json); export one with `allatom export`");
+            }
+            Ok(GlycanEncoder::from_pretrained(name, &aa_pretrain::hub::HubOptions::from_env())?)
+        }
     }
-    bail!("{}: not a model package (no config.json); export one with `allatom export`", model.display())
 }
 
 /// `allatom embed`.
@@ -116,7 +130,7 @@ pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
         (None, Some(p)) => crate::read_glycan_file(p, a.column.as_deref())?,
         _ => bail!("give --glycan STRING or --glycans FILE"),
     };
-    let encoder = load_model(&a.model)?;
+    let encoder = load_model(a.model.as_deref())?;
     let started = std::time::Instant::now();
     let featurised: Vec<Result<CompatGraph, String>> =
         inputs.par_iter().map(|s| encoder.featurize(s).map_err(|e| e.to_string())).collect();

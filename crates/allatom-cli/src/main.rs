@@ -87,9 +87,11 @@ struct EmbedArgs {
     /// CSV column holding the glycans (default: "IUPAC Condensed" or "glycan" if present).
     #[arg(long)]
     column: Option<String>,
-    /// Encoder package directory (from `allatom export`).
+    /// The encoder: a package directory (from `allatom export`), a Hugging Face Hub repository
+    /// id (owner/name[@revision]; HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE are honoured),
+    /// or preglycanaa-small, the model built into this binary (the default).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<String>,
     /// Which rows: graph (one per glycan), unit (per monosaccharide) or atom (per atom node).
     #[arg(long, value_enum, default_value = "graph")]
     level: embed::Level,

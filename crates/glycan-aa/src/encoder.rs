@@ -6,7 +6,9 @@
 //!
 //! ```no_run
 //! use glycan_aa::encoder::GlycanEncoder;
-//! let enc = GlycanEncoder::from_dir(std::path::Path::new("models/preglycanaa-small")).unwrap();
+//! use aa_pretrain::hub::HubOptions;
+//! // A directory, or a hub repository id such as "owner/preglycanaa-small".
+//! let enc = GlycanEncoder::from_pretrained("models/preglycanaa-small", &HubOptions::from_env()).unwrap();
 //! let g = enc.featurize("Neu5Ac(a2-3)Gal(b1-4)GlcNAc").unwrap();
 //! let out = enc.embed(&[&g]).unwrap();
 //! assert_eq!(out.graph.dims(), &[1, enc.config.model.graph_dim()]);
@@ -56,6 +58,9 @@ pub enum PackageError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The package could not be found or fetched.
+    #[error(transparent)]
+    Hub(#[from] aa_pretrain::hub::HubError),
     /// A file is not what a package holds.
     #[error("{origin}: {message}")]
     Invalid {
@@ -101,6 +106,15 @@ impl GlycanEncoder {
         };
         let (config, weights) = (read(CONFIG_FILE)?, read(WEIGHTS_FILE)?);
         Self::from_bytes(&config, &weights, &dir.display().to_string())
+    }
+
+    /// Loads a package from a directory or a Hugging Face Hub repository id (`owner/name`,
+    /// optionally `@revision`), downloading into the shared cache unless `opts.offline`
+    /// (see [`aa_pretrain::hub`]).
+    pub fn from_pretrained(name: &str, opts: &aa_pretrain::hub::HubOptions) -> Result<Self, PackageError> {
+        let dir = aa_pretrain::hub::resolve(name, &[CONFIG_FILE, WEIGHTS_FILE], opts)
+?;
+        Self::from_dir(&dir)
     }
 
     /// Loads a package from the contents of its two files; `origin` names it in errors.
