@@ -123,20 +123,81 @@ pub fn load_model(model: Option<&str>) -> Result<GlycanEncoder> {
     }
 }
 
+/// One thing to embed: a glycan string, with where it came from.
+struct Input {
+    /// IUPAC-condensed glycan (empty when `error` is set).
+    text: String,
+    /// Extra metadata fields (structure file, attachment, residue labels).
+    extra: serde_json::Map<String, serde_json::Value>,
+    /// Why there is nothing to embed (an unreadable structure file).
+    error: Option<String>,
+}
+
+impl Input {
+    fn glycan(text: String) -> Input {
+        Input { text, extra: Default::default(), error: None }
+    }
+}
+
+/// The glycan trees of every structure file under `path`, with their file, attachment and
+/// residue labels (chain, residue name, number) in IUPAC order.
+fn structure_inputs(path: &Path) -> Result<Vec<Input>> {
+    let files = crate::structure_files(path)?;
+    let opts = protein_aa::StructureOptions::default();
+    let per_file: Vec<Vec<Input>> = files
+        .par_iter()
+        .map(|f| match protein_aa::read_structure_file(f, &opts) {
+            Err(e) => vec![Input {
+                text: String::new(),
+                extra: json!({"structure": f}).as_object().cloned().unwrap_or_default(),
+                error: Some(e.to_string()),
+            }],
+            Ok(s) => s
+                .glycans
+                .iter()
+                .map(|g| {
+                    let residues: Vec<String> = g
+                        .iupac_order
+                        .iter()
+                        .map(|&u| {
+                            let unit = &s.graph.units[u as usize];
+                            match &unit.label {
+                                Some(l) => format!("{} {} {}{}", l.chain, unit.name, l.number, l.insertion),
+                                None => unit.name.clone(),
+                            }
+                        })
+                        .collect();
+                    let extra = json!({"structure": f, "attached_to": g.attached_to, "residues": residues});
+                    Input { text: g.iupac.clone(), extra: extra.as_object().cloned().unwrap_or_default(), error: None }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(per_file.into_iter().flatten().collect())
+}
+
 /// `allatom embed`.
 pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
-    let inputs: Vec<String> = match (&a.glycan, &a.glycans) {
-        (Some(g), None) => vec![g.clone()],
-        (None, Some(p)) => crate::read_glycan_file(p, a.column.as_deref())?,
-        _ => bail!("give --glycan STRING or --glycans FILE"),
+    let inputs: Vec<Input> = match (&a.glycan, &a.glycans, &a.structure) {
+        (Some(g), None, None) => vec![Input::glycan(g.clone())],
+        (None, Some(p), None) => {
+            crate::read_glycan_file(p, a.column.as_deref())?.into_iter().map(Input::glycan).collect()
+        }
+        (None, None, Some(p)) => structure_inputs(p)?,
+        _ => bail!("give one of --glycan STRING, --glycans FILE, --structure FILE|DIR"),
     };
     let encoder = load_model(a.model.as_deref())?;
     let started = std::time::Instant::now();
-    let featurised: Vec<Result<CompatGraph, String>> =
-        inputs.par_iter().map(|s| encoder.featurize(s).map_err(|e| e.to_string())).collect();
+    let featurised: Vec<Result<CompatGraph, String>> = inputs
+        .par_iter()
+        .map(|inp| match &inp.error {
+            Some(e) => Err(e.clone()),
+            None => encoder.featurize(&inp.text).map_err(|e| e.to_string()),
+        })
+        .collect();
     if a.glycan.is_some() {
         if let Err(e) = &featurised[0] {
-            bail!("glycan {:?}: {e}", inputs[0]);
+            bail!("glycan {:?}: {e}", inputs[0].text);
         }
     }
     let ok: Vec<(usize, &CompatGraph)> =
@@ -202,17 +263,20 @@ pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
     // Metadata: one line per input, in input order.
     let mut jsonl = String::new();
     for (i, (input, f)) in inputs.iter().zip(&featurised).enumerate() {
-        let rec = match (f, spans.get(&i)) {
+        let mut rec = match (f, spans.get(&i)) {
             (Ok(g), Some(&(lo, hi))) => {
                 let names: Vec<&str> = g.node_type[..g.num_units]
                     .iter()
                     .map(|&t| encoder.config.vocab.units.get(t as usize).map_or("?", String::as_str))
                     .collect();
-                json!({"index": i, "input": input, "rows": [lo, hi], "units": names, "atoms": g.node_type.len() - g.num_units})
+                json!({"index": i, "input": input.text, "rows": [lo, hi], "units": names, "atoms": g.node_type.len() - g.num_units})
             }
-            (Err(e), _) => json!({"index": i, "input": input, "error": e}),
-            (Ok(_), None) => json!({"index": i, "input": input, "error": "not embedded"}),
+            (Err(e), _) => json!({"index": i, "input": input.text, "error": e}),
+            (Ok(_), None) => json!({"index": i, "input": input.text, "error": "not embedded"}),
         };
+        if let Some(obj) = rec.as_object_mut() {
+            obj.extend(input.extra.clone());
+        }
         jsonl.push_str(&rec.to_string());
         jsonl.push('\n');
     }
@@ -250,7 +314,7 @@ pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
         meta_path.display()
     );
     if failed > 0 {
-        eprintln!("{failed} glycans could not be featurised (see the \"error\" lines in {})", meta_path.display());
+        eprintln!("{failed} inputs failed (see the \"error\" lines in {})", meta_path.display());
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

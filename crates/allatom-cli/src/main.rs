@@ -82,11 +82,16 @@ struct EmbedArgs {
     #[arg(long, conflicts_with = "glycans")]
     glycan: Option<String>,
     /// A text file with one glycan per line, or a CSV file (see --column).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "structure")]
     glycans: Option<PathBuf>,
     /// CSV column holding the glycans (default: "IUPAC Condensed" or "glycan" if present).
     #[arg(long)]
     column: Option<String>,
+    /// A structure file (PDB/mmCIF, .gz/.bz2 allowed) or a directory of them: every glycan tree
+    /// in them (e.g. N-glycans of a glycoprotein) is embedded; the metadata names the file, the
+    /// attachment (e.g. `ASN 90 chain A`) and each monosaccharide's chain, residue and number.
+    #[arg(long, conflicts_with = "glycan")]
+    structure: Option<PathBuf>,
     /// The encoder: a package directory (from `allatom export`), a Hugging Face Hub repository
     /// id (owner/name[@revision]; HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE are honoured),
     /// or preglycanaa-small, the model built into this binary (the default).
@@ -346,7 +351,19 @@ fn structure_record(path: &Path, opts: &protein_aa::StructureOptions) -> (Value,
 }
 
 fn structures(path: &Path, a: &GraphArgs) -> Result<ExitCode> {
-    let files: Vec<PathBuf> = if path.is_dir() {
+    let files = structure_files(path)?;
+    let opts = protein_aa::StructureOptions {
+        model: a.model,
+        keep_hydrogens: a.keep_hydrogens,
+        keep_waters: a.keep_waters,
+        ..Default::default()
+    };
+    run_all(&files, "structures", |f| structure_record(f, &opts), a.jsonl.as_deref())
+}
+
+/// A structure file as given, or the structure files of a directory (sorted).
+pub(crate) fn structure_files(path: &Path) -> Result<Vec<PathBuf>> {
+    Ok(if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot read directory {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -365,14 +382,7 @@ fn structures(path: &Path, a: &GraphArgs) -> Result<ExitCode> {
             bail!("cannot read {}: no such file or directory", path.display());
         }
         vec![path.to_path_buf()]
-    };
-    let opts = protein_aa::StructureOptions {
-        model: a.model,
-        keep_hydrogens: a.keep_hydrogens,
-        keep_waters: a.keep_waters,
-        ..Default::default()
-    };
-    run_all(&files, "structures", |f| structure_record(f, &opts), a.jsonl.as_deref())
+    })
 }
 
 /// Reads glycans: a CSV (by extension, or a header naming a known column) or one per line.

@@ -204,3 +204,38 @@ fn bad_inputs_fail_clearly() {
     assert!(err.contains("model.safetensors") && err.contains("shape"), "{err}");
     assert!(!d.join("z.npy").exists());
 }
+
+#[test]
+fn glycans_of_a_structure_with_the_built_in_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let structures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures/biopython");
+    let out = allatom()
+        .args(["embed", "--level", "unit", "--structure"])
+        .arg(structures.join("7DDO.pdb"))
+        .arg("--out")
+        .arg(d.join("s.safetensors"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Vec<serde_json::Value> =
+        std::fs::read_to_string(d.join("s.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(meta.len(), 4, "four N-glycans (one GlcNAc each) on ACE2 and the RBD");
+    let mut sites: Vec<String> = meta.iter().map(|m| m["attached_to"].as_str().unwrap().to_string()).collect();
+    sites.sort();
+    assert_eq!(sites[0], "ASN 343 chain C (atom ND2)");
+    assert!(meta.iter().all(|m| m["residues"].as_array().unwrap().len() == 1 && m["input"] == "GlcNAc(b1-"));
+    assert_eq!(meta[0]["residues"][0], "A NAG 902");
+    let t = candle_core::safetensors::load(d.join("s.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(t["embeddings"].dims(), &[4, 192], "3 × 64 concatenated, the default model");
+    // The same glycan string embeds to the same row wherever it sits (inference mode).
+    let rows = t["embeddings"].to_vec2::<f32>().unwrap();
+    assert!(rows.iter().all(|r| r == &rows[0]));
+    // A directory with unreadable files: the readable ones are embedded, the others reported.
+    let out =
+        allatom().args(["embed", "--structure"]).arg(&structures).arg("--out").arg(d.join("all.npy")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = std::fs::read_to_string(d.join("all.jsonl")).unwrap();
+    assert_eq!(all.lines().filter(|l| l.contains("\"rows\"")).count(), read_npy(&d.join("all.npy")).0[0]);
+    assert!(all.lines().any(|l| l.contains("not a PDB or mmCIF structure")), "{all}");
+}

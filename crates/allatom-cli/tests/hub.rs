@@ -167,7 +167,8 @@ fn download_cache_offline_and_corruption() {
 
     let home = d.join("hf");
     let server = serve(&pkg, "allatom/preglycanaa-small", Mode::Honest);
-    let env = vec![("HF_HOME", home.display().to_string()), ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))];
+    let env =
+        vec![("HF_HOME", home.display().to_string()), ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))];
     let out = embed("allatom/preglycanaa-small", &d.join("hub.npy"), &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(d.join("hub.npy")).unwrap(), want, "hub download embeds identically");
@@ -196,7 +197,10 @@ fn download_cache_offline_and_corruption() {
     for mode in [Mode::FlipByte, Mode::Truncate] {
         let home2 = d.join(format!("hf-{}", mode as u8));
         let server = serve(&pkg, "allatom/preglycanaa-small", mode);
-        let env = vec![("HF_HOME", home2.display().to_string()), ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))];
+        let env = vec![
+            ("HF_HOME", home2.display().to_string()),
+            ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port)),
+        ];
         let out = embed("allatom/preglycanaa-small", &d.join("bad.npy"), &env);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
@@ -207,7 +211,10 @@ fn download_cache_offline_and_corruption() {
     }
     // A repository the server does not have.
     let server = serve(&pkg, "allatom/preglycanaa-small", Mode::Honest);
-    let env = vec![("HF_HOME", d.join("hf3").display().to_string()), ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))];
+    let env = vec![
+        ("HF_HOME", d.join("hf3").display().to_string()),
+        ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port)),
+    ];
     let out = embed("allatom/missing", &d.join("m.npy"), &env);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -112,8 +112,7 @@ impl GlycanEncoder {
     /// optionally `@revision`), downloading into the shared cache unless `opts.offline`
     /// (see [`aa_pretrain::hub`]).
     pub fn from_pretrained(name: &str, opts: &aa_pretrain::hub::HubOptions) -> Result<Self, PackageError> {
-        let dir = aa_pretrain::hub::resolve(name, &[CONFIG_FILE, WEIGHTS_FILE], opts)
-?;
+        let dir = aa_pretrain::hub::resolve(name, &[CONFIG_FILE, WEIGHTS_FILE], opts)?;
         Self::from_dir(&dir)
     }
 

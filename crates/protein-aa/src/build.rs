@@ -58,6 +58,9 @@ pub struct GlycanTree {
     pub attached_to: Option<String>,
     /// Unit indices of the glycan's monosaccharides.
     pub units: Vec<u32>,
+    /// The same units in the order their names appear in `iupac` (so row `k` of a per-residue
+    /// result for the IUPAC string belongs to unit `iupac_order[k]`).
+    pub iupac_order: Vec<u32>,
     /// Template heavy atoms missing from these residues in the file.
     pub missing_atoms: usize,
     /// Whether the root's anomeric hydroxyl oxygen (O1, or O2 for ketoses and sialic acids)
@@ -656,25 +659,28 @@ fn glycan_trees(
         children: &[Vec<usize>],
         depth: usize,
         truncated: &mut bool,
+        order: &mut Vec<u32>,
     ) -> String {
         let name = templates::iupac_name(&units[u].name).map(str::to_string).unwrap_or_else(|| units[u].name.clone());
         if depth > MAX_GLYCAN_DEPTH {
             *truncated = true;
+            order.push(u as u32);
             return name;
         }
         let mut s = String::new();
         let kids = &children[u];
         if let Some((&main, rest)) = kids.split_first() {
-            s.push_str(&render(main, units, parent, children, depth + 1, truncated));
+            s.push_str(&render(main, units, parent, children, depth + 1, truncated, order));
             s.push_str(&format!("({})", parent[main].as_ref().unwrap().1));
             for &b in rest {
                 s.push('[');
-                s.push_str(&render(b, units, parent, children, depth + 1, truncated));
+                s.push_str(&render(b, units, parent, children, depth + 1, truncated, order));
                 s.push_str(&format!("({})", parent[b].as_ref().unwrap().1));
                 s.push(']');
             }
         }
         s.push_str(&name);
+        order.push(u as u32);
         s
     }
     let mut out = Vec::new();
@@ -690,7 +696,8 @@ fn glycan_trees(
         }
         members.sort();
         let mut truncated = false;
-        let mut iupac = render(u, units, &parent, &children, 0, &mut truncated);
+        let mut iupac_order = Vec::new();
+        let mut iupac = render(u, units, &parent, &children, 0, &mut truncated, &mut iupac_order);
         if truncated {
             warnings
                 .push(format!("glycan tree deeper than {MAX_GLYCAN_DEPTH} residues: its IUPAC string is cut there"));
@@ -707,6 +714,7 @@ fn glycan_trees(
             iupac,
             attached_to: attached[u].clone(),
             units: members,
+            iupac_order,
             missing_atoms,
             reducing_end_oxygen,
         });

@@ -169,3 +169,30 @@ fn mmcif_struct_conn_gives_the_same_glycoprotein_as_pdb_link() {
     };
     assert_eq!(g(&from_cif), g(&from_pdb));
 }
+
+#[test]
+fn iupac_order_lists_units_as_the_string_names_them() {
+    let opts = StructureOptions { model: Some(2), ..Default::default() };
+    let s = read_structure_file(&file("biopython/a_structure.pdb"), &opts).unwrap();
+    let t = s.glycans.iter().find(|g| g.units.len() == 4).unwrap();
+    let mut sorted = t.iupac_order.clone();
+    sorted.sort();
+    assert_eq!(sorted, t.units, "a permutation of the tree's units");
+    // The reducing end is written last: the one unit that donates no glycosidic bond.
+    let donors: Vec<u32> = s
+        .graph
+        .unit_links
+        .iter()
+        .filter(|l| matches!(l.kind, UnitLinkKind::Glycosidic { .. }))
+        .map(|l| l.src)
+        .collect();
+    let root = *t.iupac_order.last().unwrap();
+    assert!(!donors.contains(&root), "{root} in {donors:?}");
+    assert!(t.iupac_order[..3].iter().all(|u| donors.contains(u)));
+    // Along a linear chain, each written residue donates to the next one.
+    for w in t.iupac_order.windows(2) {
+        assert!(s.graph.unit_links.iter().any(|l| l.src == w[0] && l.dst == w[1]), "{} → {}", w[0], w[1]);
+    }
+    let parsed = glycan_aa::parse_iupac(&t.iupac).unwrap();
+    assert_eq!(parsed.residues.len(), t.iupac_order.len());
+}
