@@ -305,7 +305,7 @@ fn run_all<T: Sync>(
         text.push('\n');
     }
     match out {
-        Some(out) => write_atomically(out, text.as_bytes())?,
+        Some(out) => aa_pretrain::checkpoint::write_atomic(out, text.as_bytes())?,
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
     eprintln!("{} {what}: {} built, {} failed", records.len(), records.len() - failed, failed);
@@ -414,12 +414,3 @@ pub(crate) fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<
     }
 }
 
-/// Writes a file via a temporary sibling and a rename, so readers never see half a file.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
-    Ok(())
-}
