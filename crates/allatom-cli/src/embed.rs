@@ -211,46 +211,55 @@ pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
     let mut spans: HashMap<usize, (usize, usize)> = HashMap::new();
     let mut next_row = 0usize;
     let units = encoder.config.vocab.units.len() as u32;
-    for chunk in ok.chunks(a.batch_size.max(1)) {
-        let graphs: Vec<&CompatGraph> = chunk.iter().map(|(_, g)| *g).collect();
-        let out = encoder.embed(&graphs)?;
-        match a.level {
-            Level::Graph => {
-                rows.push(out.graph);
-                for (k, (i, _)) in chunk.iter().enumerate() {
-                    spans.insert(*i, (next_row + k, next_row + k + 1));
+    // Batches run in parallel, one per thread, a group at a time (bounded memory); the rows are
+    // assembled in input order.
+    let batch_size = a.batch_size.max(1);
+    let group = batch_size * rayon::current_num_threads().max(1);
+    for part in ok.chunks(group) {
+        let outs: Vec<candle_core::Result<_>> = part
+            .par_chunks(batch_size)
+            .map(|chunk| encoder.embed(&chunk.iter().map(|(_, g)| *g).collect::<Vec<_>>()))
+            .collect();
+        for (chunk, out) in part.chunks(batch_size).zip(outs) {
+            let out = out?;
+            match a.level {
+                Level::Graph => {
+                    rows.push(out.graph);
+                    for (k, (i, _)) in chunk.iter().enumerate() {
+                        spans.insert(*i, (next_row + k, next_row + k + 1));
+                    }
+                    next_row += chunk.len();
                 }
-                next_row += chunk.len();
-            }
-            Level::Unit | Level::Atom => {
-                let mut take = Vec::new();
-                for (k, (i, g)) in chunk.iter().enumerate() {
-                    let (lo, nu) = (out.offsets[k], out.num_units[k]);
-                    let range = if a.level == Level::Unit { lo..lo + nu } else { lo + nu..out.offsets[k + 1] };
-                    spans.insert(*i, (next_row, next_row + range.len()));
-                    next_row += range.len();
-                    for r in range {
-                        take.push(r as u32);
-                        glycan_idx.push(*i as u32);
-                        let local = r - lo;
-                        if a.level == Level::Unit {
-                            unit_idx.push(local as u32);
-                        } else {
-                            let atom = local - nu;
-                            atom_idx.push(atom as u32);
-                            // The residue whose atom block holds this node (official `cumsum`,
-                            // node indices).
-                            let owner = g.cumsum.iter().rposition(|&c| c as usize <= local).unwrap_or(0);
-                            unit_idx.push(owner.min(nu.saturating_sub(1)) as u32);
-                            element.push(g.node_type[local] - units);
+                Level::Unit | Level::Atom => {
+                    let mut take = Vec::new();
+                    for (k, (i, g)) in chunk.iter().enumerate() {
+                        let (lo, nu) = (out.offsets[k], out.num_units[k]);
+                        let range = if a.level == Level::Unit { lo..lo + nu } else { lo + nu..out.offsets[k + 1] };
+                        spans.insert(*i, (next_row, next_row + range.len()));
+                        next_row += range.len();
+                        for r in range {
+                            take.push(r as u32);
+                            glycan_idx.push(*i as u32);
+                            let local = r - lo;
+                            if a.level == Level::Unit {
+                                unit_idx.push(local as u32);
+                            } else {
+                                let atom = local - nu;
+                                atom_idx.push(atom as u32);
+                                // The residue whose atom block holds this node (official `cumsum`,
+                                // node indices).
+                                let owner = g.cumsum.iter().rposition(|&c| c as usize <= local).unwrap_or(0);
+                                unit_idx.push(owner.min(nu.saturating_sub(1)) as u32);
+                                element.push(g.node_type[local] - units);
+                            }
                         }
                     }
+                    let len = take.len();
+                    rows.push(out.nodes.index_select(&Tensor::from_vec(take, len, &Device::Cpu)?, 0)?);
                 }
-                let len = take.len();
-                rows.push(out.nodes.index_select(&Tensor::from_vec(take, len, &Device::Cpu)?, 0)?);
             }
+            bar.inc(chunk.len() as u64);
         }
-        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     let width = match a.level {

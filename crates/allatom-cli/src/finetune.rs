@@ -211,6 +211,9 @@ pub(crate) fn checkpoint_in(path: &std::path::Path) -> Result<PathBuf> {
 /// `allatom eval`: loads a fine-tuned checkpoint (a run directory's best, or a checkpoint
 /// directory), rebuilds its model and task, and prints the metrics of one split as JSON.
 pub fn eval(a: crate::EvalArgs) -> Result<ExitCode> {
+    if !["train", "valid", "test"].contains(&a.split.as_str()) {
+        bail!("--split {}: expected train, valid or test", a.split);
+    }
     let device = Device::Cpu;
     let dir = checkpoint_in(&a.checkpoint)?;
     let ck = aa_pretrain::checkpoint::load_dir(&dir, &device)?;

@@ -413,4 +413,3 @@ pub(crate) fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<
         Ok(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
     }
 }
-

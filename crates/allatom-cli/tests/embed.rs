@@ -78,6 +78,15 @@ fn embeddings_from_the_cli_equal_the_library_and_pool_consistently() {
         .arg("--out")
         .arg(d.join("g.npy")));
     let (shape, cli) = read_npy(&d.join("g.npy"));
+    // One glycan per batch (batches then run in parallel): the same bytes.
+    ok(allatom()
+        .args(["embed", "--batch-size", "1", "--model"])
+        .arg(d.join("pkg"))
+        .arg("--glycans")
+        .arg(d.join("in.txt"))
+        .arg("--out")
+        .arg(d.join("g1.npy")));
+    assert_eq!(std::fs::read(d.join("g1.npy")).unwrap(), std::fs::read(d.join("g.npy")).unwrap());
 
     let enc = GlycanEncoder::from_dir(&d.join("pkg")).unwrap();
     let graphs: Vec<_> = glycans.iter().map(|g| enc.featurize(g).unwrap()).collect();
