@@ -123,8 +123,8 @@ impl GlycanEncoder {
         if config.family != FAMILY {
             return Err(invalid(origin, format!("family {:?}, this loader reads {FAMILY:?}", config.family)));
         }
-        let mut sized = config.model.clone();
-        sized.sized_for(&config.vocab).map_err(|e| invalid(origin, e))?;
+        let mut config = config;
+        config.model.sized_for(&config.vocab).map_err(|e| invalid(origin, e))?;
         let device = Device::Cpu;
         let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(weights, &device)
             .map_err(|e| invalid(&format!("{origin}/{WEIGHTS_FILE}"), e))?;
