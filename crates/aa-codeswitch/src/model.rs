@@ -341,11 +341,32 @@ impl Block {
         bias: Option<&Tensor>,
         valid: Option<&Tensor>,
         keep_probs: bool,
+        key_ok: Option<&[bool]>,
         train: bool,
     ) -> candle_core::Result<BlockOut> {
         let (b, t, e) = x.dims3()?;
         let d = e / self.heads;
         let h = self.attn_norm.forward(x, train)?;
+        if !train && bias.is_none() && valid.is_none() && !keep_probs && crate::attention::applies(x) {
+            // Plain ESM-2 inference: the fused kernel (same numbers, no [B, H, T, T] tensors).
+            let ok: Vec<bool> = match key_ok {
+                Some(k) => k.to_vec(),
+                None => vec![true; b * t],
+            };
+            let attn = crate::attention::attention(
+                &self.q_proj.forward(&h)?,
+                &self.k_proj.forward(&h)?,
+                &self.v_proj.forward(&h)?,
+                &rotary.cos,
+                &rotary.sin,
+                self.heads,
+                &ok,
+            )?;
+            let x = (x + self.out_proj.forward(&attn)?)?;
+            let h = self.final_norm.forward(&x, train)?;
+            let h = self.fc2.forward(&aa_graph::dense::gelu_erf(&self.fc1.forward(&h)?)?)?;
+            return Ok(BlockOut { x: (x + h)?, probs: None, pair: None });
+        }
         let split = |y: Tensor| y.reshape((b, t, self.heads, d))?.transpose(1, 2)?.contiguous();
         let q = split((self.q_proj.forward(&h)? * (d as f64).powf(-0.5))?)?;
         let k = split(self.k_proj.forward(&h)?)?;
@@ -367,7 +388,7 @@ impl Block {
         let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, e))?;
         let x = (x + self.out_proj.forward(&attn)?)?;
         let h = self.final_norm.forward(&x, train)?;
-        let h = self.fc2.forward(&self.fc1.forward(&h)?.gelu_erf()?)?;
+        let h = self.fc2.forward(&aa_graph::dense::gelu_erf(&self.fc1.forward(&h)?)?)?;
         Ok(BlockOut { x: (x + h)?, probs: keep_probs.then_some(probs), pair })
     }
 }
@@ -571,6 +592,8 @@ impl Esm {
             reps.insert(0, x.clone());
         }
         let key_mask = if any_pad { Some((&is_pad * -1e30)?.reshape((b, 1, 1, t))?) } else { None };
+        let key_ok: Option<Vec<bool>> =
+            if any_pad { Some(batch.lengths.iter().flat_map(|&l| (0..t).map(move |i| i < l)).collect()) } else { None };
         let rotary = Rotary::new(&batch.positions, self.cfg.head_dim(), self.cfg.rope_theta)?;
         let (mut bias, valid) = match (&batch.pairs, &self.pair_bias) {
             (Some(p), Some(pb)) => (Some(pb.forward(p, b, t)?), Some(p.valid.clone())),
@@ -580,8 +603,16 @@ impl Esm {
         let mut probs = Vec::new();
         let n = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
-            let out =
-                layer.forward(&x, &rotary, key_mask.as_ref(), bias.as_ref(), valid.as_ref(), keep_probs, train)?;
+            let out = layer.forward(
+                &x,
+                &rotary,
+                key_mask.as_ref(),
+                bias.as_ref(),
+                valid.as_ref(),
+                keep_probs,
+                key_ok.as_deref(),
+                train,
+            )?;
             x = out.x;
             bias = out.pair;
             if let Some(p) = out.probs {

@@ -106,8 +106,23 @@ impl CodeSwitchSequence {
         alphabet: &Alphabet,
         unzip: &Unzip,
     ) -> Result<CodeSwitchSequence, CodeSwitchError> {
-        if graph.units.is_empty() {
-            return Err(CodeSwitchError::Input("the graph has no units".into()));
+        let all: Vec<u32> = (0..graph.units.len() as u32).collect();
+        CodeSwitchSequence::from_units(graph, &all, alphabet, unzip)
+    }
+
+    /// Builds the sequence of some units of a graph (e.g. a window of a chain), in the given
+    /// order.
+    pub fn from_units(
+        graph: &HeteroGraph,
+        units: &[u32],
+        alphabet: &Alphabet,
+        unzip: &Unzip,
+    ) -> Result<CodeSwitchSequence, CodeSwitchError> {
+        if units.is_empty() {
+            return Err(CodeSwitchError::Input("no units to write".into()));
+        }
+        if let Some(u) = units.iter().find(|&&u| u as usize >= graph.units.len()) {
+            return Err(CodeSwitchError::Input(format!("unit {u} is out of range ({} units)", graph.units.len())));
         }
         if let Unzip::Ratio { ratio, .. } = unzip {
             if !(0.0..=1.0).contains(ratio) {
@@ -124,7 +139,8 @@ impl CodeSwitchSequence {
         }
         let members = graph.unit_members();
         let mut s = CodeSwitchSequence::from_tokens(vec![alphabet.cls]);
-        for (u, unit) in graph.units.iter().enumerate() {
+        for &u in units {
+            let (u, unit) = (u as usize, &graph.units[u as usize]);
             let residue = unit.kind == UnitKind::Residue;
             let unzipped = !residue
                 || match unzip {

@@ -125,6 +125,23 @@ fn esm2_case(tag: &str) {
     let contact_lengths: Vec<usize> = batch.lengths.iter().map(|l| l - 2).collect();
     check_rows("contacts", out.contacts.as_ref().unwrap(), &case.expected["contacts"], &contact_lengths);
     assert_eq!(case.cfg.vocab_size, 33);
+    // Without attention maps the fused attention kernel runs: the same numbers.
+    let req = EsmRequest { repr_layers: case.repr_layers.clone(), logits: true, ..Default::default() };
+    let fused = case.model.forward(&batch, &req).unwrap();
+    check_rows("fused logits", fused.logits.as_ref().unwrap(), &case.expected["logits"], &batch.lengths);
+    for l in &case.repr_layers {
+        check_rows(
+            &format!("fused rep_{l}"),
+            &fused.representations[l],
+            &case.expected[&format!("rep_{l}")],
+            &batch.lengths,
+        );
+    }
+    // One sequence alone (no padding) gives its rows of the padded batch.
+    let single = CodeSwitchBatch::collate(&[&seqs[1]], &alphabet, &Device::Cpu).unwrap();
+    let one = case.model.forward(&single, &req).unwrap();
+    let want = case.expected["logits"].narrow(0, 1, 1).unwrap();
+    check_rows("single logits", one.logits.as_ref().unwrap(), &want, &single.lengths);
 }
 
 #[test]

@@ -28,6 +28,7 @@
 
 mod batch;
 mod csr;
+pub mod dense;
 mod element;
 mod graph;
 pub mod kernels;

@@ -178,6 +178,14 @@ fn structure_inputs(path: &Path) -> Result<Vec<Input>> {
 
 /// `allatom embed`.
 pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
+    if let Some(m) = a.model.clone() {
+        if m != DEFAULT_MODEL && crate::esm::is_esm_model(&m)? {
+            return crate::esm::embed(a, &m);
+        }
+    }
+    if a.sequence.is_some() || a.fasta.is_some() {
+        bail!("--sequence and --fasta need a protein model (--model with an ESM-2/ESM-AA folder or hub id)");
+    }
     let inputs: Vec<Input> = match (&a.glycan, &a.glycans, &a.structure) {
         (Some(g), None, None) => vec![Input::glycan(g.clone())],
         (None, Some(p), None) => {
@@ -335,7 +343,7 @@ pub fn metadata_path(out: &Path) -> PathBuf {
 }
 
 /// A 2-D f32 tensor as a NumPy `.npy` file (format 1.0, little-endian, C order).
-fn npy_f32(t: &Tensor) -> Result<Vec<u8>> {
+pub(crate) fn npy_f32(t: &Tensor) -> Result<Vec<u8>> {
     let (n, d) = t.dims2()?;
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
     // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.

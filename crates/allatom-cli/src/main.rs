@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 
 mod embed;
+mod esm;
 mod finetune;
 mod pretrain;
 
@@ -74,10 +75,14 @@ enum Command {
     /// Write the encoder of a pretraining or fine-tuning checkpoint as a package directory
     /// (config.json, model.safetensors, README.md model card) that `embed` and the hub read.
     Export(ExportArgs),
+    /// Convert a fair-esm ESM-2 or official ESM-AA torch checkpoint (.pt) into a model
+    /// directory (config.json, model.safetensors, tokenizer.json) for `embed --model`. This is
+    /// the only place a pickle is read; the head count comes from the checkpoint's config.
+    Convert(ConvertArgs),
 }
 
 #[derive(clap::Args)]
-struct EmbedArgs {
+pub(crate) struct EmbedArgs {
     /// One glycan in IUPAC-condensed notation.
     #[arg(long, conflicts_with = "glycans")]
     glycan: Option<String>,
@@ -92,9 +97,19 @@ struct EmbedArgs {
     /// attachment (e.g. `ASN 90 chain A`) and each monosaccharide's chain, residue and number.
     #[arg(long, conflicts_with = "glycan")]
     structure: Option<PathBuf>,
+    /// With an ESM model: one protein sequence (one-letter codes).
+    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure", "fasta"])]
+    sequence: Option<String>,
+    /// With an ESM model: a FASTA file of protein sequences.
+    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure"])]
+    fasta: Option<PathBuf>,
     /// The encoder: a package directory (from `allatom export`), a Hugging Face Hub repository
     /// id (owner/name[@revision]; HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE are honoured),
-    /// or preglycanaa-small, the model built into this binary (the default).
+    /// or preglycanaa-small, the model built into this binary (the default). An ESM-2/ESM-AA
+    /// model (e.g. facebook/esm2_t6_8M_UR50D, or a folder from `allatom convert`) embeds
+    /// proteins instead: --sequence, --fasta or --structure (one sequence per chain); --level
+    /// unit gives one row per residue, atom one per atom token (ESM-AA, every residue unzipped),
+    /// graph the mean over residues.
     #[arg(long)]
     model: Option<String>,
     /// Which rows: graph (one per glycan), unit (per monosaccharide) or atom (per atom node).
@@ -106,6 +121,20 @@ struct EmbedArgs {
     /// Glycans per forward pass.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ConvertArgs {
+    /// A fair-esm ESM-2 or official ESM-AA torch checkpoint (`{"cfg", "model"}` pickle).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Model directory to write (config.json, model.safetensors, tokenizer.json, README.md).
+    #[arg(long)]
+    out: PathBuf,
+    /// Attention heads, when the checkpoint's config cannot be read and the width is not a
+    /// released size.
+    #[arg(long)]
+    heads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -157,7 +186,7 @@ struct FinetuneArgs {
 }
 
 #[derive(clap::Args)]
-struct PretrainArgs {
+pub(crate) struct PretrainArgs {
     /// Run configuration (JSON), e.g. models/configs/preglycanaa_quick.json.
     #[arg(long)]
     config: PathBuf,
@@ -209,6 +238,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => finetune::eval(a),
         Command::Embed(a) => embed::embed(a),
         Command::Export(a) => embed::export(a),
+        Command::Convert(a) => esm::convert(a),
     };
     match result {
         Ok(code) => code,

@@ -78,6 +78,9 @@ pub(crate) fn resolve(config_path: &Path, p: &Path) -> PathBuf {
 
 pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    if serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("objective").cloned()).is_some() {
+        return crate::esm::pretrain(a, &text);
+    }
     let mut cfg: PretrainConfig =
         serde_json::from_str(&text).with_context(|| format!("{}: not a pretraining config", a.config.display()))?;
     if let Some(m) = a.max_steps {
