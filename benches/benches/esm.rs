@@ -27,6 +27,7 @@ fn batch(b: usize, alphabet: &Alphabet) -> CodeSwitchBatch {
 }
 
 fn bench(c: &mut Criterion) {
+    allatom_benches::keep_freed_memory();
     let alphabet = Alphabet::esm2();
     let varmap = VarMap::new();
     let model =

@@ -37,3 +37,13 @@ pub fn trainable_vars(map: &candle_nn::VarMap) -> Vec<(String, candle_core::Var)
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars
 }
+
+/// Tells mimalloc to keep freed memory instead of returning it to the OS after 10 ms: large
+/// tensors (a 32 × 256-token ESM batch has 16–63 MB activations) are then reused instead of
+/// page-faulted in and zeroed again on every layer (measured: ~10 % of the batch-32 forward).
+pub fn keep_freed_memory() {
+    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (the version libmimalloc-sys builds).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}

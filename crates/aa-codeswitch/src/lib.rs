@@ -13,7 +13,7 @@
 //!   fair-esm parameter names and Hugging Face `EsmForMaskedLM` names mapped on load
 //!   ([`canonical_tensors`]); [`EsmPackage`] reads a model directory.
 
-mod attention;
+mod fused;
 mod model;
 mod package;
 mod sequence;

@@ -161,13 +161,13 @@ impl EsmConfig {
         if self.emb_layer_norm_before {
             return bad("emb_layer_norm_before = true (ESM-1b style) is not supported".into());
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by {} heads",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if (self.hidden_size / self.num_attention_heads) % 2 != 0 {
+        if !(self.hidden_size / self.num_attention_heads).is_multiple_of(2) {
             return bad("the head width must be even for rotary embeddings".into());
         }
         if self.num_hidden_layers == 0 || self.vocab_size == 0 || self.intermediate_size == 0 {
@@ -347,24 +347,24 @@ impl Block {
         let (b, t, e) = x.dims3()?;
         let d = e / self.heads;
         let h = self.attn_norm.forward(x, train)?;
-        if !train && bias.is_none() && valid.is_none() && !keep_probs && crate::attention::applies(x) {
+        if !train && bias.is_none() && valid.is_none() && !keep_probs && crate::fused::applies(x) {
             // Plain ESM-2 inference: the fused kernel (same numbers, no [B, H, T, T] tensors).
-            let ok: Vec<bool> = match key_ok {
-                Some(k) => k.to_vec(),
-                None => vec![true; b * t],
-            };
-            let attn = crate::attention::attention(
+            let attn = crate::fused::attention(
                 &self.q_proj.forward(&h)?,
                 &self.k_proj.forward(&h)?,
                 &self.v_proj.forward(&h)?,
                 &rotary.cos,
                 &rotary.sin,
                 self.heads,
-                &ok,
+                key_ok,
             )?;
             let x = (x + self.out_proj.forward(&attn)?)?;
             let h = self.final_norm.forward(&x, train)?;
-            let h = self.fc2.forward(&aa_graph::dense::gelu_erf(&self.fc1.forward(&h)?)?)?;
+            let (b1, b2) = match (self.fc1.bias(), self.fc2.bias()) {
+                (Some(b1), Some(b2)) => (b1, b2),
+                _ => candle_core::bail!("ESM feed-forward layers have biases"),
+            };
+            let h = crate::fused::feed_forward(&h, self.fc1.weight(), b1, self.fc2.weight(), b2)?;
             return Ok(BlockOut { x: (x + h)?, probs: None, pair: None });
         }
         let split = |y: Tensor| y.reshape((b, t, self.heads, d))?.transpose(1, 2)?.contiguous();
@@ -428,6 +428,8 @@ impl PairBias {
         let mean = self.means.flatten_all()?.unsqueeze(0)?;
         let std = (self.stds.flatten_all()?.abs()? + 1e-5)?.unsqueeze(0)?;
         let z = x.broadcast_sub(&mean)?.broadcast_div(&std)?;
+        // The official GaussianLayer uses π ≈ 3.14159 in its normaliser; kept for parity.
+        #[allow(clippy::approx_constant)]
         let a = (2.0f64 * 3.14159).sqrt();
         let g = (z.sqr()? * -0.5)?.exp()?.broadcast_div(&(std * a)?)?;
         let heads = self.proj2.forward(&self.proj1.forward(&g)?.gelu_erf()?)?; // [P, H]
@@ -560,7 +562,7 @@ impl Esm {
     pub fn forward(&self, batch: &CodeSwitchBatch, req: &EsmRequest) -> Result<EsmOutput, CodeSwitchError> {
         let tokens = &batch.tokens;
         let (b, t) = tokens.dims2()?;
-        if let Some(max) = tokens.flatten_all()?.max(0)?.to_scalar::<u32>().ok() {
+        if let Ok(max) = tokens.flatten_all()?.max(0)?.to_scalar::<u32>() {
             if max as usize >= self.cfg.vocab_size {
                 return Err(CodeSwitchError::Input(format!(
                     "token id {max} is outside the model's vocabulary ({})",
@@ -571,7 +573,6 @@ impl Esm {
         if batch.pairs.is_some() && self.pair_bias.is_none() {
             return Err(CodeSwitchError::Input("atom pairs were given to a model without a pair bias (ESM-2)".into()));
         }
-        let dev = tokens.device();
         let train = req.train;
         let is_pad = tokens.eq(self.cfg.pad_token_id)?.to_dtype(DType::F32)?; // [B, T]
         let mut x = self.embed_tokens.embedding(&tokens.flatten_all()?)?.reshape((b, t, self.cfg.hidden_size))?;
@@ -646,7 +647,6 @@ impl Esm {
             Some(p) if valid.is_some() => Some(p.permute((0, 2, 3, 1))?.contiguous()?),
             _ => None,
         };
-        let _ = dev;
         Ok(EsmOutput {
             hidden,
             representations: reps,

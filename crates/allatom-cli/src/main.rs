@@ -229,7 +229,18 @@ struct GraphArgs {
     keep_waters: bool,
 }
 
+/// Tells mimalloc to keep freed memory instead of returning it to the OS after 10 ms: large
+/// tensors (16–63 MB activations of an ESM batch) are then reused instead of page-faulted in and
+/// zeroed again on every layer (~10 % of a batch-32 ESM forward).
+fn keep_freed_memory() {
+    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (the version libmimalloc-sys builds).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Graph(a) => graph(a),

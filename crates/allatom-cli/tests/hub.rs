@@ -50,10 +50,13 @@ fn hex(d: &[u8]) -> String {
 fn serve(dir: &Path, repo: &'static str, mode: Mode) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let files: Vec<(String, Vec<u8>)> = ["config.json", "model.safetensors", "README.md"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
-        .collect();
+    // The files of the directory among those a model repository holds (others answer 404).
+    let files: Vec<(String, Vec<u8>)> =
+        ["config.json", "model.safetensors", "README.md", "vocab.txt", "tokenizer.json"]
+            .iter()
+            .filter(|f| dir.join(f).is_file())
+            .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+            .collect();
     let requests = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (req2, stop2) = (requests.clone(), stop.clone());
@@ -219,4 +222,35 @@ fn download_cache_offline_and_corruption() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("allatom/missing") && err.contains("config.json"), "{err}");
+}
+
+#[test]
+fn esm_model_from_the_hub_with_vocab_txt() {
+    // A Hugging Face ESM-2 repository layout (config.json, model.safetensors, vocab.txt; no
+    // tokenizer.json, which answers 404): embeddings equal those of the local directory.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aa-codeswitch/tests/fixtures/hf-tiny");
+    let run = |model: &str, out: &Path, env: &[(&str, String)]| {
+        let mut c = allatom();
+        c.args(["embed", "--sequence", "MKTAYIAKQRQISFVKSHFSRQ", "--level", "unit", "--model", model, "--out"])
+            .arg(out)
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_HUB_CACHE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let local = run(repo.to_str().unwrap(), &d.join("local.safetensors"), &[]);
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let server = serve(&repo, "facebook/esm2_tiny", Mode::Honest);
+    let env = vec![
+        ("HF_HOME", d.join("hf").display().to_string()),
+        ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port)),
+    ];
+    let hub = run("facebook/esm2_tiny", &d.join("hub.safetensors"), &env);
+    assert!(hub.status.success(), "{}", String::from_utf8_lossy(&hub.stderr));
+    assert_eq!(std::fs::read(d.join("hub.safetensors")).unwrap(), std::fs::read(d.join("local.safetensors")).unwrap());
 }

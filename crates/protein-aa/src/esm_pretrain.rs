@@ -98,6 +98,10 @@ pub fn residue_windows(graph: Arc<HeteroGraph>, window: usize) -> Vec<ResidueWin
     out
 }
 
+/// One masked window: the corrupted sequence, `(position, true token)` of masked tokens, and
+/// `(i, j, clean distance)` of same-residue atom pairs.
+type MaskedWindow = (CodeSwitchSequence, Vec<(usize, u32)>, Vec<(usize, usize, f32)>);
+
 /// A prepared batch.
 pub struct EsmAaBatch {
     batch: CodeSwitchBatch,
@@ -143,11 +147,7 @@ impl EsmAaPretrain {
     }
 
     /// Masks one window.
-    fn mask(
-        &self,
-        w: &ResidueWindow,
-        rng: &mut Rng,
-    ) -> Result<(CodeSwitchSequence, Vec<(usize, u32)>, Vec<(usize, usize, f32)>)> {
+    fn mask(&self, w: &ResidueWindow, rng: &mut Rng) -> Result<MaskedWindow> {
         let m = &self.masking;
         let unzip = Unzip::Ratio { ratio: m.unzip_ratio, seed: rng.next_u64() };
         let mut s = CodeSwitchSequence::from_units(&w.graph, &w.units, &self.alphabet, &unzip)
@@ -188,10 +188,7 @@ impl EsmAaPretrain {
         Ok((s, masked, dist))
     }
 
-    fn collate(
-        &self,
-        masked: Vec<(CodeSwitchSequence, Vec<(usize, u32)>, Vec<(usize, usize, f32)>)>,
-    ) -> Result<EsmAaBatch> {
+    fn collate(&self, masked: Vec<MaskedWindow>) -> Result<EsmAaBatch> {
         let seqs: Vec<&CodeSwitchSequence> = masked.iter().map(|m| &m.0).collect();
         let batch = CodeSwitchBatch::collate(&seqs, &self.alphabet, &self.device)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;

@@ -1,0 +1,154 @@
+//! ESM in the CLI: `convert` of a torch checkpoint (the fixture written by
+//! tests/reference/esm_reference.py in fair-esm/ESM-AA format) gives the embeddings of the same
+//! weights as a Hugging Face directory; `embed --model <ESM>` on a sequence, a FASTA file and a
+//! structure; bad inputs fail cleanly with nothing written; an ESM-AA pretraining config runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn allatom() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_allatom"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../aa-codeswitch/tests/fixtures")
+}
+
+fn structures() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures/pdbrust/examples/pdb_files");
+    assert!(p.exists(), "{} missing: run `cargo xtask fetch-data`", p.display());
+    p
+}
+
+fn ok(c: &mut Command) -> std::process::Output {
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn convert_then_embed_equals_the_hugging_face_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conv = d.join("converted");
+    ok(allatom().args(["convert", "--checkpoint"]).arg(fixtures().join("fairesm_tiny.pt")).arg("--out").arg(&conv));
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "README.md"] {
+        assert!(conv.join(f).is_file(), "{f}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(conv.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_attention_heads"], 4, "heads read from the pickled config");
+    assert_eq!(cfg["num_hidden_layers"], 2);
+    let embed = |model: &Path, out: &Path| {
+        ok(allatom()
+            .args(["embed", "--sequence", "MKTAYIAKQRQISFVKSHFSRQ", "--level", "unit", "--model"])
+            .arg(model)
+            .arg("--out")
+            .arg(out));
+    };
+    embed(&conv, &d.join("a.safetensors"));
+    embed(&fixtures().join("hf-tiny"), &d.join("b.safetensors"));
+    assert_eq!(std::fs::read(d.join("a.safetensors")).unwrap(), std::fs::read(d.join("b.safetensors")).unwrap());
+    let t = candle_core::safetensors::load(d.join("a.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t["embeddings"].dims(), &[22, 40]);
+    // Not a checkpoint: clear error, nothing written.
+    let bad = d.join("bad.pt");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let out = allatom().args(["convert", "--checkpoint"]).arg(&bad).arg("--out").arg(d.join("x")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.pt"));
+    assert!(!d.join("x").exists());
+}
+
+#[test]
+fn embed_fasta_and_structures_with_an_esm_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = fixtures().join("hf-tiny");
+    std::fs::write(d.join("p.fasta"), ">one\nMKTAYIAKQR\nQISFV\n>two\nGSHMLEDP\n").unwrap();
+    ok(allatom()
+        .args(["embed", "--fasta"])
+        .arg(d.join("p.fasta"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("f.npy")));
+    let meta = std::fs::read_to_string(d.join("f.jsonl")).unwrap();
+    assert_eq!(meta.lines().count(), 2);
+    assert!(meta.contains("\"input\":\"one\""));
+    // Structures: one sequence per chain, per-residue rows labelled with chain, name, number.
+    ok(allatom()
+        .args(["embed", "--structure"])
+        .arg(structures().join("1UBQ.pdb"))
+        .args(["--level", "unit", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("s.safetensors")));
+    let meta: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(d.join("s.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(meta["rows"], serde_json::json!([0, 76]));
+    assert_eq!(meta["labels"][0], "A MET 1");
+    // A FASTA record without a sequence: error, nothing written.
+    std::fs::write(d.join("bad.fasta"), ">one\n>two\nMK\n").unwrap();
+    let out = allatom()
+        .args(["embed", "--fasta"])
+        .arg(d.join("bad.fasta"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("bad.npy"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"one\" has no sequence"));
+    assert!(!d.join("bad.npy").exists());
+    // A sequence with the glycan model: refused.
+    let out = allatom().args(["embed", "--sequence", "MK", "--out"]).arg(d.join("g.npy")).output().unwrap();
+    assert!(!out.status.success());
+    // Atom level needs ESM-AA.
+    let out = allatom()
+        .args(["embed", "--sequence", "MK", "--level", "atom", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("a.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn esm_aa_pretraining_config_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = serde_json::json!({
+        "objective": "esm_aa",
+        "data": { "structures": [structures().join("1UBQ.pdb"), structures().join("1HSG.pdb")], "valid_fraction": 0.2 },
+        "model": { "vocab_size": 59, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "intermediate_size": 128, "pair_bias": true, "gaussian_kernels": 16 },
+        "masking": { "window": 32, "unzip_ratio": 0.2 },
+        "train": { "epochs": 2, "batch_size": 4, "optimizer": { "lr": 1e-3 }, "seed": 1 }
+    });
+    std::fs::write(d.join("c.json"), cfg.to_string()).unwrap();
+    ok(allatom().args(["pretrain", "--config"]).arg(d.join("c.json")).arg("--run-dir").arg(d.join("run")));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/summary.json")).unwrap()).unwrap();
+    let hist = summary["history"].as_array().unwrap();
+    assert_eq!(hist.len(), 2);
+    for k in ["loss", "mlm_loss", "distance_l1", "residue_accuracy", "atom_accuracy"] {
+        assert!(hist[1]["valid"][k].as_f64().unwrap().is_finite(), "{k}");
+    }
+    // A config whose model lacks the pair bias is refused before training.
+    let mut bad = cfg.clone();
+    bad["model"]["pair_bias"] = serde_json::json!(false);
+    bad["model"]["vocab_size"] = serde_json::json!(33);
+    std::fs::write(d.join("bad.json"), bad.to_string()).unwrap();
+    let out = allatom()
+        .args(["pretrain", "--config"])
+        .arg(d.join("bad.json"))
+        .arg("--run-dir")
+        .arg(d.join("r2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pair_bias"));
+}
