@@ -296,6 +296,30 @@ pub fn embed(a: crate::EmbedArgs, model: &str) -> Result<ExitCode> {
             vec![from_text(s, json!({"input": s}))]
         }
         (None, Some(f), None) => read_fasta(f)?.into_iter().map(|(h, s)| from_text(&s, json!({"input": h}))).collect(),
+        (None, None, Some(p)) if protein_aa::molfile::is_molfile(p) => {
+            // Small molecules: all-atom sequences (ESM-AA), one per record.
+            if !pkg.model.config().pair_bias {
+                bail!("{}: small molecules need an ESM-AA model (atom tokens); {model} is ESM-2", p.display());
+            }
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let mols = protein_aa::molfile::parse_sdf(&text).map_err(|mut e| {
+                e.path = Some(p.display().to_string());
+                e
+            })?;
+            mols.iter()
+                .enumerate()
+                .map(|(k, g)| {
+                    let meta = json!({"structure": p, "record": k, "name": g.units[0].name});
+                    match CodeSwitchSequence::from_graph(g, &pkg.alphabet, &Unzip::All) {
+                        Ok(seq) => {
+                            let labels = seq.atom.iter().flatten().map(|&a| g.atoms[a as usize].name.clone()).collect();
+                            EsmInput { seq: Some(seq), meta, labels, error: None }
+                        }
+                        Err(e) => EsmInput { seq: None, meta, labels: vec![], error: Some(e.to_string()) },
+                    }
+                })
+                .collect()
+        }
         (None, None, Some(p)) => {
             let files = crate::structure_files(p)?;
             let opts = protein_aa::StructureOptions { atom_knn: None, unit_knn: None, ..Default::default() };
@@ -368,13 +392,9 @@ pub fn embed(a: crate::EmbedArgs, model: &str) -> Result<ExitCode> {
         let batch = CodeSwitchBatch::collate(&[seq], &pkg.alphabet, &Device::Cpu)?;
         let out = pkg.model.forward(&batch, &EsmRequest::default())?;
         let hidden = out.hidden.get(0)?;
-        let keep: Vec<u32> = (1..seq.len() - 1)
-            .filter(|&k| match a.level {
-                crate::embed::Level::Atom => !seq.aa_mask[k],
-                _ => seq.aa_mask[k],
-            })
-            .map(|k| k as u32)
-            .collect();
+        // Residue rows, or atom rows for --level atom and for molecules without residues.
+        let atoms = a.level == crate::embed::Level::Atom || seq.aa_mask[1..seq.len() - 1].iter().all(|&m| !m);
+        let keep: Vec<u32> = (1..seq.len() - 1).filter(|&k| seq.aa_mask[k] != atoms).map(|k| k as u32).collect();
         let n = keep.len();
         let picked = hidden.index_select(&Tensor::from_vec(keep.clone(), n, &Device::Cpu)?, 0)?;
         match a.level {

@@ -107,7 +107,8 @@ pub(crate) struct EmbedArgs {
     /// id (owner/name[@revision]; HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE are honoured),
     /// or preglycanaa-small, the model built into this binary (the default). An ESM-2/ESM-AA
     /// model (e.g. facebook/esm2_t6_8M_UR50D, or a folder from `allatom convert`) embeds
-    /// proteins instead: --sequence, --fasta or --structure (one sequence per chain); --level
+    /// proteins instead: --sequence, --fasta or --structure (one sequence per chain; an .sdf/.mol
+    /// file gives all-atom sequences of its molecules, ESM-AA only); --level
     /// unit gives one row per residue, atom one per atom token (ESM-AA, every residue unzipped),
     /// graph the mean over residues.
     #[arg(long)]

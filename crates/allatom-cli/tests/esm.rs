@@ -152,3 +152,58 @@ fn esm_aa_pretraining_config_runs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pair_bias"));
 }
+
+#[test]
+fn small_molecules_become_all_atom_sequences() {
+    // A tiny ESM-AA model with random weights, written as a model directory.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("esm-aa-tiny");
+    std::fs::create_dir_all(&model).unwrap();
+    let cfg = aa_codeswitch::EsmConfig::tiny(true);
+    let varmap = candle_nn::VarMap::new();
+    aa_codeswitch::Esm::load(
+        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &candle_core::Device::Cpu),
+        &cfg,
+    )
+    .unwrap();
+    varmap.save(model.join("model.safetensors")).unwrap();
+    std::fs::write(model.join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
+    // Indinavir (MK1) with its coordinates from PDB 1HSG, as an SD file.
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mk1_1hsg.sdf");
+    ok(allatom()
+        .args(["embed", "--structure"])
+        .arg(&sdf)
+        .args(["--level", "atom", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("m.safetensors")));
+    let t = candle_core::safetensors::load(d.join("m.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t["embeddings"].dims(), &[45, 32]);
+    let meta = std::fs::read_to_string(d.join("m.jsonl")).unwrap();
+    assert!(meta.contains("\"labels\":[\"N1\""), "{meta}");
+    // Per-residue structure embedding still works with the same model (atoms only where asked).
+    ok(allatom()
+        .args(["embed", "--structure"])
+        .arg(structures().join("1HSG.pdb"))
+        .args(["--level", "unit", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("p.safetensors")));
+    // A truncated SD file: error naming the file, nothing written.
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let cut: String = text.lines().take(20).map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.join("cut.sdf"), cut).unwrap();
+    let out = allatom()
+        .args(["embed", "--structure"])
+        .arg(d.join("cut.sdf"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(d.join("cut.npy"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cut.sdf"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("cut.npy").exists());
+}

@@ -14,6 +14,7 @@
 
 mod build;
 pub mod esm_pretrain;
+pub mod molfile;
 pub mod read;
 pub mod templates;
 
