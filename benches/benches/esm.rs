@@ -5,7 +5,7 @@
 //!
 //! `cargo bench -p allatom-benches --bench esm`
 
-use aa_codeswitch::{Alphabet, CodeSwitchBatch, CodeSwitchSequence, Esm, EsmConfig, EsmRequest};
+use aa_codeswitch::{Esm, EsmConfig, EsmRequest};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -13,22 +13,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A batch of `b` sequences of 256 tokens (`<cls>`, 254 residues, `<eos>`).
-fn batch(b: usize, alphabet: &Alphabet) -> CodeSwitchBatch {
-    let seqs: Vec<CodeSwitchSequence> = (0..b)
-        .map(|k| {
-            let mut t = vec![alphabet.cls];
-            t.extend((0..254).map(|i| 4 + ((i * 7 + k * 13) % 20) as u32));
-            t.push(alphabet.eos);
-            CodeSwitchSequence::from_tokens(t)
-        })
-        .collect();
-    CodeSwitchBatch::collate(&seqs.iter().collect::<Vec<_>>(), alphabet, &Device::Cpu).unwrap()
-}
-
 fn bench(c: &mut Criterion) {
     allatom_benches::keep_freed_memory();
-    let alphabet = Alphabet::esm2();
     let varmap = VarMap::new();
     let model =
         Esm::load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), &EsmConfig::esm2_t12_35m()).unwrap();
@@ -36,7 +22,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("esm2_t12_35m_forward");
     g.sample_size(10);
     for b in [1usize, 32] {
-        let x = batch(b, &alphabet);
+        let x = allatom_benches::esm_batch(b);
         g.throughput(Throughput::Elements((b * 256) as u64));
         g.bench_function(format!("batch_{b}x256"), |bench| bench.iter(|| model.forward(&x, &req).unwrap().logits));
     }

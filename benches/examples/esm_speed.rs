@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release -p allatom-benches --example esm_speed`
 
-use aa_codeswitch::{Alphabet, CodeSwitchBatch, CodeSwitchSequence, Esm, EsmConfig, EsmRequest};
+use aa_codeswitch::{Esm, EsmConfig, EsmRequest};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -27,22 +27,13 @@ fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     allatom_benches::keep_freed_memory();
-    let alphabet = Alphabet::esm2();
     let varmap = VarMap::new();
     let model =
         Esm::load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), &EsmConfig::esm2_t12_35m()).unwrap();
     let req = EsmRequest { logits: true, ..Default::default() };
     let threads = rayon::current_num_threads();
     for (b, reps) in [(1usize, 30usize), (32, 5)] {
-        let seqs: Vec<CodeSwitchSequence> = (0..b)
-            .map(|k| {
-                let mut t = vec![alphabet.cls];
-                t.extend((0..254).map(|i| 4 + ((i * 7 + k * 13) % 20) as u32));
-                t.push(alphabet.eos);
-                CodeSwitchSequence::from_tokens(t)
-            })
-            .collect();
-        let x = CodeSwitchBatch::collate(&seqs.iter().collect::<Vec<_>>(), &alphabet, &Device::Cpu).unwrap();
+        let x = allatom_benches::esm_batch(b);
         let s = median_seconds(reps, || {
             model.forward(&x, &req).unwrap();
         });

@@ -47,3 +47,19 @@ pub fn keep_freed_memory() {
     // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
+
+/// The ESM speed input: `b` sequences of 256 tokens (`<cls>`, 254 residues cycling through the
+/// 20 amino acids, `<eos>`), the same tokens as `benches/esm_speed.py` builds for fair-esm.
+pub fn esm_batch(b: usize) -> aa_codeswitch::CodeSwitchBatch {
+    let alphabet = aa_codeswitch::Alphabet::esm2();
+    let seqs: Vec<aa_codeswitch::CodeSwitchSequence> = (0..b)
+        .map(|k| {
+            let mut t = vec![alphabet.cls];
+            t.extend((0..254).map(|i| 4 + ((i * 7 + k * 13) % 20) as u32));
+            t.push(alphabet.eos);
+            aa_codeswitch::CodeSwitchSequence::from_tokens(t)
+        })
+        .collect();
+    aa_codeswitch::CodeSwitchBatch::collate(&seqs.iter().collect::<Vec<_>>(), &alphabet, &candle_core::Device::Cpu)
+        .expect("valid batch")
+}

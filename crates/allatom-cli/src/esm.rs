@@ -98,19 +98,10 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
         Trainer::new(cfg.train.clone(), vec![group], vec![], selection, RunDir { path: a.run_dir.clone() })?;
     trainer.progress = true;
     trainer.metadata = json!({ "config": cfg, "task": "ESM-AA" });
+    let t = std::time::Instant::now();
     let report = trainer.fit(&objective, &train, &valid)?;
-    let summary = json!({
-        "train_windows": train.len(), "valid_windows": valid.len(), "structure_files": files.len(),
-        "steps": report.state.step, "history": report.state.history, "best": report.state.best,
-        "best_checkpoint": report.best_checkpoint,
-    });
-    aa_pretrain::checkpoint::write_atomic(
-        &a.run_dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    if let Some(last) = report.state.history.last() {
-        eprintln!("epoch {}: train loss {:.4}, valid {:?}", last.epoch, last.train_loss, last.valid);
-    }
+    let counts = json!({ "train_windows": train.len(), "valid_windows": valid.len(), "structure_files": files.len() });
+    crate::pretrain::finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), "windows")?;
     Ok(ExitCode::SUCCESS)
 }
 

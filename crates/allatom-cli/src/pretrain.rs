@@ -127,27 +127,45 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     trainer.metadata = serde_json::json!({ "config": cfg, "vocab": vocab, "task": "PreGlycanAA" });
     let t = std::time::Instant::now();
     let report = trainer.fit(&model, &train, &valid)?;
-    let summary = serde_json::json!({
+    let counts = serde_json::json!({
         "train_glycans": train.len(),
         "valid_glycans": valid.len(),
         "skipped_glycans": failed,
+    });
+    finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), "glycans")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a finished (or paused) pretraining run's `summary.json` — `counts` (what was trained
+/// on) plus the trainer's history — and prints the last epoch.
+pub(crate) fn finish_run(
+    run_dir: &Path,
+    report: &aa_pretrain::trainer::TrainReport,
+    counts: serde_json::Value,
+    seconds: f64,
+    items: &str,
+) -> Result<()> {
+    let mut summary = serde_json::json!({
         "epochs_done": report.state.history.len(),
         "steps": report.state.step,
-        "seconds_this_call": t.elapsed().as_secs_f64(),
+        "seconds_this_call": seconds,
         "history": report.state.history,
         "best": report.state.best,
         "best_checkpoint": report.best_checkpoint,
     });
+    if let (Some(s), Some(c)) = (summary.as_object_mut(), counts.as_object()) {
+        s.extend(c.clone());
+    }
     aa_pretrain::checkpoint::write_atomic(
-        &a.run_dir.join("summary.json"),
+        &run_dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     if let Some(last) = report.state.history.last() {
         eprintln!(
-            "epoch {}: train loss {:.4}, valid {:?}, {:.0} glycans/s",
+            "epoch {}: train loss {:.4}, valid {:?}, {:.0} {items}/s",
             last.epoch, last.train_loss, last.valid, last.items_per_second
         );
     }
-    eprintln!("{} steps; run directory {}", report.state.step, a.run_dir.display());
-    Ok(ExitCode::SUCCESS)
+    eprintln!("{} steps; run directory {}", report.state.step, run_dir.display());
+    Ok(())
 }

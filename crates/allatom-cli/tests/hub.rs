@@ -143,10 +143,11 @@ fn serve(dir: &Path, repo: &'static str, mode: Mode) -> Server {
     Server { port, requests, stop }
 }
 
-fn embed(model: &str, out: &Path, env: &[(&str, String)]) -> std::process::Output {
+/// `allatom embed <inputs> --model MODEL --out OUT` with only the given hub variables set.
+fn run_embed(inputs: &[&str], model: &str, out: &Path, env: &[(&str, String)]) -> std::process::Output {
     let mut c = allatom();
-    c.args(["embed", "--glycans"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/three_glycans.txt"))
+    c.arg("embed")
+        .args(inputs)
         .args(["--model", model, "--out"])
         .arg(out)
         .env_remove("HF_TOKEN")
@@ -156,6 +157,12 @@ fn embed(model: &str, out: &Path, env: &[(&str, String)]) -> std::process::Outpu
         c.env(k, v);
     }
     c.output().unwrap()
+}
+
+/// The three test glycans with `model`.
+fn embed(model: &str, out: &Path, env: &[(&str, String)]) -> std::process::Output {
+    let glycans = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/three_glycans.txt");
+    run_embed(&["--glycans", glycans.to_str().unwrap()], model, out, env)
 }
 
 #[test]
@@ -232,16 +239,7 @@ fn esm_model_from_the_hub_with_vocab_txt() {
     let d = dir.path();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aa-codeswitch/tests/fixtures/hf-tiny");
     let run = |model: &str, out: &Path, env: &[(&str, String)]| {
-        let mut c = allatom();
-        c.args(["embed", "--sequence", "MKTAYIAKQRQISFVKSHFSRQ", "--level", "unit", "--model", model, "--out"])
-            .arg(out)
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_HUB_OFFLINE")
-            .env_remove("HF_HUB_CACHE");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.output().unwrap()
+        run_embed(&["--sequence", "MKTAYIAKQRQISFVKSHFSRQ", "--level", "unit"], model, out, env)
     };
     let local = run(repo.to_str().unwrap(), &d.join("local.safetensors"), &[]);
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
