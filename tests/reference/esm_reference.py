@@ -19,8 +19,10 @@ the outputs (safetensors) of:
    read with gemmi), residues unzipped into heavy atoms, padded batch of two.
 3. Hugging Face transformers `EsmForMaskedLM` (tiny config) saved with save_pretrained, so the
    Rust loader reads a real hub-format directory (config.json, model.safetensors, vocab.txt).
-4. A tiny fair-esm-format torch checkpoint {"cfg": {"model": Namespace}, "model": {...}} with
-   ESM-AA's `encoder.sentence_encoder.` prefixes, for `allatom convert`.
+4. Tiny torch checkpoints {"cfg": {"model": Namespace}, "model": {...}} with ESM-AA's
+   `encoder.sentence_encoder.` / `encoder.` prefixes, for `allatom convert`: the ESM-2 weights of
+   (3) (fairesm_tiny.pt) and an ESM-AA model with pair bias and distance head (esm_aa_tiny.pt,
+   expected logits on a 1UBQ code-switch sequence).
 """
 import argparse
 import json
@@ -382,6 +384,41 @@ def hf_case(out_dir):
     torch.save({"cfg": {"model": ns}, "model": state}, os.path.join(out_dir, "fairesm_tiny.pt"))
 
 
+def esm_aa_checkpoint_case(out_dir, pdb):
+    """A tiny ESM-AA torch checkpoint in the official layout (`encoder.sentence_encoder.` /
+    `encoder.` prefixes, tied `lm_head.weight`, cfg.model Namespace) and its outputs."""
+    cfg = dict(vocab_size=59, hidden_size=40, num_hidden_layers=2, num_attention_heads=4, intermediate_size=160,
+               layer_norm_eps=1e-5, token_dropout=True, pair_bias=True, gaussian_kernels=128)
+    names = esm_aa_names(cfg)
+    W = {k: torch.from_numpy(det_values(k, tuple(s))) for k, s in names}
+    toks, aa, xyz = code_switch_from_pdb(pdb, 10, {1, 4})
+    T = len(toks)
+    tokens = torch.tensor([toks])
+    aa_mask = torch.tensor([aa])
+    dist = torch.zeros((1, T, T))
+    etype = torch.full((1, T, T), -1, dtype=torch.long)
+    atoms = [i for i in range(T) if aa[i] == 0]
+    for i in atoms:
+        for j in atoms:
+            dist[0, i, j] = float(np.float32(np.linalg.norm(xyz[i].astype(np.float32) - xyz[j].astype(np.float32))))
+            etype[0, i, j] = toks[i] * 59 + toks[j]
+    with torch.no_grad():
+        logits, _, _, _, _ = esm_aa_forward(W, cfg, tokens, aa_mask, dist, etype, [])
+    state = {}
+    for k, v in W.items():
+        if k.startswith("contact_head"):
+            continue  # the released ESM-AA checkpoint has no contact regression
+        state[("encoder." if k.startswith(("lm_head", "dist_head")) else "encoder.sentence_encoder.") + k] = v.clone()
+    state["encoder.lm_head.weight"] = W["embed_tokens.weight"].clone()
+    state["encoder.sentence_encoder.layers.0.self_attn.rot_emb.inv_freq"] = torch.zeros(5)
+    ns = argparse.Namespace(encoder_layers=2, encoder_embed_dim=40, encoder_attention_heads=4, token_dropout=True)
+    torch.save({"cfg": {"model": ns}, "model": state}, os.path.join(out_dir, "esm_aa_tiny.pt"))
+    save_file({"tokens": tokens.numpy().astype(np.int64), "aa_mask": aa_mask.numpy().astype(np.int64),
+               "coords": np.nan_to_num(xyz, nan=0.0).astype(np.float32)[None], "logits": logits.numpy()},
+              os.path.join(out_dir, "esm_aa_tiny_expected.safetensors"))
+    print(f"esm_aa_tiny.pt: {len(state)} tensors, {T} tokens")
+
+
 def write_case(out_dir, tag, cfg, names, outputs, extra):
     meta = dict(config=cfg, params=names, **extra)
     with open(os.path.join(out_dir, f"{tag}.json"), "w") as f:
@@ -399,6 +436,7 @@ def main():
     esm_aa_case(out_dir, "esm_aa_t6_8m", 6, 320, 20, pdb)
     esm_aa_case(out_dir, "esm_aa_t12_35m", 12, 480, 20, pdb)
     hf_case(out_dir)
+    esm_aa_checkpoint_case(out_dir, pdb)
 
 
 if __name__ == "__main__":

@@ -113,13 +113,7 @@ pub fn load_model(model: Option<&str>) -> Result<GlycanEncoder> {
             include_bytes!("../../../models/preglycanaa-small/model.safetensors"),
             "the built-in preglycanaa-small",
         )?),
-        Some(name) => {
-            let p = Path::new(name);
-            if p.is_dir() && !p.join(glycan_aa::encoder::CONFIG_FILE).exists() {
-                bail!("{name}: not a model package (no config.json); export one with `allatom export`");
-            }
-            Ok(GlycanEncoder::from_pretrained(name, &aa_pretrain::hub::HubOptions::from_env())?)
-        }
+        Some(name) => Ok(GlycanEncoder::from_pretrained(name, &aa_pretrain::hub::HubOptions::from_env())?),
     }
 }
 
@@ -179,6 +173,10 @@ fn structure_inputs(path: &Path) -> Result<Vec<Input>> {
 /// `allatom embed`.
 pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
     if let Some(m) = a.model.clone() {
+        let p = Path::new(&m);
+        if p.is_dir() && !p.join(glycan_aa::encoder::CONFIG_FILE).exists() {
+            bail!("{m}: not a model package (no config.json); export one with `allatom export` or `allatom convert`");
+        }
         if m != DEFAULT_MODEL && crate::esm::is_esm_model(&m)? {
             return crate::esm::embed(a, &m);
         }

@@ -214,21 +214,12 @@ pub fn is_esm_model(name: &str) -> Result<bool> {
     let p = dir.join(aa_codeswitch::CONFIG_FILE);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("{}: not JSON", p.display()))?;
-    Ok(v.get("model_type").and_then(|t| t.as_str()) == Some("esm")
-        || v.get("num_hidden_layers").is_some() && v.get("family").is_none())
+    Ok(protein_aa::esm::is_esm_config(&v))
 }
 
-/// Loads an ESM model directory or hub repository (config.json, model.safetensors and
-/// tokenizer.json or vocab.txt).
+/// Loads an ESM model directory or hub repository.
 pub fn load(name: &str) -> Result<EsmPackage> {
-    let opts = aa_pretrain::hub::HubOptions::from_env();
-    let base = aa_pretrain::hub::resolve(name, &[aa_codeswitch::CONFIG_FILE, aa_codeswitch::WEIGHTS_FILE], &opts)?;
-    if !base.join(aa_codeswitch::TOKENIZER_FILE).is_file() && !base.join(aa_codeswitch::VOCAB_FILE).is_file() {
-        // Hub repositories carry one of the two; fetch whichever exists.
-        let _ = aa_pretrain::hub::resolve(name, &[aa_codeswitch::TOKENIZER_FILE], &opts)
-            .or_else(|_| aa_pretrain::hub::resolve(name, &[aa_codeswitch::VOCAB_FILE], &opts));
-    }
-    Ok(EsmPackage::from_dir(&base, &Device::Cpu)?)
+    Ok(protein_aa::esm::from_pretrained(name, &aa_pretrain::hub::HubOptions::from_env())?)
 }
 
 /// One sequence to embed and where it came from.

@@ -282,6 +282,8 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             let parsed = if value.get("task").is_some() {
                 serde_json::from_value::<super::FinetuneConfig>(value).map(|_| ())
+            } else if value.get("objective").is_some() {
+                serde_json::from_value::<crate::esm::EsmPretrainConfig>(value).map(|_| ())
             } else {
                 serde_json::from_value::<crate::pretrain::PretrainConfig>(value).map(|_| ())
             };

@@ -207,3 +207,46 @@ fn small_molecules_become_all_atom_sequences() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cut.sdf"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!d.join("cut.npy").exists());
 }
+
+#[test]
+fn convert_an_esm_aa_checkpoint() {
+    // The official ESM-AA layout (`encoder.sentence_encoder.` / `encoder.` prefixes, tied
+    // lm_head.weight, rotary buffers, Gaussian pair bias, distance head, no contact head), tiny;
+    // expected logits from the PyTorch transcription of the official code on a 1UBQ code-switch
+    // sequence (tests/reference/esm_reference.py).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("esm-aa");
+    ok(allatom().args(["convert", "--checkpoint"]).arg(fixtures().join("esm_aa_tiny.pt")).arg("--out").arg(&out));
+    let pkg = aa_codeswitch::EsmPackage::from_dir(&out, &candle_core::Device::Cpu).unwrap();
+    let cfg = pkg.model.config();
+    assert!(cfg.pair_bias);
+    assert_eq!((cfg.vocab_size, cfg.num_attention_heads, cfg.gaussian_kernels), (59, 4, 128));
+    assert!(!pkg.model.has_contact_head());
+    let want =
+        candle_core::safetensors::load(fixtures().join("esm_aa_tiny_expected.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let tokens: Vec<u32> = want["tokens"].get(0).unwrap().to_dtype(candle_core::DType::U32).unwrap().to_vec1().unwrap();
+    let aa: Vec<i64> = want["aa_mask"].get(0).unwrap().to_vec1().unwrap();
+    let xyz = want["coords"].get(0).unwrap().to_vec2::<f32>().unwrap();
+    let mut seq = aa_codeswitch::CodeSwitchSequence::from_tokens(tokens);
+    for i in 0..seq.len() {
+        if aa[i] == 0 {
+            seq.aa_mask[i] = false;
+            seq.atom[i] = Some(i as u32);
+            seq.coords[i] = Some([xyz[i][0], xyz[i][1], xyz[i][2]]);
+        }
+    }
+    let batch = aa_codeswitch::CodeSwitchBatch::collate(&[&seq], &pkg.alphabet, &candle_core::Device::Cpu).unwrap();
+    let got = pkg.model.forward(&batch, &aa_codeswitch::EsmRequest { logits: true, ..Default::default() }).unwrap();
+    let d = (got.logits.unwrap() - &want["logits"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d <= 1e-4, "converted ESM-AA logits differ by {d}");
+}

@@ -13,6 +13,7 @@
 //! sees every record keeps errors and line numbers in one place.
 
 mod build;
+pub mod esm;
 pub mod esm_pretrain;
 pub mod molfile;
 pub mod read;
