@@ -222,6 +222,9 @@ pub fn load(name: &str) -> Result<EsmPackage> {
     Ok(protein_aa::esm::from_pretrained(name, &aa_pretrain::hub::HubOptions::from_env())?)
 }
 
+/// Most tokens (padding included) in one ESM forward pass of `embed`.
+const ESM_BATCH_TOKENS: usize = 8192;
+
 /// One sequence to embed and where it came from.
 struct EsmInput {
     seq: Option<CodeSwitchSequence>,
@@ -369,11 +372,31 @@ pub fn embed(a: crate::EmbedArgs, model: &str) -> Result<ExitCode> {
     let (mut seq_idx, mut tok_idx) = (Vec::new(), Vec::new());
     let mut spans: HashMap<usize, (usize, usize)> = HashMap::new();
     let mut next = 0usize;
-    for (i, inp) in inputs.iter().enumerate() {
-        let Some(seq) = &inp.seq else { continue };
-        let batch = CodeSwitchBatch::collate(&[seq], &pkg.alphabet, &Device::Cpu)?;
+    // Sequences of similar length share a forward pass: sorted by length, at most --batch-size
+    // of them and ESM_BATCH_TOKENS tokens (padding included) per batch.
+    let mut order: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].seq.is_some()).collect();
+    order.sort_by_key(|&i| inputs[i].seq.as_ref().map_or(0, |s| s.len()));
+    let mut hidden: Vec<Option<Tensor>> = vec![None; inputs.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && end - start < a.batch_size.max(1) {
+            let longest = inputs[order[end]].seq.as_ref().map_or(0, |s| s.len());
+            if (end - start + 1) * longest > ESM_BATCH_TOKENS {
+                break;
+            }
+            end += 1;
+        }
+        let seqs: Vec<&CodeSwitchSequence> = order[start..end].iter().filter_map(|&i| inputs[i].seq.as_ref()).collect();
+        let batch = CodeSwitchBatch::collate(&seqs, &pkg.alphabet, &Device::Cpu)?;
         let out = pkg.model.forward(&batch, &EsmRequest::default())?;
-        let hidden = out.hidden.get(0)?;
+        for (k, &i) in order[start..end].iter().enumerate() {
+            hidden[i] = Some(out.hidden.get(k)?.narrow(0, 0, batch.lengths[k])?);
+        }
+        start = end;
+    }
+    for (i, inp) in inputs.iter().enumerate() {
+        let (Some(seq), Some(hidden)) = (&inp.seq, &hidden[i]) else { continue };
         // Residue rows, or atom rows for --level atom and for molecules without residues.
         let atoms = a.level == crate::embed::Level::Atom || seq.aa_mask[1..seq.len() - 1].iter().all(|&m| !m);
         let keep: Vec<u32> = (1..seq.len() - 1).filter(|&k| seq.aa_mask[k] != atoms).map(|k| k as u32).collect();

@@ -119,7 +119,7 @@ pub(crate) struct EmbedArgs {
     /// Output file: .npy for graph level, .safetensors for unit/atom level.
     #[arg(long)]
     out: PathBuf,
-    /// Glycans per forward pass.
+    /// Glycans per forward pass (ESM models: sequences per pass, at most 8,192 tokens with padding).
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
 }
