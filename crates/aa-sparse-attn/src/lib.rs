@@ -5,8 +5,9 @@
 //! graphs: for every edge `j → i` and head `h`,
 //! `s = q_i·k_j / √d + b_h(e_ij)` (a per-head bias from the edge's features), a softmax over the
 //! incoming edges of each destination `i` (the workspace's one scatter-softmax kernel,
-//! `aa_graph::kernels::scatter_softmax`), and `out_i = Σ_j α_ij · v_j` (`scatter_sum`), then an
-//! output projection. Every tensor is `[nodes, ·]` or `[edges, ·]`: memory O(edges), never
+//! `aa_graph::kernels::scatter_softmax`), and `out_i = Σ_j α_ij · v_j` (`scatter_sum`), an
+//! optional sigmoid gate, then the output projection — the semantics and parameter names of the
+//! official `Attention` module (vabs/models/layers.py). Every tensor is `[nodes, ·]` or `[edges, ·]`: memory O(edges), never
 //! O(nodes²). A node without incoming edges gets a zero message (its output is the output
 //! projection's bias).
 
@@ -20,48 +21,57 @@ use serde::{Deserialize, Serialize};
 pub struct EdgeAttentionConfig {
     /// Node feature width (input and output).
     pub dim: usize,
-    /// Attention heads (`dim` must be divisible by it).
+    /// Attention heads.
     pub heads: usize,
-    /// Edge feature width (0: no edge bias).
+    /// Width of each head (Vabs-Net: `dim / heads`).
+    pub head_dim: usize,
+    /// Edge feature width (0: no edge bias, Vabs-Net's `sequence_only`).
     pub edge_dim: usize,
+    /// Sigmoid gate on the heads' output from the node's own features.
+    #[serde(default)]
+    pub gating: bool,
 }
 
 /// Directed edges `src → dst` of a graph with `nodes` nodes, as u32 index tensors.
 #[derive(Clone, Debug)]
 pub struct Edges {
-    /// Source node of each edge, u32 `[E]`.
+    /// Source node of each edge (keys and values), u32 `[E]`.
     pub src: Tensor,
-    /// Destination node of each edge, u32 `[E]` (softmax groups).
+    /// Destination node of each edge (query; softmax group), u32 `[E]`.
     pub dst: Tensor,
     /// Number of nodes.
     pub nodes: usize,
 }
 
-/// Edge-wise multi-head attention (q/k/v/out projections with bias, per-head edge bias).
+/// Edge-wise multi-head attention with Vabs-Net's parameters: `linear_q`/`linear_k`/`linear_v`
+/// without bias, `linear_bias` (edge features → one bias per head), optional `linear_g` gate,
+/// `linear_o` with bias.
 #[derive(Clone, Debug)]
 pub struct EdgeAttention {
     q: Linear,
     k: Linear,
     v: Linear,
-    out: Linear,
+    o: Linear,
+    g: Option<Linear>,
     edge_bias: Option<Linear>,
     cfg: EdgeAttentionConfig,
 }
 
 impl EdgeAttention {
-    /// Builds the layer; parameters `q_proj`, `k_proj`, `v_proj`, `out_proj`, `edge_bias`.
+    /// Builds the layer.
     pub fn new(vb: VarBuilder, cfg: &EdgeAttentionConfig) -> Result<EdgeAttention> {
-        if cfg.heads == 0 || !cfg.dim.is_multiple_of(cfg.heads) {
-            candle_core::bail!("edge attention: dim {} is not divisible by {} heads", cfg.dim, cfg.heads);
+        if cfg.heads == 0 || cfg.head_dim == 0 {
+            candle_core::bail!("edge attention: heads and head_dim must be positive");
         }
-        let d = cfg.dim;
+        let (d, t) = (cfg.dim, cfg.heads * cfg.head_dim);
         Ok(EdgeAttention {
-            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            k: candle_nn::linear(d, d, vb.pp("k_proj"))?,
-            v: candle_nn::linear(d, d, vb.pp("v_proj"))?,
-            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            q: candle_nn::linear_no_bias(d, t, vb.pp("linear_q"))?,
+            k: candle_nn::linear_no_bias(d, t, vb.pp("linear_k"))?,
+            v: candle_nn::linear_no_bias(d, t, vb.pp("linear_v"))?,
+            o: candle_nn::linear(t, d, vb.pp("linear_o"))?,
+            g: if cfg.gating { Some(candle_nn::linear(d, t, vb.pp("linear_g"))?) } else { None },
             edge_bias: if cfg.edge_dim > 0 {
-                Some(candle_nn::linear(cfg.edge_dim, cfg.heads, vb.pp("edge_bias"))?)
+                Some(candle_nn::linear(cfg.edge_dim, cfg.heads, vb.pp("linear_bias"))?)
             } else {
                 None
             },
@@ -71,11 +81,11 @@ impl EdgeAttention {
 
     /// The attention weights `[E, heads]` (each destination's incoming edges sum to 1 per head).
     pub fn weights(&self, x: &Tensor, edges: &Edges, edge_feat: Option<&Tensor>) -> Result<Tensor> {
-        let (h, dh) = (self.cfg.heads, self.cfg.dim / self.cfg.heads);
+        let (h, dh) = (self.cfg.heads, self.cfg.head_dim);
         let e = edges.src.dim(0)?;
-        let q = self.q.forward(x)?.index_select(&edges.dst, 0)?.reshape((e, h, dh))?;
+        let q = (self.q.forward(x)? * (dh as f64).powf(-0.5))?.index_select(&edges.dst, 0)?.reshape((e, h, dh))?;
         let k = self.k.forward(x)?.index_select(&edges.src, 0)?.reshape((e, h, dh))?;
-        let mut scores = ((q * k)?.sum(2)? * (dh as f64).powf(-0.5))?; // [E, H]
+        let mut scores = (q * k)?.sum(2)?; // [E, H]
         match (&self.edge_bias, edge_feat) {
             (Some(b), Some(f)) => scores = (scores + b.forward(f)?)?,
             (Some(_), None) => {
@@ -90,12 +100,16 @@ impl EdgeAttention {
     /// Node outputs `[N, dim]` for node features `x` `[N, dim]` and optional edge features
     /// `[E, edge_dim]`.
     pub fn forward(&self, x: &Tensor, edges: &Edges, edge_feat: Option<&Tensor>) -> Result<Tensor> {
-        let (h, dh) = (self.cfg.heads, self.cfg.dim / self.cfg.heads);
+        let (h, dh) = (self.cfg.heads, self.cfg.head_dim);
         let e = edges.src.dim(0)?;
         let alpha = self.weights(x, edges, edge_feat)?; // [E, H]
         let v = self.v.forward(x)?.index_select(&edges.src, 0)?.reshape((e, h, dh))?;
         let messages = v.broadcast_mul(&alpha.unsqueeze(2)?)?.reshape((e, h * dh))?;
-        self.out.forward(&scatter_sum(&messages, &edges.dst, edges.nodes)?)
+        let mut o = scatter_sum(&messages, &edges.dst, edges.nodes)?;
+        if let Some(g) = &self.g {
+            o = (candle_nn::ops::sigmoid(&g.forward(x)?)? * o)?;
+        }
+        self.o.forward(&o)
     }
 }
 

@@ -40,15 +40,18 @@ fn dense_reference(
     let data = layer_vars.data().lock().unwrap();
     let lin = |name: &str, t: &Tensor| {
         let w = data[&format!("{name}.weight")].as_tensor().clone();
-        let b = data[&format!("{name}.bias")].as_tensor().clone();
-        t.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap()
+        let y = t.matmul(&w.t().unwrap()).unwrap();
+        match data.get(&format!("{name}.bias")) {
+            Some(b) => y.broadcast_add(b.as_tensor()).unwrap(),
+            None => y,
+        }
     };
     let n = x.dim(0).unwrap();
-    let (h, dh) = (cfg.heads, cfg.dim / cfg.heads);
+    let (h, dh) = (cfg.heads, cfg.head_dim);
     let heads = |t: Tensor| t.reshape((n, h, dh)).unwrap().transpose(0, 1).unwrap().contiguous().unwrap(); // [H, N, dh]
-    let (q, k, v) = (heads(lin("q_proj", x)), heads(lin("k_proj", x)), heads(lin("v_proj", x)));
+    let (q, k, v) = (heads(lin("linear_q", x)), heads(lin("linear_k", x)), heads(lin("linear_v", x)));
     let mut scores = (q.matmul(&k.t().unwrap()).unwrap() * (dh as f64).powf(-0.5)).unwrap().to_vec3::<f32>().unwrap(); // [H, dst, src]
-    let bias = lin("edge_bias", feats).to_vec2::<f32>().unwrap(); // [E, H]
+    let bias = lin("linear_bias", feats).to_vec2::<f32>().unwrap(); // [E, H]
     let mut present = vec![false; n * n];
     for (k, &(s, d)) in edges.iter().enumerate() {
         present[d as usize * n + s as usize] = true;
@@ -69,7 +72,8 @@ fn dense_reference(
     let s = Tensor::from_vec(flat, (h, n, n), &Device::Cpu).unwrap();
     let a = candle_nn::ops::softmax(&s, D::Minus1).unwrap();
     let o = a.matmul(&v).unwrap().transpose(0, 1).unwrap().reshape((n, h * dh)).unwrap();
-    lin("out_proj", &o)
+    let gate = candle_nn::ops::sigmoid(&lin("linear_g", x)).unwrap();
+    lin("linear_o", &(gate * o).unwrap())
 }
 
 #[test]
@@ -77,7 +81,7 @@ fn sparse_equals_dense_masked_attention() {
     let dev = Device::Cpu;
     let mut rng = Lcg(7);
     for (n, p, heads) in [(5usize, 0.3, 1usize), (9, 0.5, 3), (16, 0.2, 4)] {
-        let cfg = EdgeAttentionConfig { dim: 12, heads, edge_dim: 5 };
+        let cfg = EdgeAttentionConfig { dim: 12, heads, head_dim: 5, edge_dim: 5, gating: true };
         let varmap = VarMap::new();
         let layer = EdgeAttention::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
         let edges = random_graph(n, p, &mut rng);
@@ -105,7 +109,7 @@ fn sparse_equals_dense_masked_attention() {
 #[test]
 fn gradients_reach_every_parameter_and_input() {
     let dev = Device::Cpu;
-    let cfg = EdgeAttentionConfig { dim: 8, heads: 2, edge_dim: 3 };
+    let cfg = EdgeAttentionConfig { dim: 8, heads: 2, head_dim: 4, edge_dim: 3, gating: true };
     let varmap = VarMap::new();
     let layer = EdgeAttention::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
     let edges = random_graph(6, 0.4, &mut Lcg(3));
@@ -121,7 +125,7 @@ fn gradients_reach_every_parameter_and_input() {
     let loss = y.sqr().unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
     let vars = varmap.data().lock().unwrap();
-    assert_eq!(vars.len(), 10);
+    assert_eq!(vars.len(), 9); // q, k, v (no bias), o, g, edge bias (weight + bias)
     for (name, v) in vars
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
