@@ -9,7 +9,9 @@ torch_scatter. Graph: the kNN (k = 8, plus self loops) of 1UBQ's CA atoms, read 
         data/fetched/structures/pdbrust/examples/pdb_files/1UBQ.pdb crates/aa-sparse-attn/tests/fixtures
 
 Writes edge_attention.safetensors: the weights under the official names, the inputs (x, src,
-dst, edge features) and the expected output.
+dst, edge features) and the expected output and attention weights; and, for the Gaussian edge
+encoder (official GaussianKernel + NonLinear), its weights (`gaussian_encoder.*`), the CA–CA
+distances, the residue-type pairs and the expected features.
 """
 import sys
 
@@ -60,5 +62,30 @@ y = lin(o, "linear_o")
 tensors = {k: v.contiguous() for k, v in W.items()}
 tensors.update({"input.x": x, "input.src": src.to(torch.int64), "input.dst": dst.to(torch.int64),
                 "input.edge_features": edge_feat, "expected.output": y, "expected.alpha": alpha})
+# Vabs-Net's GaussianKernel + NonLinear (SE3InvariantKernel) on the same edges: 128 kernels over
+# 0–9 Å, std = mean[1] - mean[0], mul/bias embeddings over the two endpoint type ids (here the
+# residue type of each CA, 1..20; 0 is padding), Linear(K, K) → GELU → Linear(K, 16).
+K, num_pair, pair_dim = 128, 24, 16
+AA = "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL".split()
+res_type = torch.tensor([1 + AA.index(r.name) for r in st[0]["A"] if r.find_atom("CA", "*")], dtype=torch.int64)[:n]
+pair = torch.stack([res_type[dst], res_type[src]], dim=1)  # [E, 2]
+G = {
+    "gaussian.mul.weight": 1.0 + 0.3 * torch.randn(num_pair, 1),
+    "gaussian.bias.weight": 0.3 * torch.randn(num_pair, 1),
+    "out_proj.layer1.weight": torch.randn(K, K) / K ** 0.5,
+    "out_proj.layer1.bias": 0.1 * torch.randn(K),
+    "out_proj.layer2.weight": torch.randn(pair_dim, K) / K ** 0.5,
+    "out_proj.layer2.bias": 0.1 * torch.randn(pair_dim),
+}
+mean = torch.linspace(0.0, 9.0, K)
+std = (mean[1] - mean[0]).item()
+mul = G["gaussian.mul.weight"][pair].abs().sum(dim=-2)
+gb = G["gaussian.bias.weight"][pair].sum(dim=-2)
+gx = (mul * dist.unsqueeze(-1) + gb).expand(-1, K)
+gauss = torch.exp(-0.5 * (((gx - mean) / std) ** 2)) / ((2 * 3.14159) ** 0.5 * std)
+h = torch.nn.functional.gelu(torch.nn.functional.linear(gauss, G["out_proj.layer1.weight"], G["out_proj.layer1.bias"]))
+gout = torch.nn.functional.linear(h, G["out_proj.layer2.weight"], G["out_proj.layer2.bias"])
+tensors.update({"gaussian_encoder." + k: v.contiguous() for k, v in G.items()})
+tensors.update({"input.distance": dist, "input.pair_types": pair, "expected.gaussian": gout})
 save_file(tensors, f"{out_dir}/edge_attention.safetensors")
 print(f"{n} nodes, {E} edges; output norm {y.norm():.4f}")

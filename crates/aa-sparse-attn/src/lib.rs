@@ -11,6 +11,10 @@
 //! O(nodes²). A node without incoming edges gets a zero message (its output is the output
 //! projection's bias).
 
+mod edges;
+
+pub use edges::{GaussianEdgeEncoder, SequenceOffsetEmbedding};
+
 use aa_graph::kernels::{scatter_softmax, scatter_sum};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};

@@ -32,3 +32,37 @@ fn equals_the_pytorch_reference() {
     let d = diff(&y, &t["expected.output"]);
     assert!(d < 1e-5, "max abs diff {d}");
 }
+
+#[test]
+fn gaussian_edge_encoder_equals_the_pytorch_reference() {
+    // Vabs-Net's GaussianKernel + NonLinear on the same 1UBQ edges (distances of CA pairs, the two
+    // residue types as pair type ids).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edge_attention.safetensors");
+    let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let weights: HashMap<String, Tensor> =
+        t.iter().filter_map(|(k, v)| k.strip_prefix("gaussian_encoder.").map(|k| (k.to_string(), v.clone()))).collect();
+    let enc = aa_sparse_attn::GaussianEdgeEncoder::new(
+        VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu),
+        128,
+        24,
+        16,
+        (0.0, 9.0, 1.0),
+    )
+    .unwrap();
+    let y = enc.forward(&t["input.distance"], &t["input.pair_types"].to_dtype(DType::U32).unwrap()).unwrap();
+    let d = (y - &t["expected.gaussian"]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    assert!(d.to_scalar::<f32>().unwrap() < 1e-5, "{d}");
+}
+
+#[test]
+fn sequence_offsets_clamp() {
+    let varmap = candle_nn::VarMap::new();
+    let e = aa_sparse_attn::SequenceOffsetEmbedding::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        256,
+        4,
+    )
+    .unwrap();
+    assert_eq!((e.index(Some(-1000)), e.index(Some(0)), e.index(Some(256)), e.index(None)), (0, 256, 512, 513));
+    assert_eq!(e.forward(&[Some(3), None]).unwrap().dims(), &[2, 4]);
+}
