@@ -11,8 +11,10 @@
 //! O(nodes²). A node without incoming edges gets a zero message (its output is the output
 //! projection's bias).
 
+mod bilevel;
 mod edges;
 
+pub use bilevel::{BilevelConfig, BilevelGraph, BilevelLayer};
 pub use edges::{GaussianEdgeEncoder, SequenceOffsetEmbedding};
 
 use aa_graph::kernels::{scatter_softmax, scatter_sum};

@@ -1,0 +1,143 @@
+//! Vabs-Net's bilevel two-track layer (`TransformerEncoderLayer` of vabs/models/layers.py, with
+//! its default post-LayerNorm): an atom track — edge attention over atom→atom edges, then a
+//! feed-forward block — followed by a unit track on the units' anchor atoms (CA of residues,
+//! the anomeric carbon of sugars): edge attention over unit→unit edges and a feed-forward
+//! block, written back into the anchors' rows. The tracks interact only through the anchors.
+//! Parameter names are the official ones (`aa_attn.*`, `aa_attn_layer_norm`, `aa_ffn.linear_1`,
+//! `self_attn.*`, `ffn.*`, `final_layer_norm`, …).
+
+use aa_graph::dense::gelu_erf;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::{EdgeAttention, EdgeAttentionConfig, Edges};
+
+/// Sizes of a [`BilevelLayer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BilevelConfig {
+    /// Node width (atoms and units share it).
+    pub dim: usize,
+    /// Attention heads (head width `dim / heads`).
+    pub heads: usize,
+    /// Width of atom-edge features.
+    pub atom_edge_dim: usize,
+    /// Width of unit-edge features.
+    pub unit_edge_dim: usize,
+    /// Feed-forward width as a multiple of `dim` (Vabs-Net: `ffn_embedding_dim / node_dim`).
+    pub ffn_multiplier: usize,
+}
+
+/// LayerNorm (ε = 1e-5) with a differentiable path for training.
+#[derive(Clone, Debug)]
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Norm {
+    fn new(vb: VarBuilder, dim: usize) -> Result<Norm> {
+        Ok(Norm {
+            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)
+        } else {
+            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, 1e-5)
+        }
+    }
+}
+
+/// `Linear(d, n·d) → GELU → Linear(n·d, d)` (Vabs-Net's `Transition`).
+#[derive(Clone, Debug)]
+struct Transition {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+impl Transition {
+    fn new(vb: VarBuilder, dim: usize, n: usize) -> Result<Transition> {
+        Ok(Transition {
+            linear_1: candle_nn::linear(dim, n * dim, vb.pp("linear_1"))?,
+            linear_2: candle_nn::linear(n * dim, dim, vb.pp("linear_2"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.linear_2.forward(&gelu_erf(&self.linear_1.forward(x)?)?)
+    }
+}
+
+/// One bilevel layer.
+#[derive(Clone, Debug)]
+pub struct BilevelLayer {
+    aa_attn: EdgeAttention,
+    aa_attn_layer_norm: Norm,
+    aa_ffn: Transition,
+    aa_final_layer_norm: Norm,
+    self_attn: EdgeAttention,
+    self_attn_layer_norm: Norm,
+    ffn: Transition,
+    final_layer_norm: Norm,
+}
+
+/// The graph a [`BilevelLayer`] runs on.
+#[derive(Clone, Debug)]
+pub struct BilevelGraph<'a> {
+    /// Atom→atom edges (e.g. atom kNN plus bonds).
+    pub atom_edges: &'a Edges,
+    /// Their features `[E_atom, atom_edge_dim]`.
+    pub atom_edge_features: &'a Tensor,
+    /// Anchor atom of each unit, u32 `[U]` (distinct atoms).
+    pub anchors: &'a Tensor,
+    /// Unit→unit edges over unit indices (e.g. anchor kNN).
+    pub unit_edges: &'a Edges,
+    /// Their features `[E_unit, unit_edge_dim]`.
+    pub unit_edge_features: &'a Tensor,
+}
+
+impl BilevelLayer {
+    /// Builds the layer.
+    pub fn new(vb: VarBuilder, cfg: &BilevelConfig) -> Result<BilevelLayer> {
+        if cfg.heads == 0 || !cfg.dim.is_multiple_of(cfg.heads) {
+            candle_core::bail!("bilevel layer: dim {} is not divisible by {} heads", cfg.dim, cfg.heads);
+        }
+        let att = |edge_dim| EdgeAttentionConfig {
+            dim: cfg.dim,
+            heads: cfg.heads,
+            head_dim: cfg.dim / cfg.heads,
+            edge_dim,
+            gating: false,
+        };
+        Ok(BilevelLayer {
+            aa_attn: EdgeAttention::new(vb.pp("aa_attn"), &att(cfg.atom_edge_dim))?,
+            aa_attn_layer_norm: Norm::new(vb.pp("aa_attn_layer_norm"), cfg.dim)?,
+            aa_ffn: Transition::new(vb.pp("aa_ffn"), cfg.dim, cfg.ffn_multiplier)?,
+            aa_final_layer_norm: Norm::new(vb.pp("aa_final_layer_norm"), cfg.dim)?,
+            self_attn: EdgeAttention::new(vb.pp("self_attn"), &att(cfg.unit_edge_dim))?,
+            self_attn_layer_norm: Norm::new(vb.pp("self_attn_layer_norm"), cfg.dim)?,
+            ffn: Transition::new(vb.pp("ffn"), cfg.dim, cfg.ffn_multiplier)?,
+            final_layer_norm: Norm::new(vb.pp("final_layer_norm"), cfg.dim)?,
+        })
+    }
+
+    /// Updated atom features `[N_atom, dim]` (anchors carry the unit track's output).
+    pub fn forward(&self, atoms: &Tensor, g: &BilevelGraph, train: bool) -> Result<Tensor> {
+        // Atom track (post-LN).
+        let h = self.aa_attn.forward(atoms, g.atom_edges, Some(g.atom_edge_features))?;
+        let a = self.aa_attn_layer_norm.forward(&(atoms + h)?, train)?;
+        let a = self.aa_final_layer_norm.forward(&(&a + self.aa_ffn.forward(&a)?)?, train)?;
+        // Unit track on the anchors.
+        let x = a.index_select(g.anchors, 0)?;
+        let h = self.self_attn.forward(&x, g.unit_edges, Some(g.unit_edge_features))?;
+        let x = self.self_attn_layer_norm.forward(&(&x + h)?, train)?;
+        let x = self.final_layer_norm.forward(&(&x + self.ffn.forward(&x)?)?, train)?;
+        // Write back: anchors' rows become the unit track's output.
+        let delta = (x - a.index_select(g.anchors, 0)?)?;
+        a.index_add(g.anchors, &delta, 0)
+    }
+}
