@@ -66,3 +66,34 @@ fn sequence_offsets_clamp() {
     assert_eq!((e.index(Some(-1000)), e.index(Some(0)), e.index(Some(256)), e.index(None)), (0, 256, 512, 513));
     assert_eq!(e.forward(&[Some(3), None]).unwrap().dims(), &[2, 4]);
 }
+
+#[test]
+fn bilevel_layer_equals_the_pytorch_reference() {
+    // tests/reference/bilevel_reference.py: the official TransformerEncoderLayer (post-LN) on
+    // 1UBQ's 602 heavy atoms (atom kNN 10) with its 76 CA atoms as anchors (CA kNN 8).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bilevel.safetensors");
+    let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let weights: HashMap<String, Tensor> =
+        t.iter().filter_map(|(k, v)| k.strip_prefix("layer.").map(|k| (k.to_string(), v.clone()))).collect();
+    let cfg =
+        aa_sparse_attn::BilevelConfig { dim: 32, heads: 4, atom_edge_dim: 6, unit_edge_dim: 5, ffn_multiplier: 2 };
+    let layer =
+        aa_sparse_attn::BilevelLayer::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &cfg).unwrap();
+    let u32s = |k: &str| t[k].to_dtype(DType::U32).unwrap();
+    let atoms = &t["input.atoms"];
+    let anchors = u32s("input.anchors");
+    let atom_edges = Edges { src: u32s("input.atom_src"), dst: u32s("input.atom_dst"), nodes: atoms.dim(0).unwrap() };
+    let unit_edges = Edges { src: u32s("input.unit_src"), dst: u32s("input.unit_dst"), nodes: anchors.dim(0).unwrap() };
+    let g = aa_sparse_attn::BilevelGraph {
+        atom_edges: &atom_edges,
+        atom_edge_features: &t["input.atom_features"],
+        anchors: &anchors,
+        unit_edges: &unit_edges,
+        unit_edge_features: &t["input.unit_features"],
+    };
+    for train in [false, true] {
+        let y = layer.forward(atoms, &g, train).unwrap();
+        let d = (y - &t["expected.output"]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-5, "train={train}: {d}");
+    }
+}
