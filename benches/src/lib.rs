@@ -42,7 +42,7 @@ pub fn trainable_vars(map: &candle_nn::VarMap) -> Vec<(String, candle_core::Var)
 /// tensors (a 32 × 256-token ESM batch has 16–63 MB activations) are then reused instead of
 /// page-faulted in and zeroed again on every layer (measured: ~10 % of the batch-32 forward).
 pub fn keep_freed_memory() {
-    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (the version libmimalloc-sys builds).
+    /// `mi_option_purge_delay` in `mi_option_t` (15 in both mimalloc v2 and v3 headers).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }

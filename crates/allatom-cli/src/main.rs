@@ -234,7 +234,7 @@ struct GraphArgs {
 /// tensors (16–63 MB activations of an ESM batch) are then reused instead of page-faulted in and
 /// zeroed again on every layer (~10 % of a batch-32 ESM forward).
 fn keep_freed_memory() {
-    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (the version libmimalloc-sys builds).
+    /// `mi_option_purge_delay` in `mi_option_t` (15 in both mimalloc v2 and v3 headers).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }

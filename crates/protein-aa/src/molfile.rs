@@ -1,6 +1,7 @@
 //! MDL molfiles and SD files (V2000): small molecules as all-atom graphs with one unit, so
 //! ligands from docking or compound libraries enter every encoder as atoms (e.g. ESM-AA's
-//! all-atom sequences). Explicit hydrogens are folded into their heavy atom's hydrogen count.
+//! all-atom sequences). Explicit hydrogens are folded into their heavy atom's hydrogen count;
+//! formal charges come from the atom block (`M  CHG` property lines are not read).
 
 use aa_graph::{Atom, Bond, BondOrder, Element, HeteroGraph, Unit, UnitKind};
 
