@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aa_graph::dense::LayerNorm as Norm;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -233,30 +234,6 @@ pub fn canonical_tensors(tensors: impl IntoIterator<Item = (String, Tensor)>) ->
     tensors.into_iter().filter_map(|(k, v)| canonical_name(&k).map(|k| (k, v))).collect()
 }
 
-/// LayerNorm over the last dimension.
-#[derive(Clone, Debug)]
-struct Norm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl Norm {
-    fn load(vb: VarBuilder, dim: usize, eps: f64) -> candle_core::Result<Norm> {
-        let weight = vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?;
-        let bias = vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?;
-        Ok(Norm { weight, bias, eps })
-    }
-
-    fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        if train {
-            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps as f32)
-        } else {
-            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32)
-        }
-    }
-}
-
 fn softmax(x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
     if train {
         candle_nn::ops::softmax(x, D::Minus1)
@@ -324,10 +301,10 @@ impl Block {
             k_proj: candle_nn::linear(e, e, att.pp("k_proj"))?,
             v_proj: candle_nn::linear(e, e, att.pp("v_proj"))?,
             out_proj: candle_nn::linear(e, e, att.pp("out_proj"))?,
-            attn_norm: Norm::load(vb.pp("self_attn_layer_norm"), e, cfg.layer_norm_eps)?,
+            attn_norm: Norm::new(vb.pp("self_attn_layer_norm"), e, cfg.layer_norm_eps)?,
             fc1: candle_nn::linear(e, cfg.intermediate_size, vb.pp("fc1"))?,
             fc2: candle_nn::linear(cfg.intermediate_size, e, vb.pp("fc2"))?,
-            final_norm: Norm::load(vb.pp("final_layer_norm"), e, cfg.layer_norm_eps)?,
+            final_norm: Norm::new(vb.pp("final_layer_norm"), e, cfg.layer_norm_eps)?,
             heads: cfg.num_attention_heads,
         })
     }
@@ -516,11 +493,11 @@ impl Esm {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Block::load(vb.pp(format!("layers.{i}")), cfg))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let final_norm = Norm::load(vb.pp("emb_layer_norm_after"), e, cfg.layer_norm_eps)?;
+        let final_norm = Norm::new(vb.pp("emb_layer_norm_after"), e, cfg.layer_norm_eps)?;
         let lm = vb.pp("lm_head");
         let lm_head = LmHead {
             dense: candle_nn::linear(e, e, lm.pp("dense"))?,
-            norm: Norm::load(lm.pp("layer_norm"), e, cfg.layer_norm_eps)?,
+            norm: Norm::new(lm.pp("layer_norm"), e, cfg.layer_norm_eps)?,
             bias: lm.get_with_hints(cfg.vocab_size, "bias", candle_nn::Init::Const(0.0))?,
         };
         let lh = cfg.num_hidden_layers * cfg.num_attention_heads;
@@ -535,7 +512,7 @@ impl Esm {
                 let d = vb.pp("dist_head");
                 Some(DistanceHead {
                     dense: candle_nn::linear(h, h, d.pp("dense"))?,
-                    norm: Norm::load(d.pp("layer_norm"), h, 1e-5)?,
+                    norm: Norm::new(d.pp("layer_norm"), h, 1e-5)?,
                     out: candle_nn::linear(h, 1, d.pp("out_proj"))?,
                 })
             } else {

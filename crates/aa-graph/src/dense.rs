@@ -240,6 +240,37 @@ pub fn gemm_f32(
     }
 }
 
+/// LayerNorm over the last dimension (`weight`, `bias` parameters). candle's fused
+/// `ops::layer_norm` (and `candle_nn::LayerNorm` on contiguous input) has no backward, so
+/// `forward(x, true)` composes it from differentiable ops; `forward(x, false)` uses the fused
+/// kernel. Both give the same numbers.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Loads or creates the parameters (initialised to 1 and 0).
+    pub fn new(vb: candle_nn::VarBuilder, dim: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Normalises `x`; `train` selects the differentiable path.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+        } else {
+            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! Parameter names are the official ones (`aa_attn.*`, `aa_attn_layer_norm`, `aa_ffn.linear_1`,
 //! `self_attn.*`, `ffn.*`, `final_layer_norm`, …).
 
-use aa_graph::dense::gelu_erf;
+use aa_graph::dense::{gelu_erf, LayerNorm as Norm};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -26,30 +26,6 @@ pub struct BilevelConfig {
     pub unit_edge_dim: usize,
     /// Feed-forward width as a multiple of `dim` (Vabs-Net: `ffn_embedding_dim / node_dim`).
     pub ffn_multiplier: usize,
-}
-
-/// LayerNorm (ε = 1e-5) with a differentiable path for training.
-#[derive(Clone, Debug)]
-struct Norm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Norm {
-    fn new(vb: VarBuilder, dim: usize) -> Result<Norm> {
-        Ok(Norm {
-            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
-            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)
-        } else {
-            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, 1e-5)
-        }
-    }
 }
 
 /// `Linear(d, n·d) → GELU → Linear(n·d, d)` (Vabs-Net's `Transition`).
@@ -115,13 +91,13 @@ impl BilevelLayer {
         };
         Ok(BilevelLayer {
             aa_attn: EdgeAttention::new(vb.pp("aa_attn"), &att(cfg.atom_edge_dim))?,
-            aa_attn_layer_norm: Norm::new(vb.pp("aa_attn_layer_norm"), cfg.dim)?,
+            aa_attn_layer_norm: Norm::new(vb.pp("aa_attn_layer_norm"), cfg.dim, 1e-5)?,
             aa_ffn: Transition::new(vb.pp("aa_ffn"), cfg.dim, cfg.ffn_multiplier)?,
-            aa_final_layer_norm: Norm::new(vb.pp("aa_final_layer_norm"), cfg.dim)?,
+            aa_final_layer_norm: Norm::new(vb.pp("aa_final_layer_norm"), cfg.dim, 1e-5)?,
             self_attn: EdgeAttention::new(vb.pp("self_attn"), &att(cfg.unit_edge_dim))?,
-            self_attn_layer_norm: Norm::new(vb.pp("self_attn_layer_norm"), cfg.dim)?,
+            self_attn_layer_norm: Norm::new(vb.pp("self_attn_layer_norm"), cfg.dim, 1e-5)?,
             ffn: Transition::new(vb.pp("ffn"), cfg.dim, cfg.ffn_multiplier)?,
-            final_layer_norm: Norm::new(vb.pp("final_layer_norm"), cfg.dim)?,
+            final_layer_norm: Norm::new(vb.pp("final_layer_norm"), cfg.dim, 1e-5)?,
         })
     }
 

@@ -295,30 +295,20 @@ pub fn embed(a: crate::EmbedArgs) -> Result<ExitCode> {
         jsonl.push_str(&rec.to_string());
         jsonl.push('\n');
     }
-    let bytes = match a.level {
-        Level::Graph => npy_f32(&matrix)?,
+    let file = match a.level {
+        Level::Graph => EmbeddingFile::Npy(matrix.clone()),
         _ => {
             let mut t: HashMap<String, Tensor> = HashMap::from([("embeddings".to_string(), matrix.clone())]);
-            let u32s = |v: Vec<u32>| {
-                let n = v.len();
-                Tensor::from_vec(v, n, &Device::Cpu)
-            };
-            t.insert("glycan_index".into(), u32s(glycan_idx)?);
-            t.insert("unit_index".into(), u32s(unit_idx)?);
+            t.insert("glycan_index".into(), u32_tensor(glycan_idx)?);
+            t.insert("unit_index".into(), u32_tensor(unit_idx)?);
             if a.level == Level::Atom {
-                t.insert("atom_index".into(), u32s(atom_idx)?);
-                t.insert("atomic_number".into(), u32s(element)?);
+                t.insert("atom_index".into(), u32_tensor(atom_idx)?);
+                t.insert("atomic_number".into(), u32_tensor(element)?);
             }
-            let tmp = a.out.with_extension(format!("tmp-{}", std::process::id()));
-            candle_core::safetensors::save(&t, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-            let bytes = std::fs::read(&tmp)?;
-            let _ = std::fs::remove_file(&tmp);
-            bytes
+            EmbeddingFile::Tensors(t)
         }
     };
-    let meta_path = metadata_path(&a.out);
-    aa_pretrain::checkpoint::write_atomic(&a.out, &bytes)?;
-    aa_pretrain::checkpoint::write_atomic(&meta_path, jsonl.as_bytes())?;
+    let meta_path = write_embedding_outputs(&a.out, file, &jsonl)?;
     let failed = featurised.iter().filter(|f| f.is_err()).count();
     eprintln!(
         "{} of {} glycans embedded ({} rows × {width}) in {seconds:.2} s → {} and {}",
@@ -340,8 +330,42 @@ pub fn metadata_path(out: &Path) -> PathBuf {
     out.with_extension("jsonl")
 }
 
+/// What `embed` writes: one row per item (`.npy`) or named tensors (`.safetensors`).
+pub(crate) enum EmbeddingFile {
+    /// A 2-D f32 matrix, written as `.npy`.
+    Npy(Tensor),
+    /// Embeddings and index arrays, written as `.safetensors`.
+    Tensors(HashMap<String, Tensor>),
+}
+
+/// An index array as a u32 tensor.
+pub(crate) fn u32_tensor(v: Vec<u32>) -> Result<Tensor> {
+    let n = v.len();
+    Ok(Tensor::from_vec(v, n, &Device::Cpu)?)
+}
+
+/// Writes the embedding file and its `.jsonl` metadata, each atomically (complete or absent);
+/// returns the metadata path.
+pub(crate) fn write_embedding_outputs(out: &Path, file: EmbeddingFile, jsonl: &str) -> Result<PathBuf> {
+    let bytes = match file {
+        EmbeddingFile::Npy(m) => npy_f32(&m)?,
+        EmbeddingFile::Tensors(t) => {
+            // candle serialises safetensors only to a file: write a temporary one, read it back.
+            let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
+            candle_core::safetensors::save(&t, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+            let bytes = std::fs::read(&tmp);
+            let _ = std::fs::remove_file(&tmp);
+            bytes?
+        }
+    };
+    let meta_path = metadata_path(out);
+    aa_pretrain::checkpoint::write_atomic(out, &bytes)?;
+    aa_pretrain::checkpoint::write_atomic(&meta_path, jsonl.as_bytes())?;
+    Ok(meta_path)
+}
+
 /// A 2-D f32 tensor as a NumPy `.npy` file (format 1.0, little-endian, C order).
-pub(crate) fn npy_f32(t: &Tensor) -> Result<Vec<u8>> {
+fn npy_f32(t: &Tensor) -> Result<Vec<u8>> {
     let (n, d) = t.dims2()?;
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
     // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.

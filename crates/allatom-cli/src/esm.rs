@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::embed::{u32_tensor, write_embedding_outputs, EmbeddingFile};
 use aa_codeswitch::{
     canonical_tensors, Alphabet, CodeSwitchBatch, CodeSwitchSequence, EsmConfig, EsmPackage, EsmRequest, Unzip,
 };
@@ -438,28 +439,15 @@ pub fn embed(a: crate::EmbedArgs, model: &str) -> Result<ExitCode> {
         jsonl.push_str(&rec.to_string());
         jsonl.push('\n');
     }
-    let bytes = match a.level {
-        crate::embed::Level::Graph => crate::embed::npy_f32(&matrix)?,
-        _ => {
-            let u32s = |v: Vec<u32>| {
-                let n = v.len();
-                Tensor::from_vec(v, n, &Device::Cpu)
-            };
-            let t: HashMap<String, Tensor> = HashMap::from([
-                ("embeddings".to_string(), matrix.clone()),
-                ("sequence_index".to_string(), u32s(seq_idx)?),
-                ("token_index".to_string(), u32s(tok_idx)?),
-            ]);
-            let tmp = a.out.with_extension(format!("tmp-{}", std::process::id()));
-            candle_core::safetensors::save(&t, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-            let bytes = std::fs::read(&tmp)?;
-            let _ = std::fs::remove_file(&tmp);
-            bytes
-        }
+    let file = match a.level {
+        crate::embed::Level::Graph => EmbeddingFile::Npy(matrix.clone()),
+        _ => EmbeddingFile::Tensors(HashMap::from([
+            ("embeddings".to_string(), matrix.clone()),
+            ("sequence_index".to_string(), u32_tensor(seq_idx)?),
+            ("token_index".to_string(), u32_tensor(tok_idx)?),
+        ])),
     };
-    let meta_path = crate::embed::metadata_path(&a.out);
-    aa_pretrain::checkpoint::write_atomic(&a.out, &bytes)?;
-    aa_pretrain::checkpoint::write_atomic(&meta_path, jsonl.as_bytes())?;
+    let meta_path = write_embedding_outputs(&a.out, file, &jsonl)?;
     let failed = inputs.iter().filter(|i| i.error.is_some()).count();
     eprintln!(
         "{} of {} sequences embedded ({} rows × {width}) in {:.2} s → {} and {}",
