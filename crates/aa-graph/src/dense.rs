@@ -1,7 +1,8 @@
 //! Dense CPU kernels shared by the layer crates: vectorisable `exp`/`erf`, the exact-erf GELU
 //! as one fused pass with its backward, element-wise row kernels run in copies compiled for the
 //! CPU's SIMD level ([`par_rows`]), and a strided f32 matrix product ([`gemm_f32`], via the
-//! `gemm` crate candle itself uses). Parallel sums combine in a fixed order, so results are
+//! `gemm` crate candle itself uses), and a LayerNorm with a differentiable training path.
+//! Parallel sums combine in a fixed order, so results are
 //! bit-reproducible.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
