@@ -118,7 +118,7 @@ fn extract_structures(archive: &Path, inside: &str, out: &Path) -> Result<()> {
     let script = r#"
 import sys, tarfile, os
 archive, inside, out = sys.argv[1], sys.argv[2], sys.argv[3]
-suffixes = ('.pdb', '.pdb.gz', '.pdb.bz2', '.cif', '.cif.gz', '.ent', '.ent.gz', '.mmcif')
+suffixes = ('.pdb.dssp', '.pdb', '.pdb.gz', '.pdb.bz2', '.cif', '.cif.gz', '.ent', '.ent.gz', '.mmcif')
 n = 0
 with tarfile.open(archive) as t:
     for m in t.getmembers():

@@ -62,6 +62,26 @@ impl Rng {
         all
     }
 
+    /// A standard normal draw (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// A Poisson draw with mean `lambda` (Knuth's product of uniforms; fine for small means).
+    pub fn poisson(&mut self, lambda: f64) -> u64 {
+        let limit = (-lambda).exp();
+        let (mut k, mut p) = (0u64, 1.0f64);
+        loop {
+            p *= self.uniform();
+            if p <= limit {
+                return k;
+            }
+            k += 1;
+        }
+    }
+
     /// A generator for a sub-stream (e.g. one per epoch), independent of this one's future draws.
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())
@@ -92,5 +112,19 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
         assert_ne!(v, sorted);
+    }
+
+    #[test]
+    fn normal_and_poisson_moments() {
+        let mut r = Rng::new(3);
+        let n = 200_000;
+        let xs: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        let ks: Vec<f64> = (0..n).map(|_| r.poisson(6.0) as f64).collect();
+        let mean = ks.iter().sum::<f64>() / n as f64;
+        let var = ks.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!((mean - 6.0).abs() < 0.03 && (var - 6.0).abs() < 0.1, "{mean} {var}");
     }
 }

@@ -13,9 +13,13 @@
 
 mod bilevel;
 mod edges;
+pub mod features;
+mod vabs;
 
 pub use bilevel::{BilevelConfig, BilevelGraph, BilevelLayer};
 pub use edges::{GaussianEdgeEncoder, SequenceOffsetEmbedding};
+pub use features::{FeatureError, FeatureOptions, VabsInput};
+pub use vabs::{NodeEmbedHead, Vabs, VabsConfig, VabsOutput, VecEdgeEncoder};
 
 use aa_graph::kernels::{scatter_softmax, scatter_sum};
 use candle_core::{Module, Result, Tensor};

@@ -64,6 +64,9 @@ fn one() -> f64 {
 
 pub fn run(a: crate::FinetuneArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    if serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("objective").cloned()).is_some() {
+        return crate::vabs::finetune(a, &text);
+    }
     let mut cfg: FinetuneConfig =
         serde_json::from_str(&text).with_context(|| format!("{}: not a fine-tuning config", a.config.display()))?;
     if let Some(s) = a.seed {
@@ -280,7 +283,11 @@ mod tests {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let parsed = if value.get("task").is_some() {
+            let parsed = if value.get("objective").and_then(|o| o.as_str()) == Some("vabs_smpc") {
+                serde_json::from_value::<crate::vabs::SmpcConfig>(value).map(|_| ())
+            } else if value.get("objective").and_then(|o| o.as_str()) == Some("residue_task") {
+                serde_json::from_value::<crate::vabs::ResidueTaskConfig>(value).map(|_| ())
+            } else if value.get("task").is_some() {
                 serde_json::from_value::<super::FinetuneConfig>(value).map(|_| ())
             } else if value.get("objective").is_some() {
                 serde_json::from_value::<crate::esm::EsmPretrainConfig>(value).map(|_| ())

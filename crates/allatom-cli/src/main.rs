@@ -13,6 +13,7 @@ mod embed;
 mod esm;
 mod finetune;
 mod pretrain;
+mod vabs;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

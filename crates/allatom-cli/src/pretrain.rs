@@ -78,8 +78,12 @@ pub(crate) fn resolve(config_path: &Path, p: &Path) -> PathBuf {
 
 pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
-    if serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("objective").cloned()).is_some() {
-        return crate::esm::pretrain(a, &text);
+    let objective = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("objective").cloned());
+    if let Some(o) = objective {
+        return match o.as_str() {
+            Some("vabs_smpc") => crate::vabs::pretrain(a, &text),
+            _ => crate::esm::pretrain(a, &text),
+        };
     }
     let mut cfg: PretrainConfig =
         serde_json::from_str(&text).with_context(|| format!("{}: not a pretraining config", a.config.display()))?;

@@ -18,6 +18,7 @@ pub mod esm_pretrain;
 pub mod molfile;
 pub mod read;
 pub mod templates;
+pub mod vabs;
 
 use std::path::Path;
 

@@ -14,6 +14,10 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 use protein_aa::esm_pretrain::{residue_windows, EsmAaMasking, EsmAaPretrain};
 use protein_aa::{read_structure_file, StructureOptions};
 
+// Vabs-Net tests live in this binary too (each test binary links candle again: CI time).
+#[path = "codeswitch/vabs.rs"]
+mod vabs;
+
 fn file(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures").join(rel);
     assert!(p.exists(), "{} missing: run `cargo xtask fetch-data`", p.display());
