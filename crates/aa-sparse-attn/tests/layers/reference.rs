@@ -97,3 +97,68 @@ fn bilevel_layer_equals_the_pytorch_reference() {
         assert!(d.to_scalar::<f32>().unwrap() < 1e-5, "train={train}: {d}");
     }
 }
+
+#[test]
+fn vabs_direction_features_and_vec_encoder_equal_the_pytorch_reference() {
+    // tests/reference/vabs_features_reference.py: 1UBQ CA→CA vectors (i → i+1..i+3), the
+    // official backbone frames, nerf direction encodings and VecEdgeFeature on identical weights.
+    use aa_sparse_attn::features::{direction_features, local_frame, normalize};
+    use aa_sparse_attn::VecEdgeEncoder;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vabs_features.safetensors");
+    let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let bb = t["input.backbone"].to_vec3::<f32>().unwrap();
+    let p = |r: &Vec<f32>| [r[0], r[1], r[2]];
+    let frames: Vec<[[f32; 3]; 3]> = bb.iter().map(|r| local_frame(p(&r[0]), p(&r[1]), p(&r[2]))).collect();
+    let want = t["expected.frames"].to_vec3::<f32>().unwrap();
+    for (f, w) in frames.iter().zip(&want) {
+        for i in 0..3 {
+            for k in 0..3 {
+                assert!((f[i][k] - w[i][k]).abs() < 1e-5, "frame {f:?} vs {w:?}");
+            }
+        }
+    }
+    let src = t["input.src"].to_vec1::<i64>().unwrap();
+    let dst = t["input.dst"].to_vec1::<i64>().unwrap();
+    let (mut abs, mut local) = (Vec::new(), Vec::new());
+    for (&s, &d) in src.iter().zip(&dst) {
+        let (a, b) = (p(&bb[s as usize][1]), p(&bb[d as usize][1]));
+        let v = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+        direction_features(v, &mut abs);
+        let q = &frames[d as usize];
+        let r = [0, 1, 2].map(|i| q[i][0] * v[0] + q[i][1] * v[1] + q[i][2] * v[2]);
+        direction_features(normalize(r), &mut local);
+    }
+    let worst = |got: &[f32], name: &str, cols: std::ops::Range<usize>| {
+        let w = t[name].to_vec2::<f32>().unwrap();
+        let mut m = 0f32;
+        for (row, wr) in got.chunks(90).zip(&w) {
+            for k in cols.clone() {
+                m = m.max((row[k] - wr[k]).abs());
+            }
+        }
+        m
+    };
+    // Angles and their octaves: tight. Coordinate octaves go up to sin(512·x), which turns f32
+    // rounding of x (Å for absolute vectors) into larger differences: a looser bound there.
+    assert!(worst(&abs, "expected.absolute", 0..27) < 1e-5);
+    assert!(worst(&local, "expected.local", 0..27) < 1e-5);
+    assert!(worst(&abs, "expected.absolute", 27..90) < 2e-3, "{}", worst(&abs, "expected.absolute", 27..90));
+    assert!(worst(&local, "expected.local", 27..90) < 2e-3, "{}", worst(&local, "expected.local", 27..90));
+    let weights: HashMap<String, Tensor> =
+        t.iter().filter(|(k, _)| k.starts_with("embed.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let enc = VecEdgeEncoder::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), 12 + 180, 12).unwrap();
+    let e = src.len();
+    let dirs = Tensor::cat(
+        &[
+            Tensor::from_vec(abs, (e, 90), &Device::Cpu).unwrap(),
+            Tensor::from_vec(local, (e, 90), &Device::Cpu).unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    for train in [false, true] {
+        let y = enc.forward(&t["input.base"], &dirs, train).unwrap();
+        let d = (y - &t["expected.output"]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-4, "vec encoder max abs diff {d}");
+    }
+}
