@@ -142,7 +142,8 @@ fn frame_atoms(g: &HeteroGraph, unit: usize, bonds: &aa_graph::Csr) -> Option<[u
             let carbons = |j: u32| {
                 bonds.neighbors(j as usize).iter().filter(|k| g.atoms[**k as usize].element == Element::C).count()
             };
-            let ring_o = nbrs.iter().copied().find(|&j| g.atoms[j as usize].element == Element::O && carbons(j) >= 2)?;
+            let ring_o =
+                nbrs.iter().copied().find(|&j| g.atoms[j as usize].element == Element::O && carbons(j) >= 2)?;
             let next_c = nbrs.iter().copied().find(|&j| g.atoms[j as usize].element == Element::C)?;
             Some([ring_o, c1, next_c])
         }
@@ -262,9 +263,8 @@ impl VabsInput {
             let frame = if masked[k] {
                 None
             } else {
-                frame_atoms(g, u as usize, &bonds).map(|[a, b, c]| {
-                    local_frame(positions[a as usize], positions[b as usize], positions[c as usize])
-                })
+                frame_atoms(g, u as usize, &bonds)
+                    .map(|[a, b, c]| local_frame(positions[a as usize], positions[b as usize], positions[c as usize]))
             };
             out.frames.push(frame);
         }

@@ -65,6 +65,7 @@ pub struct EdgeAttention {
     g: Option<Linear>,
     edge_bias: Option<Linear>,
     cfg: EdgeAttentionConfig,
+    chunk_edges: Option<usize>,
 }
 
 impl EdgeAttention {
@@ -86,16 +87,39 @@ impl EdgeAttention {
                 None
             },
             cfg: cfg.clone(),
+            chunk_edges: None,
         })
+    }
+
+    /// Overrides the number of edges processed per chunk (the default keeps a chunk's gathered
+    /// rows near 8 M floats); results do not depend on it.
+    pub fn set_chunk_edges(&mut self, edges: usize) {
+        self.chunk_edges = Some(edges.max(1));
+    }
+
+    /// Edges per chunk so that a chunk's gathered `[chunk, heads · head_dim]` rows hold about
+    /// 8 M floats: large graphs (50,000 atoms × 30 neighbours at width 768) never materialise
+    /// `[E, width]` tensors. Chunks are plain tensor ops, so gradients flow as before.
+    fn chunk(&self, e: usize) -> usize {
+        let default = (8 << 20) / (self.cfg.heads * self.cfg.head_dim).max(1);
+        self.chunk_edges.unwrap_or(default).min(e.max(1)).max(1)
     }
 
     /// The attention weights `[E, heads]` (each destination's incoming edges sum to 1 per head).
     pub fn weights(&self, x: &Tensor, edges: &Edges, edge_feat: Option<&Tensor>) -> Result<Tensor> {
         let (h, dh) = (self.cfg.heads, self.cfg.head_dim);
         let e = edges.src.dim(0)?;
-        let q = (self.q.forward(x)? * (dh as f64).powf(-0.5))?.index_select(&edges.dst, 0)?.reshape((e, h, dh))?;
-        let k = self.k.forward(x)?.index_select(&edges.src, 0)?.reshape((e, h, dh))?;
-        let mut scores = (q * k)?.sum(2)?; // [E, H]
+        let q = (self.q.forward(x)? * (dh as f64).powf(-0.5))?;
+        let k = self.k.forward(x)?;
+        let step = self.chunk(e);
+        let mut parts = Vec::with_capacity(e.div_ceil(step));
+        for start in (0..e).step_by(step) {
+            let len = step.min(e - start);
+            let qd = q.index_select(&edges.dst.narrow(0, start, len)?, 0)?.reshape((len, h, dh))?;
+            let ks = k.index_select(&edges.src.narrow(0, start, len)?, 0)?.reshape((len, h, dh))?;
+            parts.push((qd * ks)?.sum(2)?);
+        }
+        let mut scores = if parts.len() == 1 { parts.pop().expect("one chunk") } else { Tensor::cat(&parts, 0)? };
         match (&self.edge_bias, edge_feat) {
             (Some(b), Some(f)) => scores = (scores + b.forward(f)?)?,
             (Some(_), None) => {
@@ -113,9 +137,24 @@ impl EdgeAttention {
         let (h, dh) = (self.cfg.heads, self.cfg.head_dim);
         let e = edges.src.dim(0)?;
         let alpha = self.weights(x, edges, edge_feat)?; // [E, H]
-        let v = self.v.forward(x)?.index_select(&edges.src, 0)?.reshape((e, h, dh))?;
-        let messages = v.broadcast_mul(&alpha.unsqueeze(2)?)?.reshape((e, h * dh))?;
-        let mut o = scatter_sum(&messages, &edges.dst, edges.nodes)?;
+        let v = self.v.forward(x)?;
+        let step = self.chunk(e);
+        let mut o: Option<Tensor> = None;
+        for start in (0..e).step_by(step) {
+            let len = step.min(e - start);
+            let vs = v.index_select(&edges.src.narrow(0, start, len)?, 0)?.reshape((len, h, dh))?;
+            let a = alpha.narrow(0, start, len)?.unsqueeze(2)?;
+            let messages = vs.broadcast_mul(&a)?.reshape((len, h * dh))?;
+            let part = scatter_sum(&messages, &edges.dst.narrow(0, start, len)?, edges.nodes)?;
+            o = Some(match o {
+                Some(acc) => (acc + part)?,
+                None => part,
+            });
+        }
+        let mut o = match o {
+            Some(o) => o,
+            None => Tensor::zeros((edges.nodes, h * dh), x.dtype(), x.device())?,
+        };
         if let Some(g) = &self.g {
             o = (candle_nn::ops::sigmoid(&g.forward(x)?)? * o)?;
         }

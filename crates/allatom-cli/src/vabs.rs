@@ -164,10 +164,9 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
     }
     let device = Device::Cpu;
     let checkpoint = match &cfg.pretrained {
-        Some(p) => Some(aa_pretrain::checkpoint::load_dir(
-            &crate::finetune::checkpoint_in(&resolve(&a.config, p))?,
-            &device,
-        )?),
+        Some(p) => {
+            Some(aa_pretrain::checkpoint::load_dir(&crate::finetune::checkpoint_in(&resolve(&a.config, p))?, &device)?)
+        }
         None => None,
     };
     let model_cfg: VabsConfig = match (&checkpoint, &cfg.model) {
@@ -211,7 +210,8 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
         s.into_iter().flat_map(|(g, l)| labelled_windows(g, &l, cfg.data.window)).collect::<Vec<_>>()
     };
     let (train, valid, test) = (windows(train), windows(valid), windows(test));
-    let count = |w: &[protein_aa::vabs::LabelledWindow]| w.iter().map(|w| w.labels.iter().flatten().count()).sum::<usize>();
+    let count =
+        |w: &[protein_aa::vabs::LabelledWindow]| w.iter().map(|w| w.labels.iter().flatten().count()).sum::<usize>();
     if count(&train) == 0 || count(&valid) == 0 || count(&test) == 0 {
         bail!("{}: {n_files} labelled structures are too few to split", a.config.display());
     }

@@ -217,10 +217,9 @@ impl VabsSmpc {
         let mut clean = Vec::new();
         for (k, &u) in w.units.iter().enumerate() {
             if masked[k] {
-                let a = g.units[u as usize]
-                    .anchor
-                    .ok_or_else(|| candle_core::Error::Msg(format!("residue {} has no anchor atom", g.units[u as usize].name)))?
-                    as usize;
+                let a = g.units[u as usize].anchor.ok_or_else(|| {
+                    candle_core::Error::Msg(format!("residue {} has no anchor atom", g.units[u as usize].name))
+                })? as usize;
                 clean.push(pos[a]);
                 for c in &mut noisy[a] {
                     *c += (rng.normal() * m.noise_angstrom) as f32;
@@ -420,7 +419,8 @@ impl Objective for ResidueTask {
         for it in items {
             let w = &it.window;
             let g = &*w.graph;
-            let pos = g.positions.as_ref().ok_or_else(|| candle_core::Error::Msg("window without coordinates".into()))?;
+            let pos =
+                g.positions.as_ref().ok_or_else(|| candle_core::Error::Msg("window without coordinates".into()))?;
             let input = VabsInput::build(g, &w.units, &vec![false; w.units.len()], pos, &opts)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             for (k, l) in it.labels.iter().enumerate() {

@@ -83,7 +83,7 @@ fn sparse_equals_dense_masked_attention() {
     for (n, p, heads) in [(5usize, 0.3, 1usize), (9, 0.5, 3), (16, 0.2, 4)] {
         let cfg = EdgeAttentionConfig { dim: 12, heads, head_dim: 5, edge_dim: 5, gating: true };
         let varmap = VarMap::new();
-        let layer = EdgeAttention::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
+        let mut layer = EdgeAttention::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
         let edges = random_graph(n, p, &mut rng);
         let e = edges.len();
         let x = Tensor::randn(0f32, 1.0, (n, 12), &dev).unwrap();
@@ -98,6 +98,18 @@ fn sparse_equals_dense_masked_attention() {
         let d =
             (sparse - dense).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "n={n}: max abs diff {d}");
+        // Processing the edges in chunks (as on large graphs) changes nothing.
+        layer.set_chunk_edges(3);
+        let chunked = layer.forward(&x, &g, Some(&feats)).unwrap();
+        let d = (chunked - dense_reference(&varmap, &cfg, &x, &edges, &feats))
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "n={n}, chunks of 3 edges: max abs diff {d}");
         // Weights of each destination's incoming edges sum to 1 per head.
         let w = layer.weights(&x, &g, Some(&feats)).unwrap();
         let sums =
@@ -111,7 +123,8 @@ fn gradients_reach_every_parameter_and_input() {
     let dev = Device::Cpu;
     let cfg = EdgeAttentionConfig { dim: 8, heads: 2, head_dim: 4, edge_dim: 3, gating: true };
     let varmap = VarMap::new();
-    let layer = EdgeAttention::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
+    let mut layer = EdgeAttention::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev), &cfg).unwrap();
+    layer.set_chunk_edges(2); // gradients also flow through the chunked path
     let edges = random_graph(6, 0.4, &mut Lcg(3));
     let e = edges.len();
     let g = Edges {

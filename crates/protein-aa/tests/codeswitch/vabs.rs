@@ -22,7 +22,16 @@ fn ubiquitin() -> aa_graph::HeteroGraph {
 }
 
 fn tiny() -> VabsConfig {
-    VabsConfig { layers: 2, dim: 16, edge_dim: 8, heads: 2, kernels: 16, atom_knn: 8, unit_knn: 6, ..VabsConfig::small() }
+    VabsConfig {
+        layers: 2,
+        dim: 16,
+        edge_dim: 8,
+        heads: 2,
+        kernels: 16,
+        atom_knn: 8,
+        unit_knn: 6,
+        ..VabsConfig::small()
+    }
 }
 
 fn rotated(g: &aa_graph::HeteroGraph) -> aa_graph::HeteroGraph {
@@ -65,7 +74,11 @@ fn ubiquitin_featurisation_and_invariance() {
     let fr = VabsInput::from_graph(&rotated(&g), &opts).unwrap();
     assert_eq!(f.atom_edges, fr.atom_edges);
     let dirs = |x: &VabsInput| {
-        VabsInput::edge_directions(&x.unit_edges, |u| x.positions[x.anchors[u as usize] as usize], |u| x.frames[u as usize])
+        VabsInput::edge_directions(
+            &x.unit_edges,
+            |u| x.positions[x.anchors[u as usize] as usize],
+            |u| x.frames[u as usize],
+        )
     };
     let (a, b) = (dirs(&f), dirs(&fr));
     let (mut local, mut absolute) = (0f32, 0f32);
@@ -97,7 +110,7 @@ fn span_masks_cover_about_the_ratio_in_spans() {
     for _ in 0..200 {
         let m = span_mask(100, 0.3, 6.0, &mut rng);
         let n = m.iter().filter(|&&x| x).count();
-        assert!(n <= 30 && n >= 10, "{n}");
+        assert!((10..=30).contains(&n), "{n}");
         total += n;
         let runs = m.windows(2).filter(|w| !w[0] && w[1]).count() + m[0] as usize;
         assert!(runs <= 10, "{runs} spans for {n} masked residues");
