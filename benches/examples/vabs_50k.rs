@@ -54,8 +54,13 @@ fn main() {
     }
     let input = VabsInput::concat(&parts);
     let featurise = t.elapsed().as_secs_f64();
+    // Initialise, then rebuild from plain tensors as a model loaded from a file is: weights held
+    // in trainable `Var`s make candle record every op for backward and keep all intermediates.
     let vm = VarMap::new();
-    let model = Vabs::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &cfg).unwrap();
+    Vabs::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &cfg).unwrap();
+    let weights: std::collections::HashMap<String, candle_core::Tensor> =
+        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let model = Vabs::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &cfg).unwrap();
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = std::time::Instant::now();

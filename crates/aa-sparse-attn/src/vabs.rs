@@ -8,7 +8,7 @@
 //! [`BilevelLayer`]s. Parameter names are the official ones.
 
 use aa_graph::dense::{gelu_erf, LayerNorm as Norm};
-use candle_core::{Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +155,9 @@ impl NodeEmbedHead {
     }
 }
 
+/// Edges per chunk in the edge encoders.
+const EDGE_CHUNK: usize = 1 << 16;
+
 /// One edge family's encoders (`aa_*` for atoms, `rr_*` for units).
 #[derive(Clone, Debug)]
 struct EdgeFamily {
@@ -199,12 +202,27 @@ impl EdgeFamily {
 
     /// Official order: pair-type embedding + Gaussian kernel, then the direction encoder, then
     /// the sequence-offset embedding.
+    ///
+    /// Runs over chunks of [`EDGE_CHUNK`] edges: the kernel and direction encoders' `[E, ·]`
+    /// intermediates would otherwise dominate memory on large structures.
     fn forward(&self, g: &EdgeGeometry, train: bool) -> Result<Tensor> {
-        let mut e = (self.pair.forward(&g.pair_ids)? + self.kernel.forward(&g.distance, &g.kernel_ids)?)?;
-        if let (Some(v), Some(d)) = (&self.vec, &g.directions) {
-            e = v.forward(&e, d, train)?;
+        let n = g.distance.dim(0)?;
+        let mut parts = Vec::with_capacity(n.div_ceil(EDGE_CHUNK));
+        for start in (0..n).step_by(EDGE_CHUNK) {
+            let len = EDGE_CHUNK.min(n - start);
+            let pair = self.pair.forward(&g.pair_ids.narrow(0, start, len)?)?;
+            let kernel = self.kernel.forward(&g.distance.narrow(0, start, len)?, &g.kernel_ids.narrow(0, start, len)?)?;
+            let mut e = (pair + kernel)?;
+            if let (Some(v), Some(d)) = (&self.vec, &g.directions) {
+                e = v.forward(&e, &d.narrow(0, start, len)?, train)?;
+            }
+            parts.push((e + self.offset.forward(&g.offsets[start..start + len])?)?);
         }
-        e + self.offset.forward(&g.offsets)?
+        match parts.len() {
+            0 => Tensor::zeros((0, self.pair.hidden_size()), DType::F32, self.pair.embeddings().device()),
+            1 => Ok(parts.pop().expect("one chunk")),
+            _ => Tensor::cat(&parts, 0),
+        }
     }
 
     /// Edge geometry for `(src, dst)` pairs over nodes with types `ty` and positions `pos`.
