@@ -211,7 +211,8 @@ impl EdgeFamily {
         for start in (0..n).step_by(EDGE_CHUNK) {
             let len = EDGE_CHUNK.min(n - start);
             let pair = self.pair.forward(&g.pair_ids.narrow(0, start, len)?)?;
-            let kernel = self.kernel.forward(&g.distance.narrow(0, start, len)?, &g.kernel_ids.narrow(0, start, len)?)?;
+            let kernel =
+                self.kernel.forward(&g.distance.narrow(0, start, len)?, &g.kernel_ids.narrow(0, start, len)?)?;
             let mut e = (pair + kernel)?;
             if let (Some(v), Some(d)) = (&self.vec, &g.directions) {
                 e = v.forward(&e, &d.narrow(0, start, len)?, train)?;
