@@ -202,6 +202,9 @@ pub enum FeatureError {
     /// Nothing selected.
     #[error("no units selected")]
     Empty,
+    /// Inputs of different lengths.
+    #[error("{0}")]
+    Length(String),
 }
 
 impl VabsInput {
@@ -224,6 +227,18 @@ impl VabsInput {
     ) -> Result<VabsInput, FeatureError> {
         if units.is_empty() {
             return Err(FeatureError::Empty);
+        }
+        if masked.len() != units.len() || positions.len() != g.num_atoms() {
+            return Err(FeatureError::Length(format!(
+                "{} mask flags for {} units, {} positions for {} atoms",
+                masked.len(),
+                units.len(),
+                positions.len(),
+                g.num_atoms()
+            )));
+        }
+        if let Some(&u) = units.iter().find(|&&u| u as usize >= g.num_units()) {
+            return Err(FeatureError::Length(format!("unit {u} of a graph with {} units", g.num_units())));
         }
         let bonds = g.bond_csr();
         let mut slot = vec![u32::MAX; g.num_units()];
