@@ -1,7 +1,7 @@
 //! Vabs-Net on real structures: featurisation of 1UBQ (kNN with self loops, virtual node, local
 //! frames), rotation invariance of the frame-relative direction features and of the encoder
 //! without absolute directions, span masking, SMPC training steps that lower the loss and reach
-//! every parameter, DSSP and ligand-contact labels.
+//! every parameter, DSSP and ligand-contact labels, sugar ring frames on the glycoprotein 7DDO.
 
 use std::sync::Arc;
 
@@ -188,4 +188,29 @@ fn dssp_and_ligand_contact_labels() {
         assert!(contacts.len() > 10 && contacts.len() < 60, "{}", contacts.len());
     }
     assert!(ligand_contact_labels(&ubiquitin(), 4.0, 6).is_none());
+}
+
+#[test]
+fn glycoprotein_sugars_get_ring_frames_and_encode() {
+    // 7DDO: ACE2 with N-glycans. Every sugar unit gets a frame from its ring oxygen, anomeric
+    // carbon and ring carbon neighbour, and the encoder runs on the whole glycoprotein.
+    let s = read_structure_file(&file("biopython/7DDO.pdb"), &StructureOptions::default()).unwrap();
+    let g = &s.graph;
+    let f = VabsInput::from_graph(g, &tiny().feature_options()).unwrap();
+    let sugars: Vec<usize> =
+        (0..g.num_units()).filter(|&u| g.units[u].kind == aa_graph::UnitKind::Monosaccharide).collect();
+    assert!(sugars.len() >= 4, "{} sugars", sugars.len());
+    for &u in &sugars {
+        let q = f.frames[u].unwrap_or_else(|| panic!("no frame for {} {:?}", g.units[u].name, g.units[u].label));
+        let det = q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1]) - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0])
+            + q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
+        assert!((det - 1.0).abs() < 1e-3, "{det}");
+        assert!(f.unit_type[u] >= 25, "sugar type {}", f.unit_type[u]);
+    }
+    let vm = VarMap::new();
+    let model = Vabs::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &tiny()).unwrap();
+    let out = model.forward(&f, None, false).unwrap();
+    assert_eq!(out.units.dims(), &[g.num_units() + 1, 16]);
+    let finite = out.units.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(finite.is_finite());
 }
