@@ -119,7 +119,11 @@ impl EdgeAttention {
             let ks = k.index_select(&edges.src.narrow(0, start, len)?, 0)?.reshape((len, h, dh))?;
             parts.push((qd * ks)?.sum(2)?);
         }
-        let mut scores = if parts.len() == 1 { parts.pop().expect("one chunk") } else { Tensor::cat(&parts, 0)? };
+        let mut scores = match parts.len() {
+            0 => Tensor::zeros((0, h), x.dtype(), x.device())?,
+            1 => parts.pop().expect("one chunk"),
+            _ => Tensor::cat(&parts, 0)?,
+        };
         match (&self.edge_bias, edge_feat) {
             (Some(b), Some(f)) => scores = (scores + b.forward(f)?)?,
             (Some(_), None) => {
