@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use aa_graph::neighbors::knn;
-use aa_graph::{Element, HeteroGraph, Unit, UnitKind};
+use aa_graph::{Csr, Element, HeteroGraph, Unit, UnitKind};
 
 /// The 37 atom names of Vabs-Net's `atom37` order (AlphaFold's), ids 0..36.
 pub const ATOM37: [&str; 37] = [
@@ -128,11 +128,9 @@ fn rotate(q: &[[f32; 3]; 3], v: [f32; 3]) -> [f32; 3] {
 
 /// The three atoms spanning a unit's local frame: `N, CA, C` for residues; for sugars the ring
 /// oxygen bonded to the anomeric carbon, the anomeric carbon, and its ring carbon neighbour.
-fn frame_atoms(g: &HeteroGraph, unit: usize, bonds: &aa_graph::Csr) -> Option<[u32; 3]> {
+fn frame_atoms(g: &HeteroGraph, unit: usize, bonds: &Csr, members: &Csr) -> Option<[u32; 3]> {
     let u = &g.units[unit];
-    let member = |name: &str| {
-        g.atoms.iter().enumerate().find(|(_, a)| a.unit as usize == unit && a.name == name).map(|(i, _)| i as u32)
-    };
+    let member = |name: &str| members.neighbors(unit).iter().copied().find(|&a| g.atoms[a as usize].name == name);
     match u.kind {
         UnitKind::Residue => Some([member("N")?, member("CA")?, member("C")?]),
         UnitKind::Monosaccharide => {
@@ -184,8 +182,6 @@ pub struct VabsInput {
     pub atom_edges: Vec<(u32, u32)>,
     /// Unit→unit edges `(src, dst)`.
     pub unit_edges: Vec<(u32, u32)>,
-    /// For each input graph, its units' rows `[start, end)` without the virtual node.
-    pub unit_ranges: Vec<(u32, u32)>,
     /// For each input graph, its virtual node's unit row (if any).
     pub virtual_units: Vec<Option<u32>>,
 }
@@ -241,6 +237,7 @@ impl VabsInput {
             return Err(FeatureError::Length(format!("unit {u} of a graph with {} units", g.num_units())));
         }
         let bonds = g.bond_csr();
+        let members = g.unit_members();
         let mut slot = vec![u32::MAX; g.num_units()];
         for (k, &u) in units.iter().enumerate() {
             slot[u as usize] = k as u32;
@@ -278,7 +275,7 @@ impl VabsInput {
             let frame = if masked[k] {
                 None
             } else {
-                frame_atoms(g, u as usize, &bonds)
+                frame_atoms(g, u as usize, &bonds, &members)
                     .map(|[a, b, c]| local_frame(positions[a as usize], positions[b as usize], positions[c as usize]))
             };
             out.frames.push(frame);
@@ -297,7 +294,6 @@ impl VabsInput {
         with_self(&out.positions, opts.atom_knn, &mut out.atom_edges);
         let anchor_pos: Vec<[f32; 3]> = out.anchors.iter().map(|&a| out.positions[a as usize]).collect();
         with_self(&anchor_pos, opts.unit_knn, &mut out.unit_edges);
-        out.unit_ranges.push((0, n_units as u32));
         if opts.virtual_node {
             // One node at the centroid, an atom and a unit at once, linked both ways to all.
             let mut c = [0f32; 3];
@@ -363,7 +359,6 @@ impl VabsInput {
             out.frames.extend_from_slice(&p.frames);
             out.atom_edges.extend(p.atom_edges.iter().map(|(s, d)| (s + na, d + na)));
             out.unit_edges.extend(p.unit_edges.iter().map(|(s, d)| (s + nu, d + nu)));
-            out.unit_ranges.extend(p.unit_ranges.iter().map(|(s, e)| (s + nu, e + nu)));
             out.virtual_units.extend(p.virtual_units.iter().map(|v| v.map(|v| v + nu)));
         }
         out

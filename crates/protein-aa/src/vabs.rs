@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aa_graph::dense::{gelu_erf, LayerNorm as Norm};
-use aa_graph::kernels::scatter_sum;
+use aa_graph::kernels::scatter_mean;
 use aa_graph::{Element, HeteroGraph, UnitKind};
 use aa_pretrain::metrics;
 use aa_pretrain::rng::Rng;
@@ -150,12 +150,7 @@ impl PositionHead {
         let z = (self.node.forward(&h)? + self.edge.forward(&out.atom_edge_features)?)?;
         let w = self.out.forward(&gelu_erf(&z)?)?; // [E, 1]
         let diff = (positions.index_select(dst, 0)? - positions.index_select(src, 0)?)?;
-        let n = out.atom_edges.nodes;
-        let e = src.dim(0)?;
-        let ones = Tensor::ones((e, 1), positions.dtype(), positions.device())?;
-        let deg = scatter_sum(&ones, dst, n)?.clamp(1.0, f64::MAX)?;
-        let delta = scatter_sum(&diff.broadcast_mul(&w)?, dst, n)?.broadcast_div(&deg)?;
-        positions + delta
+        positions + scatter_mean(&diff.broadcast_mul(&w)?, dst, out.atom_edges.nodes)?
     }
 }
 
