@@ -19,8 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Everything the tests read: glycowork tables and the structure files.
+    /// Everything the tests read: glycowork tables, the structure files and the glycan
+    /// crystal structures of glycontact.
     FetchData,
+    /// Download glycontact 0.6.0 from PyPI and write the 2,904 lectin-bound glycan structures
+    /// of its UniLectin table (`unilectin_data.json`: 310 glycans, coordinates and B-factors of
+    /// the glycan atoms from crystal structures) as PDB files into
+    /// data/fetched/glycontact/unilectin/, with `index.csv` (`file,glycan`).
+    FetchGlycontact,
     /// Download glycowork 1.11.0 from PyPI (pip download --no-deps) and unpack its curated
     /// glycan tables (v12_df_species.csv, v12_glycan_binding.csv, sugarbase) into
     /// data/fetched/glycowork/.
@@ -63,8 +69,10 @@ fn main() -> Result<()> {
         Cmd::FetchData => {
             fetch_glycowork(&fetched.join("glycowork"))?;
             tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))?;
-            fetch_structures(&fetched)
+            fetch_structures(&fetched)?;
+            fetch_glycontact(&fetched.join("glycontact"))
         }
+        Cmd::FetchGlycontact => fetch_glycontact(&fetched.join("glycontact")),
         Cmd::Data => {
             fetch_glycowork(&fetched.join("glycowork"))?;
             tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))
@@ -109,6 +117,89 @@ fn fetch_glycowork(dest: &Path) -> Result<()> {
     let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor n in z.namelist():\n    if n.startswith('glycowork/glycan_data/v12_'):\n        z.extract(n, sys.argv[2])\n";
     run(Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(dest), "unpacking glycowork")?;
     println!("glycowork tables in {}", dest.join("glycowork/glycan_data").display());
+    Ok(())
+}
+
+/// The value of one cell of glycontact's serialised data frames (`{"type": "primitive",
+/// "value": "..."}`).
+fn cell(v: &serde_json::Value) -> Result<&str> {
+    v.get("value").and_then(|x| x.as_str()).context("a data-frame cell without a string value")
+}
+
+fn fetch_glycontact(dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let wheel = dest.join("glycontact-0.6.0-py3-none-any.whl");
+    if !wheel.exists() {
+        pip_download("glycontact==0.6.0", dest, false)?;
+    }
+    let json = dest.join("glycontact/unilectin_data.json");
+    if !json.exists() {
+        let script = "import sys, zipfile\nzipfile.ZipFile(sys.argv[1]).extract('glycontact/unilectin_data.json', sys.argv[2])\n";
+        run(Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(dest), "unpacking glycontact")?;
+    }
+    let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+    let data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object", json.display()))?;
+    let out = dest.join("unilectin");
+    std::fs::create_dir_all(&out)?;
+    let mut index = String::from("file,glycan\n");
+    let (mut files, mut glycans) = (0usize, 0usize);
+    // Sorted by glycan string, so file names do not depend on the JSON's key order.
+    let mut keys: Vec<&String> = data.keys().collect();
+    keys.sort();
+    for key in keys {
+        let sets = data[key].as_array().with_context(|| format!("glycan {key}: not a list of structures"))?;
+        for (k, set) in sets.iter().enumerate() {
+            let frame = set.get(0).with_context(|| format!("glycan {key}, structure {k}: no data frame"))?;
+            let columns: Vec<&str> = frame["columns"]
+                .as_array()
+                .context("a data frame without columns")?
+                .iter()
+                .filter_map(|c| c.as_str())
+                .collect();
+            let col = |name: &str| {
+                columns.iter().position(|c| *c == name).with_context(|| format!("glycan {key}: no column {name}"))
+            };
+            let (name, resname, chain, resseq) =
+                (col("atom_name")?, col("monosaccharide")?, col("chain_id")?, col("residue_number")?);
+            let (x, y, z, occ, b, el) =
+                (col("x")?, col("y")?, col("z")?, col("occupancy")?, col("temperature_factor")?, col("element")?);
+            let mut pdb = format!("REMARK   1 GLYCAN {key}\nREMARK   2 GLYCONTACT 0.6.0 UNILECTIN STRUCTURE {k}\n");
+            let rows = frame["data"].as_array().context("a data frame without data")?;
+            for (i, row) in rows.iter().enumerate() {
+                let r = row.as_array().context("a data-frame row that is not a list")?;
+                let get = |c: usize| r.get(c).context("a short data-frame row").and_then(cell);
+                let num = |c: usize| -> Result<f64> {
+                    get(c)?.parse::<f64>().with_context(|| format!("glycan {key}: column {c} is not a number"))
+                };
+                let atom = get(name)?;
+                let element = get(el)?;
+                // PDB columns 13–16: names shorter than four characters start in column 14.
+                let padded = if atom.len() < 4 { format!(" {atom:<3}") } else { atom.to_string() };
+                pdb.push_str(&format!(
+                    "HETATM{:>5} {padded} {:>3} {:1}{:>4}    {:8.3}{:8.3}{:8.3}{:6.2}{:6.2}          {:>2}\n",
+                    i + 1,
+                    get(resname)?,
+                    get(chain)?.chars().next().unwrap_or('A'),
+                    get(resseq)?,
+                    num(x)?,
+                    num(y)?,
+                    num(z)?,
+                    num(occ)?,
+                    num(b)?,
+                    element.to_uppercase()
+                ));
+            }
+            pdb.push_str("END\n");
+            let file = format!("{glycans:04}_{k:02}.pdb");
+            std::fs::write(out.join(&file), pdb)?;
+            index.push_str(&format!("{file},\"{}\"\n", key.replace('"', "\"\"")));
+            files += 1;
+        }
+        glycans += 1;
+    }
+    std::fs::write(out.join("index.csv"), index)?;
+    println!("{files} glycan structures of {glycans} glycans in {}", out.display());
     Ok(())
 }
 

@@ -306,6 +306,57 @@ impl HeteroGraph {
         Csr::from_directed(self.units.len(), self.atoms.iter().enumerate().map(|(i, a)| (a.unit, i as u32, i as u32)))
     }
 
+    /// The graph induced by `units` (in that order): their atoms (unit by unit, each unit's
+    /// atoms in their original order), the bonds and unit links among them, the positions.
+    /// Spatial relations are not carried over (rebuild them on the subgraph). Out-of-range
+    /// and repeated unit ids are ignored.
+    pub fn unit_subgraph(&self, units: &[u32]) -> HeteroGraph {
+        let mut unit_slot = vec![u32::MAX; self.units.len()];
+        let mut kept_units = Vec::with_capacity(units.len());
+        for &u in units {
+            if (u as usize) < self.units.len() && unit_slot[u as usize] == u32::MAX {
+                unit_slot[u as usize] = kept_units.len() as u32;
+                kept_units.push(u);
+            }
+        }
+        let members = self.unit_members();
+        let mut atom_slot = vec![u32::MAX; self.atoms.len()];
+        let mut atoms = Vec::new();
+        let mut positions = self.positions.as_ref().map(|_| Vec::new());
+        for &u in &kept_units {
+            for &a in members.neighbors(u as usize) {
+                atom_slot[a as usize] = atoms.len() as u32;
+                let mut atom = self.atoms[a as usize].clone();
+                atom.unit = unit_slot[u as usize];
+                atoms.push(atom);
+                if let (Some(out), Some(p)) = (positions.as_mut(), self.positions.as_ref()) {
+                    out.push(p[a as usize]);
+                }
+            }
+        }
+        let new_units = kept_units
+            .iter()
+            .map(|&u| {
+                let mut unit = self.units[u as usize].clone();
+                unit.anchor = unit.anchor.map(|a| atom_slot[a as usize]).filter(|&a| a != u32::MAX);
+                unit
+            })
+            .collect();
+        let bonds = self
+            .bonds
+            .iter()
+            .filter(|b| atom_slot[b.a as usize] != u32::MAX && atom_slot[b.b as usize] != u32::MAX)
+            .map(|b| Bond { a: atom_slot[b.a as usize], b: atom_slot[b.b as usize], order: b.order })
+            .collect();
+        let unit_links = self
+            .unit_links
+            .iter()
+            .filter(|l| unit_slot[l.src as usize] != u32::MAX && unit_slot[l.dst as usize] != u32::MAX)
+            .map(|l| UnitLink { src: unit_slot[l.src as usize], dst: unit_slot[l.dst as usize], ..l.clone() })
+            .collect();
+        HeteroGraph { atoms, units: new_units, bonds, unit_links, positions, spatial: Vec::new() }
+    }
+
     /// Coordinates of every unit's anchor atom (`None` for units without anchor or when the
     /// graph has no positions).
     pub fn anchor_positions(&self) -> Option<Vec<Option<[f32; 3]>>> {

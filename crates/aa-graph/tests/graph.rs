@@ -118,3 +118,29 @@ fn spatial_relations_batch_and_unbatch() {
     assert_eq!(b.graph.spatial[1].neighbors.neighbors(2), &[3]);
     assert_eq!(b.unbatch(), vec![g.clone(), g]);
 }
+
+#[test]
+fn unit_subgraph_keeps_members_bonds_and_links_among_the_units() {
+    let g = two_unit();
+    // Unit 1 alone: its two atoms, their bond, its anchor and positions; no link, no bond to unit 0.
+    let s = g.unit_subgraph(&[1]);
+    s.validate().unwrap();
+    assert_eq!(s.num_units(), 1);
+    assert_eq!(s.units[0].name, "B");
+    assert_eq!(s.atoms.iter().map(|a| (a.name.as_str(), a.unit)).collect::<Vec<_>>(), [("C2", 0), ("O2", 0)]);
+    assert_eq!(s.bonds, vec![Bond { a: 0, b: 1, order: BondOrder::Single }]);
+    assert_eq!(s.units[0].anchor, Some(0));
+    assert!(s.unit_links.is_empty());
+    assert_eq!(s.positions.as_ref().unwrap(), &vec![[-1.5, 0.0, 0.0], [-2.9, 0.1, 0.0]]);
+    // Both units in reverse order: units renumbered, atoms unit by unit, the bond between the
+    // units and the link kept with new ids; repeated and unknown ids ignored.
+    let r = g.unit_subgraph(&[1, 0, 1, 7]);
+    r.validate().unwrap();
+    assert_eq!(r.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["B", "A"]);
+    assert_eq!(r.atoms.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["C2", "O2", "C1", "O1"]);
+    assert_eq!(r.bonds.len(), 3);
+    assert!(r.bonds.contains(&Bond { a: 2, b: 0, order: BondOrder::Single }));
+    assert_eq!(r.unit_links, vec![UnitLink { src: 0, dst: 1, kind: UnitLinkKind::Covalent, type_id: 0 }]);
+    assert_eq!((r.units[0].anchor, r.units[1].anchor), (Some(0), Some(2)));
+    assert_eq!(r.formula(), g.formula());
+}

@@ -1,6 +1,8 @@
 //! Vabs-Net in the CLI: `pretrain` with `"objective": "vabs_smpc"` (span-mask protein chain
-//! pretraining) and `finetune` with `"objective": "residue_task"` (per-residue DSSP secondary
-//! structure or ligand-contact residues, from scratch or from an SMPC checkpoint).
+//! pretraining) and `finetune` with `"objective": "residue_task"`: per-unit DSSP secondary
+//! structure, ligand-contact residues or monosaccharide mobility in lectin-bound glycans, on
+//! the Vabs-Net encoder (from scratch or from an SMPC checkpoint) or on GlycanAA's
+//! hierarchical RGConv (`"encoder": "glycanaa"`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,8 +16,14 @@ use aa_pretrain::ParamGroup;
 use aa_sparse_attn::{Vabs, VabsConfig};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use glycan_aa::model::{GlycanAA, GlycanAAConfig};
 use protein_aa::esm_pretrain::residue_windows;
-use protein_aa::vabs::{dssp_labels, labelled_windows, ligand_contact_labels, ResidueTask, SpanMasking, VabsSmpc};
+use protein_aa::tasks::{
+    dssp_labels, labelled_windows, ligand_contact_labels, sugar_mobility_labels, whole_structure_window,
+    LabelledWindow, ResidueTask, UnitEncoder,
+};
+use protein_aa::vabs::{SpanMasking, VabsSmpc};
+use protein_aa::Structure;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -26,6 +34,9 @@ fn d_valid() -> f64 {
 }
 fn d_window() -> usize {
     128
+}
+fn d_encoder() -> String {
+    "vabs".into()
 }
 
 /// Structures of a Vabs-Net run.
@@ -68,25 +79,32 @@ pub struct SmpcConfig {
 pub struct ResidueTaskConfig {
     /// Must be "residue_task".
     pub objective: String,
-    /// `dssp` (3-state secondary structure from `<file>.dssp` beside each structure) or
+    /// `dssp` (3-state secondary structure from `<file>.dssp` beside each structure),
     /// `ligand_contact` (residues within 4 Å of a ligand of ≥ 6 heavy atoms; the ligand is not
-    /// part of the input).
+    /// part of the input) or `glycan_mobility` (monosaccharides whose mean B-factor exceeds the
+    /// structure's monosaccharide mean; one window per structure, structures grouped by the
+    /// glycan named in a `REMARK   1 GLYCAN` line so that one glycan stays in one split).
     pub task: String,
+    /// `vabs` (Vabs-Net) or `glycanaa` (GlycanAA's hierarchical RGConv on the all-atom graph).
+    #[serde(default = "d_encoder")]
+    pub encoder: String,
     /// Input structures.
     pub data: VabsData,
-    /// An SMPC run directory or checkpoint to start from (its encoder config is used).
+    /// A run directory or checkpoint to start from (an SMPC run for `vabs`; its encoder config
+    /// is used).
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
-    /// The encoder when starting from scratch.
+    /// The encoder when starting from scratch: a `VabsConfig` or a `GlycanAAConfig`
+    /// (`num_unit` / `num_relation` 0 are filled from the all-atom vocabulary).
     #[serde(default)]
-    pub model: Option<VabsConfig>,
+    pub model: Option<serde_json::Value>,
     /// Training settings.
     pub train: TrainConfig,
 }
 
-/// Reads every structure under `paths` (relative to `config`); unreadable files are reported
-/// and skipped.
-fn read_structures(config: &Path, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Arc<HeteroGraph>)>> {
+/// Reads every structure under `paths` (relative to `config`); unreadable files and files
+/// without coordinates are reported and skipped.
+fn read_structures(config: &Path, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Structure)>> {
     let mut files = Vec::new();
     for p in paths {
         files.extend(crate::structure_files(&resolve(config, p))?);
@@ -95,7 +113,7 @@ fn read_structures(config: &Path, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Arc
     let mut out = Vec::new();
     for f in files {
         match protein_aa::read_structure_file(&f, &opts) {
-            Ok(s) if s.graph.positions.is_some() => out.push((f, Arc::new(s.graph))),
+            Ok(s) if s.graph.positions.is_some() => out.push((f, s)),
             Ok(_) => eprintln!("skipped {}: no coordinates", f.display()),
             Err(e) => eprintln!("skipped {e}"),
         }
@@ -121,7 +139,8 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
     if let Some(m) = a.max_steps {
         cfg.train.max_steps = Some(m);
     }
-    let structures = read_structures(&a.config, &cfg.data.structures)?;
+    let structures: Vec<(PathBuf, Arc<HeteroGraph>)> =
+        read_structures(&a.config, &cfg.data.structures)?.into_iter().map(|(p, s)| (p, Arc::new(s.graph))).collect();
     let n_files = structures.len();
     let [train, valid, _] = split(structures, cfg.train.seed, cfg.data.valid_fraction, 0.0);
     let windows = |s: Vec<(PathBuf, Arc<HeteroGraph>)>| -> Vec<_> {
@@ -149,6 +168,15 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The glycan a structure file names in its `REMARK   1 GLYCAN <iupac>` line (written by
+/// `cargo xtask fetch-glycontact`), else the IUPAC strings of the glycans found in it.
+fn glycan_key(path: &Path, s: &Structure) -> String {
+    let named = std::fs::read_to_string(path).ok().and_then(|t| {
+        t.lines().take(20).find_map(|l| l.strip_prefix("REMARK   1 GLYCAN ").map(|k| k.trim().to_string()))
+    });
+    named.unwrap_or_else(|| s.glycans.iter().map(|g| g.iupac.as_str()).collect::<Vec<_>>().join(" + "))
+}
+
 /// `allatom finetune` for a `residue_task` config.
 pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
     let mut cfg: ResidueTaskConfig =
@@ -169,96 +197,176 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
         }
         None => None,
     };
-    let model_cfg: VabsConfig = match (&checkpoint, &cfg.model) {
-        (Some(ck), _) => serde_json::from_value(ck.state["metadata"]["config"]["model"].clone())
-            .with_context(|| format!("{}: no Vabs-Net config in the checkpoint", ck.dir.display()))?,
+    let model_value = match (&checkpoint, &cfg.model) {
+        (Some(ck), _) => ck.state["metadata"]["config"]["model"].clone(),
         (None, Some(m)) => m.clone(),
         (None, None) => bail!("{}: give `pretrained` or `model`", a.config.display()),
     };
     let classes = match cfg.task.as_str() {
         "dssp" => 3,
-        "ligand_contact" => 2,
-        t => bail!("{}: unknown task {t:?} (dssp or ligand_contact)", a.config.display()),
+        "ligand_contact" | "glycan_mobility" => 2,
+        t => bail!("{}: unknown task {t:?} (dssp, ligand_contact or glycan_mobility)", a.config.display()),
     };
-    let mut labelled = Vec::new();
-    for (path, g) in read_structures(&a.config, &cfg.data.structures)? {
-        let labels = if cfg.task == "dssp" {
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let stem = name.strip_suffix(".gz").unwrap_or(&name);
-            let dssp = path.with_file_name(format!("{stem}.dssp"));
-            if !dssp.is_file() {
-                continue;
-            }
-            match dssp_labels(&dssp, &g) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("skipped {e}");
+    // Labelled structures, grouped so that a group stays in one split (one group per file,
+    // or per glycan for `glycan_mobility`), in reading order.
+    let mut groups: Vec<Vec<LabelledWindow>> = Vec::new();
+    let mut group_of: std::collections::HashMap<String, usize> = Default::default();
+    for (path, s) in read_structures(&a.config, &cfg.data.structures)? {
+        let labels = match cfg.task.as_str() {
+            "dssp" => {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let stem = name.strip_suffix(".gz").unwrap_or(&name);
+                let dssp = path.with_file_name(format!("{stem}.dssp"));
+                if !dssp.is_file() {
                     continue;
                 }
+                match dssp_labels(&dssp, &s.graph) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("skipped {e}");
+                        continue;
+                    }
+                }
             }
-        } else {
-            match ligand_contact_labels(&g, 4.0, 6) {
+            "ligand_contact" => match ligand_contact_labels(&s.graph, 4.0, 6) {
                 Some(l) => l,
                 None => continue,
-            }
+            },
+            _ => match sugar_mobility_labels(&s) {
+                Some(l) => l,
+                None => continue,
+            },
         };
-        labelled.push((g, labels));
+        let key = if cfg.task == "glycan_mobility" { glycan_key(&path, &s) } else { path.display().to_string() };
+        let g = Arc::new(s.graph);
+        let windows = if cfg.task == "glycan_mobility" {
+            vec![whole_structure_window(g, &labels)]
+        } else {
+            labelled_windows(g, &labels, cfg.data.window)
+        };
+        let k = *group_of.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[k].extend(windows);
     }
-    let n_files = labelled.len();
-    let [train, valid, test] = split(labelled, cfg.train.seed, cfg.data.valid_fraction, cfg.data.test_fraction);
-    let windows = |s: Vec<(Arc<HeteroGraph>, Vec<Option<u32>>)>| -> Vec<_> {
-        s.into_iter().flat_map(|(g, l)| labelled_windows(g, &l, cfg.data.window)).collect::<Vec<_>>()
-    };
-    let (train, valid, test) = (windows(train), windows(valid), windows(test));
-    let count =
-        |w: &[protein_aa::vabs::LabelledWindow]| w.iter().map(|w| w.labels.iter().flatten().count()).sum::<usize>();
+    let n_groups = groups.len();
+    let [train, valid, test] = split(groups, cfg.train.seed, cfg.data.valid_fraction, cfg.data.test_fraction)
+        .map(|s| s.into_iter().flatten().collect::<Vec<_>>());
+    let count = |w: &[LabelledWindow]| w.iter().map(|w| w.labels.iter().flatten().count()).sum::<usize>();
     if count(&train) == 0 || count(&valid) == 0 || count(&test) == 0 {
-        bail!("{}: {n_files} labelled structures are too few to split", a.config.display());
+        bail!("{}: {n_groups} labelled structure groups are too few to split", a.config.display());
     }
     eprintln!(
-        "{}: {n_files} structures; {} / {} / {} labelled residues (train / valid / test)",
+        "{} on {}: {n_groups} structure groups; {} / {} / {} labelled units (train / valid / test)",
         cfg.task,
+        cfg.encoder,
         count(&train),
         count(&valid),
         count(&test)
     );
     let store = SeededVarMap::new(cfg.train.seed);
     let vb = store.var_builder(DType::F32, &device);
-    let task = ResidueTask::new(Vabs::new(vb.clone(), &model_cfg)?, vb, classes)?;
-    let (head, encoder): (Vec<_>, Vec<_>) = store.all().into_iter().partition(|(k, _)| k.starts_with("residue_cls."));
-    if let Some(ck) = &checkpoint {
-        for (name, var) in &encoder {
-            let t = ck.model.get(name).with_context(|| format!("{}: no {name}", ck.dir.display()))?;
-            if t.shape() != var.shape() {
-                bail!("{}: {name} is {:?}, the model wants {:?}", ck.dir.display(), t.shape(), var.shape());
+    let run = TaskRun { a: &a, cfg: &cfg, store: &store, checkpoint: checkpoint.as_ref(), classes };
+    let counts = json!({ "train": count(&train), "valid": count(&valid), "test": count(&test) });
+    match cfg.encoder.as_str() {
+        "vabs" => {
+            let m: VabsConfig = serde_json::from_value(model_value)
+                .with_context(|| format!("{}: not a Vabs-Net model config", a.config.display()))?;
+            let task = ResidueTask::new(Vabs::new(vb.clone(), &m)?, vb, classes)?;
+            run.fit(task, serde_json::to_value(&m)?, &train, &valid, &test, counts)
+        }
+        "glycanaa" => {
+            let mut m: GlycanAAConfig = serde_json::from_value(model_value)
+                .with_context(|| format!("{}: not a GlycanAA model config", a.config.display()))?;
+            let paper = GlycanAAConfig::paper_on_molecules();
+            if m.num_unit == 0 {
+                m.num_unit = paper.num_unit;
             }
-            var.set(t)?;
+            if m.num_relation == 0 {
+                m.num_relation = paper.num_relation;
+            }
+            if (m.num_unit, m.num_relation) != (paper.num_unit, paper.num_relation) {
+                bail!(
+                    "{}: model.num_unit/num_relation are {}/{}, the all-atom vocabulary gives {}/{}",
+                    a.config.display(),
+                    m.num_unit,
+                    m.num_relation,
+                    paper.num_unit,
+                    paper.num_relation
+                );
+            }
+            let task = ResidueTask::new(GlycanAA::new(vb.clone(), &m)?, vb, classes)?;
+            run.fit(task, serde_json::to_value(&m)?, &train, &valid, &test, counts)
         }
+        e => bail!("{}: unknown encoder {e:?} (vabs or glycanaa)", a.config.display()),
     }
-    let groups = vec![
-        ParamGroup { vars: encoder, lr_scale: 1.0, weight_decay: None },
-        ParamGroup { vars: head, lr_scale: 1.0, weight_decay: None },
-    ];
-    let metric = if classes == 2 { "auprc" } else { "accuracy" };
-    let selection = Selection { metric: metric.into(), higher_is_better: true };
-    let mut trainer = Trainer::new(cfg.train.clone(), groups, vec![], selection, RunDir { path: a.run_dir.clone() })?;
-    trainer.progress = true;
-    trainer.metadata = json!({ "config": cfg, "model": model_cfg, "task": cfg.task });
-    let t = std::time::Instant::now();
-    let report = trainer.fit(&task, &train, &valid)?;
-    let best = report.best_checkpoint.clone().context("the run saved no checkpoint")?;
-    let ck = aa_pretrain::checkpoint::load_dir(&best, &device)?;
-    for (name, var) in store.all() {
-        if let Some(t) = ck.model.get(&name) {
-            var.set(t)?;
+}
+
+/// What a residue-task run needs besides the task itself.
+struct TaskRun<'a> {
+    a: &'a crate::FinetuneArgs,
+    cfg: &'a ResidueTaskConfig,
+    store: &'a SeededVarMap,
+    checkpoint: Option<&'a aa_pretrain::checkpoint::Checkpoint>,
+    classes: usize,
+}
+
+impl TaskRun<'_> {
+    /// Loads the pretrained encoder weights, trains (selection on validation AUPRC for two
+    /// classes, accuracy otherwise), evaluates the best checkpoint on the test split and writes
+    /// the run's summary.
+    fn fit<E: UnitEncoder>(
+        &self,
+        task: ResidueTask<E>,
+        model: serde_json::Value,
+        train: &[LabelledWindow],
+        valid: &[LabelledWindow],
+        test: &[LabelledWindow],
+        counts: serde_json::Value,
+    ) -> Result<ExitCode> {
+        let (a, cfg, device) = (self.a, self.cfg, Device::Cpu);
+        // BatchNorm running statistics (GlycanAA) are saved with the run but not optimised.
+        let (params, buffers) = crate::pretrain::split_buffers(self.store.all());
+        let (head, encoder): (Vec<_>, Vec<_>) = params.into_iter().partition(|(k, _)| k.starts_with("residue_cls."));
+        if let Some(ck) = self.checkpoint {
+            for (name, var) in encoder.iter().chain(&buffers) {
+                let t = ck.model.get(name).with_context(|| format!("{}: no {name}", ck.dir.display()))?;
+                if t.shape() != var.shape() {
+                    bail!("{}: {name} is {:?}, the model wants {:?}", ck.dir.display(), t.shape(), var.shape());
+                }
+                var.set(t)?;
+            }
         }
+        let groups = vec![
+            ParamGroup { vars: encoder, lr_scale: 1.0, weight_decay: None },
+            ParamGroup { vars: head, lr_scale: 1.0, weight_decay: None },
+        ];
+        let metric = if self.classes == 2 { "auprc" } else { "accuracy" };
+        let selection = Selection { metric: metric.into(), higher_is_better: true };
+        let mut trainer =
+            Trainer::new(cfg.train.clone(), groups, buffers, selection, RunDir { path: a.run_dir.clone() })?;
+        trainer.progress = true;
+        trainer.metadata = json!({ "config": cfg, "model": model, "task": cfg.task, "encoder": cfg.encoder });
+        let t = std::time::Instant::now();
+        let report = trainer.fit(&task, train, valid)?;
+        let best = report.best_checkpoint.clone().context("the run saved no checkpoint")?;
+        let ck = aa_pretrain::checkpoint::load_dir(&best, &device)?;
+        for (name, var) in self.store.all() {
+            if let Some(t) = ck.model.get(&name) {
+                var.set(t)?;
+            }
+        }
+        let test_metrics = task.evaluate(test)?;
+        let summary = json!({
+            "task": cfg.task, "encoder": cfg.encoder, "pretrained": cfg.pretrained, "seed": cfg.train.seed,
+            "test": test_metrics, "units": counts,
+        });
+        crate::pretrain::finish_run(&a.run_dir, &report, summary, t.elapsed().as_secs_f64(), "windows")?;
+        println!(
+            "{}",
+            serde_json::to_string(&json!({ "task": cfg.task, "encoder": cfg.encoder, "test": test_metrics }))?
+        );
+        Ok(ExitCode::SUCCESS)
     }
-    let test_metrics = task.evaluate(&test)?;
-    let counts = json!({
-        "task": cfg.task, "pretrained": cfg.pretrained, "seed": cfg.train.seed, "test": test_metrics,
-        "residues": { "train": count(&train), "valid": count(&valid), "test": count(&test) },
-    });
-    crate::pretrain::finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), "windows")?;
-    println!("{}", serde_json::to_string(&json!({ "task": cfg.task, "test": test_metrics }))?);
-    Ok(ExitCode::SUCCESS)
 }

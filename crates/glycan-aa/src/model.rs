@@ -160,33 +160,37 @@ impl GlycanAABatch {
         Self::collate(graphs, vocab, device, true)
     }
 
-    /// Collates true all-atom molecules ([`crate::GlycanMolecule`] graphs): units are typed by
-    /// their core (`residue::CORES` index), atoms by `molecule_units() + Z`; relations are the
-    /// glycosidic link types ([`crate::molecule::link_type_id`]), then single/double/triple/
-    /// aromatic bonds, then membership — see [`molecule_relations`]. Linkage atoms and
-    /// modifications are present as atoms, unlike the official featurisation.
+    /// Collates any all-atom graphs — glycans built from IUPAC ([`crate::GlycanMolecule`]),
+    /// proteins and glycoproteins read from structure files — in one node and relation
+    /// vocabulary ([`molecule_unit_type`], [`molecule_relation`]): units are typed by
+    /// monosaccharide core or amino acid, atoms by `molecule_units() + Z`; relations are the
+    /// glycosidic link types, peptide, disulfide and other covalent unit links, then
+    /// single/double/triple/aromatic bonds, then membership. Linkage atoms and modifications
+    /// are present as atoms, unlike the official featurisation. Unit features come out in each
+    /// graph's unit order, graph after graph.
     pub fn from_molecules(graphs: &[&aa_graph::HeteroGraph], device: &Device) -> Result<Self> {
         let nu = molecule_units() as u32;
-        let links = crate::molecule::NUM_LINK_TYPES;
+        let bond = MOLECULE_LINK_RELATIONS;
         let as_compat: Vec<CompatGraph> = graphs
             .iter()
             .map(|g| {
                 let units = g.units.len() as u32;
-                let mut node_type: Vec<u32> = g.units.iter().map(|u| u.type_id.min(nu - 1)).collect();
-                node_type.extend(g.atoms.iter().map(|a| nu + a.element.atomic_number() as u32));
+                let mut node_type: Vec<u32> = g.units.iter().map(molecule_unit_type).collect();
+                node_type.extend(g.atoms.iter().map(|a| nu + (a.element.atomic_number() as u32).min(82)));
                 let mut edges = Vec::new();
                 for l in &g.unit_links {
-                    edges.push([l.src, l.dst, l.type_id]);
-                    edges.push([l.dst, l.src, l.type_id]);
+                    let r = molecule_relation(&l.kind);
+                    edges.push([l.src, l.dst, r]);
+                    edges.push([l.dst, l.src, r]);
                 }
                 for b in &g.bonds {
-                    let r = links + b.order.index() as u32;
+                    let r = bond + b.order.index() as u32;
                     edges.push([units + b.a, units + b.b, r]);
                     edges.push([units + b.b, units + b.a, r]);
                 }
                 for (i, a) in g.atoms.iter().enumerate() {
-                    edges.push([a.unit, units + i as u32, links + 4]);
-                    edges.push([units + i as u32, a.unit, links + 4]);
+                    edges.push([a.unit, units + i as u32, bond + 4]);
+                    edges.push([units + i as u32, a.unit, bond + 4]);
                 }
                 // `cumsum` describes the official layout (atoms grouped per residue); the model
                 // does not read it, and true molecules are not laid out that way.
@@ -195,7 +199,7 @@ impl GlycanAABatch {
             .collect();
         let vocab = CompatVocab {
             units: (0..nu).map(|i| i.to_string()).collect(),
-            links: (0..links).map(|i| i.to_string()).collect(),
+            links: (0..bond).map(|i| i.to_string()).collect(),
         };
         Self::collate(&as_compat.iter().collect::<Vec<_>>(), &vocab, device, false)
     }
@@ -266,14 +270,50 @@ impl GlycanAABatch {
     }
 }
 
-/// Unit-type slots of the true-molecule featurisation: every core of `residue::CORES`.
+/// Number of amino-acid unit types (`Unit::type_id` 0–19 of residues, in the protein front
+/// end's order).
+const AMINO_ACID_TYPES: u32 = 20;
+
+/// Unit-type slots of the true-molecule featurisation: every core of `residue::CORES`, one for
+/// a monosaccharide of unknown core, the 20 amino acids, one for any other unit.
 pub fn molecule_units() -> usize {
-    crate::residue::CORES.len()
+    crate::residue::CORES.len() + 1 + AMINO_ACID_TYPES as usize + 1
 }
 
-/// Relation slots of the true-molecule featurisation: link types + 4 bond orders + membership.
+/// Node type of a unit in the true-molecule featurisation: monosaccharides by core
+/// (`Unit::type_id`; out-of-range ids → the unknown-core slot), amino-acid residues after the
+/// sugars, every other unit in the last slot.
+pub fn molecule_unit_type(u: &aa_graph::Unit) -> u32 {
+    let cores = crate::residue::CORES.len() as u32;
+    match u.kind {
+        aa_graph::UnitKind::Monosaccharide => u.type_id.min(cores),
+        aa_graph::UnitKind::Residue if u.type_id < AMINO_ACID_TYPES => cores + 1 + u.type_id,
+        _ => cores + 1 + AMINO_ACID_TYPES,
+    }
+}
+
+/// Unit-link relation slots: glycosidic link types, then peptide, disulfide, other covalent.
+const MOLECULE_LINK_RELATIONS: u32 = crate::molecule::NUM_LINK_TYPES + 3;
+
+/// Relation id of a unit link in the true-molecule featurisation, from its kind (not from
+/// `UnitLink::type_id`, which front ends fill differently): glycosidic links by
+/// [`crate::molecule::link_type_id`], then peptide, disulfide and any other covalent link.
+pub fn molecule_relation(kind: &aa_graph::UnitLinkKind) -> u32 {
+    let links = crate::molecule::NUM_LINK_TYPES;
+    match kind {
+        aa_graph::UnitLinkKind::Glycosidic { anomer, donor_position, acceptor_position, .. } => {
+            crate::molecule::link_type_id(*anomer, *donor_position, *acceptor_position)
+        }
+        aa_graph::UnitLinkKind::Peptide => links,
+        aa_graph::UnitLinkKind::Disulfide => links + 1,
+        aa_graph::UnitLinkKind::Covalent => links + 2,
+    }
+}
+
+/// Relation slots of the true-molecule featurisation: unit-link relations + 4 bond orders +
+/// membership.
 pub fn molecule_relations() -> usize {
-    crate::molecule::NUM_LINK_TYPES as usize + 5
+    MOLECULE_LINK_RELATIONS as usize + 5
 }
 
 impl GlycanAAConfig {

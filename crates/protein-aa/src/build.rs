@@ -83,6 +83,8 @@ pub struct Structure {
     pub missing_atoms: usize,
     /// Things worth knowing that did not stop the build.
     pub warnings: Vec<String>,
+    /// Isotropic B-factor of every graph atom, in graph atom order (0 where the file gives none).
+    pub b_factors: Vec<f32>,
 }
 
 impl Structure {
@@ -235,6 +237,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     let mut residues: Vec<Residue> = Vec::new();
     let mut by_key: HashMap<(Label, i32, Label, Label), Vec<usize>> = HashMap::default();
     let mut positions: Vec<[f32; 3]> = Vec::with_capacity(kept.len());
+    let mut b_factors: Vec<f32> = Vec::with_capacity(kept.len());
     let mut atoms: Vec<Atom> = Vec::with_capacity(kept.len());
     let mut current: Option<(usize, (&str, i32, &str, &str))> = None;
     for &(a, element) in &kept {
@@ -279,6 +282,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             unit: r as u32,
         });
         positions.push(a.pos);
+        b_factors.push(a.b_factor);
     }
     if duplicates > 0 {
         warnings.push(format!("{duplicates} repeated atom names inside a residue dropped (first record kept)"));
@@ -550,6 +554,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
         glycans,
         missing_atoms: missing_total,
         warnings,
+        b_factors,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod esm;
 pub mod esm_pretrain;
 pub mod molfile;
 pub mod read;
+pub mod tasks;
 pub mod templates;
 pub mod vabs;
 

@@ -32,6 +32,8 @@ pub struct AtomRecord {
     pub pos: [f32; 3],
     /// Occupancy (1 when not given).
     pub occupancy: f32,
+    /// Isotropic B-factor in Å² (PDB columns 61–66, mmCIF `B_iso_or_equiv`; 0 when not given).
+    pub b_factor: f32,
     /// Element from the element column (or `type_symbol`); `None` when not written.
     pub element: Option<Element>,
     /// HETATM record (or `group_PDB` HETATM).
@@ -238,6 +240,7 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                     return Err(StructureError::at(ln, format!("bad residue number {resseq_txt:?}")));
                 };
                 let occupancy = field(line, 55, 60).parse::<f32>().ok().filter(|v| v.is_finite()).unwrap_or(1.0);
+                let b_factor = field(line, 61, 66).parse::<f32>().ok().filter(|v| v.is_finite()).unwrap_or(0.0);
                 let element = element_column(field(line, 77, 78));
                 s.atoms.push(AtomRecord {
                     serial: field(line, 7, 11)
@@ -252,6 +255,7 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                     icode: Label::new(field(line, 27, 27)),
                     pos,
                     occupancy,
+                    b_factor,
                     element,
                     hetatm: rec == "HETATM",
                     model,
@@ -458,6 +462,7 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
             let alt_c = pick(&["label_alt_id"]);
             let ins_c = pick(&["pdbx_PDB_ins_code"]);
             let occ_c = pick(&["occupancy"]);
+            let b_c = pick(&["B_iso_or_equiv"]);
             let model_c = pick(&["pdbx_PDB_model_num"]);
             let group_c = pick(&["group_PDB"]);
             let id_c = pick(&["id"]);
@@ -488,6 +493,7 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
                     icode: ins_c.map(|c| Label::new(cif_value(&row[c]))).unwrap_or_default(),
                     pos,
                     occupancy: occ_c.and_then(|c| row[c].parse::<f32>().ok()).filter(|v| v.is_finite()).unwrap_or(1.0),
+                    b_factor: b_c.and_then(|c| row[c].parse::<f32>().ok()).filter(|v| v.is_finite()).unwrap_or(0.0),
                     hetatm: group_c.is_some_and(|c| row[c] == "HETATM"),
                     model: model_c.and_then(|c| row[c].parse().ok()).unwrap_or(1),
                     line: ln,

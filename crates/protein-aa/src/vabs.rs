@@ -1,6 +1,6 @@
 //! Vabs-Net on protein structures: span-mask protein-chain pretraining (SMPC, Zhao et al.,
-//! ICML 2024) and per-residue downstream tasks (DSSP secondary structure, ligand-contact
-//! residues), both as [`Objective`]s of the shared trainer.
+//! ICML 2024) as an [`Objective`] of the shared trainer, and the classification head that the
+//! per-unit downstream tasks of [`crate::tasks`] share.
 //!
 //! SMPC, per window of consecutive residues (the official `create_span_mask`): spans with
 //! Poisson(`span_lambda`) lengths at uniform starts until `mask_ratio` of the residues are
@@ -11,13 +11,10 @@
 //! clean anchor–anchor distances on the unit edges of masked residues (L1 in Å).
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
 
 use aa_graph::dense::{gelu_erf, LayerNorm as Norm};
 use aa_graph::kernels::scatter_mean;
-use aa_graph::{Element, HeteroGraph, UnitKind};
-use aa_pretrain::metrics;
+use aa_graph::{HeteroGraph, UnitKind};
 use aa_pretrain::rng::Rng;
 use aa_pretrain::trainer::Objective;
 use aa_sparse_attn::{Vabs, VabsInput, VabsOutput};
@@ -346,197 +343,4 @@ impl Objective for VabsSmpc {
             ("position_rmsd".to_string(), (sums[5] / n).sqrt()),
         ]))
     }
-}
-
-/// A window of residues with per-residue labels (`None`: unlabelled).
-#[derive(Clone, Debug)]
-pub struct LabelledWindow {
-    /// The residues.
-    pub window: ResidueWindow,
-    /// One label per residue of the window.
-    pub labels: Vec<Option<u32>>,
-}
-
-/// A per-residue classification task on the Vabs-Net encoder.
-pub struct ResidueTask {
-    /// The encoder.
-    pub model: Vabs,
-    /// The head (`residue_cls`).
-    pub head: ClsHead,
-    /// Number of classes.
-    pub classes: usize,
-}
-
-/// A prepared residue-task batch.
-pub struct ResidueBatch {
-    input: VabsInput,
-    rows: Tensor,
-    labels: Tensor,
-}
-
-impl ResidueTask {
-    /// The task with a new head under `residue_cls`.
-    pub fn new(model: Vabs, vb: VarBuilder, classes: usize) -> Result<ResidueTask> {
-        let d = model.config().dim;
-        Ok(ResidueTask { head: ClsHead::new(vb.pp("residue_cls"), d, classes)?, model, classes })
-    }
-
-    fn logits(&self, b: &ResidueBatch, train: bool) -> Result<Tensor> {
-        let out = self.model.forward(&b.input, None, train)?;
-        self.head.forward(&out.units.index_select(&b.rows, 0)?, train)
-    }
-
-    /// Class probabilities and labels of every labelled residue of `items`.
-    pub fn predict(&self, items: &[LabelledWindow]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
-        let mut rng = Rng::new(0);
-        let (mut probs, mut labels) = (Vec::new(), Vec::new());
-        for chunk in items.chunks(8) {
-            let refs: Vec<&LabelledWindow> = chunk.iter().collect();
-            let b = self.prepare(&refs, &mut rng)?;
-            let p = candle_nn::ops::softmax(&self.logits(&b, false)?, D::Minus1)?;
-            probs.extend(p.to_vec2::<f32>()?);
-            labels.extend(b.labels.to_vec1::<u32>()?.into_iter().map(|l| l as usize));
-        }
-        Ok((probs, labels))
-    }
-}
-
-impl Objective for ResidueTask {
-    type Item = LabelledWindow;
-    type Batch = ResidueBatch;
-
-    fn prepare(&self, items: &[&LabelledWindow], _rng: &mut Rng) -> Result<ResidueBatch> {
-        let dev = Device::Cpu;
-        let opts = self.model.config().feature_options();
-        let mut parts = Vec::new();
-        let (mut rows, mut labels) = (Vec::new(), Vec::new());
-        let mut base = 0u32;
-        for it in items {
-            let w = &it.window;
-            let g = &*w.graph;
-            let pos =
-                g.positions.as_ref().ok_or_else(|| candle_core::Error::Msg("window without coordinates".into()))?;
-            let input = VabsInput::build(g, &w.units, &vec![false; w.units.len()], pos, &opts)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            for (k, l) in it.labels.iter().enumerate() {
-                if let Some(l) = l {
-                    rows.push(base + k as u32);
-                    labels.push(*l);
-                }
-            }
-            base += input.num_units() as u32;
-            parts.push(input);
-        }
-        let n = rows.len();
-        Ok(ResidueBatch {
-            input: VabsInput::concat(&parts),
-            rows: Tensor::from_vec(rows, n, &dev)?,
-            labels: Tensor::from_vec(labels, n, &dev)?,
-        })
-    }
-
-    fn loss(&self, b: ResidueBatch) -> Result<(Tensor, Vec<(String, f64)>)> {
-        if b.labels.dim(0)? == 0 {
-            candle_core::bail!("residue task: a batch without labelled residues");
-        }
-        let logits = self.logits(&b, true)?;
-        Ok((candle_nn::loss::cross_entropy(&logits, &b.labels)?, vec![]))
-    }
-
-    fn evaluate(&self, items: &[LabelledWindow]) -> Result<BTreeMap<String, f64>> {
-        let (probs, labels) = self.predict(items)?;
-        let pred = metrics::argmax(&probs);
-        let err = |e: metrics::MetricError| candle_core::Error::Msg(e.to_string());
-        let mut m = BTreeMap::from([
-            ("accuracy".to_string(), metrics::accuracy(&pred, &labels).map_err(err)?),
-            ("macro_f1".to_string(), metrics::macro_f1(&pred, &labels).map_err(err)?),
-        ]);
-        if self.classes == 2 {
-            let scores: Vec<f64> = probs.iter().map(|p| p[1] as f64).collect();
-            let pos: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
-            m.insert("auroc".into(), metrics::auroc(&scores, &pos).map_err(err)?);
-            m.insert("auprc".into(), metrics::auprc(&scores, &pos).map_err(err)?);
-        }
-        Ok(m)
-    }
-}
-
-/// DSSP 3-state classes: helix (H, G, I → 0), strand (E, B → 1), loop (everything else → 2).
-pub fn dssp_class(c: char) -> u32 {
-    match c {
-        'H' | 'G' | 'I' => 0,
-        'E' | 'B' => 1,
-        _ => 2,
-    }
-}
-
-/// Reads an MDAnalysis-style `.dssp` file (`<one char per residue> <file name>`) and pairs it
-/// with the amino-acid residues of `graph` in file order: errors when the counts differ.
-pub fn dssp_labels(path: &Path, graph: &HeteroGraph) -> std::result::Result<Vec<Option<u32>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let codes = text.split_whitespace().next().ok_or_else(|| format!("{}: empty DSSP file", path.display()))?;
-    let residues = graph.units.iter().filter(|u| u.kind == UnitKind::Residue).count();
-    let n = codes.chars().count();
-    if n != residues {
-        return Err(format!("{}: {n} DSSP codes for {residues} amino-acid residues", path.display()));
-    }
-    let mut codes = codes.chars();
-    Ok(graph
-        .units
-        .iter()
-        .map(|u| if u.kind == UnitKind::Residue { codes.next().map(dssp_class) } else { None })
-        .collect())
-}
-
-/// Ligand-contact labels: 1 for amino-acid residues with a heavy atom within `cutoff` Å of a
-/// heavy atom of a ligand (a non-residue, non-sugar unit of at least `min_ligand_atoms` heavy
-/// atoms), 0 for other residues, `None` for non-residues. `None` overall when the structure
-/// has no such ligand.
-pub fn ligand_contact_labels(g: &HeteroGraph, cutoff: f32, min_ligand_atoms: usize) -> Option<Vec<Option<u32>>> {
-    let pos = g.positions.as_ref()?;
-    let heavy = |i: usize| g.atoms[i].element != Element::H;
-    let mut per_unit = vec![0usize; g.num_units()];
-    for (i, a) in g.atoms.iter().enumerate() {
-        if heavy(i) {
-            per_unit[a.unit as usize] += 1;
-        }
-    }
-    let ligand: Vec<[f32; 3]> = (0..g.num_atoms())
-        .filter(|&i| {
-            let u = g.atoms[i].unit as usize;
-            heavy(i) && g.units[u].kind == UnitKind::Other && per_unit[u] >= min_ligand_atoms
-        })
-        .map(|i| pos[i])
-        .collect();
-    if ligand.is_empty() {
-        return None;
-    }
-    let c2 = cutoff * cutoff;
-    let mut contact = vec![false; g.num_units()];
-    for (i, a) in g.atoms.iter().enumerate() {
-        let u = a.unit as usize;
-        if !heavy(i) || g.units[u].kind != UnitKind::Residue || contact[u] {
-            continue;
-        }
-        let p = pos[i];
-        contact[u] = ligand.iter().any(|q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2) <= c2);
-    }
-    Some(
-        g.units
-            .iter()
-            .enumerate()
-            .map(|(u, unit)| (unit.kind == UnitKind::Residue).then_some(contact[u] as u32))
-            .collect(),
-    )
-}
-
-/// Residue windows of `graph` with labels from `labels` (indexed by unit).
-pub fn labelled_windows(graph: Arc<HeteroGraph>, labels: &[Option<u32>], window: usize) -> Vec<LabelledWindow> {
-    crate::esm_pretrain::residue_windows(graph, window)
-        .into_iter()
-        .map(|w| {
-            let l = w.units.iter().map(|&u| labels[u as usize]).collect();
-            LabelledWindow { window: w, labels: l }
-        })
-        .collect()
 }

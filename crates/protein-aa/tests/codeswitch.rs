@@ -17,6 +17,9 @@ use protein_aa::{read_structure_file, StructureOptions};
 // Vabs-Net tests live in this binary too (each test binary links candle again: CI time).
 #[path = "codeswitch/vabs.rs"]
 mod vabs;
+// Encoders on the other modality: GlycanAA on proteins, Vabs-Net on glycan crystal structures.
+#[path = "codeswitch/cross.rs"]
+mod cross;
 
 fn file(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures").join(rel);

@@ -12,7 +12,8 @@ use aa_sparse_attn::{Vabs, VabsConfig, VabsInput};
 use candle_core::{DType, Device};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use protein_aa::esm_pretrain::residue_windows;
-use protein_aa::vabs::{dssp_labels, ligand_contact_labels, span_mask, SpanMasking, VabsSmpc};
+use protein_aa::tasks::{dssp_labels, ligand_contact_labels};
+use protein_aa::vabs::{span_mask, SpanMasking, VabsSmpc};
 use protein_aa::{read_structure_file, StructureOptions};
 
 use super::file;
