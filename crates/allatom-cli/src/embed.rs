@@ -19,6 +19,9 @@ pub fn export(a: crate::ExportArgs) -> Result<ExitCode> {
     let device = Device::Cpu;
     let dir = checkpoint_in(&a.checkpoint)?;
     let ck = aa_pretrain::checkpoint::load_dir(&dir, &device)?;
+    if ck.state["metadata"]["task"] == "ESM-AA" {
+        return crate::esm::export(&a, ck);
+    }
     let meta = &ck.state["metadata"];
     let model = serde_json::from_value(meta["config"]["model"].clone())
         .with_context(|| format!("{}: no model configuration in the checkpoint's metadata", dir.display()))?;

@@ -183,28 +183,72 @@ pub fn convert(a: crate::ConvertArgs) -> Result<ExitCode> {
         tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
     aa_codeswitch::Esm::load(candle_nn::VarBuilder::from_tensors(f32s.clone(), DType::F32, &Device::Cpu), &cfg)
         .with_context(|| format!("{}: does not fit the inferred config", path.display()))?;
-    let tmp = a.out.with_extension(format!("tmp-{}", std::process::id()));
+    let kind = if pair_bias { "ESM-AA" } else { "ESM-2" };
+    let readme = format!(
+        "# {}\n\n{kind} converted by `allatom convert` from `{}`: {layers} layers, width {width}, {heads} heads, \
+         {vocab} tokens{}.\n\nUse: `allatom embed --model <this folder> --sequence MKT... --level unit --out e.safetensors`.\n",
+        a.out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        path.display(),
+        if pair_bias { ", Gaussian pair bias" } else { "" }
+    );
+    write_model_dir(&a.out, &cfg, &f32s, &alphabet, &readme)?;
+    eprintln!("{kind}: {layers} layers × {width}, {heads} heads, {vocab} tokens → {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes an ESM model directory (config.json, model.safetensors, tokenizer.json, README.md)
+/// atomically: into a temporary sibling, then renamed over `out`.
+fn write_model_dir(
+    out: &Path,
+    cfg: &EsmConfig,
+    tensors: &HashMap<String, Tensor>,
+    alphabet: &Alphabet,
+    readme: &str,
+) -> Result<()> {
+    let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    candle_core::safetensors::save(&f32s, tmp.join(aa_codeswitch::WEIGHTS_FILE))?;
-    std::fs::write(tmp.join(aa_codeswitch::CONFIG_FILE), serde_json::to_string_pretty(&cfg)?)?;
+    candle_core::safetensors::save(tensors, tmp.join(aa_codeswitch::WEIGHTS_FILE))?;
+    std::fs::write(tmp.join(aa_codeswitch::CONFIG_FILE), serde_json::to_string_pretty(cfg)?)?;
     std::fs::write(tmp.join(aa_codeswitch::TOKENIZER_FILE), alphabet.tokenizer_json())?;
-    let kind = if pair_bias { "ESM-AA" } else { "ESM-2" };
-    std::fs::write(
-        tmp.join("README.md"),
-        format!(
-            "# {}\n\n{kind} converted by `allatom convert` from `{}`: {layers} layers, width {width}, {heads} heads, \
-             {vocab} tokens{}.\n\nUse: `allatom embed --model <this folder> --sequence MKT... --level unit --out e.safetensors`.\n",
-            a.out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-            path.display(),
-            if pair_bias { ", Gaussian pair bias" } else { "" }
-        ),
-    )?;
-    if a.out.exists() {
-        std::fs::remove_dir_all(&a.out).with_context(|| format!("replacing {}", a.out.display()))?;
+    std::fs::write(tmp.join("README.md"), readme)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
     }
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
-    eprintln!("{kind}: {layers} layers × {width}, {heads} heads, {vocab} tokens → {}", a.out.display());
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// `allatom export` of an ESM-AA pretraining run (`allatom pretrain` with `"objective":
+/// "esm_aa"`): the model directory `embed --model` and the Vabs-Net `lm` option read.
+pub fn export(a: &crate::ExportArgs, ck: aa_pretrain::checkpoint::Checkpoint) -> Result<ExitCode> {
+    let cfg: EsmConfig = serde_json::from_value(ck.state["metadata"]["config"]["model"].clone())
+        .with_context(|| format!("{}: no ESM model configuration in the checkpoint", ck.dir.display()))?;
+    if a.dtype != "f32" {
+        bail!("--dtype {}: ESM model directories are written in f32", a.dtype);
+    }
+    let alphabet = if cfg.pair_bias { Alphabet::esm_aa() } else { Alphabet::esm2() };
+    let tensors: HashMap<String, Tensor> = ck.model.into_iter().collect();
+    aa_codeswitch::Esm::load(candle_nn::VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu), &cfg)
+        .with_context(|| format!("{}: the weights do not fit the checkpoint's config", ck.dir.display()))?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "esm-aa".into())
+    });
+    let readme = format!(
+        "# {name}\n\nESM-AA pretrained by `allatom pretrain` and exported by `allatom export` from `{}` (step {}): \
+         {} layers, width {}, {} heads.\n\nUse: `allatom embed --model <this folder> --structure 1ubq.pdb --level unit \
+         --out e.safetensors`, or as Vabs-Net language-model features (`\"lm\"` in a residue-task config).\n\n\
+         ## Training\n\n```json\n{}\n```\n",
+        ck.dir.display(),
+        ck.state["trainer"]["step"],
+        cfg.num_hidden_layers,
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        serde_json::to_string_pretty(&ck.state["metadata"]["config"])?
+    );
+    write_model_dir(&a.out, &cfg, &tensors, &alphabet, &readme)?;
+    load(&a.out.display().to_string())?;
+    eprintln!("{name} (ESM-AA, {} layers × {}) written to {}", cfg.num_hidden_layers, cfg.hidden_size, a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -18,9 +18,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use glycan_aa::model::{GlycanAA, GlycanAAConfig};
 use protein_aa::esm_pretrain::residue_windows;
+use protein_aa::lm::LmFeatures;
 use protein_aa::tasks::{
     dssp_labels, labelled_windows, ligand_contact_labels, sugar_mobility_labels, whole_structure_window,
-    LabelledWindow, ResidueTask, UnitEncoder,
+    LabelledWindow, ResidueTask, UnitEncoder, VabsLm,
 };
 use protein_aa::vabs::{SpanMasking, VabsSmpc};
 use protein_aa::Structure;
@@ -69,6 +70,10 @@ pub struct SmpcConfig {
     /// Span masking.
     #[serde(default)]
     pub masking: SpanMasking,
+    /// Optional language model for per-residue features (an ESM model directory, e.g. from
+    /// `allatom export` of an ESM-AA run or `allatom convert`, or a hub id); sets `lm_dim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<String>,
     /// Training settings.
     pub train: TrainConfig,
 }
@@ -98,6 +103,11 @@ pub struct ResidueTaskConfig {
     /// (`num_unit` / `num_relation` 0 are filled from the all-atom vocabulary).
     #[serde(default)]
     pub model: Option<serde_json::Value>,
+    /// Optional language model for per-residue features (Vabs-Net only; an ESM model directory
+    /// or hub id, see `SmpcConfig::lm`). Required when the pretrained encoder was trained with
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<String>,
     /// Training settings.
     pub train: TrainConfig,
 }
@@ -132,6 +142,28 @@ fn split<T>(mut items: Vec<T>, seed: u64, valid: f64, test: f64) -> [Vec<T>; 3] 
     [items, va, te]
 }
 
+/// Loads the language model named by a config (a directory relative to the config file, or a
+/// hub id) and sets `model.lm_dim` to its width; errors when the model already has another
+/// `lm_dim`, or has one and no language model is named.
+fn load_lm(config: &Path, lm: Option<&str>, model: &mut VabsConfig) -> Result<Option<LmFeatures>> {
+    let Some(name) = lm else {
+        if let Some(d) = model.lm_dim {
+            bail!("{}: the encoder takes {d}-wide language-model features: name the model in `lm`", config.display());
+        }
+        return Ok(None);
+    };
+    let local = resolve(config, Path::new(name));
+    let name = if local.exists() { local.display().to_string() } else { name.to_string() };
+    let lm = LmFeatures::new(crate::esm::load(&name).with_context(|| format!("{}: lm {name}", config.display()))?);
+    match model.lm_dim {
+        Some(d) if d != lm.dim() => {
+            bail!("{}: the encoder takes {d}-wide language-model features, {name} gives {}", config.display(), lm.dim())
+        }
+        _ => model.lm_dim = Some(lm.dim()),
+    }
+    Ok(Some(lm))
+}
+
 /// `allatom pretrain` for a `vabs_smpc` config.
 pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
     let mut cfg: SmpcConfig =
@@ -151,10 +183,12 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
         bail!("{}: need residue windows for training and validation", a.config.display());
     }
     eprintln!("{n_files} structure files: {} training and {} validation windows", train.len(), valid.len());
+    let lm = load_lm(&a.config, cfg.lm.as_deref(), &mut cfg.model)?;
     let store = SeededVarMap::new(cfg.train.seed);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
     let model = Vabs::new(vb.clone(), &cfg.model)?;
-    let objective = VabsSmpc::new(model, vb, cfg.masking.clone())?;
+    let mut objective = VabsSmpc::new(model, vb, cfg.masking.clone())?;
+    objective.lm = lm;
     let group = ParamGroup { vars: store.all(), lr_scale: 1.0, weight_decay: None };
     let selection = Selection { metric: "loss".into(), higher_is_better: false };
     let mut trainer =
@@ -271,12 +305,22 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
     let counts = json!({ "train": count(&train), "valid": count(&valid), "test": count(&test) });
     match cfg.encoder.as_str() {
         "vabs" => {
-            let m: VabsConfig = serde_json::from_value(model_value)
+            let mut m: VabsConfig = serde_json::from_value(model_value)
                 .with_context(|| format!("{}: not a Vabs-Net model config", a.config.display()))?;
-            let task = ResidueTask::new(Vabs::new(vb.clone(), &m)?, vb, classes)?;
-            run.fit(task, serde_json::to_value(&m)?, &train, &valid, &test, counts)
+            let lm = load_lm(&a.config, cfg.lm.as_deref(), &mut m)?;
+            let vabs = Vabs::new(vb.clone(), &m)?;
+            let model = serde_json::to_value(&m)?;
+            match lm {
+                Some(lm) => {
+                    run.fit(ResidueTask::new(VabsLm { vabs, lm }, vb, classes)?, model, &train, &valid, &test, counts)
+                }
+                None => run.fit(ResidueTask::new(vabs, vb, classes)?, model, &train, &valid, &test, counts),
+            }
         }
         "glycanaa" => {
+            if cfg.lm.is_some() {
+                bail!("{}: `lm` (language-model features) is for the vabs encoder", a.config.display());
+            }
             let mut m: GlycanAAConfig = serde_json::from_value(model_value)
                 .with_context(|| format!("{}: not a GlycanAA model config", a.config.display()))?;
             let paper = GlycanAAConfig::paper_on_molecules();

@@ -61,6 +61,12 @@ pub struct GlycanAAConfig {
     /// Hierarchical blocks (GlycanAA) or one convolution per layer (ablations, RGCN).
     #[serde(default)]
     pub variant: Variant,
+    /// All-atom featurisation only ([`GlycanAABatch::from_molecules_with`]): link every unit to
+    /// its `k` nearest units by anchor-atom distance (GearNet-style spatial edges, one more
+    /// relation) when the graph has coordinates. `None` (the default, and the paper): no
+    /// spatial edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_knn: Option<usize>,
 }
 
 impl GlycanAAConfig {
@@ -77,6 +83,7 @@ impl GlycanAAConfig {
             concat_hidden: true,
             readout_type: ReadoutNodes::Mono,
             variant: Variant::Hierarchical,
+            unit_knn: None,
         }
     }
 
@@ -164,11 +171,23 @@ impl GlycanAABatch {
     /// proteins and glycoproteins read from structure files — in one node and relation
     /// vocabulary ([`molecule_unit_type`], [`molecule_relation`]): units are typed by
     /// monosaccharide core or amino acid, atoms by `molecule_units() + Z`; relations are the
-    /// glycosidic link types, peptide, disulfide and other covalent unit links, then
+    /// glycosidic link types, peptide, disulfide and other covalent unit links, the spatial
+    /// unit kNN (unused here, see [`GlycanAABatch::from_molecules_with`]), then
     /// single/double/triple/aromatic bonds, then membership. Linkage atoms and modifications
     /// are present as atoms, unlike the official featurisation. Unit features come out in each
     /// graph's unit order, graph after graph.
     pub fn from_molecules(graphs: &[&aa_graph::HeteroGraph], device: &Device) -> Result<Self> {
+        Self::from_molecules_with(graphs, None, device)
+    }
+
+    /// [`GlycanAABatch::from_molecules`], plus, with `unit_knn = Some(k)`, directed edges from
+    /// each unit's `k` nearest units (anchor atoms; units without an anchor or graphs without
+    /// coordinates get none) in the spatial relation ([`molecule_spatial_relation`]).
+    pub fn from_molecules_with(
+        graphs: &[&aa_graph::HeteroGraph],
+        unit_knn: Option<usize>,
+        device: &Device,
+    ) -> Result<Self> {
         let nu = molecule_units() as u32;
         let bond = MOLECULE_LINK_RELATIONS;
         let as_compat: Vec<CompatGraph> = graphs
@@ -191,6 +210,16 @@ impl GlycanAABatch {
                 for (i, a) in g.atoms.iter().enumerate() {
                     edges.push([a.unit, units + i as u32, bond + 4]);
                     edges.push([units + i as u32, a.unit, bond + 4]);
+                }
+                if let (Some(k), Some(anchors)) = (unit_knn, g.anchor_positions()) {
+                    let with: Vec<u32> = (0..units).filter(|&u| anchors[u as usize].is_some()).collect();
+                    let points: Vec<[f32; 3]> = with.iter().filter_map(|&u| anchors[u as usize]).collect();
+                    let near = aa_graph::neighbors::knn(&points, k);
+                    for (i, &u) in with.iter().enumerate() {
+                        for &j in near.neighbors(i) {
+                            edges.push([with[j as usize], u, molecule_spatial_relation()]);
+                        }
+                    }
                 }
                 // `cumsum` describes the official layout (atoms grouped per residue); the model
                 // does not read it, and true molecules are not laid out that way.
@@ -292,8 +321,9 @@ pub fn molecule_unit_type(u: &aa_graph::Unit) -> u32 {
     }
 }
 
-/// Unit-link relation slots: glycosidic link types, then peptide, disulfide, other covalent.
-const MOLECULE_LINK_RELATIONS: u32 = crate::molecule::NUM_LINK_TYPES + 3;
+/// Unit↔unit relation slots: glycosidic link types, then peptide, disulfide, other covalent,
+/// spatial kNN.
+const MOLECULE_LINK_RELATIONS: u32 = crate::molecule::NUM_LINK_TYPES + 4;
 
 /// Relation id of a unit link in the true-molecule featurisation, from its kind (not from
 /// `UnitLink::type_id`, which front ends fill differently): glycosidic links by
@@ -310,10 +340,15 @@ pub fn molecule_relation(kind: &aa_graph::UnitLinkKind) -> u32 {
     }
 }
 
-/// Relation slots of the true-molecule featurisation: unit-link relations + 4 bond orders +
-/// membership.
+/// Relation slots of the true-molecule featurisation: unit↔unit relations (links and spatial
+/// kNN) + 4 bond orders + membership.
 pub fn molecule_relations() -> usize {
     MOLECULE_LINK_RELATIONS as usize + 5
+}
+
+/// Relation id of the spatial unit-kNN edges (after the unit-link relations).
+pub fn molecule_spatial_relation() -> u32 {
+    crate::molecule::NUM_LINK_TYPES + 3
 }
 
 impl GlycanAAConfig {

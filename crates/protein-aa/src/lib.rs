@@ -15,6 +15,7 @@
 mod build;
 pub mod esm;
 pub mod esm_pretrain;
+pub mod lm;
 pub mod molfile;
 pub mod read;
 pub mod tasks;

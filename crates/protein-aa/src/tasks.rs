@@ -22,6 +22,7 @@ use candle_nn::VarBuilder;
 use glycan_aa::model::{GlycanAA, GlycanAABatch};
 
 use crate::esm_pretrain::ResidueWindow;
+use crate::lm::LmFeatures;
 use crate::vabs::ClsHead;
 use crate::Structure;
 
@@ -72,11 +73,42 @@ impl UnitEncoder for Vabs {
     }
 }
 
+/// Vabs-Net with per-residue language-model features ([`LmFeatures`]; the config's `lm_dim`
+/// must equal the model's width).
+pub struct VabsLm {
+    /// The encoder.
+    pub vabs: Vabs,
+    /// The frozen language model.
+    pub lm: LmFeatures,
+}
+
+impl UnitEncoder for VabsLm {
+    type Input = ((VabsInput, Tensor), Tensor);
+
+    fn unit_dim(&self) -> usize {
+        self.vabs.config().dim
+    }
+
+    fn featurize(&self, windows: &[&ResidueWindow]) -> Result<Self::Input> {
+        let (input, rows) = self.vabs.featurize(windows)?;
+        // Each window's units are followed by its virtual node (if any).
+        let extra: Vec<usize> = input.virtual_units.iter().map(|v| v.is_some() as usize).collect();
+        let lm = self.lm.rows(windows, None, &extra)?;
+        Ok(((input, rows), lm))
+    }
+
+    fn encode(&self, input: &Self::Input, train: bool) -> Result<Tensor> {
+        let ((x, rows), lm) = input;
+        self.vabs.forward(x, Some(lm), train)?.units.index_select(rows, 0)
+    }
+}
+
 /// GlycanAA's hierarchical RGConv: every window becomes the subgraph of its units
 /// ([`HeteroGraph::unit_subgraph`]: their atoms, bonds and unit links — residues with peptide
 /// and disulfide links, monosaccharides with glycosidic links), collated in the
-/// modality-independent vocabulary of [`GlycanAABatch::from_molecules`]; the unit nodes'
-/// features (every block's output, concatenated) are returned. Coordinates are not used.
+/// modality-independent vocabulary of [`GlycanAABatch::from_molecules_with`]; the unit nodes'
+/// features (every block's output, concatenated) are returned. Coordinates are used only when
+/// the config asks for spatial unit edges (`unit_knn`).
 impl UnitEncoder for GlycanAA {
     type Input = GlycanAABatch;
 
@@ -86,7 +118,7 @@ impl UnitEncoder for GlycanAA {
 
     fn featurize(&self, windows: &[&ResidueWindow]) -> Result<GlycanAABatch> {
         let subgraphs: Vec<HeteroGraph> = windows.iter().map(|w| w.graph.unit_subgraph(&w.units)).collect();
-        GlycanAABatch::from_molecules(&subgraphs.iter().collect::<Vec<_>>(), &Device::Cpu)
+        GlycanAABatch::from_molecules_with(&subgraphs.iter().collect::<Vec<_>>(), self.config().unit_knn, &Device::Cpu)
     }
 
     fn encode(&self, input: &GlycanAABatch, train: bool) -> Result<Tensor> {

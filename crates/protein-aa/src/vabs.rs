@@ -164,6 +164,8 @@ pub struct SmpcBatch {
     pair_src: Tensor,
     pair_dst: Tensor,
     clean_distance: Tensor,
+    /// Language-model features of every unit (zero for masked and virtual units).
+    lm: Option<Tensor>,
 }
 
 /// The SMPC pretraining objective.
@@ -176,6 +178,9 @@ pub struct VabsSmpc {
     pub position_head: PositionHead,
     /// Masking settings.
     pub masking: SpanMasking,
+    /// Per-residue language-model features (the model's `lm_dim` must be set); zero for masked
+    /// residues.
+    pub lm: Option<crate::lm::LmFeatures>,
 }
 
 /// Residue class of a unit (0–19 amino acids, 20 other).
@@ -197,10 +202,14 @@ impl VabsSmpc {
             position_head: PositionHead::new(vb.pp("atom_pos_head"), d, e)?,
             model,
             masking,
+            lm: None,
         })
     }
 
-    fn prepare_one(&self, w: &ResidueWindow, rng: &mut Rng) -> Result<(VabsInput, Vec<u32>, Vec<[f32; 3]>)> {
+    /// One window: its featurised input, the classes of its masked residues, their clean
+    /// anchor positions and the mask.
+    #[allow(clippy::type_complexity)]
+    fn prepare_one(&self, w: &ResidueWindow, rng: &mut Rng) -> Result<(VabsInput, Vec<u32>, Vec<[f32; 3]>, Vec<bool>)> {
         let g = &*w.graph;
         let pos = g.positions.as_ref().ok_or_else(|| candle_core::Error::Msg("window without coordinates".into()))?;
         let m = &self.masking;
@@ -221,14 +230,14 @@ impl VabsSmpc {
         let input = VabsInput::build(g, &w.units, &masked, &noisy, &self.model.config().feature_options())
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let classes = w.units.iter().zip(&masked).filter(|(_, m)| **m).map(|(&u, _)| residue_class(g, u)).collect();
-        Ok((input, classes, clean))
+        Ok((input, classes, clean, masked))
     }
 
     /// Loss terms and the masked-type accuracy of a batch: `(total, ce, position L1,
     /// distance L1, accuracy, position RMSD)`.
     fn terms(&self, b: &SmpcBatch, train: bool) -> Result<(Tensor, Tensor, Tensor, Tensor, f64, f64)> {
         let dev = Device::Cpu;
-        let out = self.model.forward(&b.input, None, train)?;
+        let out = self.model.forward(&b.input, b.lm.as_ref(), train)?;
         let logits = self.type_head.forward(&out.units.index_select(&b.masked_units, 0)?, train)?;
         let ce = candle_nn::loss::cross_entropy(&logits, &b.classes)?;
         let acc = {
@@ -257,13 +266,21 @@ impl Objective for VabsSmpc {
     fn prepare(&self, items: &[&ResidueWindow], rng: &mut Rng) -> Result<SmpcBatch> {
         let dev = Device::Cpu;
         let mut parts = Vec::with_capacity(items.len());
-        let (mut classes, mut clean) = (Vec::new(), Vec::new());
+        let (mut classes, mut clean, mut masks) = (Vec::new(), Vec::new(), Vec::new());
         for w in items {
-            let (input, c, p) = self.prepare_one(w, rng)?;
+            let (input, c, p, m) = self.prepare_one(w, rng)?;
             parts.push(input);
             classes.extend(c);
             clean.extend(p);
+            masks.push(m);
         }
+        let lm = match &self.lm {
+            Some(lm) => {
+                let extra: Vec<usize> = parts.iter().zip(items).map(|(p, w)| p.num_units() - w.units.len()).collect();
+                Some(lm.rows(items, Some(&masks), &extra)?)
+            }
+            None => None,
+        };
         let input = VabsInput::concat(&parts);
         let mut masked_units = Vec::new();
         let mut is_masked = vec![false; input.num_units()];
@@ -309,6 +326,7 @@ impl Objective for VabsSmpc {
             pair_dst: Tensor::from_vec(pd, ps.len(), &dev)?,
             clean_distance: Tensor::from_vec(cd, ps.len(), &dev)?,
             input,
+            lm,
         })
     }
 

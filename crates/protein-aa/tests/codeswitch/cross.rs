@@ -11,7 +11,7 @@ use aa_pretrain::trainer::Objective;
 use aa_sparse_attn::{Vabs, VabsConfig};
 use candle_core::{DType, Device, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
-use glycan_aa::model::{molecule_relation, GlycanAA, GlycanAAConfig};
+use glycan_aa::model::{molecule_relation, molecule_spatial_relation, GlycanAA, GlycanAABatch, GlycanAAConfig};
 use protein_aa::tasks::{
     dssp_labels, labelled_windows, sugar_mobility_labels, whole_structure_window, LabelledWindow, ResidueTask,
     UnitEncoder,
@@ -34,7 +34,7 @@ fn tiny_glycanaa() -> GlycanAAConfig {
 /// the training loss of the whole set. Not parameters: BatchNorm running statistics. Without
 /// gradient by construction: GlycanAA's unit-convolution biases, which training-mode batch
 /// norm removes right after them (see glycan-aa's `gradients_reach_every_parameter`).
-fn check_training<E: UnitEncoder>(task: &ResidueTask<E>, vm: &VarMap, items: &[LabelledWindow], steps: usize) {
+pub(super) fn check_training<E: UnitEncoder>(task: &ResidueTask<E>, vm: &VarMap, items: &[LabelledWindow], steps: usize) {
     let refs: Vec<&LabelledWindow> = items.iter().collect();
     let mut rng = Rng::new(3);
     let loss = |rng: &mut Rng| task.loss(task.prepare(&refs, rng).unwrap()).unwrap().0;
@@ -81,9 +81,24 @@ fn glycanaa_trains_on_protein_secondary_structure() {
     assert_eq!(task.model.encode(&batch, false).unwrap().dims(), &[residues, 32]);
     let peptide = molecule_relation(&aa_graph::UnitLinkKind::Peptide) as usize;
     assert!(batch.all_edges.relations_present().contains(&peptide));
+    assert!(!batch.all_edges.relations_present().contains(&(molecule_spatial_relation() as usize)));
     check_training(&task, &vm, &windows, 15);
     let m = task.evaluate(&windows).unwrap();
     assert!(m["accuracy"] > 0.0 && m["accuracy"] <= 1.0, "{m:?}");
+    // With spatial unit edges (GearNet-style kNN on CA atoms): every residue receives messages
+    // in one more relation.
+    let knn = GlycanAAConfig { unit_knn: Some(8), ..tiny_glycanaa() };
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let task = ResidueTask::new(GlycanAA::new(vb.clone(), &knn).unwrap(), vb, 3).unwrap();
+    let batch = task.model.featurize(&refs).unwrap();
+    let spatial = molecule_spatial_relation() as usize;
+    let sub = windows[0].window.graph.unit_subgraph(&windows[0].window.units);
+    let with = GlycanAABatch::from_molecules_with(&[&sub], Some(8), &Device::Cpu).unwrap();
+    let without = GlycanAABatch::from_molecules(&[&sub], &Device::Cpu).unwrap();
+    assert_eq!(with.all_edges.num_pairs() - without.all_edges.num_pairs(), sub.num_units());
+    assert!(batch.all_edges.relations_present().contains(&spatial));
+    check_training(&task, &vm, &windows, 15);
 }
 
 #[test]

@@ -215,3 +215,74 @@ fn glycoprotein_sugars_get_ring_frames_and_encode() {
     let finite = out.units.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(finite.is_finite());
 }
+
+/// A tiny random ESM-AA written as a model directory and read back (as users load one).
+fn tiny_lm() -> protein_aa::lm::LmFeatures {
+    let dir = std::env::temp_dir().join(format!("allatom-lm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = aa_codeswitch::EsmConfig::tiny(true);
+    let vm = VarMap::new();
+    aa_codeswitch::Esm::load(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &cfg).unwrap();
+    vm.save(dir.join(aa_codeswitch::WEIGHTS_FILE)).unwrap();
+    std::fs::write(dir.join(aa_codeswitch::CONFIG_FILE), serde_json::to_string(&cfg).unwrap()).unwrap();
+    std::fs::write(dir.join(aa_codeswitch::TOKENIZER_FILE), aa_codeswitch::Alphabet::esm_aa().tokenizer_json())
+        .unwrap();
+    let pkg = aa_codeswitch::EsmPackage::from_dir(&dir, &Device::Cpu).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    protein_aa::lm::LmFeatures::new(pkg)
+}
+
+#[test]
+fn language_model_features_feed_vabs() {
+    let g = Arc::new(ubiquitin());
+    let windows = residue_windows(g.clone(), 38);
+    let lm = tiny_lm();
+    let refs: Vec<_> = windows.iter().collect();
+    // Rows: each window's residues, then one zero row for its virtual node; masked rows zero,
+    // the others the ESM hidden state of the residue's token (BOS first: residue k at k + 1).
+    let mut masked = vec![vec![false; 38], vec![false; 38]];
+    masked[1][5] = true;
+    let rows = lm.rows(&refs, Some(&masked), &[1, 1]).unwrap();
+    assert_eq!(rows.dims(), &[78, 32]);
+    let norm = |r: usize| rows.get(r).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(norm(38), 0.0);
+    assert_eq!(norm(39 + 5), 0.0);
+    assert_eq!(norm(77), 0.0);
+    assert!(norm(0) > 0.0 && norm(39 + 4) > 0.0);
+    let alone = lm.rows(&refs[..1], None, &[0]).unwrap();
+    let seq = aa_codeswitch::CodeSwitchSequence::from_units(
+        &g,
+        &windows[0].units,
+        &lm.package.alphabet,
+        &aa_codeswitch::Unzip::None,
+    )
+    .unwrap();
+    let batch = aa_codeswitch::CodeSwitchBatch::collate(&[&seq], &lm.package.alphabet, &Device::Cpu).unwrap();
+    let h = lm.package.model.forward(&batch, &aa_codeswitch::EsmRequest::default()).unwrap().hidden;
+    let direct = h.get(0).unwrap().narrow(0, 1, 38).unwrap();
+    let d = (alone - direct).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-5, "{d}");
+    // SMPC and a residue task with the features: gradients reach every parameter, including
+    // the feature encoder (`esm_feat_encoder`), and training lowers the loss.
+    let cfg = VabsConfig { lm_dim: Some(lm.dim()), ..tiny() };
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let mut obj = VabsSmpc::new(Vabs::new(vb.clone(), &cfg).unwrap(), vb, SpanMasking::default()).unwrap();
+    obj.lm = Some(lm);
+    let (loss, _) = obj.loss(obj.prepare(&refs, &mut Rng::new(2)).unwrap()).unwrap();
+    let grads = loss.backward().unwrap();
+    let data = vm.data().lock().unwrap();
+    assert!(data.keys().any(|k| k.starts_with("esm_feat_encoder.")));
+    for (name, v) in data.iter() {
+        let n = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(n.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "zero gradient for {name}");
+    }
+    drop(data);
+    let labels: Vec<Option<u32>> = (0..g.num_units()).map(|u| Some((u % 3) as u32)).collect();
+    let items = protein_aa::tasks::labelled_windows(g, &labels, 38);
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let encoder = protein_aa::tasks::VabsLm { vabs: Vabs::new(vb.clone(), &cfg).unwrap(), lm: tiny_lm() };
+    let task = protein_aa::tasks::ResidueTask::new(encoder, vb, 3).unwrap();
+    super::cross::check_training(&task, &vm, &items, 10);
+}
