@@ -57,6 +57,12 @@ enum Command {
     /// models/configs/). The best validation epoch (accuracy; macro-F1 for multi-label tasks;
     /// the mean over targets for joint tasks) is evaluated on the test split; everything goes
     /// to summary.json in the run directory. Running it again resumes.
+    ///
+    /// A config with `"objective": "residue_task"` trains a per-unit task on structure files
+    /// instead: `task` dssp, ligand_contact or glycan_mobility, `encoder` vabs (Vabs-Net,
+    /// optionally from an SMPC run and with `lm` features of an ESM model) or glycanaa
+    /// (GlycanAA's RGConv on the all-atom graph); see models/configs/vabs_*.json and
+    /// glycanaa_*dssp.json / glycanaa_glycan_mobility.json.
     Finetune(FinetuneArgs),
     /// Evaluate a fine-tuned checkpoint on a split of its task and print the metrics as JSON.
     ///
@@ -75,6 +81,8 @@ enum Command {
     Embed(EmbedArgs),
     /// Write the encoder of a pretraining or fine-tuning checkpoint as a package directory
     /// (config.json, model.safetensors, README.md model card) that `embed` and the hub read.
+    /// An ESM-AA pretraining run becomes an ESM model directory (with tokenizer.json) for
+    /// `embed --model` and for Vabs-Net's `lm` features.
     Export(ExportArgs),
     /// Convert a fair-esm ESM-2 or official ESM-AA torch checkpoint (.pt) into a model
     /// directory (config.json, model.safetensors, tokenizer.json) for `embed --model`. This is

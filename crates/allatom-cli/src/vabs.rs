@@ -236,6 +236,7 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
         (None, Some(m)) => m.clone(),
         (None, None) => bail!("{}: give `pretrained` or `model`", a.config.display()),
     };
+    let encoder = encoder_of(&a.config, &cfg, model_value)?;
     let classes = match cfg.task.as_str() {
         "dssp" => 3,
         "ligand_contact" | "glycan_mobility" => 2,
@@ -303,11 +304,8 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
     let vb = store.var_builder(DType::F32, &device);
     let run = TaskRun { a: &a, cfg: &cfg, store: &store, checkpoint: checkpoint.as_ref(), classes };
     let counts = json!({ "train": count(&train), "valid": count(&valid), "test": count(&test) });
-    match cfg.encoder.as_str() {
-        "vabs" => {
-            let mut m: VabsConfig = serde_json::from_value(model_value)
-                .with_context(|| format!("{}: not a Vabs-Net model config", a.config.display()))?;
-            let lm = load_lm(&a.config, cfg.lm.as_deref(), &mut m)?;
+    match encoder {
+        Encoder::Vabs(m, lm) => {
             let vabs = Vabs::new(vb.clone(), &m)?;
             let model = serde_json::to_value(&m)?;
             match lm {
@@ -317,12 +315,34 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
                 None => run.fit(ResidueTask::new(vabs, vb, classes)?, model, &train, &valid, &test, counts),
             }
         }
+        Encoder::GlycanAA(m) => {
+            let task = ResidueTask::new(GlycanAA::new(vb.clone(), &m)?, vb, classes)?;
+            run.fit(task, serde_json::to_value(&m)?, &train, &valid, &test, counts)
+        }
+    }
+}
+
+/// The encoder of a residue-task run, its config checked (and the language model loaded)
+/// before any data is read.
+enum Encoder {
+    Vabs(VabsConfig, Option<LmFeatures>),
+    GlycanAA(GlycanAAConfig),
+}
+
+fn encoder_of(config: &Path, cfg: &ResidueTaskConfig, model: serde_json::Value) -> Result<Encoder> {
+    match cfg.encoder.as_str() {
+        "vabs" => {
+            let mut m: VabsConfig = serde_json::from_value(model)
+                .with_context(|| format!("{}: not a Vabs-Net model config", config.display()))?;
+            let lm = load_lm(config, cfg.lm.as_deref(), &mut m)?;
+            Ok(Encoder::Vabs(m, lm))
+        }
         "glycanaa" => {
             if cfg.lm.is_some() {
-                bail!("{}: `lm` (language-model features) is for the vabs encoder", a.config.display());
+                bail!("{}: `lm` (language-model features) is for the vabs encoder", config.display());
             }
-            let mut m: GlycanAAConfig = serde_json::from_value(model_value)
-                .with_context(|| format!("{}: not a GlycanAA model config", a.config.display()))?;
+            let mut m: GlycanAAConfig = serde_json::from_value(model)
+                .with_context(|| format!("{}: not a GlycanAA model config", config.display()))?;
             let paper = GlycanAAConfig::paper_on_molecules();
             if m.num_unit == 0 {
                 m.num_unit = paper.num_unit;
@@ -333,17 +353,16 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
             if (m.num_unit, m.num_relation) != (paper.num_unit, paper.num_relation) {
                 bail!(
                     "{}: model.num_unit/num_relation are {}/{}, the all-atom vocabulary gives {}/{}",
-                    a.config.display(),
+                    config.display(),
                     m.num_unit,
                     m.num_relation,
                     paper.num_unit,
                     paper.num_relation
                 );
             }
-            let task = ResidueTask::new(GlycanAA::new(vb.clone(), &m)?, vb, classes)?;
-            run.fit(task, serde_json::to_value(&m)?, &train, &valid, &test, counts)
+            Ok(Encoder::GlycanAA(m))
         }
-        e => bail!("{}: unknown encoder {e:?} (vabs or glycanaa)", a.config.display()),
+        e => bail!("{}: unknown encoder {e:?} (vabs or glycanaa)", config.display()),
     }
 }
 

@@ -151,6 +151,114 @@ fn esm_aa_pretraining_config_runs() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pair_bias"));
+    // The run exports as a model directory that `embed` reads and that feeds Vabs-Net's
+    // language-model features in a per-residue task.
+    ok(allatom().args(["export", "--checkpoint"]).arg(d.join("run")).arg("--out").arg(d.join("lm")));
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "README.md"] {
+        assert!(d.join("lm").join(f).is_file(), "{f}");
+    }
+    ok(allatom()
+        .args(["embed", "--model"])
+        .arg(d.join("lm"))
+        .args(["--sequence", "MKTAYIAK", "--out"])
+        .arg(d.join("e.safetensors")));
+    let dssp = dssp_subset(d, 6);
+    let task = serde_json::json!({
+        "objective": "residue_task", "task": "dssp", "lm": "lm",
+        "data": { "structures": [dssp], "valid_fraction": 0.2, "test_fraction": 0.2, "window": 64 },
+        "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 8 },
+        "train": { "epochs": 1, "batch_size": 4, "optimizer": { "lr": 1e-3 }, "seed": 0 }
+    });
+    std::fs::write(d.join("t.json"), task.to_string()).unwrap();
+    let out = ok(allatom().args(["finetune", "--config"]).arg(d.join("t.json")).arg("--run-dir").arg(d.join("t")));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(line["test"]["accuracy"].as_f64().unwrap() > 0.0, "{line}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("t/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["history"][0]["valid"]["accuracy"].as_f64().map(|a| a > 0.0), Some(true));
+}
+
+/// `<dir>/dssp` with the first `n` DSSP-labelled structures of mdanalysistests and their labels.
+fn dssp_subset(dir: &Path, n: usize) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures/mdanalysistests/dssp");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
+        .expect("run `cargo xtask fetch-data`")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".pdb.dssp"))
+        .collect();
+    files.sort();
+    let out = dir.join("dssp");
+    std::fs::create_dir_all(&out).unwrap();
+    for f in files.into_iter().take(n) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let pdb = name.trim_end_matches(".dssp").to_string();
+        std::fs::copy(&f, out.join(&name)).unwrap();
+        let gz = src.join(format!("{pdb}.gz"));
+        if gz.exists() {
+            std::fs::copy(&gz, out.join(format!("{pdb}.gz"))).unwrap();
+        } else {
+            std::fs::copy(src.join(&pdb), out.join(&pdb)).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn residue_tasks_on_either_encoder_and_modality() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = serde_json::json!({ "epochs": 1, "batch_size": 4, "optimizer": { "lr": 1e-3 }, "seed": 0 });
+    let glycanaa = serde_json::json!({ "num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16],
+        "batch_norm": true, "activation": "gelu", "concat_hidden": true, "readout_type": "mono", "unit_knn": 8 });
+    // GlycanAA on protein secondary structure.
+    let dssp = dssp_subset(d, 6);
+    let cfg = serde_json::json!({ "objective": "residue_task", "task": "dssp", "encoder": "glycanaa",
+        "data": { "structures": [dssp], "valid_fraction": 0.2, "test_fraction": 0.2, "window": 64 },
+        "model": glycanaa, "train": train });
+    std::fs::write(d.join("g.json"), cfg.to_string()).unwrap();
+    let out = ok(allatom().args(["finetune", "--config"]).arg(d.join("g.json")).arg("--run-dir").arg(d.join("g")));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["encoder"], "glycanaa");
+    assert!(line["test"]["accuracy"].as_f64().unwrap() > 0.0, "{line}");
+    // Vabs-Net on lectin-bound glycans (glycontact): one glycan per split group.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/glycontact/unilectin");
+    let glycans = d.join("glycans");
+    std::fs::create_dir_all(&glycans).unwrap();
+    for f in ["0100_00.pdb", "0100_01.pdb", "0101_00.pdb", "0150_00.pdb", "0200_00.pdb", "0250_00.pdb", "0280_00.pdb"] {
+        std::fs::copy(src.join(f), glycans.join(f)).expect("run `cargo xtask fetch-data`");
+    }
+    let cfg = serde_json::json!({ "objective": "residue_task", "task": "glycan_mobility",
+        "data": { "structures": [glycans], "valid_fraction": 0.2, "test_fraction": 0.2 },
+        "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 8 },
+        "train": train });
+    std::fs::write(d.join("v.json"), cfg.to_string()).unwrap();
+    let out = ok(allatom().args(["finetune", "--config"]).arg(d.join("v.json")).arg("--run-dir").arg(d.join("v")));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((line["encoder"].as_str(), line["task"].as_str()), (Some("vabs"), Some("glycan_mobility")));
+    assert!(line["test"]["auroc"].as_f64().is_some(), "{line}");
+    // Bad configs fail with a reason and leave no run behind.
+    for (edit, reason) in [
+        (serde_json::json!({ "encoder": "gearnet" }), "unknown encoder"),
+        (serde_json::json!({ "encoder": "glycanaa", "lm": "lm", "model": glycanaa }), "for the vabs encoder"),
+        (serde_json::json!({ "task": "binding" }), "unknown task"),
+    ] {
+        let mut bad = cfg.clone();
+        for (k, v) in edit.as_object().unwrap() {
+            bad[k] = v.clone();
+        }
+        std::fs::write(d.join("bad.json"), bad.to_string()).unwrap();
+        let out = allatom()
+            .args(["finetune", "--config"])
+            .arg(d.join("bad.json"))
+            .arg("--run-dir")
+            .arg(d.join("bad"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(reason), "{reason}: {err}");
+        assert!(!d.join("bad").exists());
+    }
 }
 
 #[test]

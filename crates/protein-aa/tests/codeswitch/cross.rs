@@ -34,7 +34,12 @@ fn tiny_glycanaa() -> GlycanAAConfig {
 /// the training loss of the whole set. Not parameters: BatchNorm running statistics. Without
 /// gradient by construction: GlycanAA's unit-convolution biases, which training-mode batch
 /// norm removes right after them (see glycan-aa's `gradients_reach_every_parameter`).
-pub(super) fn check_training<E: UnitEncoder>(task: &ResidueTask<E>, vm: &VarMap, items: &[LabelledWindow], steps: usize) {
+pub(super) fn check_training<E: UnitEncoder>(
+    task: &ResidueTask<E>,
+    vm: &VarMap,
+    items: &[LabelledWindow],
+    steps: usize,
+) {
     let refs: Vec<&LabelledWindow> = items.iter().collect();
     let mut rng = Rng::new(3);
     let loss = |rng: &mut Rng| task.loss(task.prepare(&refs, rng).unwrap()).unwrap().0;
