@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aa_pretrain::rng::Rng;
 use aa_pretrain::trainer::Objective;
-use aa_sparse_attn::{Vabs, VabsConfig};
+use aa_sparse_attn::Vabs;
 use candle_core::{DType, Device, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use glycan_aa::model::{molecule_relation, molecule_spatial_relation, GlycanAA, GlycanAABatch, GlycanAAConfig};
@@ -127,16 +127,7 @@ fn vabs_trains_on_lectin_bound_glycans() {
     let mut items = vec![whole_structure_window(Arc::new(s.graph.clone()), &labels)];
     let s2 = read_structure_file(&glycontact("0100_01.pdb"), &StructureOptions::default()).unwrap();
     items.push(whole_structure_window(Arc::new(s2.graph.clone()), &sugar_mobility_labels(&s2).unwrap()));
-    let cfg = VabsConfig {
-        layers: 2,
-        dim: 16,
-        edge_dim: 8,
-        heads: 2,
-        kernels: 16,
-        atom_knn: 8,
-        unit_knn: 6,
-        ..VabsConfig::small()
-    };
+    let cfg = super::vabs::tiny();
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let task = ResidueTask::new(Vabs::new(vb.clone(), &cfg).unwrap(), vb, 2).unwrap();

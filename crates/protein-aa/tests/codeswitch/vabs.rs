@@ -22,7 +22,7 @@ fn ubiquitin() -> aa_graph::HeteroGraph {
     read_structure_file(&file("pdbrust/examples/pdb_files/1UBQ.pdb"), &StructureOptions::default()).unwrap().graph
 }
 
-fn tiny() -> VabsConfig {
+pub(super) fn tiny() -> VabsConfig {
     VabsConfig {
         layers: 2,
         dim: 16,
