@@ -309,9 +309,14 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
             let vabs = Vabs::new(vb.clone(), &m)?;
             let model = serde_json::to_value(&m)?;
             match lm {
-                Some(lm) => {
-                    run.fit(ResidueTask::new(VabsLm { vabs, lm }, vb, classes)?, model, &train, &valid, &test, counts)
-                }
+                Some(lm) => run.fit(
+                    ResidueTask::new(VabsLm { vabs, lm: *lm }, vb, classes)?,
+                    model,
+                    &train,
+                    &valid,
+                    &test,
+                    counts,
+                ),
                 None => run.fit(ResidueTask::new(vabs, vb, classes)?, model, &train, &valid, &test, counts),
             }
         }
@@ -325,7 +330,7 @@ pub fn finetune(a: crate::FinetuneArgs, text: &str) -> Result<ExitCode> {
 /// The encoder of a residue-task run, its config checked (and the language model loaded)
 /// before any data is read.
 enum Encoder {
-    Vabs(VabsConfig, Option<LmFeatures>),
+    Vabs(VabsConfig, Option<Box<LmFeatures>>),
     GlycanAA(GlycanAAConfig),
 }
 
@@ -335,7 +340,7 @@ fn encoder_of(config: &Path, cfg: &ResidueTaskConfig, model: serde_json::Value) 
             let mut m: VabsConfig = serde_json::from_value(model)
                 .with_context(|| format!("{}: not a Vabs-Net model config", config.display()))?;
             let lm = load_lm(config, cfg.lm.as_deref(), &mut m)?;
-            Ok(Encoder::Vabs(m, lm))
+            Ok(Encoder::Vabs(m, lm.map(Box::new)))
         }
         "glycanaa" => {
             if cfg.lm.is_some() {
