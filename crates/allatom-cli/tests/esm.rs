@@ -176,6 +176,36 @@ fn esm_aa_pretraining_config_runs() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("t/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["history"][0]["valid"]["accuracy"].as_f64().map(|a| a > 0.0), Some(true));
+    // SMPC pretraining with the same features; fine-tuning from it without naming the language
+    // model is refused (the encoder expects its features).
+    let smpc = serde_json::json!({
+        "objective": "vabs_smpc", "lm": "lm",
+        "data": { "structures": [dssp], "valid_fraction": 0.2 },
+        "model": task["model"], "masking": { "window": 48 },
+        "train": { "epochs": 1, "batch_size": 4, "optimizer": { "lr": 1e-3 }, "seed": 0 }
+    });
+    std::fs::write(d.join("s.json"), smpc.to_string()).unwrap();
+    ok(allatom().args(["pretrain", "--config"]).arg(d.join("s.json")).arg("--run-dir").arg(d.join("s")));
+    let mut from = task.clone();
+    from["pretrained"] = serde_json::json!("s");
+    from.as_object_mut().unwrap().remove("lm");
+    std::fs::write(d.join("f.json"), from.to_string()).unwrap();
+    let out = allatom()
+        .args(["finetune", "--config"])
+        .arg(d.join("f.json"))
+        .arg("--run-dir")
+        .arg(d.join("f"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name the model in `lm`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    from["lm"] = serde_json::json!("lm");
+    std::fs::write(d.join("f.json"), from.to_string()).unwrap();
+    ok(allatom().args(["finetune", "--config"]).arg(d.join("f.json")).arg("--run-dir").arg(d.join("f")));
 }
 
 /// `<dir>/dssp` with the first `n` DSSP-labelled structures of mdanalysistests and their labels.
