@@ -12,8 +12,7 @@ use aa_codeswitch::{
 };
 use aa_pretrain::init::SeededVarMap;
 use aa_pretrain::rng::Rng;
-use aa_pretrain::trainer::{RunDir, Selection, TrainConfig, Trainer};
-use aa_pretrain::ParamGroup;
+use aa_pretrain::trainer::TrainConfig;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use protein_aa::esm_pretrain::{residue_windows, EsmAaMasking, EsmAaPretrain};
@@ -93,17 +92,9 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
     let store = SeededVarMap::new(cfg.train.seed);
     let model = aa_codeswitch::Esm::load(store.var_builder(DType::F32, &Device::Cpu), &cfg.model)?;
     let objective = EsmAaPretrain::new(model, Alphabet::esm_aa(), cfg.masking.clone())?;
-    let group = ParamGroup { vars: store.all(), lr_scale: 1.0, weight_decay: None };
-    let selection = Selection { metric: "loss".into(), higher_is_better: false };
-    let mut trainer =
-        Trainer::new(cfg.train.clone(), vec![group], vec![], selection, RunDir { path: a.run_dir.clone() })?;
-    trainer.progress = true;
-    trainer.metadata = json!({ "config": cfg, "task": "ESM-AA" });
-    let t = std::time::Instant::now();
-    let report = trainer.fit(&objective, &train, &valid)?;
     let counts = json!({ "train_windows": train.len(), "valid_windows": valid.len(), "structure_files": files.len() });
-    crate::pretrain::finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), "windows")?;
-    Ok(ExitCode::SUCCESS)
+    let metadata = json!({ "config": cfg, "task": "ESM-AA" });
+    crate::pretrain::fit_pretraining(&a, &cfg.train, &store, &objective, &train, &valid, metadata, counts, "windows")
 }
 
 /// Attention heads of the released ESM-2 / ESM-AA sizes, by width (the checkpoint's tensors

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use aa_pretrain::init::SeededVarMap;
 use aa_pretrain::rng::Rng;
-use aa_pretrain::trainer::{RunDir, Selection, TrainConfig, Trainer};
+use aa_pretrain::trainer::{Objective, RunDir, Selection, TrainConfig, Trainer};
 use aa_pretrain::ParamGroup;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -122,21 +122,40 @@ pub fn run(a: crate::PretrainArgs) -> Result<ExitCode> {
     let store = SeededVarMap::new(cfg.train.seed);
     let model =
         PreGlycanAA::new(store.var_builder(DType::F32, &device), &cfg.model, vocab.clone(), cfg.masking.clone())?;
-    let (params, buffers) = split_buffers(store.all());
-    let group = ParamGroup { vars: params, lr_scale: 1.0, weight_decay: None };
-    let selection = Selection { metric: "loss".into(), higher_is_better: false };
-    let mut trainer =
-        Trainer::new(cfg.train.clone(), vec![group], buffers, selection, RunDir { path: a.run_dir.clone() })?;
-    trainer.progress = true;
-    trainer.metadata = serde_json::json!({ "config": cfg, "vocab": vocab, "task": "PreGlycanAA" });
-    let t = std::time::Instant::now();
-    let report = trainer.fit(&model, &train, &valid)?;
+    let metadata = serde_json::json!({ "config": cfg, "vocab": vocab, "task": "PreGlycanAA" });
     let counts = serde_json::json!({
         "train_glycans": train.len(),
         "valid_glycans": valid.len(),
         "skipped_glycans": failed,
     });
-    finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), "glycans")?;
+    fit_pretraining(&a, &cfg.train, &store, &model, &train, &valid, metadata, counts, "glycans")
+}
+
+/// The pretraining loop every objective shares: every variable of `store` in one group (batch
+/// norm running statistics saved, not optimised), the checkpoint of lowest validation loss
+/// kept, `metadata` in every checkpoint, and the run's `summary.json` with `counts`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_pretraining<O: Objective>(
+    a: &crate::PretrainArgs,
+    train_cfg: &TrainConfig,
+    store: &SeededVarMap,
+    objective: &O,
+    train: &[O::Item],
+    valid: &[O::Item],
+    metadata: serde_json::Value,
+    counts: serde_json::Value,
+    items: &str,
+) -> Result<ExitCode> {
+    let (params, buffers) = split_buffers(store.all());
+    let group = ParamGroup { vars: params, lr_scale: 1.0, weight_decay: None };
+    let selection = Selection { metric: "loss".into(), higher_is_better: false };
+    let mut trainer =
+        Trainer::new(train_cfg.clone(), vec![group], buffers, selection, RunDir { path: a.run_dir.clone() })?;
+    trainer.progress = true;
+    trainer.metadata = metadata;
+    let t = std::time::Instant::now();
+    let report = trainer.fit(objective, train, valid)?;
+    finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), items)?;
     Ok(ExitCode::SUCCESS)
 }
 

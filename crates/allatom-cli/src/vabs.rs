@@ -189,17 +189,9 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
     let model = Vabs::new(vb.clone(), &cfg.model)?;
     let mut objective = VabsSmpc::new(model, vb, cfg.masking.clone())?;
     objective.lm = lm;
-    let group = ParamGroup { vars: store.all(), lr_scale: 1.0, weight_decay: None };
-    let selection = Selection { metric: "loss".into(), higher_is_better: false };
-    let mut trainer =
-        Trainer::new(cfg.train.clone(), vec![group], vec![], selection, RunDir { path: a.run_dir.clone() })?;
-    trainer.progress = true;
-    trainer.metadata = json!({ "config": cfg, "task": "Vabs-Net SMPC" });
-    let t = std::time::Instant::now();
-    let report = trainer.fit(&objective, &train, &valid)?;
     let counts = json!({ "train_windows": train.len(), "valid_windows": valid.len(), "structure_files": n_files });
-    crate::pretrain::finish_run(&a.run_dir, &report, counts, t.elapsed().as_secs_f64(), "windows")?;
-    Ok(ExitCode::SUCCESS)
+    let metadata = json!({ "config": cfg, "task": "Vabs-Net SMPC" });
+    crate::pretrain::fit_pretraining(&a, &cfg.train, &store, &objective, &train, &valid, metadata, counts, "windows")
 }
 
 /// The glycan a structure file names in its `REMARK   1 GLYCAN <iupac>` line (written by

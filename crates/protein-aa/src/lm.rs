@@ -5,21 +5,30 @@
 //! (the virtual node) get zero rows, as the official pipeline zeroes the features of masked
 //! residues.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use aa_codeswitch::{CodeSwitchBatch, CodeSwitchSequence, EsmPackage, EsmRequest, Unzip};
+use aa_graph::HeteroGraph;
 use candle_core::{Device, Result, Tensor};
 
 use crate::esm_pretrain::ResidueWindow;
+
+/// Cached rows of one window, keyed by its graph's address and its units; the value holds the
+/// graph, so the address cannot be reused while the entry lives.
+type Cache = HashMap<(usize, Vec<u32>), (Arc<HeteroGraph>, Tensor)>;
 
 /// A frozen language model giving per-residue features.
 pub struct LmFeatures {
     /// The model, its alphabet and tokenizer.
     pub package: EsmPackage,
+    cache: Mutex<Cache>,
 }
 
 impl LmFeatures {
     /// Features from `package` (used in inference mode; no gradient reaches it).
     pub fn new(package: EsmPackage) -> LmFeatures {
-        LmFeatures { package }
+        LmFeatures { package, cache: Mutex::new(HashMap::new()) }
     }
 
     /// Width of the features (the model's hidden size).
@@ -29,9 +38,46 @@ impl LmFeatures {
 
     /// Feature rows for `windows` laid out as [`aa_sparse_attn::VabsInput::concat`] lays out
     /// their units: for window `i`, one row per window unit (zero where `masked[i][k]`, or when
-    /// the unit has no residue token), then `extra[i]` zero rows (its virtual node). One ESM
-    /// forward pass over all windows.
+    /// the unit has no residue token), then `extra[i]` zero rows (its virtual node). Windows
+    /// seen before come from the cache; the others share one ESM forward pass.
     pub fn rows(&self, windows: &[&ResidueWindow], masked: Option<&[Vec<bool>]>, extra: &[usize]) -> Result<Tensor> {
+        let key = |w: &ResidueWindow| (Arc::as_ptr(&w.graph) as usize, w.units.clone());
+        let missing: Vec<&ResidueWindow> = {
+            let cache =
+                self.cache.lock().map_err(|_| candle_core::Error::Msg("language-model cache poisoned".into()))?;
+            let mut seen = std::collections::HashSet::new();
+            windows.iter().copied().filter(|w| !cache.contains_key(&key(w)) && seen.insert(key(w))).collect()
+        };
+        if !missing.is_empty() {
+            let computed = self.compute(&missing)?;
+            let mut cache =
+                self.cache.lock().map_err(|_| candle_core::Error::Msg("language-model cache poisoned".into()))?;
+            for (w, t) in missing.iter().zip(computed) {
+                cache.insert(key(w), (w.graph.clone(), t));
+            }
+        }
+        let cache = self.cache.lock().map_err(|_| candle_core::Error::Msg("language-model cache poisoned".into()))?;
+        let zero = Tensor::zeros((1, self.dim()), candle_core::DType::F32, &Device::Cpu)?;
+        let mut rows = Vec::new();
+        for (i, w) in windows.iter().enumerate() {
+            let t = &cache[&key(w)].1;
+            match masked.and_then(|m| m.get(i)) {
+                Some(m) if m.iter().any(|&x| x) => {
+                    for (k, &is_masked) in m.iter().enumerate().take(w.units.len()) {
+                        rows.push(if is_masked { zero.clone() } else { t.narrow(0, k, 1)? });
+                    }
+                }
+                _ => rows.push(t.clone()),
+            }
+            for _ in 0..extra.get(i).copied().unwrap_or(0) {
+                rows.push(zero.clone());
+            }
+        }
+        Tensor::cat(&rows, 0)
+    }
+
+    /// Unmasked rows `[units, dim]` of each window, one ESM forward pass over all of them.
+    fn compute(&self, windows: &[&ResidueWindow]) -> Result<Vec<Tensor>> {
         let dev = Device::Cpu;
         let err = |e: aa_codeswitch::CodeSwitchError| candle_core::Error::Msg(format!("language model: {e}"));
         let seqs: Vec<CodeSwitchSequence> = windows
@@ -42,31 +88,24 @@ impl LmFeatures {
         let refs: Vec<&CodeSwitchSequence> = seqs.iter().collect();
         let batch = CodeSwitchBatch::collate(&refs, &self.package.alphabet, &dev).map_err(err)?;
         let hidden = self.package.model.forward(&batch, &EsmRequest::default()).map_err(err)?.hidden.detach();
-        let d = self.dim();
-        let zero = Tensor::zeros((1, d), candle_core::DType::F32, &dev)?;
-        let mut rows = Vec::new();
+        let zero = Tensor::zeros((1, self.dim()), candle_core::DType::F32, &dev)?;
+        let mut out = Vec::with_capacity(windows.len());
         for (i, (w, seq)) in windows.iter().zip(&seqs).enumerate() {
             // Token of each window unit (the first residue token naming it).
+            let slot: HashMap<u32, usize> = w.units.iter().enumerate().map(|(k, &u)| (u, k)).collect();
             let mut token = vec![None; w.units.len()];
             for (t, u) in seq.unit.iter().enumerate() {
-                if let (Some(u), true) = (u, seq.aa_mask[t]) {
-                    if let Some(k) = w.units.iter().position(|x| x == u) {
-                        token[k].get_or_insert(t);
-                    }
+                if let (Some(k), true) = (u.and_then(|u| slot.get(&u)), seq.aa_mask[t]) {
+                    token[*k].get_or_insert(t);
                 }
             }
             let h = hidden.get(i)?;
-            for (k, t) in token.iter().enumerate() {
-                let is_masked = masked.and_then(|m| m.get(i)).and_then(|m| m.get(k)).copied().unwrap_or(false);
-                rows.push(match t {
-                    Some(t) if !is_masked => h.narrow(0, *t, 1)?,
-                    _ => zero.clone(),
-                });
-            }
-            for _ in 0..extra.get(i).copied().unwrap_or(0) {
-                rows.push(zero.clone());
-            }
+            let rows: Vec<Tensor> = token
+                .iter()
+                .map(|t| t.map_or_else(|| Ok(zero.clone()), |t| h.narrow(0, t, 1)))
+                .collect::<Result<_>>()?;
+            out.push(Tensor::cat(&rows, 0)?);
         }
-        Tensor::cat(&rows, 0)
+        Ok(out)
     }
 }
