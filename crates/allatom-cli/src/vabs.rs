@@ -197,8 +197,14 @@ pub fn pretrain(a: crate::PretrainArgs, text: &str) -> Result<ExitCode> {
 /// The glycan a structure file names in its `REMARK   1 GLYCAN <iupac>` line (written by
 /// `cargo xtask fetch-glycontact`), else the IUPAC strings of the glycans found in it.
 fn glycan_key(path: &Path, s: &Structure) -> String {
-    let named = std::fs::read_to_string(path).ok().and_then(|t| {
-        t.lines().take(20).find_map(|l| l.strip_prefix("REMARK   1 GLYCAN ").map(|k| k.trim().to_string()))
+    use std::io::BufRead;
+    // Only the header is read again (compressed files have no readable header: IUPAC then).
+    let named = std::fs::File::open(path).ok().and_then(|f| {
+        std::io::BufReader::new(f)
+            .lines()
+            .take(20)
+            .map_while(|l| l.ok())
+            .find_map(|l| l.strip_prefix("REMARK   1 GLYCAN ").map(|k| k.trim().to_string()))
     });
     named.unwrap_or_else(|| s.glycans.iter().map(|g| g.iupac.as_str()).collect::<Vec<_>>().join(" + "))
 }
