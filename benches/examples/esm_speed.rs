@@ -3,7 +3,8 @@
 //! repeated runs, and the f32 matmul of the FFN's shape. Alternate the two scripts a few times
 //! on a quiet machine and compare medians from neighbouring runs:
 //!
-//! `cargo run --release -p allatom-benches --example esm_speed`
+//! `cargo run --release -p allatom-benches --example esm_speed [batch ...]` (default: 1 32; a
+//! single batch size, e.g. `1`, is handy under a profiler).
 
 use aa_codeswitch::{Esm, EsmConfig, EsmRequest};
 use candle_core::{DType, Device, Tensor};
@@ -32,7 +33,10 @@ fn main() {
         Esm::load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), &EsmConfig::esm2_t12_35m()).unwrap();
     let req = EsmRequest { logits: true, ..Default::default() };
     let threads = rayon::current_num_threads();
-    for (b, reps) in [(1usize, 30usize), (32, 5)] {
+    let batches: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let batches = if batches.is_empty() { vec![1, 32] } else { batches };
+    for b in batches {
+        let reps = if b < 8 { 30 } else { 5 };
         let x = allatom_benches::esm_batch(b);
         let s = median_seconds(reps, || {
             model.forward(&x, &req).unwrap();

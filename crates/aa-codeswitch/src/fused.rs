@@ -176,9 +176,16 @@ unsafe fn bias_gelu_avx512(x: &mut [f32], bias: &[f32]) {
 /// Most rows per feed-forward block (a 256 × 4E scratch per thread).
 const FFN_MAX_ROWS: usize = 256;
 
-/// `GELU(h·w1ᵀ + b1)·w2ᵀ + b2` for `h` `[N, E]`, `w1` `[F, E]`, `w2` `[E, F]`; returns `[N, E]`
-/// (same shape as `h`).
-pub(crate) fn feed_forward(h: &Tensor, w1: &Tensor, b1: &Tensor, w2: &Tensor, b2: &Tensor) -> Result<Tensor> {
+/// `residual + GELU(h·w1ᵀ + b1)·w2ᵀ + b2` for `h` and `residual` `[N, E]`, `w1` `[F, E]`, `w2`
+/// `[E, F]`; returns `[N, E]` (same shape as `h`).
+pub(crate) fn feed_forward(
+    h: &Tensor,
+    w1: &Tensor,
+    b1: &Tensor,
+    w2: &Tensor,
+    b2: &Tensor,
+    residual: &Tensor,
+) -> Result<Tensor> {
     let dims = h.dims().to_vec();
     let e = *dims.last().unwrap_or(&0);
     let n = h.elem_count() / e.max(1);
@@ -188,6 +195,10 @@ pub(crate) fn feed_forward(h: &Tensor, w1: &Tensor, b1: &Tensor, w2: &Tensor, b2
     f32_view!(b1v, b1);
     f32_view!(w2v, w2);
     f32_view!(b2v, b2);
+    f32_view!(rv, residual);
+    if rv.len() != n * e {
+        candle_core::bail!("fused feed-forward: residual {:?} for input {:?}", residual.dims(), dims);
+    }
     let level = simd_level();
     // One block per thread when that is small enough: every block packs both weight matrices
     // again, so fewer, taller blocks waste less.
@@ -208,8 +219,9 @@ pub(crate) fn feed_forward(h: &Tensor, w1: &Tensor, b1: &Tensor, w2: &Tensor, b2
                 SimdLevel::Avx2 => unsafe { bias_gelu_avx2(hid, b1v) },
                 _ => bias_gelu(hid, b1v),
             }
-            for row in o.chunks_exact_mut(e) {
-                row.copy_from_slice(b2v);
+            let res = &rv[blk * rows_per_block * e..];
+            for (row, r) in o.chunks_exact_mut(e).zip(res.chunks_exact(e)) {
+                row.iter_mut().zip(r).zip(b2v).for_each(|((o, &r), &b)| *o = r + b);
             }
             gemm_f32(rows, e, f, o, e, hid, (f, 1), w2v, (1, f), 1, true);
         },

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aa_graph::dense::LayerNorm as Norm;
+use aa_graph::dense::{linear_f32, LayerNorm as Norm};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -325,24 +325,26 @@ impl Block {
         let d = e / self.heads;
         let h = self.attn_norm.forward(x, train)?;
         if !train && bias.is_none() && valid.is_none() && !keep_probs && crate::fused::applies(x) {
-            // Plain ESM-2 inference: the fused kernel (same numbers, no [B, H, T, T] tensors).
+            // Plain ESM-2 inference: the fused kernels (same numbers, no [B, H, T, T] tensors,
+            // bias and residual adds folded into the matrix products).
+            let lin = |l: &Linear, y: &Tensor, res: Option<&Tensor>| linear_f32(y, l.weight(), l.bias(), res);
             let attn = crate::fused::attention(
-                &self.q_proj.forward(&h)?,
-                &self.k_proj.forward(&h)?,
-                &self.v_proj.forward(&h)?,
+                &lin(&self.q_proj, &h, None)?,
+                &lin(&self.k_proj, &h, None)?,
+                &lin(&self.v_proj, &h, None)?,
                 &rotary.cos,
                 &rotary.sin,
                 self.heads,
                 key_ok,
             )?;
-            let x = (x + self.out_proj.forward(&attn)?)?;
+            let x = lin(&self.out_proj, &attn, Some(x))?;
             let h = self.final_norm.forward(&x, train)?;
             let (b1, b2) = match (self.fc1.bias(), self.fc2.bias()) {
                 (Some(b1), Some(b2)) => (b1, b2),
                 _ => candle_core::bail!("ESM feed-forward layers have biases"),
             };
-            let h = crate::fused::feed_forward(&h, self.fc1.weight(), b1, self.fc2.weight(), b2)?;
-            return Ok(BlockOut { x: (x + h)?, probs: None, pair: None });
+            let x = crate::fused::feed_forward(&h, self.fc1.weight(), b1, self.fc2.weight(), b2, &x)?;
+            return Ok(BlockOut { x, probs: None, pair: None });
         }
         let split = |y: Tensor| y.reshape((b, t, self.heads, d))?.transpose(1, 2)?.contiguous();
         let q = split((self.q_proj.forward(&h)? * (d as f64).powf(-0.5))?)?;
@@ -636,6 +638,11 @@ impl Esm {
 
     /// LM logits of final hidden states `[B, T, E]` → `[B, T, V]`.
     pub fn lm_logits(&self, hidden: &Tensor, train: bool) -> Result<Tensor, CodeSwitchError> {
+        if !train && crate::fused::applies(hidden) {
+            let h = linear_f32(hidden, self.lm_head.dense.weight(), self.lm_head.dense.bias(), None)?;
+            let h = self.lm_head.norm.forward(&aa_graph::dense::gelu_erf(&h)?, false)?;
+            return Ok(linear_f32(&h, &self.embed_tokens, Some(&self.lm_head.bias), None)?);
+        }
         let h = self.lm_head.dense.forward(hidden)?.gelu_erf()?;
         let h = self.lm_head.norm.forward(&h, train)?;
         Ok(h.broadcast_matmul(&self.embed_tokens.t()?)?.broadcast_add(&self.lm_head.bias)?)

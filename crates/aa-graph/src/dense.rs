@@ -12,21 +12,24 @@ use crate::kernels::{simd_level, SimdLevel};
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-/// `eʸ` for `y ≤ 0` in plain f32 arithmetic (no libm call, so loops over it vectorise):
-/// `y = n·ln 2 + r` (ln 2 split Cody–Waite style) with `|r| ≤ ln 2 / 2`, a degree-6 Taylor
-/// polynomial for `eʳ` (relative error < 3·10⁻⁷), and `2ⁿ` written into the exponent bits.
-/// Below −87 it returns e⁻⁸⁷ (≈ 1.6·10⁻³⁸).
+/// `eʸ` for `y ≤ 0` in plain f32 arithmetic (no libm call and no float→int conversion, so
+/// loops over it vectorise): `y = n·ln 2 + r` (ln 2 split Cody–Waite style) with
+/// `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `eʳ` (relative error < 3·10⁻⁷), and `2ⁿ`
+/// written into the exponent bits. Below −87 it returns e⁻⁸⁷ (≈ 1.6·10⁻³⁸).
 #[inline(always)]
 pub fn exp_nonpositive(y: f32) -> f32 {
+    // 1.5·2²³: adding it rounds `y·log₂e` to the nearest integer, which then sits in the low
+    // mantissa bits of the sum (as `n + 2²²` there), so `n` is read off with integer ops.
+    const ROUND: f32 = 12_582_912.0;
     let y = y.max(-87.0);
-    // Round y·log₂e to the nearest integer: the argument is negative, so truncation (a plain
-    // conversion, unlike `ceil`, vectorises without SSE4.1) of `v − 0.5` rounds it.
-    let ni = (y * std::f32::consts::LOG2_E - 0.5) as i32;
-    let n = ni as f32;
+    let shifted = y * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     // ln 2 split in two (Cody–Waite) so `n·ln 2` is subtracted without rounding loss.
     let r = (y - n * 0.693_145_75) - n * 1.428_606_8e-6;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((ni + 127) as u32) << 23);
+    // bits(shifted) = bits(ROUND) + n for |n| < 2²², and 2ⁿ has exponent field n + 127.
+    let ni = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
     p * scale
 }
 
@@ -241,6 +244,72 @@ pub fn gemm_f32(
     }
 }
 
+/// Inference `x·wᵀ + b (+ residual)` for a contiguous CPU f32 `x` `[.., K]`, `w` `[N, K]` (the
+/// `candle_nn::Linear` layout), `b` `[N]` and `residual` shaped like the output `[.., N]`: the
+/// output rows start as `residual + b` and one multi-threaded [`gemm_f32`] accumulates onto
+/// them, so the bias and the residual add cost no extra pass over a tensor and no candle
+/// element-wise op runs (candle 0.11 hands large element-wise ops to its own thread pool,
+/// whose worker then spins beside the matrix products). No autograd: inference only.
+pub fn linear_f32(x: &Tensor, w: &Tensor, b: Option<&Tensor>, residual: Option<&Tensor>) -> Result<Tensor> {
+    let (n_out, k) = w.dims2()?;
+    let mut dims = x.dims().to_vec();
+    if dims.last() != Some(&k) {
+        candle_core::bail!("linear_f32: input {:?} does not end in the weight's {k} columns", x.dims());
+    }
+    let rows = x.elem_count() / k.max(1);
+    *dims.last_mut().expect("checked above") = n_out;
+    let bias: Option<Vec<f32>> = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
+    if bias.as_ref().is_some_and(|b| b.len() != n_out) {
+        candle_core::bail!("linear_f32: {:?} biases for {n_out} outputs", b.map(|b| b.dims().to_vec()));
+    }
+    if residual.is_some_and(|r| r.dims() != dims.as_slice()) {
+        candle_core::bail!("linear_f32: residual {:?}, output {:?}", residual.map(|r| r.dims().to_vec()), dims);
+    }
+    let (x, w, residual) = (x.contiguous()?, w.contiguous()?, residual.map(|r| r.contiguous()).transpose()?);
+    let mut out = vec![0f32; rows * n_out];
+    with_cpu_f32(&x, |xv| {
+        with_cpu_f32(&w, |wv| {
+            let fill = |out: &mut [f32], rv: Option<&[f32]>| {
+                let rows_per_task = (TASK_ELEMS / n_out.max(1)).max(1);
+                out.par_chunks_mut(rows_per_task * n_out).enumerate().for_each(|(c, o)| {
+                    let start = c * rows_per_task * n_out;
+                    for (i, row) in o.chunks_exact_mut(n_out).enumerate() {
+                        let r = rv.map(|rv| &rv[start + i * n_out..start + (i + 1) * n_out]);
+                        match (&bias, r) {
+                            (Some(b), Some(r)) => row.iter_mut().zip(r).zip(b).for_each(|((o, &r), &b)| *o = r + b),
+                            (Some(b), None) => row.copy_from_slice(b),
+                            (None, Some(r)) => row.copy_from_slice(r),
+                            (None, None) => {}
+                        }
+                    }
+                });
+            };
+            match &residual {
+                Some(r) => with_cpu_f32(r, |rv| {
+                    fill(&mut out, Some(rv));
+                    Ok(())
+                })?,
+                None if bias.is_some() => fill(&mut out, None),
+                None => {}
+            }
+            let accumulate = bias.is_some() || residual.is_some();
+            let threads = rayon::current_num_threads();
+            gemm_f32(rows, n_out, k, &mut out, n_out, xv, (k, 1), wv, (1, k), threads, accumulate);
+            Ok(())
+        })
+    })?;
+    Tensor::from_vec(out, dims, x.device())
+}
+
+/// Calls `f` with the f32 data of a contiguous CPU tensor.
+pub fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => f(contiguous_f32(s, layout)?),
+        _ => candle_core::bail!("fused CPU kernel: CPU tensors only"),
+    }
+}
+
 /// LayerNorm over the last dimension (`weight`, `bias` parameters). candle's fused
 /// `ops::layer_norm` (and `candle_nn::LayerNorm` on contiguous input) has no backward, so
 /// `forward(x, true)` composes it from differentiable ops; `forward(x, false)` uses the fused
@@ -322,6 +391,36 @@ mod tests {
             let d = (erf_f32(x) as f64 - erf64(x as f64)).abs();
             assert!(d < 5e-7, "erf({x}): {d}");
         }
+    }
+
+    #[test]
+    fn linear_matches_candle_with_bias_and_residual() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 37, 19), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (23, 19), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 23, &dev).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (2, 37, 23), &dev).unwrap();
+        let plain = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+        let with_b = plain.broadcast_add(&b).unwrap();
+        let with_br = (&with_b + &r).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        };
+        assert!(diff(&linear_f32(&x, &w, None, None).unwrap(), &plain) < 1e-4);
+        assert!(diff(&linear_f32(&x, &w, Some(&b), None).unwrap(), &with_b) < 1e-4);
+        assert!(diff(&linear_f32(&x, &w, Some(&b), Some(&r)).unwrap(), &with_br) < 1e-4);
+        assert!(diff(&linear_f32(&x, &w, None, Some(&r)).unwrap(), &(&plain + &r).unwrap()) < 1e-4);
+        // Non-contiguous input (a transposed view) is made contiguous first.
+        let xt = x.transpose(0, 1).unwrap();
+        let want = xt.broadcast_matmul(&w.t().unwrap()).unwrap();
+        assert!(diff(&linear_f32(&xt, &w, None, None).unwrap(), &want) < 1e-4);
+        // Shape errors say what did not fit.
+        let e = linear_f32(&x, &w.narrow(1, 0, 18).unwrap(), None, None).unwrap_err().to_string();
+        assert!(e.contains("18 columns"), "{e}");
+        let e = linear_f32(&x, &w, Some(&b.narrow(0, 0, 5).unwrap()), None).unwrap_err().to_string();
+        assert!(e.contains("biases"), "{e}");
+        let e = linear_f32(&x, &w, None, Some(&x)).unwrap_err().to_string();
+        assert!(e.contains("residual"), "{e}");
     }
 
     fn erf64(x: f64) -> f64 {
