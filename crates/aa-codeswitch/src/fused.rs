@@ -96,6 +96,20 @@ fn softmax_dispatch(level: SimdLevel, s: &mut [f32], t: usize, mask: Option<&[f3
     }
 }
 
+/// `out = scale · rot(x)` for one head's row (rotate-half rotary: the first half pairs with the
+/// second), written with zipped slices so the loop vectorises.
+#[inline(always)]
+fn rotate_half(out: &mut [f32], x: &[f32], cos: &[f32], sin: &[f32], scale: f32) {
+    let half = cos.len();
+    let (x1, x2) = x.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    for ((((o1, o2), (&a, &b)), &c), &s) in o1.iter_mut().zip(o2).zip(x1.iter().zip(x2)).zip(cos).zip(sin) {
+        let (a, b) = (a * scale, b * scale);
+        *o1 = a * c - b * s;
+        *o2 = b * c + a * s;
+    }
+}
+
 /// Whether the fused kernel applies (CPU, f32).
 pub(crate) fn applies(q: &Tensor) -> bool {
     q.device().is_cpu() && q.dtype() == DType::F32
@@ -134,15 +148,9 @@ pub(crate) fn attention(
             for ti in 0..t {
                 let src = bi * t * e + ti * e + h * d;
                 let tab = (bi * t + ti) * half;
-                for i in 0..half {
-                    let (c, sn) = (cv[tab + i], sv[tab + i]);
-                    let (q1, q2) = (qv[src + i], qv[src + i + half]);
-                    qr[ti * d + i] = (q1 * scale) * c - (q2 * scale) * sn;
-                    qr[ti * d + i + half] = (q2 * scale) * c + (q1 * scale) * sn;
-                    let (k1, k2) = (kv[src + i], kv[src + i + half]);
-                    kr[ti * d + i] = k1 * c - k2 * sn;
-                    kr[ti * d + i + half] = k2 * c + k1 * sn;
-                }
+                let (c, sn) = (&cv[tab..tab + half], &sv[tab..tab + half]);
+                rotate_half(&mut qr[ti * d..(ti + 1) * d], &qv[src..src + d], c, sn, scale);
+                rotate_half(&mut kr[ti * d..(ti + 1) * d], &kv[src..src + d], c, sn, 1.0);
             }
             gemm_f32(t, t, d, s, t, qr, (d, 1), kr, (1, d), 1, false);
             softmax_dispatch(level, s, t, mask.as_ref().map(|m| &m[bi * t..(bi + 1) * t]));
