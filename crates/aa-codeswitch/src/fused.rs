@@ -11,25 +11,17 @@
 //! living in a per-thread scratch buffer (no `[N, 4E]` tensor, which at batch 32 × 256 is a
 //! 63 MB allocation the allocator hands back to the OS and page-faults in again every layer).
 
-use aa_graph::dense::{contiguous_f32, exp_nonpositive, gelu_f32, gemm_f32};
+use aa_graph::dense::{exp_nonpositive, gelu_f32, gemm_f32, storage_f32};
 use aa_graph::kernels::{simd_level, SimdLevel};
-use candle_core::{DType, Layout, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
-
-/// The f32 data of a contiguous CPU tensor's storage (the workspace's `contiguous_f32`).
-fn f32_slice<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
-    match storage {
-        Storage::Cpu(cpu) => contiguous_f32(cpu, layout),
-        _ => candle_core::bail!("fused ESM kernel: CPU tensors only"),
-    }
-}
 
 /// Binds `$name` to the f32 slice of tensor `$t` (made contiguous) for the rest of the scope.
 macro_rules! f32_view {
     ($name:ident, $t:expr) => {
         let owner = $t.contiguous()?;
         let (guard, layout) = owner.storage_and_layout();
-        let $name = f32_slice(&guard, layout)?;
+        let $name = storage_f32(&guard, layout)?;
     };
 }
 

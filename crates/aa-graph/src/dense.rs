@@ -301,13 +301,18 @@ pub fn linear_f32(x: &Tensor, w: &Tensor, b: Option<&Tensor>, residual: Option<&
     Tensor::from_vec(out, dims, x.device())
 }
 
+/// The f32 data of a contiguous tensor's storage; an error off the CPU.
+pub fn storage_f32<'a>(storage: &'a candle_core::Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        candle_core::Storage::Cpu(s) => contiguous_f32(s, layout),
+        _ => candle_core::bail!("fused CPU kernel: CPU tensors only"),
+    }
+}
+
 /// Calls `f` with the f32 data of a contiguous CPU tensor.
 pub fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => f(contiguous_f32(s, layout)?),
-        _ => candle_core::bail!("fused CPU kernel: CPU tensors only"),
-    }
+    f(storage_f32(&storage, layout)?)
 }
 
 /// LayerNorm over the last dimension (`weight`, `bias` parameters). candle's fused

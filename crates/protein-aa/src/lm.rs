@@ -41,30 +41,30 @@ impl LmFeatures {
     /// the unit has no residue token), then `extra[i]` zero rows (its virtual node). Windows
     /// seen before come from the cache; the others share one ESM forward pass.
     pub fn rows(&self, windows: &[&ResidueWindow], masked: Option<&[Vec<bool>]>, extra: &[usize]) -> Result<Tensor> {
-        let key = |w: &ResidueWindow| (Arc::as_ptr(&w.graph) as usize, w.units.clone());
-        let missing: Vec<&ResidueWindow> = {
-            let cache =
-                self.cache.lock().map_err(|_| candle_core::Error::Msg("language-model cache poisoned".into()))?;
+        let keys: Vec<(usize, Vec<u32>)> =
+            windows.iter().map(|w| (Arc::as_ptr(&w.graph) as usize, w.units.clone())).collect();
+        let poisoned = || candle_core::Error::Msg("language-model cache poisoned".into());
+        let missing: Vec<usize> = {
+            let cache = self.cache.lock().map_err(|_| poisoned())?;
             let mut seen = std::collections::HashSet::new();
-            windows.iter().copied().filter(|w| !cache.contains_key(&key(w)) && seen.insert(key(w))).collect()
+            (0..windows.len()).filter(|&i| !cache.contains_key(&keys[i]) && seen.insert(&keys[i])).collect()
         };
         if !missing.is_empty() {
-            let computed = self.compute(&missing)?;
-            let mut cache =
-                self.cache.lock().map_err(|_| candle_core::Error::Msg("language-model cache poisoned".into()))?;
-            for (w, t) in missing.iter().zip(computed) {
-                cache.insert(key(w), (w.graph.clone(), t));
+            let computed = self.compute(&missing.iter().map(|&i| windows[i]).collect::<Vec<_>>())?;
+            let mut cache = self.cache.lock().map_err(|_| poisoned())?;
+            for (&i, t) in missing.iter().zip(computed) {
+                cache.insert(keys[i].clone(), (windows[i].graph.clone(), t));
             }
         }
-        let cache = self.cache.lock().map_err(|_| candle_core::Error::Msg("language-model cache poisoned".into()))?;
+        let cache = self.cache.lock().map_err(|_| poisoned())?;
         let zero = Tensor::zeros((1, self.dim()), candle_core::DType::F32, &Device::Cpu)?;
         let mut rows = Vec::new();
         for (i, w) in windows.iter().enumerate() {
-            let t = &cache[&key(w)].1;
+            let t = &cache[&keys[i]].1;
             match masked.and_then(|m| m.get(i)) {
                 Some(m) if m.iter().any(|&x| x) => {
-                    for (k, &is_masked) in m.iter().enumerate().take(w.units.len()) {
-                        rows.push(if is_masked { zero.clone() } else { t.narrow(0, k, 1)? });
+                    for k in 0..w.units.len() {
+                        rows.push(if m.get(k) == Some(&true) { zero.clone() } else { t.narrow(0, k, 1)? });
                     }
                 }
                 _ => rows.push(t.clone()),

@@ -260,8 +260,21 @@ fn language_model_features_feed_vabs() {
     let batch = aa_codeswitch::CodeSwitchBatch::collate(&[&seq], &lm.package.alphabet, &Device::Cpu).unwrap();
     let h = lm.package.model.forward(&batch, &aa_codeswitch::EsmRequest::default()).unwrap().hidden;
     let direct = h.get(0).unwrap().narrow(0, 1, 38).unwrap();
-    let d = (alone - direct).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (&alone - direct).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(d < 1e-5, "{d}");
+    // A cached window masked differently (and with a mask shorter than the window): only the
+    // masked row is zero, the rest equal the unmasked rows.
+    let mut short = vec![false; 10];
+    short[3] = true;
+    let again = lm.rows(&refs[..1], Some(&[short]), &[0]).unwrap();
+    assert_eq!(again.dims(), &[38, 32]);
+    let row_norm = |t: &candle_core::Tensor, r: usize| {
+        t.get(r).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()
+    };
+    assert_eq!(row_norm(&again, 3), 0.0);
+    let keep = |t: &candle_core::Tensor| t.narrow(0, 4, 34).unwrap();
+    let d = (keep(&again) - keep(&alone)).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(d, 0.0);
     // SMPC and a residue task with the features: gradients reach every parameter, including
     // the feature encoder (`esm_feat_encoder`), and training lowers the loss.
     let cfg = VabsConfig { lm_dim: Some(lm.dim()), ..tiny() };
