@@ -1,27 +1,32 @@
-//! Embed glycans with a pretrained GlycanAA encoder in a few lines of Rust — the library call
-//! behind `allatom embed --glycan`.
+//! Embed glycans with a pretrained encoder package in a few lines of Rust — the library calls
+//! behind `allatom embed --glycan`. Any family loads the same way (`Model::from_pretrained`).
 //!
 //! `cargo run --release -p allatom-examples --example embed_glycan [MODEL]`
-//! where MODEL is a package directory or a hub id (default: models/preglycanaa-small).
+//! where MODEL is a package directory, a hub id or `preglycanaa-small` (the built-in default).
 
 use aa_pretrain::hub::HubOptions;
-use glycan_aa::encoder::GlycanEncoder;
+use allatom::Model;
 
 fn main() -> anyhow::Result<()> {
-    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/preglycanaa-small").to_string();
-    let model = std::env::args().nth(1).unwrap_or(default);
-    let encoder = GlycanEncoder::from_pretrained(&model, &HubOptions::from_env())?;
+    let model = std::env::args().nth(1).unwrap_or_else(|| allatom::DEFAULT_MODEL.to_string());
+    let model = Model::from_pretrained(&model, &HubOptions::from_env())?;
 
     let glycans = ["Neu5Ac(a2-3)Gal(b1-4)GlcNAc", "Fuc(a1-2)Gal(b1-3)GalNAc"];
-    let graphs = glycans.iter().map(|g| encoder.featurize(g)).collect::<Result<Vec<_>, _>>()?;
-    let out = encoder.embed(&graphs.iter().collect::<Vec<_>>())?;
+    let windows = glycans.iter().map(|g| model.glycan_window(g)).collect::<Result<Vec<_>, _>>()?;
+    let out = model.encoder.encode(&windows.iter().collect::<Vec<_>>(), false)?;
+    let graph = model.encoder.readout().forward(&out, false)?;
 
-    // One row per glycan; per-monosaccharide and per-atom rows are in `out.nodes`.
-    let rows = out.graph.to_vec2::<f32>()?;
-    for (g, row) in glycans.iter().zip(&rows) {
+    // One row per glycan; per-monosaccharide rows in `out.units`, per-atom rows in `out.atoms`,
+    // every layer's in `out.layers`.
+    for (g, row) in glycans.iter().zip(graph.to_vec2::<f32>()?) {
         println!("{g}: {} dims, first {:?}", row.len(), &row[..4]);
     }
-    let (u0, u1) = (out.offsets[0], out.offsets[0] + out.num_units[0]);
-    println!("{}: {} monosaccharide rows of width {}", glycans[0], u1 - u0, out.nodes.dim(1)?);
+    println!(
+        "{}: {} monosaccharide rows of width {}, {} layers",
+        glycans[0],
+        out.unit_rows(0).len(),
+        out.units.dim(1)?,
+        out.layers.len()
+    );
     Ok(())
 }

@@ -6,31 +6,25 @@
 //! (default FILE: biopython's 7DDO, an N-glycosylated ACE2, after `cargo xtask fetch-data`).
 
 use aa_pretrain::hub::HubOptions;
-use glycan_aa::encoder::GlycanEncoder;
+use allatom::Model;
 use protein_aa::{read_structure_file, StructureOptions};
 
 fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut args = std::env::args().skip(1);
     let file = args.next().unwrap_or(format!("{root}/data/fetched/structures/biopython/7DDO.pdb"));
-    let model = args.next().unwrap_or(format!("{root}/models/preglycanaa-small"));
-    let encoder = GlycanEncoder::from_pretrained(&model, &HubOptions::from_env())?;
+    let model = args.next().unwrap_or_else(|| allatom::DEFAULT_MODEL.to_string());
+    let model = Model::from_pretrained(&model, &HubOptions::from_env())?;
     let structure = read_structure_file(std::path::Path::new(&file), &StructureOptions::default())?;
 
     for tree in &structure.glycans {
-        let graph = encoder.featurize(&tree.iupac)?;
-        let out = encoder.embed(&[&graph])?;
+        let window = model.glycan_window(&tree.iupac)?;
+        let out = model.encoder.encode(&[&window], false)?;
+        let graph = model.encoder.readout().forward(&out, false)?;
         // Monosaccharide rows follow the IUPAC string, as `iupac_order` lists the units.
-        let residues: Vec<String> = tree
-            .iupac_order
-            .iter()
-            .map(|&u| {
-                let unit = &structure.graph.units[u as usize];
-                let label = unit.label.as_ref().map(|l| format!("{}{}", l.chain, l.number)).unwrap_or_default();
-                format!("{} {label}", unit.name)
-            })
-            .collect();
-        let norm: f32 = out.graph.sqr()?.sum_all()?.sqrt()?.to_scalar()?;
+        let residues: Vec<String> =
+            tree.iupac_order.iter().map(|&u| allatom::embed::unit_label(&structure.graph, u)).collect();
+        let norm: f32 = graph.sqr()?.sum_all()?.sqrt()?.to_scalar()?;
         println!(
             "{} on {}: residues {residues:?}, embedding norm {norm:.3}",
             tree.iupac,

@@ -33,10 +33,12 @@ mod element;
 mod graph;
 pub mod kernels;
 pub mod neighbors;
+mod window;
 
 pub use batch::Batch;
 pub use csr::Csr;
 pub use element::Element;
+pub use window::Window;
 pub use graph::{
     hill_formula, Anomer, Atom, Bond, BondOrder, HeteroGraph, Level, ResidueLabel, SpatialKind, SpatialRelation, Unit,
     UnitKind, UnitLink, UnitLinkKind,

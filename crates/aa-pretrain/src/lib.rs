@@ -11,6 +11,7 @@ pub mod init;
 pub mod metrics;
 pub mod optim;
 pub mod rng;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 

@@ -280,6 +280,9 @@ pub struct VabsOutput {
     pub atom_edges: Edges,
     /// See `atom_edges`.
     pub atom_edge_features: Tensor,
+    /// Every layer's atom features `[N_atoms, dim]` (the last equals `atoms`); a unit's rows
+    /// are its anchor's.
+    pub layers: Vec<Tensor>,
 }
 
 /// The Vabs-Net encoder.
@@ -379,10 +382,12 @@ impl Vabs {
             unit_edges: &ug.edges,
             unit_edge_features: &unit_edge_features,
         };
+        let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             x = layer.forward(&x, &g, train)?;
+            layers.push(x.clone());
         }
         let units = x.index_select(&anchors, 0)?;
-        Ok(VabsOutput { atoms: x, units, atom_edges: ag.edges, atom_edge_features })
+        Ok(VabsOutput { atoms: x, units, atom_edges: ag.edges, atom_edge_features, layers })
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-use glycan_aa::encoder::GlycanEncoder;
+use allatom::{Model, Window};
 
 fn allatom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_allatom"))
@@ -25,7 +25,7 @@ fn package(dir: &Path) {
     let text = std::fs::read_to_string(GLYCANS).expect("run `cargo xtask data` first");
     let rows: Vec<&str> = text.lines().take(1).chain(text.lines().skip(1).step_by(100)).collect();
     std::fs::write(dir.join("g.csv"), rows.join("\n") + "\n").unwrap();
-    let cfg = serde_json::json!({"data": {"glycans": "g.csv", "column": "glycan", "valid_fraction": 0.2},
+    let cfg = serde_json::json!({"objective": "preglycanaa", "data": {"glycans": "g.csv", "column": "glycan", "valid_fraction": 0.2},
         "model": {"num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16], "batch_norm": true,
                   "activation": "gelu", "concat_hidden": true, "readout_type": "mono"},
         "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 4}});
@@ -88,14 +88,18 @@ fn embeddings_from_the_cli_equal_the_library_and_pool_consistently() {
         .arg(d.join("g1.npy")));
     assert_eq!(std::fs::read(d.join("g1.npy")).unwrap(), std::fs::read(d.join("g.npy")).unwrap());
 
-    let enc = GlycanEncoder::from_dir(&d.join("pkg")).unwrap();
-    let graphs: Vec<_> = glycans.iter().map(|g| enc.featurize(g).unwrap()).collect();
-    let lib = enc.embed(&graphs.iter().collect::<Vec<_>>()).unwrap();
-    assert_eq!(shape, lib.graph.dims());
-    let lib_rows: Vec<f32> = lib.graph.flatten_all().unwrap().to_vec1().unwrap();
+    let model = Model::from_dir(&d.join("pkg")).unwrap();
+    let windows: Vec<Window> = glycans.iter().map(|g| model.glycan_window(g).unwrap()).collect();
+    let embed = |ws: &[&Window]| {
+        let out = model.encoder.encode(ws, false).unwrap();
+        model.encoder.readout().forward(&out, false).unwrap()
+    };
+    let lib = embed(&windows.iter().collect::<Vec<_>>());
+    assert_eq!(shape, lib.dims());
+    let lib_rows: Vec<f32> = lib.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(cli, lib_rows, "CLI and library embeddings are identical");
     // One glycan alone gives the same row (inference BatchNorm: no batch dependence).
-    let alone = enc.embed(&[&graphs[1]]).unwrap().graph.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let alone = embed(&[&windows[1]]).flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let w = shape[1];
     let max_diff = alone.iter().zip(&cli[w..2 * w]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max_diff < 1e-5, "{max_diff}");
@@ -109,8 +113,8 @@ fn embeddings_from_the_cli_equal_the_library_and_pool_consistently() {
         .arg("--out")
         .arg(d.join("u.safetensors")));
     let t = candle_core::safetensors::load(d.join("u.safetensors"), &Device::Cpu).unwrap();
-    let (emb, gi) = (&t["embeddings"], t["glycan_index"].to_vec1::<u32>().unwrap());
-    assert_eq!(gi.len(), graphs.iter().map(|g| g.num_units).sum::<usize>());
+    let (emb, gi) = (&t["embeddings"], t["input_index"].to_vec1::<u32>().unwrap());
+    assert_eq!(gi.len(), windows.iter().map(|w| w.units.len()).sum::<usize>());
     let meta: Vec<serde_json::Value> =
         std::fs::read_to_string(d.join("u.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for (i, m) in meta.iter().enumerate() {
@@ -133,7 +137,7 @@ fn embeddings_from_the_cli_equal_the_library_and_pool_consistently() {
         .arg(d.join("a.safetensors")));
     let t = candle_core::safetensors::load(d.join("a.safetensors"), &Device::Cpu).unwrap();
     let z = t["atomic_number"].to_vec1::<u32>().unwrap();
-    assert_eq!(z.len(), graphs[0].node_type.len() - graphs[0].num_units);
+    assert_eq!(z.len(), windows[0].graph.num_atoms());
     assert!(z.iter().all(|z| [6, 7, 8].contains(z)), "{z:?}");
     let units = t["unit_index"].to_vec1::<u32>().unwrap();
     assert!(units.windows(2).all(|w| w[0] <= w[1]) && units[units.len() - 1] == 2, "{units:?}");

@@ -87,7 +87,7 @@ fn embed_fasta_and_structures_with_an_esm_model() {
     let meta: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(d.join("s.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(meta["rows"], serde_json::json!([0, 76]));
-    assert_eq!(meta["labels"][0], "A MET 1");
+    assert_eq!(meta["units"][0], "A MET 1");
     // A FASTA record without a sequence: error, nothing written.
     std::fs::write(d.join("bad.fasta"), ">one\n>two\nMK\n").unwrap();
     let out = allatom()
@@ -164,9 +164,10 @@ fn esm_aa_pretraining_config_runs() {
         .arg(d.join("e.safetensors")));
     let dssp = dssp_subset(d, 6);
     let task = serde_json::json!({
-        "objective": "residue_task", "task": "dssp", "lm": "lm",
+        "objective": "unit_task", "task": "dssp",
         "data": { "structures": [dssp], "valid_fraction": 0.2, "test_fraction": 0.2, "window": 64 },
-        "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 8 },
+        "encoder": { "family": "vabs", "lm": "lm",
+            "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 8 } },
         "train": { "epochs": 1, "batch_size": 4, "optimizer": { "lr": 1e-3 }, "seed": 0 }
     });
     std::fs::write(d.join("t.json"), task.to_string()).unwrap();
@@ -176,36 +177,26 @@ fn esm_aa_pretraining_config_runs() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("t/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["history"][0]["valid"]["accuracy"].as_f64().map(|a| a > 0.0), Some(true));
-    // SMPC pretraining with the same features; fine-tuning from it without naming the language
-    // model is refused (the encoder expects its features).
+    // SMPC pretraining with the same features; fine-tuning from it takes the encoder, language
+    // model included, from the checkpoint.
     let smpc = serde_json::json!({
         "objective": "vabs_smpc", "lm": "lm",
         "data": { "structures": [dssp], "valid_fraction": 0.2 },
-        "model": task["model"], "masking": { "window": 48 },
+        "model": task["encoder"]["model"], "masking": { "window": 48 },
         "train": { "epochs": 1, "batch_size": 4, "optimizer": { "lr": 1e-3 }, "seed": 0 }
     });
     std::fs::write(d.join("s.json"), smpc.to_string()).unwrap();
     ok(allatom().args(["pretrain", "--config"]).arg(d.join("s.json")).arg("--run-dir").arg(d.join("s")));
     let mut from = task.clone();
     from["pretrained"] = serde_json::json!("s");
-    from.as_object_mut().unwrap().remove("lm");
-    std::fs::write(d.join("f.json"), from.to_string()).unwrap();
-    let out = allatom()
-        .args(["finetune", "--config"])
-        .arg(d.join("f.json"))
-        .arg("--run-dir")
-        .arg(d.join("f"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("name the model in `lm`"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    from["lm"] = serde_json::json!("lm");
+    from.as_object_mut().unwrap().remove("encoder");
     std::fs::write(d.join("f.json"), from.to_string()).unwrap();
     ok(allatom().args(["finetune", "--config"]).arg(d.join("f.json")).arg("--run-dir").arg(d.join("f")));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("f/summary.json")).unwrap()).unwrap();
+    let lm = summary["encoder"]["lm"].as_str().unwrap();
+    assert!(Path::new(lm).is_absolute() && lm.ends_with("lm"), "{lm}");
+    assert_eq!(summary["encoder"]["model"]["lm_dim"], 32);
 }
 
 /// `<dir>/dssp` with the first `n` DSSP-labelled structures of mdanalysistests and their labels.
@@ -242,13 +233,14 @@ fn residue_tasks_on_either_encoder_and_modality() {
         "batch_norm": true, "activation": "gelu", "concat_hidden": true, "readout_type": "mono", "unit_knn": 8 });
     // GlycanAA on protein secondary structure.
     let dssp = dssp_subset(d, 6);
-    let cfg = serde_json::json!({ "objective": "residue_task", "task": "dssp", "encoder": "glycanaa",
+    let cfg = serde_json::json!({ "objective": "unit_task", "task": "dssp",
+        "encoder": { "family": "glycanaa", "featurisation": "molecule", "model": glycanaa },
         "data": { "structures": [dssp], "valid_fraction": 0.2, "test_fraction": 0.2, "window": 64 },
-        "model": glycanaa, "train": train });
+        "train": train });
     std::fs::write(d.join("g.json"), cfg.to_string()).unwrap();
     let out = ok(allatom().args(["finetune", "--config"]).arg(d.join("g.json")).arg("--run-dir").arg(d.join("g")));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(line["encoder"], "glycanaa");
+    assert_eq!(line["family"], "glycanaa");
     assert!(line["test"]["accuracy"].as_f64().unwrap() > 0.0, "{line}");
     // Vabs-Net on lectin-bound glycans (glycontact): one glycan per split group.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/glycontact/unilectin");
@@ -257,19 +249,24 @@ fn residue_tasks_on_either_encoder_and_modality() {
     for f in ["0100_00.pdb", "0100_01.pdb", "0101_00.pdb", "0150_00.pdb", "0200_00.pdb", "0250_00.pdb", "0280_00.pdb"] {
         std::fs::copy(src.join(f), glycans.join(f)).expect("run `cargo xtask fetch-data`");
     }
-    let cfg = serde_json::json!({ "objective": "residue_task", "task": "glycan_mobility",
+    let cfg = serde_json::json!({ "objective": "unit_task", "task": "glycan_mobility",
         "data": { "structures": [glycans], "valid_fraction": 0.2, "test_fraction": 0.2 },
-        "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 8 },
+        "encoder": { "family": "vabs",
+            "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 8 } },
         "train": train });
     std::fs::write(d.join("v.json"), cfg.to_string()).unwrap();
     let out = ok(allatom().args(["finetune", "--config"]).arg(d.join("v.json")).arg("--run-dir").arg(d.join("v")));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((line["encoder"].as_str(), line["task"].as_str()), (Some("vabs"), Some("glycan_mobility")));
+    assert_eq!((line["family"].as_str(), line["task"].as_str()), (Some("vabs"), Some("glycan_mobility")));
     assert!(line["test"]["auroc"].as_f64().is_some(), "{line}");
     // Bad configs fail with a reason and leave no run behind.
     for (edit, reason) in [
-        (serde_json::json!({ "encoder": "gearnet" }), "unknown encoder"),
-        (serde_json::json!({ "encoder": "glycanaa", "lm": "lm", "model": glycanaa }), "for the vabs encoder"),
+        (serde_json::json!({ "encoder": { "family": "gearnet" } }), "unknown encoder family"),
+        (
+            serde_json::json!({ "encoder": { "family": "glycanaa", "featurisation": "molecule", "lm": "lm", "model": glycanaa } }),
+            "unknown field `lm`",
+        ),
+        (serde_json::json!({ "encoder": { "family": "esm", "model": serde_json::to_value(aa_codeswitch::EsmConfig::tiny(false)).unwrap() } }), "amino-acid residues only"),
         (serde_json::json!({ "task": "binding" }), "unknown task"),
     ] {
         let mut bad = cfg.clone();

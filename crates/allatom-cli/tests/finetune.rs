@@ -47,7 +47,8 @@ fn trains_from_scratch_and_from_a_pretrained_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     small_task(dir.path());
     let train = serde_json::json!({"epochs": 2, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1});
-    let scratch = serde_json::json!({"task": {"dir": "tasks", "name": "glycan_type"}, "model": model(),
+    let scratch = serde_json::json!({"objective": "graph_task", "task": {"dir": "tasks", "name": "glycan_type"},
+        "encoder": {"family": "glycanaa", "model": model()},
         "vocab_glycans": "tasks/glycan_type.csv", "train": train});
     let summary = run_ok("finetune", dir.path(), "s", &scratch);
     let acc = summary["test"]["accuracy"].as_f64().unwrap();
@@ -66,22 +67,36 @@ fn trains_from_scratch_and_from_a_pretrained_checkpoint() {
     assert_eq!(valid["metrics"]["accuracy"], summary["best"][0], "{valid} vs {summary}");
 
     // A tiny PreGlycanAA on the same glycans, then fine-tuning from its checkpoint.
-    let pre = serde_json::json!({"data": {"glycans": "tasks/glycan_type.csv", "column": "glycan", "valid_fraction": 0.2},
+    let pre = serde_json::json!({"objective": "preglycanaa", "data": {"glycans": "tasks/glycan_type.csv", "column": "glycan", "valid_fraction": 0.2},
         "model": model(), "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1}});
     run_ok("pretrain", dir.path(), "p", &pre);
     let latest = std::fs::read_to_string(dir.path().join("p/checkpoints/latest")).unwrap();
-    let ft = serde_json::json!({"task": {"dir": "tasks", "name": "glycan_type"}, "model": model(),
+    let ft = serde_json::json!({"objective": "graph_task", "task": {"dir": "tasks", "name": "glycan_type"},
         "pretrained": format!("p/checkpoints/{}", latest.trim()), "lr_ratio": 0.1, "train": train});
     let summary = run_ok("finetune", dir.path(), "f", &ft);
     assert!(summary["test"]["accuracy"].is_number());
+    assert_eq!(summary["encoder"]["family"], "glycanaa", "the encoder comes from the checkpoint");
+    // An encoder and a pretrained run at once: which one? Refused.
+    let mut both = ft.clone();
+    both["encoder"] = serde_json::json!({"family": "glycanaa", "model": model()});
+    std::fs::write(dir.path().join("both.json"), both.to_string()).unwrap();
+    let out = allatom()
+        .args(["finetune", "--config"])
+        .arg(dir.path().join("both.json"))
+        .arg("--run-dir")
+        .arg(dir.path().join("both"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
 }
 
 #[test]
 fn needs_a_vocabulary_source() {
     let dir = tempfile::tempdir().unwrap();
     small_task(dir.path());
-    let cfg = serde_json::json!({"task": {"dir": "tasks", "name": "glycan_type"}, "model": model(),
-        "train": {"epochs": 1, "batch_size": 8, "optimizer": {"lr": 0.01}}});
+    let cfg = serde_json::json!({"objective": "graph_task", "task": {"dir": "tasks", "name": "glycan_type"},
+        "encoder": {"family": "glycanaa", "model": model()}, "train": {"epochs": 1, "batch_size": 8, "optimizer": {"lr": 0.01}}});
     std::fs::write(dir.path().join("c.json"), cfg.to_string()).unwrap();
     let out = allatom()
         .args(["finetune", "--config"])
@@ -102,7 +117,8 @@ fn rgcn_learns_the_taxonomy_levels_jointly() {
     }
     let rgcn = serde_json::json!({"num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16],
         "batch_norm": false, "activation": "relu", "concat_hidden": true, "readout_type": "mono", "variant": "flat"});
-    let cfg = serde_json::json!({"task": {"dir": "tasks", "name": "taxonomy"}, "model": rgcn, "units_only": true,
+    let cfg = serde_json::json!({"objective": "graph_task", "task": {"dir": "tasks", "name": "taxonomy"},
+        "encoder": {"family": "rgcn", "model": rgcn},
         "vocab_glycans": "tasks/taxonomy_domain.csv",
         "train": {"epochs": 3, "batch_size": 16, "optimizer": {"lr": 0.005}, "seed": 2}});
     let summary = run_ok("finetune", dir.path(), "t", &cfg);

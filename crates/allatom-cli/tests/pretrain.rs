@@ -14,6 +14,7 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
     let glycans: Vec<&str> = text.lines().take(61).collect();
     std::fs::write(dir.join("glycans.csv"), glycans.join("\n")).unwrap();
     let cfg = serde_json::json!({
+        "objective": "preglycanaa",
         "data": {"glycans": "glycans.csv", "valid_fraction": 0.2},
         "model": {"num_unit": 0, "num_relation": 0, "input_dim": 16, "hidden_dims": [16, 16],
                   "batch_norm": true, "activation": "gelu", "concat_hidden": true, "readout_type": "mono"},
@@ -79,7 +80,7 @@ fn a_broken_config_fails_with_its_name() {
         allatom().args(["pretrain", "--config"]).arg(&cfg).arg("--run-dir").arg(dir.path().join("r")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.json") && err.contains("not a pretraining config"), "{err}");
+    assert!(err.contains("bad.json") && err.contains("not a run configuration"), "{err}");
     assert!(!dir.path().join("r").exists(), "no partial output");
     let missing = allatom()
         .args(["pretrain", "--config", "/nonexistent/run.json", "--run-dir"])

@@ -377,6 +377,63 @@ impl CompatGraph {
     }
 }
 
+impl CompatGraph {
+    /// The official featurisation read back from its [`HeteroGraph`] form
+    /// ([`CompatGraph::to_hetero`], or any graph whose units carry official unit ids and whose
+    /// unit links carry official link ids as `type_id`): units, then atoms (`units + Z`);
+    /// unit links, bonds and membership both ways. Errors name the first id outside `vocab`.
+    pub fn from_hetero(g: &HeteroGraph, vocab: &CompatVocab) -> Result<CompatGraph, String> {
+        let (nu, nv) = (g.units.len() as u32, vocab.units.len() as u32);
+        let nl = vocab.links.len() as u32;
+        let mut node_type = Vec::with_capacity(g.units.len() + g.atoms.len());
+        for (i, u) in g.units.iter().enumerate() {
+            if u.kind != UnitKind::Monosaccharide {
+                return Err(format!(
+                    "unit {i} ({}) is not a monosaccharide: the official GlycanAA featurisation reads glycans only",
+                    u.name
+                ));
+            }
+            if u.type_id >= nv {
+                return Err(format!(
+                    "unit {i} ({}) has type {} outside the {nv}-unit official vocabulary (not an official-featurisation graph?)",
+                    u.name, u.type_id
+                ));
+            }
+            node_type.push(u.type_id);
+        }
+        let mut cumsum = vec![nu; g.units.len() + 1];
+        for (i, a) in g.atoms.iter().enumerate() {
+            node_type.push(nv + a.element.atomic_number() as u32);
+            let u = a.unit as usize;
+            if u >= g.units.len() {
+                return Err(format!("atom {i} belongs to unit {u} of {nu}"));
+            }
+            cumsum[u + 1] = cumsum[u + 1].max(nu + i as u32 + 1);
+        }
+        for u in 0..g.units.len() {
+            cumsum[u + 1] = cumsum[u + 1].max(cumsum[u]);
+        }
+        let mut edges = Vec::with_capacity(2 * (g.unit_links.len() + g.bonds.len() + g.atoms.len()));
+        for l in &g.unit_links {
+            if l.type_id >= nl {
+                return Err(format!("unit link {}–{} has type {} outside the {nl} official links", l.src, l.dst, l.type_id));
+            }
+            edges.push([l.src, l.dst, l.type_id]);
+            edges.push([l.dst, l.src, l.type_id]);
+        }
+        for b in &g.bonds {
+            let r = nl + b.order.index() as u32;
+            edges.push([nu + b.a, nu + b.b, r]);
+            edges.push([nu + b.b, nu + b.a, r]);
+        }
+        for (i, a) in g.atoms.iter().enumerate() {
+            edges.push([a.unit, nu + i as u32, nl + 4]);
+            edges.push([nu + i as u32, a.unit, nl + 4]);
+        }
+        Ok(CompatGraph { node_type, edges, num_units: g.units.len(), cumsum })
+    }
+}
+
 /// Builds the official featurisation of an IUPAC-condensed glycan.
 pub fn featurize(iupac: &str, vocab: &CompatVocab) -> Result<CompatGraph, GlycanError> {
     let tree = crate::parse_iupac(iupac)?;

@@ -15,8 +15,6 @@
 
 pub mod ccd;
 pub mod compat;
-pub mod encoder;
-pub mod finetune;
 mod fragment;
 pub mod iupac;
 pub mod model;

@@ -188,49 +188,8 @@ impl GlycanAABatch {
         unit_knn: Option<usize>,
         device: &Device,
     ) -> Result<Self> {
-        let nu = molecule_units() as u32;
-        let bond = MOLECULE_LINK_RELATIONS;
-        let as_compat: Vec<CompatGraph> = graphs
-            .iter()
-            .map(|g| {
-                let units = g.units.len() as u32;
-                let mut node_type: Vec<u32> = g.units.iter().map(molecule_unit_type).collect();
-                node_type.extend(g.atoms.iter().map(|a| nu + (a.element.atomic_number() as u32).min(82)));
-                let mut edges = Vec::new();
-                for l in &g.unit_links {
-                    let r = molecule_relation(&l.kind);
-                    edges.push([l.src, l.dst, r]);
-                    edges.push([l.dst, l.src, r]);
-                }
-                for b in &g.bonds {
-                    let r = bond + b.order.index() as u32;
-                    edges.push([units + b.a, units + b.b, r]);
-                    edges.push([units + b.b, units + b.a, r]);
-                }
-                for (i, a) in g.atoms.iter().enumerate() {
-                    edges.push([a.unit, units + i as u32, bond + 4]);
-                    edges.push([units + i as u32, a.unit, bond + 4]);
-                }
-                if let (Some(k), Some(anchors)) = (unit_knn, g.anchor_positions()) {
-                    let with: Vec<u32> = (0..units).filter(|&u| anchors[u as usize].is_some()).collect();
-                    let points: Vec<[f32; 3]> = with.iter().filter_map(|&u| anchors[u as usize]).collect();
-                    let near = aa_graph::neighbors::knn(&points, k);
-                    for (i, &u) in with.iter().enumerate() {
-                        for &j in near.neighbors(i) {
-                            edges.push([with[j as usize], u, molecule_spatial_relation()]);
-                        }
-                    }
-                }
-                // `cumsum` describes the official layout (atoms grouped per residue); the model
-                // does not read it, and true molecules are not laid out that way.
-                CompatGraph { node_type, edges, num_units: g.units.len(), cumsum: Vec::new() }
-            })
-            .collect();
-        let vocab = CompatVocab {
-            units: (0..nu).map(|i| i.to_string()).collect(),
-            links: (0..bond).map(|i| i.to_string()).collect(),
-        };
-        Self::collate(&as_compat.iter().collect::<Vec<_>>(), &vocab, device, false)
+        let as_compat: Vec<CompatGraph> = graphs.iter().map(|g| molecule_compat(g, unit_knn)).collect();
+        Self::collate(&as_compat.iter().collect::<Vec<_>>(), &molecule_vocab(), device, false)
     }
 
     fn collate(graphs: &[&CompatGraph], vocab: &CompatVocab, device: &Device, units_only: bool) -> Result<Self> {
@@ -309,6 +268,56 @@ pub fn molecule_units() -> usize {
     crate::residue::CORES.len() + 1 + AMINO_ACID_TYPES as usize + 1
 }
 
+/// The true-molecule featurisation of one graph in the layout of the official one
+/// ([`CompatGraph`]: units first, then atoms, `(src, dst, relation)` edges both ways), in the
+/// node and relation vocabulary of [`molecule_vocab`]; with `unit_knn = Some(k)`, directed
+/// edges from each unit's `k` nearest units by anchor atom (graphs without coordinates get
+/// none).
+pub fn molecule_compat(g: &aa_graph::HeteroGraph, unit_knn: Option<usize>) -> CompatGraph {
+    let nu = molecule_units() as u32;
+    let bond = MOLECULE_LINK_RELATIONS;
+    let units = g.units.len() as u32;
+    let mut node_type: Vec<u32> = g.units.iter().map(molecule_unit_type).collect();
+    node_type.extend(g.atoms.iter().map(|a| nu + (a.element.atomic_number() as u32).min(82)));
+    let mut edges = Vec::new();
+    for l in &g.unit_links {
+        let r = molecule_relation(&l.kind);
+        edges.push([l.src, l.dst, r]);
+        edges.push([l.dst, l.src, r]);
+    }
+    for b in &g.bonds {
+        let r = bond + b.order.index() as u32;
+        edges.push([units + b.a, units + b.b, r]);
+        edges.push([units + b.b, units + b.a, r]);
+    }
+    for (i, a) in g.atoms.iter().enumerate() {
+        edges.push([a.unit, units + i as u32, bond + 4]);
+        edges.push([units + i as u32, a.unit, bond + 4]);
+    }
+    if let (Some(k), Some(anchors)) = (unit_knn, g.anchor_positions()) {
+        let with: Vec<u32> = (0..units).filter(|&u| anchors[u as usize].is_some()).collect();
+        let points: Vec<[f32; 3]> = with.iter().filter_map(|&u| anchors[u as usize]).collect();
+        let near = aa_graph::neighbors::knn(&points, k);
+        for (i, &u) in with.iter().enumerate() {
+            for &j in near.neighbors(i) {
+                edges.push([with[j as usize], u, molecule_spatial_relation()]);
+            }
+        }
+    }
+    // `cumsum` describes the official layout (atoms grouped per residue); the model does not
+    // read it, and true molecules are not laid out that way.
+    CompatGraph { node_type, edges, num_units: g.units.len(), cumsum: Vec::new() }
+}
+
+/// The node and relation vocabulary of [`molecule_compat`] (names are slot numbers): what
+/// [`GlycanAABatch::from_compat_refs`] needs to collate true-molecule graphs.
+pub fn molecule_vocab() -> CompatVocab {
+    CompatVocab {
+        units: (0..molecule_units()).map(|i| i.to_string()).collect(),
+        links: (0..MOLECULE_LINK_RELATIONS).map(|i| i.to_string()).collect(),
+    }
+}
+
 /// Node type of a unit in the true-molecule featurisation: monosaccharides by core
 /// (`Unit::type_id`; out-of-range ids → the unknown-core slot), amino-acid residues after the
 /// sugars, every other unit in the last slot.
@@ -372,6 +381,8 @@ pub struct GlycanAAOutput {
     /// Every node's features `[N, node_dim]`, in batch order (units first; see
     /// [`GlycanAABatch::order`]).
     pub all_node_feature: Tensor,
+    /// Every block's (or layer's) output `[N, hidden_dims[i]]`, in batch order.
+    pub hiddens: Vec<Tensor>,
 }
 
 #[derive(Debug)]
@@ -457,7 +468,7 @@ impl GlycanAA {
                 }
             }
         }
-        let all = if self.config.concat_hidden { Tensor::cat(&hiddens, D::Minus1)? } else { x };
+        let all = if self.config.concat_hidden { Tensor::cat(&hiddens, D::Minus1)? } else { x.clone() };
         let node_feature = all.narrow(0, 0, batch.edges.num_units)?;
         let (pool, index) = match self.config.readout_type {
             ReadoutNodes::Mono => (&node_feature, &batch.mono_graph),
@@ -466,6 +477,6 @@ impl GlycanAA {
         let mean = scatter_mean(pool, index, batch.num_graphs)?;
         let max = scatter_max(pool, index, batch.num_graphs)?;
         let graph_feature = Tensor::cat(&[mean, max], D::Minus1)?;
-        Ok(GlycanAAOutput { graph_feature, node_feature, all_node_feature: all })
+        Ok(GlycanAAOutput { graph_feature, node_feature, all_node_feature: all, hiddens })
     }
 }

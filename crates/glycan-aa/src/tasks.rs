@@ -28,16 +28,8 @@ pub struct TaskRow {
     pub split: Split,
 }
 
-/// One label column.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Target {
-    /// Its name (the file stem).
-    pub name: String,
-    /// Class names, sorted.
-    pub classes: Vec<String>,
-    /// Whether a glycan may carry several labels (some row has more than one).
-    pub multi_label: bool,
-}
+/// One label column (the workspace's [`aa_encoder::tasks::Target`]).
+pub use aa_encoder::tasks::Target;
 
 /// A task: rows with labels for one or more targets.
 #[derive(Clone, Debug)]

@@ -68,14 +68,9 @@ impl Default for EsmAaMasking {
     }
 }
 
-/// A window of consecutive residues of one chain of a structure.
-#[derive(Clone, Debug)]
-pub struct ResidueWindow {
-    /// The structure's graph.
-    pub graph: Arc<HeteroGraph>,
-    /// Unit indices of the residues, in chain order.
-    pub units: Vec<u32>,
-}
+/// A window of consecutive residues of one chain of a structure (the workspace's
+/// [`aa_graph::Window`]).
+pub type ResidueWindow = aa_graph::Window;
 
 /// Splits the amino-acid residues of every chain into windows of at most `window` residues
 /// (windows shorter than 8 residues are dropped).

@@ -70,3 +70,40 @@ pub fn read_structure_file(path: &Path, opts: &StructureOptions) -> Result<Struc
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// A protein sequence (one-letter codes, case-insensitive) as a graph of residue units without
+/// atoms, one per letter, linked by peptide links: the input of sequence models (ESM) through
+/// the encoder interface. Letters outside the 20 standard amino acids become `UNK` residues
+/// (`X`; `U`, `O`, `B`, `Z` keep their own codes); anything but ASCII letters is an error naming its position.
+pub fn sequence_graph(sequence: &str) -> Result<aa_graph::HeteroGraph, StructureError> {
+    let seq = sequence.trim();
+    if seq.is_empty() {
+        return Err(StructureError::new("empty sequence"));
+    }
+    let mut g = aa_graph::HeteroGraph::default();
+    for (i, c) in seq.chars().enumerate() {
+        if !c.is_ascii_alphabetic() {
+            return Err(StructureError::new(format!("sequence character {} is {c:?}, not an amino-acid letter", i + 1)));
+        }
+        let c = c.to_ascii_uppercase();
+        let k = templates::AMINO_ACIDS.iter().position(|name| aa_codeswitch::one_letter(name) == c);
+        let rare = ["SEC", "PYL", "ASX", "GLX"].into_iter().find(|n| aa_codeswitch::one_letter(n) == c);
+        let name = k.map(|k| templates::AMINO_ACIDS[k]).or(rare).unwrap_or("UNK");
+        g.units.push(aa_graph::Unit {
+            kind: aa_graph::UnitKind::Residue,
+            type_id: k.map_or(20, |k| k as u32),
+            name: name.to_string(),
+            anchor: None,
+            label: Some(aa_graph::ResidueLabel { chain: String::new(), number: i as i32 + 1, insertion: String::new() }),
+        });
+        if i > 0 {
+            g.unit_links.push(aa_graph::UnitLink {
+                src: i as u32 - 1,
+                dst: i as u32,
+                kind: aa_graph::UnitLinkKind::Peptide,
+                type_id: 0,
+            });
+        }
+    }
+    Ok(g)
+}

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use aa_graph::dense::{gelu_erf, LayerNorm as Norm};
+use aa_graph::dense::gelu_erf;
 use aa_graph::kernels::scatter_mean;
 use aa_graph::{HeteroGraph, UnitKind};
 use aa_pretrain::rng::Rng;
@@ -97,29 +97,7 @@ pub fn span_mask(len: usize, ratio: f64, lambda: f64, rng: &mut Rng) -> Vec<bool
     mask
 }
 
-/// Classification head (official `CLSHead` shape): `Linear → GELU → LayerNorm → Linear`.
-#[derive(Clone, Debug)]
-pub struct ClsHead {
-    dense: Linear,
-    layer_norm: Norm,
-    out_proj: Linear,
-}
-
-impl ClsHead {
-    /// `dim` → `classes`.
-    pub fn new(vb: VarBuilder, dim: usize, classes: usize) -> Result<ClsHead> {
-        Ok(ClsHead {
-            dense: candle_nn::linear(dim, dim, vb.pp("dense"))?,
-            layer_norm: Norm::new(vb.pp("layer_norm"), dim, 1e-5)?,
-            out_proj: candle_nn::linear(dim, classes, vb.pp("out_proj"))?,
-        })
-    }
-
-    /// Logits of rows `[N, dim]`.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.out_proj.forward(&self.layer_norm.forward(&gelu_erf(&self.dense.forward(x)?)?, train)?)
-    }
-}
+pub use aa_encoder::heads::ClsHead;
 
 /// Equivariant position head: every atom moves by `Σ_e w_e (x_dst − x_src) / deg` over its
 /// incoming atom edges, `w_e = Linear(GELU(Linear(h_dst + h_src) + Linear(e)))`.

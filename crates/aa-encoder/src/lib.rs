@@ -1,0 +1,173 @@
+#![warn(missing_docs)]
+//! # aa-encoder
+//!
+//! The one seam between front ends and encoder families. Every family — GlycanAA and its
+//! ablations, the monosaccharide-level RGCN, Vabs-Net, ESM-2 / ESM-AA — implements
+//! [`Encoder`]: it reads [`Window`]s of the shared all-atom graph (`aa_graph::HeteroGraph`),
+//! turns them into its own model input ([`Encoder::featurize`]: official GlycanAA typing or
+//! true molecules, bilevel kNN graphs, code-switch sequences) and returns one
+//! [`EncoderOutput`]: every layer's unit and atom states, the final unit embeddings and, where
+//! the family has atom nodes, the final atom embeddings. A [`Readout`] turns an output into one
+//! vector per window ([`readout::MeanMax`] today); [`tasks`] trains any encoder on graph-level
+//! and unit-level labels with the shared trainer of `aa-pretrain`.
+//!
+//! This crate knows no modality and no family: it sits above the layer crates' users and below
+//! the tasks, so a task written here runs every family on every modality (TorchDrug's contract:
+//! every model returns the same output, so any task wraps any model).
+
+pub mod heads;
+pub mod readout;
+pub mod tasks;
+
+use std::any::Any;
+
+pub use aa_graph::Window;
+use aa_graph::UnitKind;
+use candle_core::{Result, Tensor};
+pub use readout::{MeanMax, PoolNodes, Readout};
+
+/// A family's model input for some windows, built by [`Encoder::featurize`] (on the trainer's
+/// helper thread, one batch ahead) and consumed by [`Encoder::forward`] of the same encoder.
+pub struct Featurized {
+    inner: Box<dyn Any + Send>,
+    /// Number of windows it holds.
+    pub windows: usize,
+}
+
+impl Featurized {
+    /// Wraps a family's input for `windows` windows.
+    pub fn new<T: Any + Send>(input: T, windows: usize) -> Featurized {
+        Featurized { inner: Box::new(input), windows }
+    }
+
+    /// The family's input; an error when it was built by another family.
+    pub fn get<T: Any>(&self, family: &str) -> Result<&T> {
+        self.inner.downcast_ref::<T>().ok_or_else(|| {
+            candle_core::Error::Msg(format!("{family}: this input was featurised by another encoder family"))
+        })
+    }
+}
+
+/// One layer's states, rows aligned with [`EncoderOutput::units`] and [`AtomRows`].
+#[derive(Clone, Debug)]
+pub struct LayerStates {
+    /// Unit rows `[U, width]`.
+    pub units: Tensor,
+    /// Atom rows `[A, width]` (when the family has atom nodes for this input).
+    pub atoms: Option<Tensor>,
+}
+
+/// Final atom embeddings and where each row belongs.
+#[derive(Clone, Debug)]
+pub struct AtomRows {
+    /// Atom rows `[A, atom_dim]`, window after window.
+    pub states: Tensor,
+    /// Row in [`EncoderOutput::units`] of each atom's unit.
+    pub unit: Vec<u32>,
+    /// Atom index in its window's graph (`HeteroGraph::atoms`), when the family keeps it.
+    pub graph_atom: Option<Vec<u32>>,
+}
+
+/// What every encoder returns.
+#[derive(Clone, Debug)]
+pub struct EncoderOutput {
+    /// Every layer's states, first layer first (the input embedding is not a layer).
+    pub layers: Vec<LayerStates>,
+    /// Final unit embeddings `[U, unit_dim]`: window after window, each window's units in its
+    /// order.
+    pub units: Tensor,
+    /// Window of each unit row.
+    pub unit_window: Vec<u32>,
+    /// Final atom embeddings, for families with atom nodes (GlycanAA, Vabs-Net, ESM-AA atom
+    /// tokens); `None` otherwise (RGCN, ESM-2).
+    pub atoms: Option<AtomRows>,
+    /// Number of windows.
+    pub windows: usize,
+}
+
+impl EncoderOutput {
+    /// Window of each atom row (through its unit).
+    pub fn atom_window(&self) -> Option<Vec<u32>> {
+        self.atoms.as_ref().map(|a| a.unit.iter().map(|&u| self.unit_window[u as usize]).collect())
+    }
+
+    /// Unit rows of window `w`.
+    pub fn unit_rows(&self, w: usize) -> std::ops::Range<usize> {
+        let lo = self.unit_window.partition_point(|&x| (x as usize) < w);
+        let hi = self.unit_window.partition_point(|&x| (x as usize) <= w);
+        lo..hi
+    }
+}
+
+/// What an encoder needs of its input, so that an impossible pairing is refused before any data
+/// is read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// 3D coordinates (Vabs-Net's kNN graphs and frames).
+    pub coordinates: bool,
+    /// Only amino-acid residues can be written (ESM-2 has no atom tokens).
+    pub residues_only: bool,
+}
+
+/// What a data set offers, for [`check_pairing`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataTraits {
+    /// The data set, for messages (e.g. `glycan_type`).
+    pub name: String,
+    /// Whether its graphs have coordinates.
+    pub coordinates: bool,
+    /// The unit kinds its windows hold.
+    pub unit_kinds: Vec<UnitKind>,
+}
+
+/// Why `encoder` cannot read `data`, if it cannot.
+pub fn check_pairing(encoder: &dyn Encoder, data: &DataTraits) -> std::result::Result<(), String> {
+    let needs = encoder.requirements();
+    if needs.coordinates && !data.coordinates {
+        return Err(format!(
+            "{} needs 3D coordinates, and {} has none (its graphs come without a structure)",
+            encoder.family(),
+            data.name
+        ));
+    }
+    if needs.residues_only && data.unit_kinds.iter().any(|k| *k != UnitKind::Residue) {
+        return Err(format!(
+            "{} reads amino-acid residues only (no atom tokens), and {} holds {:?} units",
+            encoder.family(),
+            data.name,
+            data.unit_kinds.iter().filter(|k| **k != UnitKind::Residue).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+/// The encoder interface. `forward(featurize(windows), train)` gives one [`EncoderOutput`];
+/// `train` selects training behaviour (batch statistics, the differentiable kernels).
+pub trait Encoder: Send + Sync {
+    /// The family name (the `family` field of configs and packages).
+    fn family(&self) -> &str;
+    /// Width of the final unit embeddings.
+    fn unit_dim(&self) -> usize;
+    /// What the encoder needs of its input.
+    fn requirements(&self) -> Requirements {
+        Requirements::default()
+    }
+    /// The family's own graph readout (GlycanAA: mean ‖ max over monosaccharides, or over all
+    /// nodes for its AN ablation).
+    fn readout(&self) -> Box<dyn Readout> {
+        Box::new(MeanMax::default())
+    }
+    /// Builds the model input of `windows` (no randomness, no masking).
+    fn featurize(&self, windows: &[&Window]) -> Result<Featurized>;
+    /// Encodes featurised windows.
+    fn forward(&self, input: &Featurized, train: bool) -> Result<EncoderOutput>;
+    /// `forward(featurize(windows))`.
+    fn encode(&self, windows: &[&Window], train: bool) -> Result<EncoderOutput> {
+        self.forward(&self.featurize(windows)?, train)
+    }
+}
+
+/// The crate README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,57 @@
+//! Graph readouts: one vector per window from an [`EncoderOutput`]. A readout sees only the
+//! output, never the family, so every readout works for every encoder.
+
+use aa_graph::kernels::{scatter_max, scatter_mean};
+use candle_core::{Device, Result, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use crate::EncoderOutput;
+
+/// A graph readout.
+pub trait Readout: Send + Sync {
+    /// Output width for encoders whose final unit (and atom) rows are `unit_dim` wide.
+    fn dim(&self, unit_dim: usize) -> usize;
+    /// One row per window `[windows, dim]`.
+    fn forward(&self, out: &EncoderOutput, train: bool) -> Result<Tensor>;
+}
+
+/// Which rows a pooling readout reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolNodes {
+    /// Unit rows (GlycanAA's monosaccharide readout).
+    #[default]
+    Units,
+    /// Unit and atom rows (GlycanAA-AN); units only when the output has no atoms.
+    All,
+}
+
+/// Mean ‖ max pooling (TorchDrug's `MeanReadout` and `MaxReadout`, concatenated as GlycanAA does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeanMax {
+    /// Rows pooled.
+    pub nodes: PoolNodes,
+}
+
+impl Readout for MeanMax {
+    fn dim(&self, unit_dim: usize) -> usize {
+        2 * unit_dim
+    }
+
+    fn forward(&self, out: &EncoderOutput, _train: bool) -> Result<Tensor> {
+        let dev = out.units.device().clone();
+        let index = |v: &[u32], dev: &Device| Tensor::from_slice(v, v.len(), dev);
+        let (rows, window) = match (&self.nodes, &out.atoms) {
+            (PoolNodes::All, Some(a)) => {
+                let aw = out.atom_window().unwrap_or_default();
+                let mut w = out.unit_window.clone();
+                w.extend(aw);
+                (Tensor::cat(&[&out.units, &a.states], 0)?, index(&w, &dev)?)
+            }
+            _ => (out.units.clone(), index(&out.unit_window, &dev)?),
+        };
+        let mean = scatter_mean(&rows, &window, out.windows)?;
+        let max = scatter_max(&rows, &window, out.windows)?;
+        Tensor::cat(&[mean, max], D::Minus1)
+    }
+}

@@ -1,0 +1,374 @@
+//! Embedding jobs for every family: inputs (glycans, protein sequences, structure files, SDF
+//! molecules) become windows of the shared graph, batches of them go through the encoder, and
+//! the rows — one per input (the encoder's readout), per unit or per atom — come back in input
+//! order with index arrays and one metadata record per input (its rows, unit labels, atom
+//! count — or its error). A bad input costs its own record, never the batch.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aa_encoder::{Encoder, Window};
+use aa_graph::UnitKind;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::inputs::{structure_files, GlycanGraphs};
+use crate::Model;
+
+/// Which rows an embedding job writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// One row per input (the encoder's readout).
+    Graph,
+    /// One row per unit (monosaccharide, residue).
+    Unit,
+    /// One row per atom node.
+    Atom,
+}
+
+/// One thing to embed: its window (or why there is none) and where it came from.
+pub struct Input {
+    /// The window, or the error that prevented it.
+    pub window: std::result::Result<Window, String>,
+    /// Metadata fields of its record (`input`, `structure`, `chain`, …).
+    pub meta: Map<String, Value>,
+}
+
+fn meta(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// IUPAC-condensed glycans in the graph `model` reads (built in parallel).
+pub fn glycan_inputs(model: &Model, glycans: &[String]) -> Vec<Input> {
+    glycans
+        .par_iter()
+        .map(|g| Input { window: model.glycan_window(g).map_err(|e| e.to_string()), meta: meta(json!({ "input": g })) })
+        .collect()
+}
+
+/// Protein sequences `(name, sequence)` as residue graphs (`protein_aa::sequence_graph`).
+pub fn sequence_inputs(records: &[(String, String)]) -> Vec<Input> {
+    records
+        .iter()
+        .map(|(name, seq)| Input {
+            window: protein_aa::sequence_graph(seq).map(|g| Window::whole(Arc::new(g))).map_err(|e| e.to_string()),
+            meta: meta(json!({ "input": name })),
+        })
+        .collect()
+}
+
+/// The windows of structure files (a file, or a directory of them). Official-featurisation
+/// glycan models read every glycan tree in them through its IUPAC string; other models read one
+/// window per chain of amino-acid residues and (unless they read residues only) one per glycan
+/// tree, with their coordinates. `.sdf` / `.mol` files give one window per molecule.
+pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
+    if protein_aa::molfile::is_molfile(path) {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mols = protein_aa::molfile::parse_sdf(&text).map_err(|mut e| {
+            e.path = Some(path.display().to_string());
+            e
+        })?;
+        return Ok(mols
+            .into_iter()
+            .enumerate()
+            .map(|(k, g)| {
+                let m = meta(json!({ "input": g.units.first().map(|u| u.name.clone()), "structure": path, "record": k }));
+                Input { window: Ok(Window::whole(Arc::new(g))), meta: m }
+            })
+            .collect());
+    }
+    let files = structure_files(path)?;
+    let residues_only = model.encoder.requirements().residues_only;
+    let official = matches!(model.glycans, GlycanGraphs::Official(_));
+    let opts = protein_aa::StructureOptions { atom_knn: None, unit_knn: None, ..Default::default() };
+    let per_file: Vec<Vec<Input>> = files
+        .par_iter()
+        .map(|f| match protein_aa::read_structure_file(f, &opts) {
+            Err(e) => vec![Input { window: Err(e.to_string()), meta: meta(json!({ "structure": f })) }],
+            Ok(s) => {
+                let mut v = Vec::new();
+                let g = Arc::new(s.graph);
+                if !official {
+                    for w in protein_aa::esm_pretrain::residue_windows(g.clone(), usize::MAX) {
+                        let chain = g.units[w.units[0] as usize].label.as_ref().map(|l| l.chain.clone()).unwrap_or_default();
+                        v.push(Input { window: Ok(w), meta: meta(json!({ "input": format!("chain {chain}"), "structure": f, "chain": chain })) });
+                    }
+                }
+                if official || !residues_only {
+                    for t in &s.glycans {
+                        let m = meta(json!({ "input": t.iupac, "structure": f, "attached_to": t.attached_to }));
+                        let window = if official {
+                            model.glycan_window(&t.iupac).map_err(|e| e.to_string())
+                        } else {
+                            Ok(Window { graph: g.clone(), units: t.iupac_order.clone() })
+                        };
+                        let mut m = m;
+                        m.insert("residues".into(), json!(t.iupac_order.iter().map(|&u| unit_label(&g, u)).collect::<Vec<_>>()));
+                        v.push(Input { window, meta: m });
+                    }
+                }
+                v
+            }
+        })
+        .collect();
+    Ok(per_file.into_iter().flatten().collect())
+}
+
+/// A unit's label: `chain name number[insertion]` for units read from a file, else its name.
+pub fn unit_label(g: &aa_graph::HeteroGraph, u: u32) -> String {
+    let unit = &g.units[u as usize];
+    match &unit.label {
+        Some(l) if !l.chain.is_empty() => format!("{} {} {}{}", l.chain, unit.name, l.number, l.insertion),
+        _ => unit.name.clone(),
+    }
+}
+
+/// Why `encoder` cannot read `w`, if it cannot (before any batch is built).
+fn window_error(encoder: &dyn Encoder, w: &Window) -> Option<String> {
+    let needs = encoder.requirements();
+    if needs.coordinates && w.graph.positions.is_none() {
+        return Some(format!("{} needs 3D coordinates, and this input has none", encoder.family()));
+    }
+    if needs.residues_only && w.units.iter().any(|&u| w.graph.units[u as usize].kind != UnitKind::Residue) {
+        return Some(format!("{} reads amino-acid residues only (no atom tokens)", encoder.family()));
+    }
+    None
+}
+
+/// What an embedding job produced.
+pub struct Embeddings {
+    /// The rows `[rows, width]`, inputs in order.
+    pub matrix: Tensor,
+    /// Index arrays (unit and atom levels): `input_index`, `unit_index`, and for atoms
+    /// `atom_index`, `atomic_number`.
+    pub index: HashMap<String, Tensor>,
+    /// One JSON line per input.
+    pub jsonl: String,
+    /// Inputs embedded.
+    pub embedded: usize,
+    /// Inputs that failed.
+    pub failed: usize,
+}
+
+/// Rows of one batch, before assembly.
+struct Part {
+    rows: Tensor,
+    spans: Vec<(usize, usize)>,
+    input: Vec<u32>,
+    unit: Vec<u32>,
+    atom: Vec<u32>,
+    element: Vec<u32>,
+}
+
+fn batch_rows(encoder: &dyn Encoder, items: &[(usize, &Window)], level: Level) -> candle_core::Result<Part> {
+    let windows: Vec<&Window> = items.iter().map(|(_, w)| *w).collect();
+    let out = encoder.encode(&windows, false)?;
+    let (mut spans, mut input, mut unit, mut atom, mut element) = (vec![], vec![], vec![], vec![], vec![]);
+    let rows = match level {
+        Level::Graph => {
+            spans = (0..items.len()).map(|k| (k, k + 1)).collect();
+            encoder.readout().forward(&out, false)?
+        }
+        Level::Unit => {
+            for (k, (i, w)) in items.iter().enumerate() {
+                let r = out.unit_rows(k);
+                spans.push((r.start, r.end));
+                input.extend(std::iter::repeat_n(*i as u32, r.len()));
+                unit.extend(0..w.units.len() as u32);
+            }
+            out.units.clone()
+        }
+        Level::Atom => {
+            let Some(a) = &out.atoms else {
+                candle_core::bail!("--level atom: the {} encoder has no atom rows for these inputs", encoder.family());
+            };
+            let Some(graph_atom) = &a.graph_atom else {
+                candle_core::bail!("--level atom: the {} encoder does not map its atom rows to input atoms", encoder.family());
+            };
+            let window = out.atom_window().unwrap_or_default();
+            let first_unit: Vec<usize> = (0..items.len()).map(|k| out.unit_rows(k).start).collect();
+            let mut order: Vec<usize> = (0..window.len()).collect();
+            order.sort_by_key(|&r| window[r]);
+            let mut lo = 0;
+            for (k, (i, w)) in items.iter().enumerate() {
+                let mine: Vec<usize> = order.iter().copied().filter(|&r| window[r] as usize == k).collect();
+                spans.push((lo, lo + mine.len()));
+                lo += mine.len();
+                for r in mine {
+                    input.push(*i as u32);
+                    unit.push((a.unit[r] as usize - first_unit[k]) as u32);
+                    atom.push(graph_atom[r]);
+                    element.push(w.graph.atoms.get(graph_atom[r] as usize).map_or(0, |x| x.element.atomic_number() as u32));
+                }
+            }
+            let idx: Vec<u32> = order.iter().map(|&r| r as u32).collect();
+            let n = idx.len();
+            a.states.index_select(&Tensor::from_vec(idx, n, &Device::Cpu)?, 0)?
+        }
+    };
+    Ok(Part { rows, spans, input, unit, atom, element })
+}
+
+/// Most units in one batch (bounds a batch's memory and an ESM batch's padding).
+const BATCH_UNITS: usize = 8192;
+
+/// Embeds `inputs` with `model` at `level`, at most `batch_size` inputs per forward pass;
+/// batches of similar size run in parallel, a group at a time (bounded memory).
+pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -> Result<Embeddings> {
+    let encoder = model.encoder.as_ref();
+    let checked: Vec<std::result::Result<&Window, String>> = inputs
+        .iter()
+        .map(|inp| match &inp.window {
+            Ok(w) => window_error(encoder, w).map_or(Ok(w), Err),
+            Err(e) => Err(e.clone()),
+        })
+        .collect();
+    let mut ok: Vec<(usize, &Window)> = checked.iter().enumerate().filter_map(|(i, w)| w.as_ref().ok().map(|w| (i, *w))).collect();
+    // Similar sizes share a batch (less padding for sequence models); rows go back in input order.
+    ok.sort_by_key(|(_, w)| w.units.len() + if w.is_whole() { w.graph.num_atoms() } else { 0 });
+    let mut batches: Vec<&[(usize, &Window)]> = Vec::new();
+    let mut start = 0;
+    while start < ok.len() {
+        let mut end = start + 1;
+        while end < ok.len() && end - start < batch_size.max(1) && (end - start + 1) * ok[end].1.units.len() <= BATCH_UNITS {
+            end += 1;
+        }
+        batches.push(&ok[start..end]);
+        start = end;
+    }
+    let group = rayon::current_num_threads().max(1);
+    let mut parts: Vec<(&[(usize, &Window)], Part)> = Vec::with_capacity(batches.len());
+    for chunk in batches.chunks(group) {
+        let done: Vec<candle_core::Result<Part>> = chunk.par_iter().map(|b| batch_rows(encoder, b, level)).collect();
+        for (b, p) in chunk.iter().zip(done) {
+            parts.push((b, p?));
+        }
+    }
+    // Assemble in input order.
+    let mut by_input: Vec<Option<(usize, usize, usize)>> = vec![None; inputs.len()];
+    for (pi, (b, p)) in parts.iter().enumerate() {
+        for (k, (i, _)) in b.iter().enumerate() {
+            by_input[*i] = Some((pi, p.spans[k].0, p.spans[k].1));
+        }
+    }
+    let (mut rows, mut input_idx, mut unit_idx, mut atom_idx, mut element) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut spans: Vec<Option<(usize, usize)>> = vec![None; inputs.len()];
+    let mut atom_rows: Vec<&[u32]> = vec![&[]; inputs.len()];
+    let mut next = 0;
+    for (i, slot) in by_input.iter().enumerate() {
+        let Some((pi, lo, hi)) = *slot else { continue };
+        let p = &parts[pi].1;
+        rows.push(p.rows.narrow(0, lo, hi - lo)?);
+        if level != Level::Graph {
+            input_idx.extend_from_slice(&p.input[lo..hi]);
+            unit_idx.extend_from_slice(&p.unit[lo..hi]);
+        }
+        if level == Level::Atom {
+            atom_rows[i] = &p.atom[lo..hi];
+            atom_idx.extend_from_slice(&p.atom[lo..hi]);
+            element.extend_from_slice(&p.element[lo..hi]);
+        }
+        spans[i] = Some((next, next + hi - lo));
+        next += hi - lo;
+    }
+    let width = match level {
+        Level::Graph => encoder.readout().dim(encoder.unit_dim()),
+        _ => encoder.unit_dim(),
+    };
+    let matrix = if rows.is_empty() { Tensor::zeros((0, width), DType::F32, &Device::Cpu)? } else { Tensor::cat(&rows, 0)? };
+    let u32s = |v: Vec<u32>| {
+        let n = v.len();
+        Tensor::from_vec(v, n, &Device::Cpu)
+    };
+    let mut index = HashMap::new();
+    if level != Level::Graph {
+        index.insert("input_index".to_string(), u32s(input_idx)?);
+        index.insert("unit_index".to_string(), u32s(unit_idx)?);
+    }
+    if level == Level::Atom {
+        index.insert("atom_index".to_string(), u32s(atom_idx)?);
+        index.insert("atomic_number".to_string(), u32s(element)?);
+    }
+    let mut jsonl = String::new();
+    for (i, (inp, w)) in inputs.iter().zip(&checked).enumerate() {
+        let mut rec = Map::new();
+        rec.insert("index".into(), json!(i));
+        rec.extend(inp.meta.clone());
+        match (w, spans[i]) {
+            (Ok(w), Some((lo, hi))) => {
+                rec.insert("rows".into(), json!([lo, hi]));
+                rec.insert("units".into(), json!(w.units.iter().map(|&u| unit_label(&w.graph, u)).collect::<Vec<_>>()));
+                let members = w.graph.unit_members();
+                rec.insert("atoms".into(), json!(w.units.iter().map(|&u| members.neighbors(u as usize).len()).sum::<usize>()));
+                if level == Level::Atom {
+                    let names: Vec<&str> =
+                        atom_rows[i].iter().map(|&a| w.graph.atoms.get(a as usize).map_or("", |x| x.name.as_str())).collect();
+                    rec.insert("labels".into(), json!(names));
+                }
+            }
+            (Err(e), _) => {
+                rec.insert("error".into(), json!(e));
+            }
+            (Ok(_), None) => {
+                rec.insert("error".into(), json!("not embedded"));
+            }
+        }
+        jsonl.push_str(&Value::Object(rec).to_string());
+        jsonl.push('\n');
+    }
+    let failed = checked.iter().filter(|w| w.is_err()).count();
+    Ok(Embeddings { matrix, index, jsonl, embedded: inputs.len() - failed, failed })
+}
+
+/// `emb.npy` → `emb.jsonl`.
+pub fn metadata_path(out: &Path) -> PathBuf {
+    out.with_extension("jsonl")
+}
+
+/// Writes the rows (`.npy` for graph level, `.safetensors` with `embeddings` and the index
+/// arrays otherwise) and the `.jsonl` metadata beside them, each atomically (complete or
+/// absent); returns the metadata path.
+pub fn write(out: &Path, e: &Embeddings, level: Level) -> Result<PathBuf> {
+    let bytes = match level {
+        Level::Graph => npy_f32(&e.matrix)?,
+        _ => {
+            let mut t = e.index.clone();
+            t.insert("embeddings".into(), e.matrix.clone());
+            safetensors_bytes(&t)?
+        }
+    };
+    let meta_path = metadata_path(out);
+    if meta_path == out {
+        bail!("{}: the output needs an extension other than .jsonl (.npy or .safetensors)", out.display());
+    }
+    aa_pretrain::checkpoint::write_atomic(out, &bytes)?;
+    aa_pretrain::checkpoint::write_atomic(&meta_path, e.jsonl.as_bytes())?;
+    Ok(meta_path)
+}
+
+/// Named tensors as safetensors bytes.
+fn safetensors_bytes(t: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
+    let views: Vec<(String, Tensor)> = t.iter().map(|(k, v)| Ok((k.clone(), v.contiguous()?))).collect::<Result<_>>()?;
+    Ok(safetensors::tensor::serialize(views.iter().map(|(k, v)| (k.as_str(), v)), None)?)
+}
+
+/// A 2-D f32 tensor as a NumPy `.npy` file (format 1.0, little-endian, C order).
+pub fn npy_f32(t: &Tensor) -> Result<Vec<u8>> {
+    let (n, d) = t.dims2()?;
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    header.push_str(&" ".repeat(pad % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * n * d);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in t.flatten_all()?.to_vec1::<f32>()? {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok(out)
+}

@@ -1,0 +1,209 @@
+//! Writing packages: `allatom export` (the encoder of any pretraining or task checkpoint, of
+//! any family) and `allatom convert` (a fair-esm ESM-2 or official ESM-AA torch checkpoint;
+//! the only place a pickle is read).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aa_codeswitch::{canonical_tensors, Alphabet, EsmConfig};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use serde_json::{json, Value};
+
+use crate::families::{package_config, split_config};
+use crate::package::{write_package, Model};
+use crate::runs::{checkpoint_encoder, trainable_encoder};
+
+/// Storage type from its name (`f32`, `f16`, `bf16`).
+pub fn dtype_of(name: &str) -> Result<DType> {
+    Ok(match name {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => bail!("--dtype {other}: expected f32, f16 or bf16"),
+    })
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug)]
+pub struct Exported {
+    /// The family.
+    pub family: &'static str,
+    /// Parameter count of the encoder.
+    pub parameters: usize,
+}
+
+/// Writes the encoder of a checkpoint (a run directory's best, or a checkpoint directory) as a
+/// package in `out`, weights stored as `dtype`, with a model card named `name`; the package is
+/// read back before returning.
+pub fn export(checkpoint: &Path, out: &Path, dtype: DType, name: &str) -> Result<Exported> {
+    let dir = aa_pretrain::run::checkpoint_in(checkpoint)?;
+    let ck = aa_pretrain::checkpoint::load_dir(&dir, &Device::Cpu)?;
+    let enc = trainable_encoder(&checkpoint_encoder(&ck)?, 0)?;
+    if enc.family.name() == "esm" && dtype != DType::F32 {
+        bail!("ESM packages are written in f32");
+    }
+    // The encoder's variables only (heads, e.g. `mlp.`, `residue_cls.`, stay behind).
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (k, v) in enc.store.all() {
+        let t = ck.model.get(&k).with_context(|| format!("{}: no {k} for the {} encoder", dir.display(), enc.family.name()))?;
+        if t.shape() != v.shape() {
+            bail!("{}: {k} is {:?}, the encoder wants {:?}", dir.display(), t.shape(), v.shape());
+        }
+        tensors.insert(k, t.clone());
+    }
+    let parameters = tensors.values().filter(|t| t.dtype().is_float()).map(|t| t.elem_count()).sum();
+    let (family, part) = split_config(&enc.config)?;
+    let history = ck.state["trainer"]["history"].clone();
+    let meta = &ck.state["metadata"];
+    let mut config = package_config(family, &part);
+    config["info"] = json!({
+        "source_checkpoint": dir.display().to_string(),
+        "objective": meta["objective"],
+        "step": ck.state["trainer"]["step"],
+        "epochs": history.as_array().map_or(0, |h| h.len()),
+        "valid_metrics": history.as_array().and_then(|h| h.last()).map(|r| r["valid"].clone()),
+        "training": meta["config"],
+        "stored_dtype": format!("{dtype:?}").to_lowercase(),
+        "parameters": parameters,
+    });
+    let mut extra = Vec::new();
+    if family.name() == "esm" {
+        let vocab = part["model"]["vocab_size"].as_u64().unwrap_or(0);
+        let alphabet = if vocab == 59 { Alphabet::esm_aa() } else { Alphabet::esm2() };
+        extra.push((aa_codeswitch::TOKENIZER_FILE, alphabet.tokenizer_json().into_bytes()));
+    }
+    let readme = model_card(name, family.name(), family.summary(), &config, &history);
+    write_package(out, &config, &tensors, dtype, Some(&readme), &extra)?;
+    Model::from_dir(out).with_context(|| format!("reading back {}", out.display()))?;
+    Ok(Exported { family: family.name(), parameters })
+}
+
+/// A model card: what the package is, how to use it, how it was trained, its validation
+/// metrics per epoch.
+fn model_card(name: &str, family: &str, summary: &str, config: &Value, history: &Value) -> String {
+    let mut s = format!(
+        "---\nlibrary_name: allatom\ntags: [{family}, all-atom]\n---\n# {name}\n\n\
+         A `{family}` encoder ({summary}) exported by `allatom export`; {} parameters stored as {}.\n\n\
+         Use: `allatom embed --model <this folder or hub id> …`, or `allatom::Model::from_pretrained` in Rust.\n\n\
+         ## Configuration\n\n```json\n{}\n```\n\n## Validation metrics per epoch\n\n\
+         | epoch | train loss | metrics |\n| --- | --- | --- |\n",
+        config["info"]["parameters"],
+        config["info"]["stored_dtype"].as_str().unwrap_or("f32"),
+        serde_json::to_string_pretty(config).unwrap_or_default(),
+    );
+    for r in history.as_array().into_iter().flatten() {
+        let metrics: Vec<String> = r["valid"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k} {:.4}", v.as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        s.push_str(&format!(
+            "| {} | {:.4} | {} |\n",
+            r["epoch"].as_u64().unwrap_or(0) + 1,
+            r["train_loss"].as_f64().unwrap_or(f64::NAN),
+            metrics.join(", ")
+        ));
+    }
+    s
+}
+
+/// Attention heads of the released ESM-2 / ESM-AA sizes, by width (the checkpoint's tensors
+/// do not carry it).
+fn heads_for_width(width: usize) -> Option<usize> {
+    match width {
+        320 | 480 | 640 | 1280 => Some(20),
+        2560 | 5120 => Some(40),
+        _ => None,
+    }
+}
+
+/// Looks for `encoder_attention_heads` anywhere in a torch checkpoint's pickled objects.
+fn heads_from_pickle(path: &Path) -> Option<usize> {
+    use candle_core::pickle::{Object, Stack};
+    fn find(o: &Object) -> Option<usize> {
+        match o {
+            Object::Dict(kv) => kv.iter().find_map(|(k, v)| match (k, v) {
+                (Object::Unicode(k), Object::Int(n)) if k == "encoder_attention_heads" => Some(*n as usize),
+                (Object::Unicode(k), Object::Long(n)) if k == "encoder_attention_heads" => Some(*n as usize),
+                _ => find(v),
+            }),
+            Object::Tuple(v) | Object::List(v) => v.iter().find_map(find),
+            Object::Reduce { callable, args } | Object::Build { callable, args } => {
+                find(callable).or_else(|| find(args))
+            }
+            Object::PersistentLoad(o) => find(o),
+            _ => None,
+        }
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).ok()?;
+    let name = zip.file_names().filter_map(|n| n.ok()).find(|n| n.ends_with("data.pkl"))?.to_string();
+    let mut reader = std::io::BufReader::new(zip.by_name(&name).ok()?);
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut reader).ok()?;
+    find(&stack.finalize().ok()?)
+}
+
+/// What a conversion wrote.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    /// `ESM-2` or `ESM-AA`.
+    pub kind: &'static str,
+    /// The inferred configuration.
+    pub config: EsmConfig,
+}
+
+/// Converts a fair-esm ESM-2 or official ESM-AA torch checkpoint (`{"cfg", "model"}`) into an
+/// ESM package in `out`; `heads` when neither the pickle nor the width tells the head count.
+/// Shapes are checked (the model is built once) before anything is written.
+pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Converted> {
+    if !path.is_file() {
+        bail!("{}: no such checkpoint file", path.display());
+    }
+    let raw = candle_core::pickle::read_all_with_key(path, Some("model"))
+        .with_context(|| format!("{}: not a torch checkpoint with a \"model\" state dict", path.display()))?;
+    let tensors = canonical_tensors(raw);
+    let get = |k: &str| {
+        tensors.get(k).with_context(|| format!("{}: no tensor {k} (not an ESM-2/ESM-AA checkpoint?)", path.display()))
+    };
+    let (vocab, width) = get("embed_tokens.weight")?.dims2()?;
+    let layers = (0..).take_while(|i| tensors.contains_key(&format!("layers.{i}.fc1.weight"))).count();
+    let ffn = get("layers.0.fc1.weight")?.dim(0)?;
+    let pair_bias = tensors.contains_key("gbf.means.weight");
+    let Some(heads) = heads.or_else(|| heads_from_pickle(path)).or_else(|| heads_for_width(width)) else {
+        bail!("{}: cannot tell the number of attention heads; give --heads", path.display());
+    };
+    let mut cfg = EsmConfig::esm2_t6_8m();
+    cfg.vocab_size = vocab;
+    cfg.hidden_size = width;
+    cfg.num_hidden_layers = layers;
+    cfg.num_attention_heads = heads;
+    cfg.intermediate_size = ffn;
+    cfg.pair_bias = pair_bias;
+    if pair_bias {
+        cfg.gaussian_kernels = get("gbf.means.weight")?.dim(1)?;
+    }
+    let alphabet = match vocab {
+        33 => Alphabet::esm2(),
+        59 => Alphabet::esm_aa(),
+        n => bail!("{}: {n} tokens is neither ESM-2's (33) nor ESM-AA's (59) alphabet", path.display()),
+    };
+    let f32s: HashMap<String, Tensor> =
+        tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
+    aa_codeswitch::Esm::load(candle_nn::VarBuilder::from_tensors(f32s.clone(), DType::F32, &Device::Cpu), &cfg)
+        .with_context(|| format!("{}: does not fit the inferred config", path.display()))?;
+    let kind = if pair_bias { "ESM-AA" } else { "ESM-2" };
+    let readme = format!(
+        "# {}\n\n{kind} converted by `allatom convert` from `{}`: {layers} layers, width {width}, {heads} heads, \
+         {vocab} tokens{}.\n\nUse: `allatom embed --model <this folder> --sequence MKT... --level unit --out e.safetensors`.\n",
+        out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        path.display(),
+        if pair_bias { ", Gaussian pair bias" } else { "" }
+    );
+    let family = crate::families::family("esm")?;
+    let config = package_config(family, &json!({ "model": cfg }));
+    write_package(out, &config, &f32s, DType::F32, Some(&readme), &[(aa_codeswitch::TOKENIZER_FILE, alphabet.tokenizer_json().into_bytes())])?;
+    Ok(Converted { kind, config: cfg })
+}

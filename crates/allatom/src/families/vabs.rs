@@ -1,0 +1,192 @@
+//! Vabs-Net (Zhao et al., ICML 2024, `aa_sparse_attn::Vabs`): bilevel sparse attention over
+//! atom and unit kNN graphs with local frames and a virtual node, optionally with per-residue
+//! features of a frozen ESM model (`lm`, the official `esm_feat_encoder`). Reads any all-atom
+//! graph with coordinates; the virtual node is featurised but not returned.
+
+use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, Requirements, Window};
+use aa_sparse_attn::{Vabs, VabsConfig, VabsInput};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use protein_aa::lm::LmFeatures;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{typed, Family, PackageFiles};
+use crate::inputs::GlycanGraphs;
+
+/// A Vabs-Net configuration (package `config.json` without `family` and `info`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VabsFamilyConfig {
+    /// The encoder.
+    pub model: VabsConfig,
+    /// An ESM model (directory or hub id) whose final hidden states are per-residue input
+    /// features; sets `model.lm_dim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<String>,
+}
+
+/// Vabs-Net behind the encoder interface.
+pub struct VabsEncoder {
+    /// The encoder.
+    pub vabs: Vabs,
+    /// The frozen language model, when configured.
+    pub lm: Option<LmFeatures>,
+}
+
+struct VabsBatch {
+    input: VabsInput,
+    /// Batch unit rows of the window units, in output order.
+    unit_rows: Tensor,
+    unit_window: Vec<u32>,
+    /// Batch atom rows of atoms of window units, and their output unit rows.
+    atom_rows: Tensor,
+    atom_unit: Vec<u32>,
+    anchors: Tensor,
+    lm: Option<Tensor>,
+}
+
+fn msg(e: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
+fn load_lm(name: &str) -> Result<LmFeatures> {
+    Ok(LmFeatures::new(crate::package::esm_package(name).with_context(|| format!("lm {name}"))?))
+}
+
+impl VabsFamilyConfig {
+    /// Checks `lm_dim` against the language model (loading it) and fills it in.
+    pub fn complete(mut self) -> Result<(Self, Option<LmFeatures>)> {
+        let lm = match &self.lm {
+            None => {
+                if let Some(d) = self.model.lm_dim {
+                    bail!("the encoder takes {d}-wide language-model features: name the model in `lm`");
+                }
+                None
+            }
+            Some(name) => {
+                let lm = load_lm(name)?;
+                match self.model.lm_dim {
+                    Some(d) if d != lm.dim() => {
+                        bail!("the encoder takes {d}-wide language-model features, {name} gives {}", lm.dim())
+                    }
+                    _ => self.model.lm_dim = Some(lm.dim()),
+                }
+                Some(lm)
+            }
+        };
+        Ok((self, lm))
+    }
+}
+
+impl Encoder for VabsEncoder {
+    fn family(&self) -> &str {
+        "vabs"
+    }
+
+    fn unit_dim(&self) -> usize {
+        self.vabs.config().dim
+    }
+
+    fn requirements(&self) -> Requirements {
+        Requirements { coordinates: true, residues_only: false }
+    }
+
+    fn featurize(&self, windows: &[&Window]) -> candle_core::Result<Featurized> {
+        let opts = self.vabs.config().feature_options();
+        let mut parts = Vec::with_capacity(windows.len());
+        let (mut rows, mut unit_window, mut base) = (Vec::new(), Vec::new(), 0u32);
+        for (wi, w) in windows.iter().enumerate() {
+            let g = &*w.graph;
+            let pos = g.positions.as_ref().ok_or_else(|| msg("vabs: a window without coordinates"))?;
+            let input = VabsInput::build(g, &w.units, &vec![false; w.units.len()], pos, &opts).map_err(msg)?;
+            rows.extend((0..w.units.len() as u32).map(|k| base + k));
+            unit_window.extend(std::iter::repeat_n(wi as u32, w.units.len()));
+            base += input.num_units() as u32;
+            parts.push(input);
+        }
+        let lm = match &self.lm {
+            Some(lm) => {
+                // Each window's units are followed by its virtual node (if any).
+                let extra: Vec<usize> = parts.iter().map(|p| p.virtual_units.iter().flatten().count()).collect();
+                Some(lm.rows(windows, None, &extra)?)
+            }
+            None => None,
+        };
+        let input = VabsInput::concat(&parts);
+        let mut out_row = vec![u32::MAX; input.num_units()];
+        for (k, &r) in rows.iter().enumerate() {
+            out_row[r as usize] = k as u32;
+        }
+        let (mut atom_rows, mut atom_unit) = (Vec::new(), Vec::new());
+        for (a, &u) in input.atom_unit.iter().enumerate() {
+            if out_row[u as usize] != u32::MAX {
+                atom_rows.push(a as u32);
+                atom_unit.push(out_row[u as usize]);
+            }
+        }
+        let dev = Device::Cpu;
+        let anchors: Vec<u32> = rows.iter().map(|&r| input.anchors[r as usize]).collect();
+        let batch = VabsBatch {
+            unit_rows: Tensor::from_vec(rows.clone(), rows.len(), &dev)?,
+            unit_window,
+            atom_rows: Tensor::from_vec(atom_rows.clone(), atom_rows.len(), &dev)?,
+            atom_unit,
+            anchors: Tensor::from_vec(anchors, rows.len(), &dev)?,
+            input,
+            lm,
+        };
+        Ok(Featurized::new(batch, windows.len()))
+    }
+
+    fn forward(&self, input: &Featurized, train: bool) -> candle_core::Result<EncoderOutput> {
+        let b: &VabsBatch = input.get("vabs")?;
+        let out = self.vabs.forward(&b.input, b.lm.as_ref(), train)?;
+        let layers = out
+            .layers
+            .iter()
+            .map(|x| {
+                Ok(LayerStates { units: x.index_select(&b.anchors, 0)?, atoms: Some(x.index_select(&b.atom_rows, 0)?) })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(EncoderOutput {
+            layers,
+            units: out.units.index_select(&b.unit_rows, 0)?,
+            unit_window: b.unit_window.clone(),
+            atoms: Some(AtomRows {
+                states: out.atoms.index_select(&b.atom_rows, 0)?,
+                unit: b.atom_unit.clone(),
+                graph_atom: None,
+            }),
+            windows: input.windows,
+        })
+    }
+}
+
+/// The Vabs-Net family.
+pub struct VabsFamily;
+
+impl Family for VabsFamily {
+    fn name(&self) -> &'static str {
+        "vabs"
+    }
+
+    fn summary(&self) -> &'static str {
+        "Vabs-Net bilevel sparse attention on 3D structures"
+    }
+
+    fn complete(&self, config: &Value) -> Result<Value> {
+        let (cfg, _) = typed::<VabsFamilyConfig>(self.name(), config)?.complete()?;
+        Ok(serde_json::to_value(cfg)?)
+    }
+
+    fn load(&self, vb: VarBuilder, config: &Value, _files: &dyn PackageFiles) -> Result<Box<dyn Encoder>> {
+        let (cfg, lm) = typed::<VabsFamilyConfig>(self.name(), config)?.complete()?;
+        Ok(Box::new(VabsEncoder { vabs: Vabs::new(vb, &cfg.model)?, lm }))
+    }
+
+    fn glycan_graphs(&self, _config: &Value) -> Result<GlycanGraphs> {
+        Ok(GlycanGraphs::Molecule)
+    }
+}

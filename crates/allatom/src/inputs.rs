@@ -1,0 +1,140 @@
+//! Inputs as windows of the shared graph: glycans (IUPAC-condensed) in the graph their encoder
+//! reads, structure files, FASTA, glycan files — what the runs, `allatom embed` and the Python
+//! bindings read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aa_encoder::Window;
+use aa_graph::HeteroGraph;
+use anyhow::{bail, Context, Result};
+use glycan_aa::compat::{featurize, CompatVocab};
+use glycan_aa::GlycanError;
+
+/// Which graph of a glycan an encoder reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GlycanGraphs {
+    /// The official GlycanAA featurisation (`glycan_aa::compat`): residues reduced to their
+    /// cores with GlycanML's glycoword ids, each core's free-monosaccharide atoms.
+    Official(CompatVocab),
+    /// The true condensed molecule (`glycan_aa::Glycan`): shared glycosidic oxygens,
+    /// substituents as atoms.
+    Molecule,
+}
+
+impl GlycanGraphs {
+    /// The graph of one IUPAC-condensed glycan.
+    pub fn graph(&self, iupac: &str) -> Result<HeteroGraph, GlycanError> {
+        match self {
+            GlycanGraphs::Official(vocab) => Ok(featurize(iupac, vocab)?.to_hetero(vocab)),
+            GlycanGraphs::Molecule => Ok(glycan_aa::Glycan::from_iupac(iupac)?.molecule.graph),
+        }
+    }
+
+    /// The whole-glycan window of one IUPAC-condensed glycan.
+    pub fn window(&self, iupac: &str) -> Result<Window, GlycanError> {
+        Ok(Window::whole(Arc::new(self.graph(iupac)?)))
+    }
+}
+
+const STRUCTURE_SUFFIXES: [&str; 12] = [
+    ".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz", ".pdb.bz2", ".cif.bz2", ".pqr",
+    ".pdb1",
+];
+
+/// A structure file as given, or the structure files of a directory (sorted).
+pub fn structure_files(path: &Path) -> Result<Vec<PathBuf>> {
+    Ok(if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read directory {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let n = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+                p.is_file() && STRUCTURE_SUFFIXES.iter().any(|s| n.ends_with(s))
+            })
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            bail!("{}: no structure files (.pdb, .cif, .ent, optionally .gz/.bz2) in the directory", path.display());
+        }
+        v
+    } else {
+        if !path.exists() {
+            bail!("cannot read {}: no such file or directory", path.display());
+        }
+        vec![path.to_path_buf()]
+    })
+}
+
+/// Reads glycans: a CSV (by extension, or when `column` is given) or one per line.
+pub fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+    })?;
+    let first = text.lines().next().unwrap_or("");
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) || column.is_some();
+    if is_csv {
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+        let headers = rdr.headers().with_context(|| format!("{}: cannot read CSV header", path.display()))?.clone();
+        let wanted: Vec<&str> = match column {
+            Some(c) => vec![c],
+            None => vec!["IUPAC Condensed", "glycan", "iupac"],
+        };
+        let Some(col) = headers.iter().position(|h| wanted.contains(&h)) else {
+            bail!("{}: no column named {:?} in header {:?} (use --column)", path.display(), wanted, first);
+        };
+        let mut out = Vec::new();
+        for (i, rec) in rdr.records().enumerate() {
+            let rec = rec.with_context(|| format!("{}: CSV row {}", path.display(), i + 2))?;
+            out.push(rec.get(col).unwrap_or("").trim().to_string());
+        }
+        Ok(out)
+    } else {
+        Ok(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+    }
+}
+
+/// FASTA records `(header, sequence)`.
+pub fn read_fasta(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(h) = line.strip_prefix('>') {
+            out.push((h.trim().to_string(), String::new()));
+        } else if !line.is_empty() {
+            match out.last_mut() {
+                Some((_, s)) => s.push_str(line),
+                None => bail!("{}: line {}: sequence before the first '>' header", path.display(), n + 1),
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no FASTA records", path.display());
+    }
+    if let Some((h, _)) = out.iter().find(|(_, s)| s.is_empty()) {
+        bail!("{}: record {h:?} has no sequence", path.display());
+    }
+    Ok(out)
+}
+
+/// Reads every structure file under `paths` (files or directories) without spatial relations;
+/// unreadable files and, with `need_coordinates`, files without coordinates are reported on
+/// stderr and skipped.
+pub fn read_structures(paths: &[PathBuf], need_coordinates: bool) -> Result<Vec<(PathBuf, protein_aa::Structure)>> {
+    let mut files = Vec::new();
+    for p in paths {
+        files.extend(structure_files(p)?);
+    }
+    let opts = protein_aa::StructureOptions { atom_knn: None, unit_knn: None, ..Default::default() };
+    let mut out = Vec::new();
+    for f in files {
+        match protein_aa::read_structure_file(&f, &opts) {
+            Ok(s) if need_coordinates && s.graph.positions.is_none() => eprintln!("skipped {}: no coordinates", f.display()),
+            Ok(s) => out.push((f, s)),
+            Err(e) => eprintln!("skipped {e}"),
+        }
+    }
+    Ok(out)
+}
