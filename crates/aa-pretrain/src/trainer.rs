@@ -216,21 +216,7 @@ impl Trainer {
             None => return Ok(None),
         };
         let Some(ck) = self.checkpoints.load("latest", &device)? else { return Ok(None) };
-        for (name, var) in &self.vars {
-            let t = ck
-                .model
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint {} lacks {name}", ck.dir.display())))?;
-            if t.shape() != var.shape() {
-                candle_core::bail!(
-                    "checkpoint {}: {name} is {:?}, the model has {:?}",
-                    ck.dir.display(),
-                    t.shape(),
-                    var.shape()
-                );
-            }
-            var.set(&t.to_dtype(var.dtype())?)?;
-        }
+        crate::run::warm_start(&self.vars, &ck, |_| true)?;
         let state: TrainerState = serde_json::from_value(ck.state["trainer"].clone())
             .map_err(|e| candle_core::Error::Msg(format!("checkpoint {}: trainer state: {e}", ck.dir.display())))?;
         self.optimizer.load_state(&ck.optimizer, state.step)?;

@@ -187,6 +187,31 @@ fn esm_aa_pretraining_config_runs() {
     });
     std::fs::write(d.join("s.json"), smpc.to_string()).unwrap();
     ok(allatom().args(["pretrain", "--config"]).arg(d.join("s.json")).arg("--run-dir").arg(d.join("s")));
+    // The SMPC run exports as a Vabs-Net package (language model named by its absolute path)
+    // that embeds structures per residue; a glycan string has no coordinates: refused.
+    ok(allatom().args(["export", "--checkpoint"]).arg(d.join("s")).arg("--out").arg(d.join("vabs-pkg")));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("vabs-pkg/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["family"], "vabs");
+    ok(allatom()
+        .args(["embed", "--model"])
+        .arg(d.join("vabs-pkg"))
+        .arg("--structure")
+        .arg(structures().join("1UBQ.pdb"))
+        .args(["--level", "unit", "--out"])
+        .arg(d.join("v.safetensors")));
+    let t = candle_core::safetensors::load(d.join("v.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t["embeddings"].dims(), &[76, 16]);
+    let out = allatom()
+        .args(["embed", "--glycan", "Gal(b1-4)GlcNAc", "--model"])
+        .arg(d.join("vabs-pkg"))
+        .arg("--out")
+        .arg(d.join("vg.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs 3D coordinates"));
+    assert!(!d.join("vg.npy").exists());
     let mut from = task.clone();
     from["pretrained"] = serde_json::json!("s");
     from.as_object_mut().unwrap().remove("encoder");

@@ -81,6 +81,14 @@ impl GlycanAAFamilyConfig {
         }
         Ok(self)
     }
+
+    /// The glycan graph a completed configuration reads.
+    pub fn glycan_graphs(&self) -> GlycanGraphs {
+        match (self.featurisation, &self.vocab) {
+            (Featurisation::Official, Some(v)) => GlycanGraphs::Official(v.clone()),
+            _ => GlycanGraphs::Molecule,
+        }
+    }
 }
 
 /// GlycanAA behind the encoder interface (also the RGCN baseline's, with `units_only`).
@@ -235,10 +243,6 @@ impl Family for GlycanAAFamily {
     }
 
     fn glycan_graphs(&self, config: &Value) -> Result<GlycanGraphs> {
-        let cfg = typed::<GlycanAAFamilyConfig>(self.name(), config)?.complete()?;
-        Ok(match (cfg.featurisation, cfg.vocab) {
-            (Featurisation::Official, Some(v)) => GlycanGraphs::Official(v),
-            _ => GlycanGraphs::Molecule,
-        })
+        Ok(typed::<GlycanAAFamilyConfig>(self.name(), config)?.complete()?.glycan_graphs())
     }
 }

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use glycan_aa::model::Variant;
 use serde_json::Value;
 
-use super::glycanaa::{Featurisation, GlycanAAEncoder, GlycanAAFamilyConfig};
+use super::glycanaa::{GlycanAAEncoder, GlycanAAFamilyConfig};
 use super::{typed, Family, PackageFiles};
 use crate::inputs::GlycanGraphs;
 
@@ -42,10 +42,6 @@ impl Family for RgcnFamily {
     }
 
     fn glycan_graphs(&self, cfg: &Value) -> Result<GlycanGraphs> {
-        let cfg = config(cfg)?;
-        Ok(match (cfg.featurisation, cfg.vocab) {
-            (Featurisation::Official, Some(v)) => GlycanGraphs::Official(v),
-            _ => GlycanGraphs::Molecule,
-        })
+        Ok(config(cfg)?.glycan_graphs())
     }
 }
