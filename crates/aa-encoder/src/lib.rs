@@ -21,8 +21,8 @@ pub mod tasks;
 
 use std::any::Any;
 
-pub use aa_graph::Window;
 use aa_graph::UnitKind;
+pub use aa_graph::Window;
 use candle_core::{Result, Tensor};
 pub use readout::{MeanMax, PoolNodes, Readout};
 

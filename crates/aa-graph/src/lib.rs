@@ -38,11 +38,11 @@ mod window;
 pub use batch::Batch;
 pub use csr::Csr;
 pub use element::Element;
-pub use window::Window;
 pub use graph::{
     hill_formula, Anomer, Atom, Bond, BondOrder, HeteroGraph, Level, ResidueLabel, SpatialKind, SpatialRelation, Unit,
     UnitKind, UnitLink, UnitLinkKind,
 };
+pub use window::Window;
 
 /// Errors raised when a graph is inconsistent or cannot be read.
 #[derive(Debug, thiserror::Error)]

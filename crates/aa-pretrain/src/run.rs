@@ -77,10 +77,9 @@ pub fn checkpoint_in(path: &Path) -> Result<PathBuf> {
 pub fn warm_start(vars: &[(String, Var)], checkpoint: &Checkpoint, take: impl Fn(&str) -> bool) -> Result<usize> {
     let mut n = 0;
     for (name, var) in vars.iter().filter(|(k, _)| take(k)) {
-        let t = checkpoint
-            .model
-            .get(name)
-            .ok_or_else(|| msg(format!("{}: no {name} (not a checkpoint of this encoder)", checkpoint.dir.display())))?;
+        let t = checkpoint.model.get(name).ok_or_else(|| {
+            msg(format!("{}: no {name} (not a checkpoint of this encoder)", checkpoint.dir.display()))
+        })?;
         if t.shape() != var.shape() {
             return Err(msg(format!(
                 "{}: {name} is {:?}, the model wants {:?}",

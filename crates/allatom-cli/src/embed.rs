@@ -85,13 +85,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         (None, None, Some(p), None, None) => job::structure_inputs(&model, p)?,
         (None, None, None, Some(s), None) => job::sequence_inputs(&[(s.clone(), s.clone())]),
         (None, None, None, None, Some(f)) => job::sequence_inputs(&allatom::inputs::read_fasta(f)?),
-        _ => bail!("give one of --glycan STRING, --glycans FILE, --structure FILE|DIR, --sequence STRING, --fasta FILE"),
+        _ => {
+            bail!("give one of --glycan STRING, --glycans FILE, --structure FILE|DIR, --sequence STRING, --fasta FILE")
+        }
     };
     let started = std::time::Instant::now();
     let e = job::embed(&model, &inputs, rows, a.batch_size)?;
     if a.glycan.is_some() || a.sequence.is_some() {
         // One input: its error is the command's.
-        if let Some(err) = e.jsonl.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()).and_then(|r| r["error"].as_str().map(String::from)) {
+        if let Some(err) = e
+            .jsonl
+            .lines()
+            .next()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|r| r["error"].as_str().map(String::from))
+        {
             let what = if a.glycan.is_some() { "glycan" } else { "sequence" };
             bail!("{what} {:?}: {err}", a.glycan.as_ref().or(a.sequence.as_ref()).cloned().unwrap_or_default());
         }

@@ -31,6 +31,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let overrides = Overrides { seed: a.seed, epochs: a.epochs, ..Default::default() };
     let summary = start(&a.config, cfg, &a.run_dir, &overrides)?;
-    println!("{}", serde_json::json!({ "task": summary["task"], "family": summary["family"], "test": summary["test"] }));
+    println!(
+        "{}",
+        serde_json::json!({ "task": summary["task"], "family": summary["family"], "test": summary["test"] })
+    );
     Ok(ExitCode::SUCCESS)
 }

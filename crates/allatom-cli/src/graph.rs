@@ -40,7 +40,6 @@ pub struct Args {
     keep_waters: bool,
 }
 
-
 /// The JSON record for one glycan line.
 fn glycan_record(input: &str) -> (Value, bool) {
     match glycan_aa::Glycan::from_iupac(input) {
@@ -168,4 +167,3 @@ fn structures(path: &Path, a: &Args) -> Result<ExitCode> {
     };
     run_all(&files, "structures", |f| structure_record(f, &opts), a.jsonl.as_deref())
 }
-

@@ -114,4 +114,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use candle_core::Device;
 use allatom::{Model, Window};
+use candle_core::Device;
 
 fn allatom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_allatom"))

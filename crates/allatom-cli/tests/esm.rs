@@ -291,7 +291,10 @@ fn residue_tasks_on_either_encoder_and_modality() {
             serde_json::json!({ "encoder": { "family": "glycanaa", "featurisation": "molecule", "lm": "lm", "model": glycanaa } }),
             "unknown field `lm`",
         ),
-        (serde_json::json!({ "encoder": { "family": "esm", "model": serde_json::to_value(aa_codeswitch::EsmConfig::tiny(false)).unwrap() } }), "amino-acid residues only"),
+        (
+            serde_json::json!({ "encoder": { "family": "esm", "model": serde_json::to_value(aa_codeswitch::EsmConfig::tiny(false)).unwrap() } }),
+            "amino-acid residues only",
+        ),
         (serde_json::json!({ "task": "binding" }), "unknown task"),
     ] {
         let mut bad = cfg.clone();

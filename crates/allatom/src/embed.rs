@@ -75,7 +75,8 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
             .into_iter()
             .enumerate()
             .map(|(k, g)| {
-                let m = meta(json!({ "input": g.units.first().map(|u| u.name.clone()), "structure": path, "record": k }));
+                let m =
+                    meta(json!({ "input": g.units.first().map(|u| u.name.clone()), "structure": path, "record": k }));
                 Input { window: Ok(Window::whole(Arc::new(g))), meta: m }
             })
             .collect());
@@ -93,8 +94,12 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
                 let g = Arc::new(s.graph);
                 if !official {
                     for w in protein_aa::esm_pretrain::residue_windows(g.clone(), usize::MAX) {
-                        let chain = g.units[w.units[0] as usize].label.as_ref().map(|l| l.chain.clone()).unwrap_or_default();
-                        v.push(Input { window: Ok(w), meta: meta(json!({ "input": format!("chain {chain}"), "structure": f, "chain": chain })) });
+                        let chain =
+                            g.units[w.units[0] as usize].label.as_ref().map(|l| l.chain.clone()).unwrap_or_default();
+                        v.push(Input {
+                            window: Ok(w),
+                            meta: meta(json!({ "input": format!("chain {chain}"), "structure": f, "chain": chain })),
+                        });
                     }
                 }
                 if official || !residues_only {
@@ -106,7 +111,10 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
                             Ok(Window { graph: g.clone(), units: t.iupac_order.clone() })
                         };
                         let mut m = m;
-                        m.insert("residues".into(), json!(t.iupac_order.iter().map(|&u| unit_label(&g, u)).collect::<Vec<_>>()));
+                        m.insert(
+                            "residues".into(),
+                            json!(t.iupac_order.iter().map(|&u| unit_label(&g, u)).collect::<Vec<_>>()),
+                        );
                         v.push(Input { window, meta: m });
                     }
                 }
@@ -186,7 +194,10 @@ fn batch_rows(encoder: &dyn Encoder, items: &[(usize, &Window)], level: Level) -
                 candle_core::bail!("--level atom: the {} encoder has no atom rows for these inputs", encoder.family());
             };
             let Some(graph_atom) = &a.graph_atom else {
-                candle_core::bail!("--level atom: the {} encoder does not map its atom rows to input atoms", encoder.family());
+                candle_core::bail!(
+                    "--level atom: the {} encoder does not map its atom rows to input atoms",
+                    encoder.family()
+                );
             };
             let window = out.atom_window().unwrap_or_default();
             let first_unit: Vec<usize> = (0..items.len()).map(|k| out.unit_rows(k).start).collect();
@@ -201,7 +212,9 @@ fn batch_rows(encoder: &dyn Encoder, items: &[(usize, &Window)], level: Level) -
                     input.push(*i as u32);
                     unit.push((a.unit[r] as usize - first_unit[k]) as u32);
                     atom.push(graph_atom[r]);
-                    element.push(w.graph.atoms.get(graph_atom[r] as usize).map_or(0, |x| x.element.atomic_number() as u32));
+                    element.push(
+                        w.graph.atoms.get(graph_atom[r] as usize).map_or(0, |x| x.element.atomic_number() as u32),
+                    );
                 }
             }
             let idx: Vec<u32> = order.iter().map(|&r| r as u32).collect();
@@ -226,14 +239,18 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
             Err(e) => Err(e.clone()),
         })
         .collect();
-    let mut ok: Vec<(usize, &Window)> = checked.iter().enumerate().filter_map(|(i, w)| w.as_ref().ok().map(|w| (i, *w))).collect();
+    let mut ok: Vec<(usize, &Window)> =
+        checked.iter().enumerate().filter_map(|(i, w)| w.as_ref().ok().map(|w| (i, *w))).collect();
     // Similar sizes share a batch (less padding for sequence models); rows go back in input order.
     ok.sort_by_key(|(_, w)| w.units.len() + if w.is_whole() { w.graph.num_atoms() } else { 0 });
     let mut batches: Vec<&[(usize, &Window)]> = Vec::new();
     let mut start = 0;
     while start < ok.len() {
         let mut end = start + 1;
-        while end < ok.len() && end - start < batch_size.max(1) && (end - start + 1) * ok[end].1.units.len() <= BATCH_UNITS {
+        while end < ok.len()
+            && end - start < batch_size.max(1)
+            && (end - start + 1) * ok[end].1.units.len() <= BATCH_UNITS
+        {
             end += 1;
         }
         batches.push(&ok[start..end]);
@@ -278,7 +295,8 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
         Level::Graph => encoder.readout().dim(encoder.unit_dim()),
         _ => encoder.unit_dim(),
     };
-    let matrix = if rows.is_empty() { Tensor::zeros((0, width), DType::F32, &Device::Cpu)? } else { Tensor::cat(&rows, 0)? };
+    let matrix =
+        if rows.is_empty() { Tensor::zeros((0, width), DType::F32, &Device::Cpu)? } else { Tensor::cat(&rows, 0)? };
     let u32s = |v: Vec<u32>| {
         let n = v.len();
         Tensor::from_vec(v, n, &Device::Cpu)
@@ -302,10 +320,15 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
                 rec.insert("rows".into(), json!([lo, hi]));
                 rec.insert("units".into(), json!(w.units.iter().map(|&u| unit_label(&w.graph, u)).collect::<Vec<_>>()));
                 let members = w.graph.unit_members();
-                rec.insert("atoms".into(), json!(w.units.iter().map(|&u| members.neighbors(u as usize).len()).sum::<usize>()));
+                rec.insert(
+                    "atoms".into(),
+                    json!(w.units.iter().map(|&u| members.neighbors(u as usize).len()).sum::<usize>()),
+                );
                 if level == Level::Atom {
-                    let names: Vec<&str> =
-                        atom_rows[i].iter().map(|&a| w.graph.atoms.get(a as usize).map_or("", |x| x.name.as_str())).collect();
+                    let names: Vec<&str> = atom_rows[i]
+                        .iter()
+                        .map(|&a| w.graph.atoms.get(a as usize).map_or("", |x| x.name.as_str()))
+                        .collect();
                     rec.insert("labels".into(), json!(names));
                 }
             }
@@ -351,7 +374,8 @@ pub fn write(out: &Path, e: &Embeddings, level: Level) -> Result<PathBuf> {
 
 /// Named tensors as safetensors bytes.
 fn safetensors_bytes(t: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
-    let views: Vec<(String, Tensor)> = t.iter().map(|(k, v)| Ok((k.clone(), v.contiguous()?))).collect::<Result<_>>()?;
+    let views: Vec<(String, Tensor)> =
+        t.iter().map(|(k, v)| Ok((k.clone(), v.contiguous()?))).collect::<Result<_>>()?;
     Ok(safetensors::tensor::serialize(views.iter().map(|(k, v)| (k.as_str(), v)), None)?)
 }
 

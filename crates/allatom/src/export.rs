@@ -46,7 +46,10 @@ pub fn export(checkpoint: &Path, out: &Path, dtype: DType, name: &str) -> Result
     // The encoder's variables only (heads, e.g. `mlp.`, `residue_cls.`, stay behind).
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (k, v) in enc.store.all() {
-        let t = ck.model.get(&k).with_context(|| format!("{}: no {k} for the {} encoder", dir.display(), enc.family.name()))?;
+        let t = ck
+            .model
+            .get(&k)
+            .with_context(|| format!("{}: no {k} for the {} encoder", dir.display(), enc.family.name()))?;
         if t.shape() != v.shape() {
             bail!("{}: {k} is {:?}, the encoder wants {:?}", dir.display(), t.shape(), v.shape());
         }
@@ -204,6 +207,13 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
     );
     let family = crate::families::family("esm")?;
     let config = package_config(family, &json!({ "model": cfg }));
-    write_package(out, &config, &f32s, DType::F32, Some(&readme), &[(aa_codeswitch::TOKENIZER_FILE, alphabet.tokenizer_json().into_bytes())])?;
+    write_package(
+        out,
+        &config,
+        &f32s,
+        DType::F32,
+        Some(&readme),
+        &[(aa_codeswitch::TOKENIZER_FILE, alphabet.tokenizer_json().into_bytes())],
+    )?;
     Ok(Converted { kind, config: cfg })
 }

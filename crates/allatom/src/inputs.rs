@@ -38,7 +38,17 @@ impl GlycanGraphs {
 }
 
 const STRUCTURE_SUFFIXES: [&str; 12] = [
-    ".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz", ".pdb.bz2", ".cif.bz2", ".pqr",
+    ".pdb",
+    ".ent",
+    ".cif",
+    ".mmcif",
+    ".pdb.gz",
+    ".ent.gz",
+    ".cif.gz",
+    ".mmcif.gz",
+    ".pdb.bz2",
+    ".cif.bz2",
+    ".pqr",
     ".pdb1",
 ];
 
@@ -131,7 +141,9 @@ pub fn read_structures(paths: &[PathBuf], need_coordinates: bool) -> Result<Vec<
     let mut out = Vec::new();
     for f in files {
         match protein_aa::read_structure_file(&f, &opts) {
-            Ok(s) if need_coordinates && s.graph.positions.is_none() => eprintln!("skipped {}: no coordinates", f.display()),
+            Ok(s) if need_coordinates && s.graph.positions.is_none() => {
+                eprintln!("skipped {}: no coordinates", f.display())
+            }
             Ok(s) => out.push((f, s)),
             Err(e) => eprintln!("skipped {e}"),
         }

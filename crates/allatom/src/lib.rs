@@ -19,13 +19,12 @@
 //! assert_eq!(out.units.dims(), &[3, model.encoder.unit_dim()]);
 //! ```
 
-pub mod export;
 pub mod embed;
+pub mod export;
 pub mod families;
 pub mod inputs;
 pub mod package;
 pub mod runs;
-
 
 pub use aa_encoder::{
     check_pairing, tasks, AtomRows, DataTraits, Encoder, EncoderOutput, Featurized, LayerStates, MeanMax, PoolNodes,

@@ -67,7 +67,9 @@ impl Model {
         }
         let local = Path::new(name);
         if local.is_dir() && !local.join(CONFIG_FILE).exists() {
-            bail!("{name}: not a model package (no {CONFIG_FILE}); write one with `allatom export` or `allatom convert`");
+            bail!(
+                "{name}: not a model package (no {CONFIG_FILE}); write one with `allatom export` or `allatom convert`"
+            );
         }
         let dir = aa_pretrain::hub::resolve(name, &[CONFIG_FILE, WEIGHTS_FILE], opts)?;
         if !dir.join(aa_codeswitch::TOKENIZER_FILE).is_file() && !dir.join(aa_codeswitch::VOCAB_FILE).is_file() {

@@ -31,7 +31,8 @@ fn fetched(rel: &str) -> PathBuf {
 }
 
 fn vocab() -> CompatVocab {
-    let glycans = allatom::inputs::read_glycan_file(&root().join("../shared/data/glycans/glycan_pretrain.csv"), None).unwrap();
+    let glycans =
+        allatom::inputs::read_glycan_file(&root().join("../shared/data/glycans/glycan_pretrain.csv"), None).unwrap();
     CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &glycans, 84)
 }
 
@@ -67,7 +68,14 @@ fn gradient_free(family: &str, name: &str, coordinates: bool) -> bool {
 
 /// Every optimised variable gets a non-zero gradient (but those [`gradient_free`] names), and
 /// `steps` AdamW steps on `items` lower the training loss of the whole set.
-fn check_training<O: Objective>(obj: &O, vars: &[(String, Var)], items: &[O::Item], family: &str, coordinates: bool, steps: usize) {
+fn check_training<O: Objective>(
+    obj: &O,
+    vars: &[(String, Var)],
+    items: &[O::Item],
+    family: &str,
+    coordinates: bool,
+    steps: usize,
+) {
     let refs: Vec<&O::Item> = items.iter().collect();
     let mut rng = Rng::new(3);
     let loss = |rng: &mut Rng| obj.loss(obj.prepare(&refs, rng).unwrap()).unwrap().0;
@@ -133,7 +141,11 @@ fn graph_task_for_every_glycan_encoder() {
     let v = serde_json::to_value(vocab()).unwrap();
     let encoders = [
         (json!({ "family": "glycanaa", "model": tiny_glycanaa("hierarchical", true), "vocab": v }), 2, true),
-        (json!({ "family": "glycanaa", "featurisation": "molecule", "model": tiny_glycanaa("hierarchical", true) }), 2, true),
+        (
+            json!({ "family": "glycanaa", "featurisation": "molecule", "model": tiny_glycanaa("hierarchical", true) }),
+            2,
+            true,
+        ),
         (json!({ "family": "rgcn", "model": tiny_glycanaa("flat", false), "vocab": v }), 2, false),
         (json!({ "family": "esm", "model": tiny_esm(true) }), 2, true),
     ];
@@ -194,7 +206,8 @@ fn mobility_windows() -> Vec<LabelledWindow> {
     ["0100_00.pdb", "0100_01.pdb"]
         .iter()
         .map(|f| {
-            let s = read_structure_file(&fetched("glycontact/unilectin").join(f), &StructureOptions::default()).unwrap();
+            let s =
+                read_structure_file(&fetched("glycontact/unilectin").join(f), &StructureOptions::default()).unwrap();
             let labels = sugar_mobility_labels(&s).unwrap();
             whole_structure_window(Arc::new(s.graph), &labels)
         })
@@ -220,7 +233,8 @@ fn unit_task(config: Value, items: &[LabelledWindow], classes: usize, layers: us
 fn unit_task_for_every_encoder_on_protein_secondary_structure() {
     let items = dssp_windows();
     assert!(items.len() >= 2);
-    let molecule = |variant: &str, bn: bool| json!({ "featurisation": "molecule", "model": tiny_glycanaa(variant, bn) });
+    let molecule =
+        |variant: &str, bn: bool| json!({ "featurisation": "molecule", "model": tiny_glycanaa(variant, bn) });
     let mut knn = molecule("hierarchical", true);
     knn["model"]["unit_knn"] = json!(8);
     for (mut config, layers, atoms) in [
@@ -232,7 +246,11 @@ fn unit_task_for_every_encoder_on_protein_secondary_structure() {
         (json!({ "model": tiny_esm(true), "unzip": "all" }), 2, true),
     ] {
         let family = if config.get("featurisation").is_some() {
-            if config["model"]["variant"] == "flat" { "rgcn" } else { "glycanaa" }
+            if config["model"]["variant"] == "flat" {
+                "rgcn"
+            } else {
+                "glycanaa"
+            }
         } else if config["model"].get("layers").is_some() {
             "vabs"
         } else {
@@ -312,8 +330,9 @@ fn every_family_writes_and_loads_one_package_format() {
     std::fs::write(precious.join("thesis.txt"), "keep me").unwrap();
     let enc = trainable_encoder(&json!({ "family": "vabs", "model": tiny_vabs() }), 0).unwrap();
     let (family, part) = split_config(&enc.config).unwrap();
-    let e = allatom::write_package(&precious, &package_config(family, &part), &Default::default(), DType::F32, None, &[])
-        .unwrap_err();
+    let e =
+        allatom::write_package(&precious, &package_config(family, &part), &Default::default(), DType::F32, None, &[])
+            .unwrap_err();
     assert!(e.to_string().contains("not a model package"), "{e}");
     assert_eq!(std::fs::read_to_string(precious.join("thesis.txt")).unwrap(), "keep me");
 }

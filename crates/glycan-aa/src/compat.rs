@@ -415,20 +415,39 @@ impl CompatGraph {
         }
         let mut edges = Vec::with_capacity(2 * (g.unit_links.len() + g.bonds.len() + g.atoms.len()));
         for l in &g.unit_links {
+            if l.src >= nu || l.dst >= nu {
+                return Err(format!("unit link {}–{} names a unit outside the graph ({nu} units)", l.src, l.dst));
+            }
             if l.type_id >= nl {
-                return Err(format!("unit link {}–{} has type {} outside the {nl} official links", l.src, l.dst, l.type_id));
+                return Err(format!(
+                    "unit link {}–{} has type {} outside the {nl} official links",
+                    l.src, l.dst, l.type_id
+                ));
             }
             edges.push([l.src, l.dst, l.type_id]);
             edges.push([l.dst, l.src, l.type_id]);
         }
+        // Unit by unit, its bonds then its atoms' membership, as `featurize` orders them, so
+        // that the round trip through `to_hetero` gives the official edge list exactly.
+        let mut bonds_of: Vec<Vec<&Bond>> = vec![Vec::new(); g.units.len()];
         for b in &g.bonds {
-            let r = nl + b.order.index() as u32;
-            edges.push([nu + b.a, nu + b.b, r]);
-            edges.push([nu + b.b, nu + b.a, r]);
+            let u = g.atoms.get(b.a as usize).map(|a| a.unit as usize).filter(|&u| u < g.units.len());
+            let Some(u) = u.filter(|_| (b.b as usize) < g.atoms.len()) else {
+                return Err(format!("bond {}–{} names an atom outside the graph", b.a, b.b));
+            };
+            bonds_of[u].push(b);
         }
-        for (i, a) in g.atoms.iter().enumerate() {
-            edges.push([a.unit, nu + i as u32, nl + 4]);
-            edges.push([nu + i as u32, a.unit, nl + 4]);
+        let members = g.unit_members();
+        for (u, bonds) in bonds_of.iter().enumerate() {
+            for b in bonds {
+                let r = nl + b.order.index() as u32;
+                edges.push([nu + b.a, nu + b.b, r]);
+                edges.push([nu + b.b, nu + b.a, r]);
+            }
+            for &a in members.neighbors(u) {
+                edges.push([u as u32, nu + a, nl + 4]);
+                edges.push([nu + a, u as u32, nl + 4]);
+            }
         }
         Ok(CompatGraph { node_type, edges, num_units: g.units.len(), cumsum })
     }

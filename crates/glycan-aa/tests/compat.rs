@@ -123,3 +123,28 @@ fn vocab_from_the_pickle_dump() {
     assert_eq!(v, v2);
     assert!(CompatVocab::from_json("{\"units\": 3}").is_err());
 }
+
+/// The official featurisation survives the round trip through the shared graph exactly — node
+/// types, the edge list in the official order, the residue atom ranges — for every glycan of
+/// the PreGlycanAA set that featurises: what the encoder interface hands to the `glycanaa`
+/// family is what official weights were trained on.
+#[test]
+fn official_graphs_round_trip_through_the_shared_graph() {
+    use glycan_aa::compat::CompatGraph;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/glycans/glycan_pretrain.csv");
+    let mut rdr = csv::Reader::from_path(path).expect("../shared/data/glycans/glycan_pretrain.csv");
+    let glycans: Vec<String> = rdr.records().map(|r| r.unwrap()[0].trim().to_string()).collect();
+    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &glycans, 84);
+    let mut n = 0;
+    for g in glycans.iter().step_by(7) {
+        let Ok(official) = featurize(g, &vocab) else { continue };
+        let back = CompatGraph::from_hetero(&official.to_hetero(&vocab), &vocab).unwrap();
+        assert_eq!(back, official, "{g}");
+        n += 1;
+    }
+    assert!(n > 5000, "{n} glycans");
+    // A residue graph is not an official glycan graph.
+    let mut protein = glycan_aa::Glycan::from_iupac("Gal").unwrap().molecule.graph;
+    protein.units[0].kind = aa_graph::UnitKind::Residue;
+    assert!(CompatGraph::from_hetero(&protein, &vocab).unwrap_err().contains("not a monosaccharide"));
+}

@@ -83,7 +83,10 @@ pub fn sequence_graph(sequence: &str) -> Result<aa_graph::HeteroGraph, Structure
     let mut g = aa_graph::HeteroGraph::default();
     for (i, c) in seq.chars().enumerate() {
         if !c.is_ascii_alphabetic() {
-            return Err(StructureError::new(format!("sequence character {} is {c:?}, not an amino-acid letter", i + 1)));
+            return Err(StructureError::new(format!(
+                "sequence character {} is {c:?}, not an amino-acid letter",
+                i + 1
+            )));
         }
         let c = c.to_ascii_uppercase();
         let k = templates::AMINO_ACIDS.iter().position(|name| aa_codeswitch::one_letter(name) == c);
@@ -94,7 +97,11 @@ pub fn sequence_graph(sequence: &str) -> Result<aa_graph::HeteroGraph, Structure
             type_id: k.map_or(20, |k| k as u32),
             name: name.to_string(),
             anchor: None,
-            label: Some(aa_graph::ResidueLabel { chain: String::new(), number: i as i32 + 1, insertion: String::new() }),
+            label: Some(aa_graph::ResidueLabel {
+                chain: String::new(),
+                number: i as i32 + 1,
+                insertion: String::new(),
+            }),
         });
         if i > 0 {
             g.unit_links.push(aa_graph::UnitLink {

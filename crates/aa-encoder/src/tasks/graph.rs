@@ -159,7 +159,11 @@ impl GraphTask {
             }
             for (t, ls) in it.labels.iter().enumerate() {
                 if let Some(l) = ls.iter().find(|&&l| l >= self.targets[t].classes.len()) {
-                    candle_core::bail!("label {l} of target {} with {} classes", self.targets[t].name, self.targets[t].classes.len());
+                    candle_core::bail!(
+                        "label {l} of target {} with {} classes",
+                        self.targets[t].name,
+                        self.targets[t].classes.len()
+                    );
                 }
             }
         }
@@ -174,7 +178,10 @@ impl Objective for GraphTask {
     fn prepare(&self, items: &[&GraphItem], _rng: &mut Rng) -> Result<GraphBatch> {
         self.check_labels(items)?;
         let windows: Vec<&Window> = items.iter().map(|i| &i.window).collect();
-        Ok(GraphBatch { input: self.encoder.featurize(&windows)?, labels: items.iter().map(|i| i.labels.clone()).collect() })
+        Ok(GraphBatch {
+            input: self.encoder.featurize(&windows)?,
+            labels: items.iter().map(|i| i.labels.clone()).collect(),
+        })
     }
 
     fn loss(&self, batch: GraphBatch) -> Result<(Tensor, Vec<(String, f64)>)> {

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use aa_codeswitch::{canonical_tensors, Alphabet, CodeSwitchBatch, CodeSwitchSequence, Esm, EsmConfig, EsmRequest, Unzip};
+use aa_codeswitch::{
+    canonical_tensors, Alphabet, CodeSwitchBatch, CodeSwitchSequence, Esm, EsmConfig, EsmRequest, Unzip,
+};
 use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, Requirements, Window};
 use aa_graph::kernels::scatter_mean;
 use anyhow::{bail, Result};
@@ -77,7 +79,6 @@ impl EsmEncoder {
         }
         Ok(EsmEncoder { model: Esm::load(vb, &cfg.model)?, alphabet, unzip: cfg.unzip })
     }
-
 }
 
 impl Encoder for EsmEncoder {
@@ -161,7 +162,9 @@ impl Encoder for EsmEncoder {
             Ok(LayerStates { units, atoms })
         };
         let layers = (1..=n)
-            .map(|l| out.representations.get(&l).map(states).unwrap_or_else(|| candle_core::bail!("esm: layer {l} missing")))
+            .map(|l| {
+                out.representations.get(&l).map(states).unwrap_or_else(|| candle_core::bail!("esm: layer {l} missing"))
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let last = if n == 0 { states(&out.hidden)? } else { layers[n - 1].clone() };
         Ok(EncoderOutput {

@@ -119,7 +119,9 @@ impl GlycanAAEncoder {
     ) -> Result<GlycanAAEncoder> {
         let cfg = cfg.clone().complete()?;
         let vocab = match cfg.featurisation {
-            Featurisation::Official => cfg.vocab.clone().unwrap_or_else(|| CompatVocab { units: vec![], links: vec![] }),
+            Featurisation::Official => {
+                cfg.vocab.clone().unwrap_or_else(|| CompatVocab { units: vec![], links: vec![] })
+            }
             Featurisation::Molecule => molecule_vocab(),
         };
         Ok(GlycanAAEncoder { model: GlycanAA::new(vb, &cfg.model)?, cfg, vocab, units_only, family })
@@ -169,7 +171,8 @@ impl Encoder for GlycanAAEncoder {
         let (mut unit_window, mut atom_unit, mut graph_atom) = (Vec::new(), Vec::new(), Vec::new());
         let mut base = 0u32;
         for (wi, w) in windows.iter().enumerate() {
-            let compat = if w.is_whole() { self.compat(&w.graph)? } else { self.compat(&w.graph.unit_subgraph(&w.units))? };
+            let compat =
+                if w.is_whole() { self.compat(&w.graph)? } else { self.compat(&w.graph.unit_subgraph(&w.units))? };
             unit_window.extend(std::iter::repeat_n(wi as u32, w.units.len()));
             if !self.units_only {
                 let atoms = window_atoms(w);

@@ -62,7 +62,8 @@ pub trait Family: Sync {
 }
 
 /// Every family. Adding one: a file in this folder and one line here.
-pub static FAMILIES: &[&dyn Family] = &[&glycanaa::GlycanAAFamily, &rgcn::RgcnFamily, &vabs::VabsFamily, &esm::EsmFamily];
+pub static FAMILIES: &[&dyn Family] =
+    &[&glycanaa::GlycanAAFamily, &rgcn::RgcnFamily, &vabs::VabsFamily, &esm::EsmFamily];
 
 /// The family named `name`.
 pub fn family(name: &str) -> Result<&'static dyn Family> {
@@ -125,8 +126,7 @@ pub fn join_config(family: &dyn Family, config: &Value) -> Value {
 
 /// Parses a family's part of a configuration into its typed config, naming the family in errors.
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(family: &str, config: &Value) -> Result<T> {
-    serde_json::from_value(config.clone())
-        .map_err(|e| anyhow::anyhow!("not a {family} encoder configuration: {e}"))
+    serde_json::from_value(config.clone()).map_err(|e| anyhow::anyhow!("not a {family} encoder configuration: {e}"))
 }
 
 /// The `config.json` of a package: [`join_config`], except that ESM keeps the Hugging Face

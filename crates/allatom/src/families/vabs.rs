@@ -80,6 +80,14 @@ impl VabsFamilyConfig {
     }
 }
 
+impl VabsEncoder {
+    /// Builds the encoder (official weight names under `vb`), loading its language model.
+    pub fn load(vb: VarBuilder, cfg: &VabsFamilyConfig) -> Result<VabsEncoder> {
+        let (cfg, lm) = cfg.clone().complete()?;
+        Ok(VabsEncoder { vabs: Vabs::new(vb, &cfg.model)?, lm })
+    }
+}
+
 impl Encoder for VabsEncoder {
     fn family(&self) -> &str {
         "vabs"
@@ -182,8 +190,7 @@ impl Family for VabsFamily {
     }
 
     fn load(&self, vb: VarBuilder, config: &Value, _files: &dyn PackageFiles) -> Result<Box<dyn Encoder>> {
-        let (cfg, lm) = typed::<VabsFamilyConfig>(self.name(), config)?.complete()?;
-        Ok(Box::new(VabsEncoder { vabs: Vabs::new(vb, &cfg.model)?, lm }))
+        Ok(Box::new(VabsEncoder::load(vb, &typed(self.name(), config)?)?))
     }
 
     fn glycan_graphs(&self, _config: &Value) -> Result<GlycanGraphs> {
