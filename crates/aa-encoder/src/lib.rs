@@ -105,8 +105,29 @@ impl EncoderOutput {
 pub struct Requirements {
     /// 3D coordinates (Vabs-Net's kNN graphs and frames).
     pub coordinates: bool,
-    /// Only amino-acid residues can be written (ESM-2 has no atom tokens).
-    pub residues_only: bool,
+    /// The unit kinds it can read, `None` for any (ESM-2 has no atom tokens: residues only; the
+    /// official GlycanAA featurisation: monosaccharides only).
+    pub unit_kinds: Option<Vec<UnitKind>>,
+}
+
+impl Requirements {
+    /// Why units of `kind` cannot be read, if they cannot.
+    pub fn refuses(&self, kind: UnitKind) -> Option<String> {
+        let kinds = self.unit_kinds.as_ref()?;
+        if kinds.contains(&kind) {
+            return None;
+        }
+        let words: Vec<&str> = kinds.iter().map(|k| kind_words(*k)).collect();
+        Some(format!("reads {} only, not {}", words.join(" and "), kind_words(kind)))
+    }
+}
+
+fn kind_words(k: UnitKind) -> &'static str {
+    match k {
+        UnitKind::Residue => "amino-acid residues",
+        UnitKind::Monosaccharide => "monosaccharides",
+        UnitKind::Other => "other units (ligands, ions)",
+    }
 }
 
 /// What a data set offers, for [`check_pairing`].
@@ -130,13 +151,8 @@ pub fn check_pairing(encoder: &dyn Encoder, data: &DataTraits) -> std::result::R
             data.name
         ));
     }
-    if needs.residues_only && data.unit_kinds.iter().any(|k| *k != UnitKind::Residue) {
-        return Err(format!(
-            "{} reads amino-acid residues only (no atom tokens), and {} holds {:?} units",
-            encoder.family(),
-            data.name,
-            data.unit_kinds.iter().filter(|k| **k != UnitKind::Residue).collect::<Vec<_>>()
-        ));
+    if let Some(why) = data.unit_kinds.iter().find_map(|k| needs.refuses(*k)) {
+        return Err(format!("{} {why}, which {} holds", encoder.family(), data.name));
     }
     Ok(())
 }

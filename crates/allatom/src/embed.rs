@@ -82,7 +82,7 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
             .collect());
     }
     let files = structure_files(path)?;
-    let residues_only = model.encoder.requirements().residues_only;
+    let glycans_readable = model.encoder.requirements().refuses(UnitKind::Monosaccharide).is_none();
     let official = matches!(model.glycans, GlycanGraphs::Official(_));
     let opts = protein_aa::StructureOptions { atom_knn: None, unit_knn: None, ..Default::default() };
     let per_file: Vec<Vec<Input>> = files
@@ -102,7 +102,7 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
                         });
                     }
                 }
-                if official || !residues_only {
+                if official || glycans_readable {
                     for t in &s.glycans {
                         let m = meta(json!({ "input": t.iupac, "structure": f, "attached_to": t.attached_to }));
                         let window = if official {
@@ -140,10 +140,8 @@ fn window_error(encoder: &dyn Encoder, w: &Window) -> Option<String> {
     if needs.coordinates && w.graph.positions.is_none() {
         return Some(format!("{} needs 3D coordinates, and this input has none", encoder.family()));
     }
-    if needs.residues_only && w.units.iter().any(|&u| w.graph.units[u as usize].kind != UnitKind::Residue) {
-        return Some(format!("{} reads amino-acid residues only (no atom tokens)", encoder.family()));
-    }
-    None
+    let why = w.units.iter().find_map(|&u| needs.refuses(w.graph.units[u as usize].kind))?;
+    Some(format!("{} {why}", encoder.family()))
 }
 
 /// What an embedding job produced.

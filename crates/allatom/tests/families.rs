@@ -179,6 +179,15 @@ fn impossible_pairings_are_refused_before_any_data_is_read() {
     let esm2 = trainable_encoder(&json!({ "family": "esm", "model": tiny_esm(false) }), 0).unwrap();
     let e = check_pairing(esm2.encoder.as_ref(), &glycans).unwrap_err();
     assert!(e.contains("amino-acid residues only"), "{e}");
+    // The official GlycanAA featurisation types units by glycoword: no proteins.
+    let official = trainable_encoder(
+        &json!({ "family": "glycanaa", "model": tiny_glycanaa("hierarchical", true), "vocab": vocab() }),
+        0,
+    )
+    .unwrap();
+    let (_, dssp) = allatom::runs::unit_task_kind("dssp").unwrap();
+    let e = check_pairing(official.encoder.as_ref(), &dssp).unwrap_err();
+    assert!(e.contains("reads monosaccharides only, not amino-acid residues"), "{e}");
     // Through a run: the task directory does not exist, yet the error is the pairing's.
     let dir = tempfile::tempdir().unwrap();
     let cfg = json!({

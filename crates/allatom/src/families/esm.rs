@@ -91,7 +91,9 @@ impl Encoder for EsmEncoder {
     }
 
     fn requirements(&self) -> Requirements {
-        Requirements { coordinates: false, residues_only: self.alphabet.atom_id("C").is_none() }
+        // ESM-2's alphabet has no atom tokens: only residues can be written.
+        let residues_only = self.alphabet.atom_id("C").is_none();
+        Requirements { coordinates: false, unit_kinds: residues_only.then(|| vec![aa_graph::UnitKind::Residue]) }
     }
 
     fn featurize(&self, windows: &[&Window]) -> candle_core::Result<Featurized> {

@@ -9,7 +9,9 @@
 //! glycan molecules with their modifications, proteins, glycoproteins) in the modality-independent
 //! vocabulary of `glycan_aa::model::molecule_compat`, optionally with spatial unit kNN edges.
 
-use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, MeanMax, PoolNodes, Readout, Window};
+use aa_encoder::{
+    AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, MeanMax, PoolNodes, Readout, Requirements, Window,
+};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
@@ -156,6 +158,12 @@ impl Encoder for GlycanAAEncoder {
 
     fn unit_dim(&self) -> usize {
         self.cfg.model.node_dim()
+    }
+
+    fn requirements(&self) -> Requirements {
+        // The official featurisation types units by GlycanML's glycoword ids: glycans only.
+        let official = self.cfg.featurisation == Featurisation::Official;
+        Requirements { coordinates: false, unit_kinds: official.then(|| vec![aa_graph::UnitKind::Monosaccharide]) }
     }
 
     fn readout(&self) -> Box<dyn Readout> {

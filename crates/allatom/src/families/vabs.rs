@@ -98,7 +98,7 @@ impl Encoder for VabsEncoder {
     }
 
     fn requirements(&self) -> Requirements {
-        Requirements { coordinates: true, residues_only: false }
+        Requirements { coordinates: true, unit_kinds: None }
     }
 
     fn featurize(&self, windows: &[&Window]) -> candle_core::Result<Featurized> {
