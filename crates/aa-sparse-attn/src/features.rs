@@ -168,6 +168,8 @@ pub struct VabsInput {
     pub atom_type: Vec<u32>,
     /// Unit of each atom.
     pub atom_unit: Vec<u32>,
+    /// Atom index in its input graph of each atom (`None` for a virtual node).
+    pub graph_atom: Vec<Option<u32>>,
     /// Atom coordinates (Å).
     pub positions: Vec<[f32; 3]>,
     /// Unit type ids ([`UNIT_TYPES`]).
@@ -256,6 +258,7 @@ impl VabsInput {
             atom_row[i] = out.atom_type.len() as u32;
             out.atom_type.push(atom_type_id(&a.name, a.element));
             out.atom_unit.push(k);
+            out.graph_atom.push(Some(i as u32));
             out.positions.push(positions[i]);
         }
         let mut chains: HashMap<&str, u32> = HashMap::new();
@@ -305,6 +308,7 @@ impl VabsInput {
             let (va, vu) = (n_atoms as u32, n_units as u32);
             out.atom_type.push(VIRTUAL_ATOM);
             out.atom_unit.push(vu);
+            out.graph_atom.push(None);
             out.positions.push(c);
             out.anchors.push(va);
             out.unit_type.push(VIRTUAL_UNIT);
@@ -345,6 +349,7 @@ impl VabsInput {
             let (na, nu) = (out.num_atoms() as u32, out.num_units() as u32);
             out.atom_type.extend_from_slice(&p.atom_type);
             out.atom_unit.extend(p.atom_unit.iter().map(|u| u + nu));
+            out.graph_atom.extend_from_slice(&p.graph_atom);
             out.positions.extend_from_slice(&p.positions);
             out.unit_type.extend_from_slice(&p.unit_type);
             out.anchors.extend(p.anchors.iter().map(|a| a + na));

@@ -202,6 +202,22 @@ fn esm_aa_pretraining_config_runs() {
         .arg(d.join("v.safetensors")));
     let t = candle_core::safetensors::load(d.join("v.safetensors"), &candle_core::Device::Cpu).unwrap();
     assert_eq!(t["embeddings"].dims(), &[76, 16]);
+    // Atom rows map back to the file's atoms (the virtual node is not a row).
+    ok(allatom()
+        .args(["embed", "--model"])
+        .arg(d.join("vabs-pkg"))
+        .arg("--structure")
+        .arg(structures().join("1UBQ.pdb"))
+        .args(["--level", "atom", "--out"])
+        .arg(d.join("va.safetensors")));
+    let t = candle_core::safetensors::load(d.join("va.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let z = t["atomic_number"].to_vec1::<u32>().unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(d.join("va.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(t["embeddings"].dim(0).unwrap(), z.len());
+    assert_eq!(meta["atoms"].as_u64(), Some(z.len() as u64), "{meta}");
+    assert!(z.len() > 500 && z.iter().all(|z| [6, 7, 8, 16].contains(z)), "{} atoms", z.len());
+    assert_eq!(meta["labels"][0], "N");
     let out = allatom()
         .args(["embed", "--glycan", "Gal(b1-4)GlcNAc", "--model"])
         .arg(d.join("vabs-pkg"))

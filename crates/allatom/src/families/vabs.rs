@@ -1,7 +1,8 @@
 //! Vabs-Net (Zhao et al., ICML 2024, `aa_sparse_attn::Vabs`): bilevel sparse attention over
 //! atom and unit kNN graphs with local frames and a virtual node, optionally with per-residue
 //! features of a frozen ESM model (`lm`, the official `esm_feat_encoder`). Reads any all-atom
-//! graph with coordinates; the virtual node is featurised but not returned.
+//! graph with coordinates (hydrogens are not nodes); the virtual node is featurised but not
+//! returned.
 
 use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, Requirements, Window};
 use aa_sparse_attn::{Vabs, VabsConfig, VabsInput};
@@ -43,6 +44,7 @@ struct VabsBatch {
     /// Batch atom rows of atoms of window units, and their output unit rows.
     atom_rows: Tensor,
     atom_unit: Vec<u32>,
+    graph_atom: Vec<u32>,
     anchors: Tensor,
     lm: Option<Tensor>,
 }
@@ -51,39 +53,56 @@ fn msg(e: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 
-fn load_lm(name: &str) -> Result<LmFeatures> {
+/// The frozen language model `name` (a package directory or hub id).
+pub(crate) fn load_lm(name: &str) -> Result<LmFeatures> {
     Ok(LmFeatures::new(crate::package::esm_package(name).with_context(|| format!("lm {name}"))?))
 }
 
+/// The hidden width of the ESM package `name`, from its `config.json` alone.
+fn lm_width(name: &str) -> Result<usize> {
+    let dir =
+        aa_pretrain::hub::resolve(name, &[crate::package::CONFIG_FILE], &aa_pretrain::hub::HubOptions::from_env())
+            .with_context(|| format!("lm {name}"))?;
+    let path = dir.join(crate::package::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("lm {name}: cannot read {}", path.display()))?;
+    let config: Value =
+        serde_json::from_str(&text).with_context(|| format!("lm {name}: {} is not JSON", path.display()))?;
+    let (family, part) = super::split_config(&config).with_context(|| format!("lm {name}"))?;
+    if family.name() != "esm" {
+        bail!("lm {name}: a {} package, not an ESM language model", family.name());
+    }
+    Ok(typed::<super::esm::EsmFamilyConfig>("esm", &part).with_context(|| format!("lm {name}"))?.model.hidden_size)
+}
+
 impl VabsFamilyConfig {
-    /// Checks `lm_dim` against the language model (loading it) and fills it in.
-    pub fn complete(mut self) -> Result<(Self, Option<LmFeatures>)> {
-        let lm = match &self.lm {
+    /// Checks `lm_dim` against the language model's width (read from its configuration) and
+    /// fills it in.
+    pub fn complete(mut self) -> Result<Self> {
+        match &self.lm {
             None => {
                 if let Some(d) = self.model.lm_dim {
                     bail!("the encoder takes {d}-wide language-model features: name the model in `lm`");
                 }
-                None
             }
             Some(name) => {
-                let lm = load_lm(name)?;
+                let width = lm_width(name)?;
                 match self.model.lm_dim {
-                    Some(d) if d != lm.dim() => {
-                        bail!("the encoder takes {d}-wide language-model features, {name} gives {}", lm.dim())
+                    Some(d) if d != width => {
+                        bail!("the encoder takes {d}-wide language-model features, {name} gives {width}")
                     }
-                    _ => self.model.lm_dim = Some(lm.dim()),
+                    _ => self.model.lm_dim = Some(width),
                 }
-                Some(lm)
             }
-        };
-        Ok((self, lm))
+        }
+        Ok(self)
     }
 }
 
 impl VabsEncoder {
     /// Builds the encoder (official weight names under `vb`), loading its language model.
     pub fn load(vb: VarBuilder, cfg: &VabsFamilyConfig) -> Result<VabsEncoder> {
-        let (cfg, lm) = cfg.clone().complete()?;
+        let cfg = cfg.clone().complete()?;
+        let lm = cfg.lm.as_deref().map(load_lm).transpose()?;
         Ok(VabsEncoder { vabs: Vabs::new(vb, &cfg.model)?, lm })
     }
 }
@@ -127,11 +146,12 @@ impl Encoder for VabsEncoder {
         for (k, &r) in rows.iter().enumerate() {
             out_row[r as usize] = k as u32;
         }
-        let (mut atom_rows, mut atom_unit) = (Vec::new(), Vec::new());
-        for (a, &u) in input.atom_unit.iter().enumerate() {
-            if out_row[u as usize] != u32::MAX {
+        let (mut atom_rows, mut atom_unit, mut graph_atom) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, (&u, g)) in input.atom_unit.iter().zip(&input.graph_atom).enumerate() {
+            if let (true, Some(g)) = (out_row[u as usize] != u32::MAX, g) {
                 atom_rows.push(a as u32);
                 atom_unit.push(out_row[u as usize]);
+                graph_atom.push(*g);
             }
         }
         let dev = Device::Cpu;
@@ -141,6 +161,7 @@ impl Encoder for VabsEncoder {
             unit_window,
             atom_rows: Tensor::from_vec(atom_rows.clone(), atom_rows.len(), &dev)?,
             atom_unit,
+            graph_atom,
             anchors: Tensor::from_vec(anchors, rows.len(), &dev)?,
             input,
             lm,
@@ -165,7 +186,7 @@ impl Encoder for VabsEncoder {
             atoms: Some(AtomRows {
                 states: out.atoms.index_select(&b.atom_rows, 0)?,
                 unit: b.atom_unit.clone(),
-                graph_atom: None,
+                graph_atom: Some(b.graph_atom.clone()),
             }),
             windows: input.windows,
         })
@@ -185,8 +206,7 @@ impl Family for VabsFamily {
     }
 
     fn complete(&self, config: &Value) -> Result<Value> {
-        let (cfg, _) = typed::<VabsFamilyConfig>(self.name(), config)?.complete()?;
-        Ok(serde_json::to_value(cfg)?)
+        Ok(serde_json::to_value(typed::<VabsFamilyConfig>(self.name(), config)?.complete()?)?)
     }
 
     fn load(&self, vb: VarBuilder, config: &Value, _files: &dyn PackageFiles) -> Result<Box<dyn Encoder>> {
