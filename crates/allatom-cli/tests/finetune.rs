@@ -145,3 +145,41 @@ fn eval_refuses_what_is_not_a_checkpoint() {
     assert!(err.contains("neither a checkpoint directory"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn any_family_on_a_glycan_task_and_impossible_pairings_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    small_task(dir.path());
+    let train = serde_json::json!({"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1});
+    let task = serde_json::json!({"dir": "tasks", "name": "glycan_type"});
+    // ESM-AA on glycans (atom-only code-switch sequences) and GlycanAA on true molecules.
+    let esm = serde_json::json!({"family": "esm", "model": {"vocab_size": 59, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 64, "pair_bias": true, "gaussian_kernels": 16}});
+    let molecule = serde_json::json!({"family": "glycanaa", "featurisation": "molecule", "model": model()});
+    for (name, encoder) in [("esm", esm), ("glycanaa", molecule)] {
+        let cfg = serde_json::json!({"objective": "graph_task", "task": task, "encoder": encoder, "train": train});
+        let summary = run_ok("finetune", dir.path(), name, &cfg);
+        assert_eq!(summary["family"], name);
+        assert!(summary["test"]["accuracy"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{summary}");
+        let out = allatom().args(["eval", "--checkpoint"]).arg(dir.path().join(name)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(eval["metrics"], summary["test"], "{name}: {eval}");
+    }
+    // Vabs-Net needs coordinates; glycans from IUPAC have none: refused before any data is read.
+    let vabs = serde_json::json!({"family": "vabs", "model": {"layers": 1, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 1}});
+    let cfg = serde_json::json!({"objective": "graph_task", "task": {"dir": "missing", "name": "glycan_type"},
+        "encoder": vabs, "train": train});
+    std::fs::write(dir.path().join("v.json"), cfg.to_string()).unwrap();
+    let out = allatom()
+        .args(["finetune", "--config"])
+        .arg(dir.path().join("v.json"))
+        .arg("--run-dir")
+        .arg(dir.path().join("v"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vabs needs 3D coordinates") && !err.contains("missing"), "{err}");
+    assert!(!dir.path().join("v").exists());
+}
