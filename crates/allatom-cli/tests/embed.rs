@@ -174,8 +174,16 @@ fn bad_inputs_fail_clearly() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at character"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!d.join("x.npy").exists() && !d.join("x.jsonl").exists());
+    // Names the molecule builder does not know are errors here too (the official featurisation
+    // alone would map them onto its catch-all "Monosaccharide" unit and embed garbage).
+    for bad in ["AAAA", "Glcxyz", "Foo(a1-4)Bar", "1234"] {
+        let out = allatom().args(["embed", "--glycan", bad, "--out"]).arg(d.join("u.npy")).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("at character"), "{bad}");
+        assert!(!d.join("u.npy").exists());
+    }
     // A file with one bad line: the others are embedded, the bad one reported, exit 1.
-    std::fs::write(d.join("in.txt"), "Gal(b1-4)GlcNAc\nGal(b1-4\nMan(a1-3)Man\n").unwrap();
+    std::fs::write(d.join("in.txt"), "Gal(b1-4)GlcNAc\nGal(b1-4\nMan(a1-3)Man\nFoo(a1-4)Bar\n").unwrap();
     let out = allatom()
         .args(["embed", "--model"])
         .arg(d.join("pkg"))

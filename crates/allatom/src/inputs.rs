@@ -23,15 +23,26 @@ pub enum GlycanGraphs {
 }
 
 impl GlycanGraphs {
-    /// The graph of one IUPAC-condensed glycan.
+    /// The graph of one IUPAC-condensed glycan. Residue names are checked as the molecule
+    /// builder checks them (the verdicts of `allatom graph`), in both featurisations.
     pub fn graph(&self, iupac: &str) -> Result<HeteroGraph, GlycanError> {
+        if let GlycanGraphs::Official(_) = self {
+            glycan_aa::compat::check_names(iupac)?;
+        }
+        self.graph_as_glycanml(iupac)
+    }
+
+    /// [`GlycanGraphs::graph`], except that the official featurisation maps names it cannot
+    /// reduce to a core onto GlycanML's catch-all `Monosaccharide` unit, as GlycanML's data
+    /// pipeline does (the glycan tasks, so that their sets equal GlycanML's).
+    pub fn graph_as_glycanml(&self, iupac: &str) -> Result<HeteroGraph, GlycanError> {
         match self {
             GlycanGraphs::Official(vocab) => Ok(featurize(iupac, vocab)?.to_hetero(vocab)),
             GlycanGraphs::Molecule => Ok(glycan_aa::Glycan::from_iupac(iupac)?.molecule.graph),
         }
     }
 
-    /// The whole-glycan window of one IUPAC-condensed glycan.
+    /// The whole-glycan window of one IUPAC-condensed glycan ([`GlycanGraphs::graph`]).
     pub fn window(&self, iupac: &str) -> Result<Window, GlycanError> {
         Ok(Window::whole(Arc::new(self.graph(iupac)?)))
     }

@@ -453,6 +453,21 @@ impl CompatGraph {
     }
 }
 
+/// Checks every residue name of an IUPAC-condensed glycan with the grammar of the molecule
+/// builder (the verdicts of `allatom graph`): the official featurisation alone maps any name it
+/// cannot reduce to a core onto GlycanML's catch-all `Monosaccharide` unit (as GlycanML does),
+/// which silently embeds garbage such as `AAAA` or `Glcxyz`.
+pub fn check_names(iupac: &str) -> Result<(), GlycanError> {
+    let tree = crate::parse_iupac(iupac)?;
+    for r in &tree.residues {
+        crate::residue::parse_residue(&r.name).map_err(|e| GlycanError::Parse {
+            position: r.offset + e.offset,
+            message: format!("in '{}': {}", r.name, e.message),
+        })?;
+    }
+    Ok(())
+}
+
 /// Builds the official featurisation of an IUPAC-condensed glycan.
 pub fn featurize(iupac: &str, vocab: &CompatVocab) -> Result<CompatGraph, GlycanError> {
     let tree = crate::parse_iupac(iupac)?;
