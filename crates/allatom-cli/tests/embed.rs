@@ -174,6 +174,30 @@ fn bad_inputs_fail_clearly() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at character"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!d.join("x.npy").exists() && !d.join("x.jsonl").exists());
+    // `export --out` on a directory that is not a package this tool wrote — the working
+    // directory, its parent, a folder of the user's — is refused, and nothing in it is touched.
+    std::fs::create_dir_all(d.join("mine")).unwrap();
+    std::fs::write(d.join("mine/thesis.txt"), "keep me").unwrap();
+    for out in [".", "..", "mine"] {
+        let res = allatom()
+            .current_dir(d.join("mine"))
+            .args(["export", "--checkpoint"])
+            .arg(d.join("run"))
+            .args(["--out", &format!("../{out}").replace("../.", ".").replace("../..", "..")])
+            .output()
+            .unwrap();
+        assert_eq!(res.status.code(), Some(2), "{out}: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(String::from_utf8_lossy(&res.stderr).contains("refusing to replace"), "{out}");
+    }
+    assert_eq!(std::fs::read_to_string(d.join("mine/thesis.txt")).unwrap(), "keep me");
+    assert!(d.join("pkg/config.json").is_file() && d.join("run").is_dir());
+    // A package this tool wrote is replaced in place.
+    ok(allatom()
+        .args(["export", "--checkpoint"])
+        .arg(d.join("run"))
+        .arg("--out")
+        .arg(d.join("pkg16"))
+        .args(["--dtype", "f16"]));
     // Names the molecule builder does not know are errors here too (the official featurisation
     // alone would map them onto its catch-all "Monosaccharide" unit and embed garbage).
     for bad in ["AAAA", "Glcxyz", "Foo(a1-4)Bar", "1234"] {

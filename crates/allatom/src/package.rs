@@ -152,14 +152,15 @@ pub fn esm_package(name: &str) -> Result<aa_codeswitch::EsmPackage> {
     Ok(protein_aa::esm::from_pretrained(name, &HubOptions::from_env())?)
 }
 
-/// Marker file that says a directory is a package written by [`write_package`] (only such a
-/// directory, or one holding a `config.json`, is ever replaced).
+/// Marker file that says a directory is a package written by [`write_package`]: only such a
+/// directory (or an empty one) is ever replaced.
 pub const MARKER_FILE: &str = ".allatom-package";
 
 /// Writes a package directory atomically (a temporary sibling renamed into place):
 /// `config.json`, `tensors` stored as `dtype` (floating tensors only), an optional `README.md`
-/// model card and `extra` files. An existing `dir` is replaced only when it is a package (holds
-/// `config.json` or the marker) or empty; anything else is refused.
+/// model card and `extra` files. An existing `dir` is replaced only when it is a package this
+/// function wrote (it holds [`MARKER_FILE`]) or an empty directory; anything else — a user's
+/// folder, `.`, `..`, a file — is refused and left untouched.
 pub fn write_package(
     dir: &Path,
     config: &Value,
@@ -168,15 +169,20 @@ pub fn write_package(
     readme: Option<&str>,
     extra: &[(&str, Vec<u8>)],
 ) -> Result<()> {
-    if dir.exists() {
-        let is_package = dir.join(CONFIG_FILE).is_file() || dir.join(MARKER_FILE).is_file();
-        let empty = dir.is_dir() && std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
-        if !dir.is_dir() || !(is_package || empty) {
+    let meta = std::fs::symlink_metadata(dir);
+    if let Ok(m) = &meta {
+        let written_by_us = m.is_dir() && dir.join(MARKER_FILE).is_file();
+        let empty = m.is_dir() && std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !(written_by_us || empty) {
             bail!(
-                "{}: exists and is not a model package (no {CONFIG_FILE}); refusing to replace it — choose a new directory",
+                "{}: exists and is not a model package written by allatom (no {MARKER_FILE}); refusing to replace it — choose a new directory",
                 dir.display()
             );
         }
+    }
+    let dir = &std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    if dir.file_name().is_none() {
+        bail!("{}: not a directory name a package can be written to", dir.display());
     }
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "package".into());
