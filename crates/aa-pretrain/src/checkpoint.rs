@@ -44,17 +44,35 @@ fn sync_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` via a temporary sibling and a rename.
+/// Writes `bytes` to `path` via a temporary sibling and a rename, so that `path` is complete
+/// or untouched; a failed write removes its temporary file. A path that is a device, FIFO or
+/// socket (`/dev/null`, `/dev/stdout`) is written in place instead — renaming over it would
+/// replace the device with a regular file — and a write error there (a full `/dev/full`) is an
+/// error too. A directory is refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    if let Ok(m) = fs::metadata(path) {
+        if m.is_dir() {
+            candle_core::bail!("{}: is a directory, not a file to write", path.display());
+        }
+        if !m.is_file() {
+            let mut f = fs::OpenOptions::new().write(true).open(path).map_err(|e| io(path, "opening", e))?;
+            f.write_all(bytes).and_then(|_| f.flush()).map_err(|e| io(path, "writing", e))?;
+            return Ok(());
+        }
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-    {
+    let written = (|| -> Result<()> {
         let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, "creating", e))?;
         f.write_all(bytes).map_err(|e| io(&tmp, "writing", e))?;
         f.sync_all().map_err(|e| io(&tmp, "syncing", e))?;
+        fs::rename(&tmp, path).map_err(|e| io(path, "renaming into", e))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path).map_err(|e| io(path, "renaming into", e))?;
+    written?;
     sync_dir(dir)
 }
 

@@ -28,7 +28,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let text = serde_json::to_string_pretty(&out)? + "\n";
     match &a.out {
         Some(p) => aa_pretrain::checkpoint::write_atomic(p, text.as_bytes())?,
-        None => print!("{text}"),
+        None => allatom::output::print(&text)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,9 +31,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let overrides = Overrides { seed: a.seed, epochs: a.epochs, ..Default::default() };
     let summary = start(&a.config, cfg, &a.run_dir, &overrides)?;
-    println!(
-        "{}",
-        serde_json::json!({ "task": summary["task"], "family": summary["family"], "test": summary["test"] })
-    );
+    let line = serde_json::json!({ "task": summary["task"], "family": summary["family"], "test": summary["test"] });
+    allatom::output::print(&format!("{line}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

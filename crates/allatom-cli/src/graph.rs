@@ -1,6 +1,5 @@
 //! `allatom graph`: the all-atom graph of glycans and structure files, summarised as JSON.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -71,19 +70,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(s) = a.glycan {
         let (rec, ok) = glycan_record(&s);
         if a.json {
-            println!("{rec}");
+            allatom::output::print(&format!("{rec}\n"))?;
         } else if ok {
-            println!("glycan   {s}");
-            println!("units    {}", rec["units"]);
-            println!("atoms    {} heavy", rec["atoms"]);
-            println!("bonds    {} heavy-heavy", rec["bonds"]);
-            println!("rings    {}", rec["rings"]);
-            println!("formula  {}", rec["formula"].as_str().unwrap_or(""));
             let flags: Vec<String> =
                 rec["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect();
+            let mut text = format!(
+                "glycan   {s}\nunits    {}\natoms    {} heavy\nbonds    {} heavy-heavy\nrings    {}\nformula  {}\n",
+                rec["units"],
+                rec["atoms"],
+                rec["bonds"],
+                rec["rings"],
+                rec["formula"].as_str().unwrap_or("")
+            );
             if !flags.is_empty() {
-                println!("flags    {}", flags.join(", "));
+                text.push_str(&format!("flags    {}\n", flags.join(", ")));
             }
+            allatom::output::print(&text)?;
         }
         if !ok {
             eprintln!("error: {s:?}: {}", rec["error"].as_str().unwrap_or(""));
@@ -128,7 +130,7 @@ fn run_all<T: Sync>(
     }
     match out {
         Some(out) => aa_pretrain::checkpoint::write_atomic(out, text.as_bytes())?,
-        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+        None => allatom::output::print(&text)?,
     }
     eprintln!("{} {what}: {} built, {} failed", records.len(), records.len() - failed, failed);
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })

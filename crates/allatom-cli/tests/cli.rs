@@ -95,3 +95,39 @@ fn structure_file_and_directory() {
     let out = allatom().args(["graph", "--structure", "/nonexistent/x.pdb"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Output to special files and failing streams: a device is written in place, never replaced
+/// by a regular file; a full device and a failing stdout are errors (exit 2, no panic); a closed
+/// pipe ends the output quietly.
+#[test]
+fn special_outputs_and_failing_streams() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "Gal(b1-4)GlcNAc\n".repeat(2000)).unwrap();
+    let out = allatom().args(["graph", "--glycans"]).arg(&input).args(["--jsonl", "/dev/null"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null is still a device");
+    if std::path::Path::new("/dev/full").exists() {
+        let out = allatom().args(["graph", "--glycans"]).arg(&input).args(["--jsonl", "/dev/full"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = allatom().args(["graph", "--glycan", "Gal", "--json"]).stdout(full).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("writing to standard output") && !err.contains("panicked"), "{err}");
+    }
+    // A reader that goes away: no panic, exit 0.
+    let mut child = allatom()
+        .args(["graph", "--glycans"])
+        .arg(&input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -23,6 +23,7 @@ pub mod embed;
 pub mod export;
 pub mod families;
 pub mod inputs;
+pub mod output;
 pub mod package;
 pub mod runs;
 
