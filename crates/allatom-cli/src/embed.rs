@@ -70,6 +70,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Level::Unit => Rows::Unit,
         Level::Atom => Rows::Atom,
     };
+    let given: Vec<&std::path::Path> =
+        [&a.glycans, &a.structure, &a.fasta].into_iter().flatten().map(|p| p.as_path()).collect();
+    job::check_output(&a.out, rows, &given)?;
     let name = a.model.as_deref().unwrap_or(DEFAULT_MODEL);
     let opts = HubOptions::from_env();
     let mut model = Model::from_pretrained(name, &opts)?;
@@ -89,6 +92,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             bail!("give one of --glycan STRING, --glycans FILE, --structure FILE|DIR, --sequence STRING, --fasta FILE")
         }
     };
+    if inputs.is_empty() {
+        bail!("nothing to embed: the input holds no glycans, sequences or structures");
+    }
     let started = std::time::Instant::now();
     let e = job::embed(&model, &inputs, rows, a.batch_size)?;
     if a.glycan.is_some() || a.sequence.is_some() {

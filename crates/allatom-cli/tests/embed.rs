@@ -198,6 +198,34 @@ fn bad_inputs_fail_clearly() {
         .arg("--out")
         .arg(d.join("pkg16"))
         .args(["--dtype", "f16"]));
+    // The file's format follows its name; an output may not overwrite an input; empty input.
+    let out = allatom().args(["embed", "--glycan", "Gal", "--out"]).arg(d.join("g.safetensors")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give a .npy path"));
+    std::fs::write(d.join("list.jsonl"), "Gal\n").unwrap();
+    let out = allatom()
+        .args(["embed", "--glycans"])
+        .arg(d.join("list.jsonl"))
+        .arg("--out")
+        .arg(d.join("list.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would destroy the input"));
+    assert_eq!(std::fs::read_to_string(d.join("list.jsonl")).unwrap(), "Gal\n");
+    std::fs::write(d.join("empty.txt"), "\n\n").unwrap();
+    let out = allatom()
+        .args(["embed", "--glycans"])
+        .arg(d.join("empty.txt"))
+        .arg("--out")
+        .arg(d.join("e.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to embed"));
+    // A byte-order mark is not part of the first glycan.
+    std::fs::write(d.join("bom.txt"), "\u{feff}Gal(b1-4)GlcNAc\n").unwrap();
+    ok(allatom().args(["embed", "--glycans"]).arg(d.join("bom.txt")).arg("--out").arg(d.join("bom.npy")));
     // Names the molecule builder does not know are errors here too (the official featurisation
     // alone would map them onto its catch-all "Monosaccharide" unit and embed garbage).
     for bad in ["AAAA", "Glcxyz", "Foo(a1-4)Bar", "1234"] {

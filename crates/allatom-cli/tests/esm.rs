@@ -161,7 +161,7 @@ fn esm_aa_pretraining_config_runs() {
         .args(["embed", "--model"])
         .arg(d.join("lm"))
         .args(["--sequence", "MKTAYIAK", "--out"])
-        .arg(d.join("e.safetensors")));
+        .arg(d.join("e.npy")));
     let dssp = dssp_subset(d, 6);
     let task = serde_json::json!({
         "objective": "unit_task", "task": "dssp",

@@ -344,6 +344,38 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
     Ok(Embeddings { matrix, index, jsonl, embedded: inputs.len() - failed, failed })
 }
 
+/// Checks an output path before any work: `.npy` for graph level, `.safetensors` for unit and
+/// atom levels (the file's format follows its name), and neither the output nor its `.jsonl`
+/// metadata may be one of the `inputs` (they would be overwritten).
+pub fn check_output(out: &Path, level: Level, inputs: &[&Path]) -> Result<()> {
+    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let want = if level == Level::Graph { "npy" } else { "safetensors" };
+    let is_special = std::fs::metadata(out).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    if !is_special && ext.as_deref() != Some(want) {
+        bail!(
+            "{}: {} rows are written as .{want} (the file's format follows its name); give a .{want} path",
+            out.display(),
+            match level {
+                Level::Graph => "graph-level",
+                Level::Unit => "unit-level",
+                Level::Atom => "atom-level",
+            }
+        );
+    }
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    for input in inputs {
+        for o in [out.to_path_buf(), metadata_path(out)] {
+            if same(&o, input) {
+                bail!("{}: is also an input; writing it would destroy the input", o.display());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `emb.npy` → `emb.jsonl`.
 pub fn metadata_path(out: &Path) -> PathBuf {
     out.with_extension("jsonl")

@@ -93,6 +93,8 @@ pub fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
     })?;
+    // A UTF-8 byte-order mark (Excel, Windows editors) is not part of the first glycan.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
     let first = text.lines().next().unwrap_or("");
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) || column.is_some();
     if is_csv {
