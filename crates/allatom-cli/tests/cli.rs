@@ -131,3 +131,25 @@ fn special_outputs_and_failing_streams() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// A 17,000-unit chain in a file is that line's positioned error; the other lines are built
+/// (no stack overflow loses the batch), in `graph` and in `embed`.
+#[test]
+fn a_pathological_line_does_not_lose_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let long = "Glc(b1-4)".repeat(17_000) + "Glc";
+    std::fs::write(&input, format!("Gal(b1-4)GlcNAc\n{long}\nMan(a1-3)Man\n")).unwrap();
+    let out = allatom().args(["graph", "--glycans"]).arg(&input).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[1]["error"].as_str().unwrap().contains("monosaccharides on one path"), "{}", lines[1]["error"]);
+    assert_eq!((lines[0]["units"].as_u64(), lines[2]["units"].as_u64()), (Some(2), Some(2)));
+    let out =
+        allatom().args(["embed", "--glycans"]).arg(&input).arg("--out").arg(dir.path().join("e.npy")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta = std::fs::read_to_string(dir.path().join("e.jsonl")).unwrap();
+    assert_eq!(meta.lines().filter(|l| l.contains("\"rows\"")).count(), 2, "{meta}");
+}

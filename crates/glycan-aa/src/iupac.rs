@@ -190,7 +190,16 @@ struct Parser<'a> {
     pos: usize,
     residues: Vec<(usize, ParsedResidue)>,
     floating: bool,
+    /// Monosaccharides on the current path from the reducing end (the recursion depth).
+    depth: usize,
 }
+
+/// Most monosaccharides on one path from the reducing end (linear chain length plus branch
+/// nesting). The parser recurses along a path; this keeps its stack small enough for any thread
+/// (a 2 MiB worker stack holds several times this), so that a pathological line is an error with
+/// its position, never an abort that loses a whole batch. Real glycans stay far below it (the
+/// largest glycan of the 40,781 PreGlycanAA set that builds has 102 monosaccharides in all).
+pub const MAX_PATH_MONOSACCHARIDES: usize = 500;
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<&Token> {
@@ -213,6 +222,19 @@ impl<'a> Parser<'a> {
 
     /// A residue and everything hanging off it (to its left in the string).
     fn subtree(&mut self, after: usize) -> Result<usize, GlycanError> {
+        if self.depth >= MAX_PATH_MONOSACCHARIDES {
+            return perr(
+                after,
+                format!("more than {MAX_PATH_MONOSACCHARIDES} monosaccharides on one path from the reducing end (the parser's limit)"),
+            );
+        }
+        self.depth += 1;
+        let r = self.subtree_at_depth(after);
+        self.depth -= 1;
+        r
+    }
+
+    fn subtree_at_depth(&mut self, after: usize) -> Result<usize, GlycanError> {
         let t = match self.pop() {
             Some(t) if t.kind == Tok::Residue => t,
             Some(t) => {
@@ -325,7 +347,7 @@ pub fn parse_iupac(s: &str) -> Result<ParsedGlycan, GlycanError> {
     if main.is_empty() {
         return perr(s.len(), "no main chain after the floating parts");
     }
-    let mut p = Parser { s, toks: main, pos: 0, residues: Vec::new(), floating: false };
+    let mut p = Parser { s, toks: main, pos: 0, residues: Vec::new(), floating: false, depth: 0 };
     p.pos = p.toks.len();
     let root = p.subtree(s.len())?;
     if let Some(t) = p.peek() {
@@ -346,7 +368,8 @@ pub fn parse_iupac(s: &str) -> Result<ParsedGlycan, GlycanError> {
             None => return perr(toks[a - 1].start, "empty floating part '{}'"),
         };
         let link = parse_link(&s[link_tok.start..link_tok.end], link_tok.start, false)?;
-        let mut fp = Parser { s, toks: part, pos: 0, residues: std::mem::take(&mut p.residues), floating: true };
+        let mut fp =
+            Parser { s, toks: part, pos: 0, residues: std::mem::take(&mut p.residues), floating: true, depth: 0 };
         fp.pos = fp.toks.len();
         let r = fp.subtree(link_tok.start)?;
         if let Some(t) = fp.peek() {

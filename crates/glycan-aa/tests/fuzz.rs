@@ -59,3 +59,25 @@ fn named_malformed_inputs() {
         assert!(e.starts_with("at character "), "{e}");
     }
 }
+
+/// Chains and nestings deeper than the parser's path limit are a positioned error, not a stack
+/// overflow; one just under the limit parses and builds on a 2 MiB thread stack (a rayon
+/// worker's), so a batch never aborts on one pathological line.
+#[test]
+fn deep_chains_and_nesting_are_errors_not_aborts() {
+    use glycan_aa::iupac::MAX_PATH_MONOSACCHARIDES;
+    let long = "Glc(b1-4)".repeat(17_000) + "Glc";
+    let e = glycan_aa::Glycan::from_iupac(&long).unwrap_err();
+    assert!(e.to_string().contains(&format!("more than {MAX_PATH_MONOSACCHARIDES} monosaccharides")), "{e}");
+    assert!(e.position() > 0);
+    let nested = "Glc(b1-4)[".repeat(5_000) + "Glc(b1-4)" + &"]Glc".repeat(5_000);
+    assert!(glycan_aa::Glycan::from_iupac(&nested).is_err());
+    let just_under = "Glc(b1-4)".repeat(MAX_PATH_MONOSACCHARIDES - 1) + "Glc";
+    let built = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || glycan_aa::Glycan::from_iupac(&just_under).map(|g| g.molecule.graph.num_units()))
+        .unwrap()
+        .join()
+        .expect("no stack overflow on a 2 MiB stack");
+    assert_eq!(built.unwrap(), MAX_PATH_MONOSACCHARIDES);
+}
