@@ -236,6 +236,30 @@ impl Trainer {
         self.checkpoints.save(&format!("step-{:08}", state.step), &model, &optim, &json, pointers)
     }
 
+    /// Drops the records logged after the checkpoint a run resumes from (steps taken before a
+    /// kill, a line cut short by it), so that the resumed run logs every step exactly once.
+    fn prune_log(&self, state: &TrainerState) -> Result<()> {
+        let path = self.run.path.join("metrics.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let keep = |line: &str| match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => match (v.get("step").and_then(|s| s.as_u64()), v.get("epoch_end")) {
+                (Some(step), _) => step <= state.step,
+                (None, Some(e)) => e.get("epoch").and_then(|x| x.as_u64()).is_some_and(|x| (x as usize) < state.epoch),
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        let kept: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+        if kept.len() != text.lines().count() {
+            let mut out = kept.join("\n");
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            crate::checkpoint::write_atomic(&path, out.as_bytes())?;
+        }
+        Ok(())
+    }
+
     fn log(&self, record: &serde_json::Value) -> Result<()> {
         let path = self.run.path.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new()
@@ -255,7 +279,10 @@ impl Trainer {
             candle_core::bail!("no training items");
         }
         let mut state = match self.resume()? {
-            Some(s) => s,
+            Some(s) => {
+                self.prune_log(&s)?;
+                s
+            }
             None => self.fresh_state(),
         };
         let per_epoch = train.len().div_ceil(self.config.batch_size);

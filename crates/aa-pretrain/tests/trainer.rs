@@ -136,6 +136,13 @@ fn resumed_run_repeats_the_loss_sequence_exactly() {
         .fit(&first, &train, &valid)
         .unwrap();
     assert_eq!(part.state.losses.len(), 13);
+    // Steps logged after the checkpoint (a kill before the next save) and a line cut short.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join("metrics.jsonl")).unwrap();
+        writeln!(f, "{{\"step\": 14, \"epoch\": 1, \"loss\": 1.0, \"lr\": 0.1}}").unwrap();
+        write!(f, "{{\"step\": 15, \"ep").unwrap();
+    }
     let second = Linear::new(-3.0);
     let rest = trainer(&second, config(), dir.path()).fit(&second, &train, &valid).unwrap();
     assert_eq!(rest.state.losses, full.state.losses, "bit-identical loss sequence after resume");
@@ -143,6 +150,11 @@ fn resumed_run_repeats_the_loss_sequence_exactly() {
     // Logs and the curve are written.
     let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     assert!(log.lines().count() >= 32 && log.contains("\"epoch_end\""));
+    // Every step logged exactly once, in order; every epoch ended once.
+    let records: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<u64> = records.iter().filter_map(|r| r["step"].as_u64()).collect();
+    assert_eq!(steps, (1..=32).collect::<Vec<u64>>());
+    assert_eq!(records.iter().filter(|r| r.get("epoch_end").is_some()).count(), 4);
     assert!(std::fs::read_to_string(dir.path().join("curve.svg")).unwrap().contains("<polyline"));
     // The best checkpoint is the epoch with the lowest validation RMSE.
     let best_epoch =
