@@ -129,6 +129,7 @@ impl Model {
         let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(weights, &Device::Cpu)
             .with_context(|| format!("{origin}/{WEIGHTS_FILE}"))?;
         let tensors = family.canonical_tensors(tensors);
+        check_weights(&tensors).with_context(|| format!("{origin}/{WEIGHTS_FILE}"))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let encoder = family.load(vb, &part, files).with_context(|| format!("{origin}/{WEIGHTS_FILE}"))?;
         let glycans = family.glycan_graphs(&part)?;
@@ -144,6 +145,29 @@ impl Model {
     pub fn glycan_window(&self, iupac: &str) -> Result<Window, glycan_aa::GlycanError> {
         self.glycans.window(iupac)
     }
+}
+
+/// Refuses weights that would silently give wrong embeddings: non-finite values anywhere,
+/// negative BatchNorm running variances.
+fn check_weights(tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            bail!("tensor {name} holds a non-finite value ({v}): refusing weights that would embed NaN");
+        }
+        if name.ends_with("running_var") {
+            if let Some(v) = values.iter().find(|v| **v < 0.0) {
+                bail!("tensor {name} holds a negative variance ({v})");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An ESM package (model, alphabet, tokenizer) from a directory or hub id: the frozen

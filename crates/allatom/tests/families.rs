@@ -333,6 +333,25 @@ fn every_family_writes_and_loads_one_package_format() {
         let (a, b) = (enc.encoder.encode(&ws, false).unwrap(), model.encoder.encode(&ws, false).unwrap());
         assert!(max_diff(&a.units, &b.units) < 1e-6, "{family}");
     }
+    // Weights that would embed NaN are refused with the tensor's name.
+    let enc = trainable_encoder(
+        &json!({ "family": "glycanaa", "featurisation": "molecule", "model": tiny_glycanaa("hierarchical", true) }),
+        3,
+    )
+    .unwrap();
+    let (family, part) = split_config(&enc.config).unwrap();
+    for (name, value) in [("embedding.weight", f32::NAN), ("atom_layers.0.batch_norm.running_var", -1.0)] {
+        let mut tensors: std::collections::HashMap<String, Tensor> =
+            enc.store.all().into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect();
+        let t = &tensors[name];
+        let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v[0] = value;
+        tensors.insert(name.to_string(), Tensor::from_vec(v, t.shape(), &Device::Cpu).unwrap());
+        let pkg = dir.path().join(format!("bad-{value}"));
+        allatom::write_package(&pkg, &package_config(family, &part), &tensors, DType::F32, None, &[]).unwrap();
+        let e = format!("{:#}", Model::from_dir(&pkg).err().expect("refused"));
+        assert!(e.contains(name), "{e}");
+    }
     // Writing over a directory that is not a package is refused, and nothing in it is touched.
     let precious = dir.path().join("notes");
     std::fs::create_dir_all(&precious).unwrap();
