@@ -96,30 +96,69 @@ pub struct RawStructure {
     pub warnings: Vec<String>,
 }
 
-/// Decompresses gzip or bzip2 content (detected by magic bytes) and checks it is text.
+/// Default cap on the decompressed size of a structure file (1 GiB; the largest mmCIF files of
+/// the PDB are a few hundred MB); `ALLATOM_MAX_DECOMPRESSED_BYTES` overrides it.
+pub const MAX_DECOMPRESSED_BYTES: usize = 1 << 30;
+
+fn max_decompressed_bytes() -> usize {
+    std::env::var("ALLATOM_MAX_DECOMPRESSED_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_DECOMPRESSED_BYTES)
+}
+
+/// Decompresses gzip or bzip2 content (detected by magic bytes) and checks it is text, with the
+/// default size cap ([`MAX_DECOMPRESSED_BYTES`]).
 pub fn decode(bytes: &[u8]) -> Result<String, StructureError> {
+    decode_capped(bytes, max_decompressed_bytes())
+}
+
+/// [`decode`] with a cap of `limit` decompressed bytes. Decompression stops at the cap (a
+/// decompression bomb costs at most `limit` bytes of memory) and as soon as the first 4 KiB show
+/// binary data (NUL bytes), with an error that says which.
+pub fn decode_capped(bytes: &[u8], limit: usize) -> Result<String, StructureError> {
     let raw: Vec<u8> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| StructureError::new(format!("gzip data is damaged or truncated: {e}")))?;
-        out
+        read_capped(flate2::read::MultiGzDecoder::new(bytes), limit, "gzip")?
     } else if bytes.starts_with(b"BZh") {
-        let mut out = Vec::new();
-        bzip2::read::MultiBzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| StructureError::new(format!("bzip2 data is damaged or truncated: {e}")))?;
-        out
+        read_capped(bzip2::read::MultiBzDecoder::new(bytes), limit, "bzip2")?
     } else {
         bytes.to_vec()
     };
     if raw.is_empty() {
         return Err(StructureError::new("the file is empty"));
     }
-    if raw.iter().take(4096).any(|&b| b == 0) {
+    if is_binary(&raw) {
         return Err(StructureError::new("binary data: not a PDB or mmCIF text file"));
     }
     Ok(String::from_utf8_lossy(&raw).into_owned())
+}
+
+fn is_binary(raw: &[u8]) -> bool {
+    raw.iter().take(4096).any(|&b| b == 0)
+}
+
+fn read_capped(mut r: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, StructureError> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut checked = false;
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StructureError::new(format!("{what} data is damaged or truncated: {e}"))),
+        };
+        if out.len() + n > limit {
+            return Err(StructureError::new(format!(
+                "{what} data decompresses to more than {limit} bytes (the limit; raise it with ALLATOM_MAX_DECOMPRESSED_BYTES)"
+            )));
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if !checked && out.len() >= 4096 {
+            if is_binary(&out) {
+                return Err(StructureError::new("binary data: not a PDB or mmCIF text file"));
+            }
+            checked = true;
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a structure from file content (any supported compression and format).

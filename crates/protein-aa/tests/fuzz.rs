@@ -84,3 +84,23 @@ proptest! {
         check(&v);
     }
 }
+
+/// Decompression bombs: a gzip of zeros stops at the first 4 KiB (binary data), a large text
+/// stops at the cap; both with a clear error, never an out-of-memory.
+#[test]
+fn decompression_is_capped() {
+    use std::io::Write;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let zeros = gz(&vec![0u8; 64 << 20]);
+    assert!(zeros.len() < 1 << 20);
+    let e = structure_from_bytes(&zeros, &opts()).unwrap_err();
+    assert!(e.to_string().contains("binary data"), "{e}");
+    let text = gz("REMARK   1 A LINE OF TEXT\n".repeat(200_000).as_bytes());
+    let e = protein_aa::read::decode_capped(&text, 1 << 20).unwrap_err();
+    assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
+    assert!(protein_aa::read::decode_capped(&text, 8 << 20).is_ok());
+}
