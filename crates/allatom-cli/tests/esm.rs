@@ -396,6 +396,18 @@ fn convert_an_esm_aa_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("esm-aa");
     ok(allatom().args(["convert", "--checkpoint"]).arg(fixtures().join("esm_aa_tiny.pt")).arg("--out").arg(&out));
+    // A legacy (pre-zip) torch file is named as such, nothing written.
+    std::fs::write(dir.path().join("legacy.pt"), b"\x80\x02\x8a\x0alegacy pickle").unwrap();
+    let res = allatom()
+        .args(["convert", "--checkpoint"])
+        .arg(dir.path().join("legacy.pt"))
+        .arg("--out")
+        .arg(dir.path().join("legacy"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("legacy format of torch < 1.6"));
+    assert!(!dir.path().join("legacy").exists());
     let pkg = aa_codeswitch::EsmPackage::from_dir(&out, &candle_core::Device::Cpu).unwrap();
     let cfg = pkg.model.config();
     assert!(cfg.pair_bias);

@@ -90,7 +90,8 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
         .map(|f| match protein_aa::read_structure_file(f, &opts) {
             Err(e) => vec![Input { window: Err(e.to_string()), meta: meta(json!({ "structure": f })) }],
             Ok(s) => {
-                let mut v = Vec::new();
+                let mut v: Vec<Input> = Vec::new();
+                let warnings = s.warnings.clone();
                 let g = Arc::new(s.graph);
                 if !official {
                     for w in protein_aa::esm_pretrain::residue_windows(g.clone(), usize::MAX) {
@@ -116,6 +117,11 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
                             json!(t.iupac_order.iter().map(|&u| unit_label(&g, u)).collect::<Vec<_>>()),
                         );
                         v.push(Input { window, meta: m });
+                    }
+                }
+                if !warnings.is_empty() {
+                    for inp in &mut v {
+                        inp.meta.insert("warnings".into(), json!(warnings));
                     }
                 }
                 v

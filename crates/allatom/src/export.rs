@@ -165,6 +165,16 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
     if !path.is_file() {
         bail!("{}: no such checkpoint file", path.display());
     }
+    let mut magic = [0u8; 2];
+    let is_zip = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"PK";
+    if !is_zip {
+        bail!(
+            "{}: not a zip-format torch checkpoint (the legacy format of torch < 1.6, or not a checkpoint); \
+             re-save it with torch >= 1.6: torch.save(torch.load(path), new_path)",
+            path.display()
+        );
+    }
     let raw = candle_core::pickle::read_all_with_key(path, Some("model"))
         .with_context(|| format!("{}: not a torch checkpoint with a \"model\" state dict", path.display()))?;
     let tensors = canonical_tensors(raw);

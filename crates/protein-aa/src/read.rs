@@ -165,13 +165,21 @@ fn read_capped(mut r: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, St
 pub fn read_structure(bytes: &[u8]) -> Result<RawStructure, StructureError> {
     let text = decode(bytes)?;
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
-    let s = if first.starts_with("data_") || text.contains("\n_atom_site.") {
+    let mut s = if first.starts_with("data_") || text.contains("\n_atom_site.") {
         parse_mmcif(&text)?
     } else {
         parse_pdb(&text)?
     };
     if s.atoms.is_empty() {
         return Err(StructureError::new("no ATOM/HETATM records: not a PDB or mmCIF structure"));
+    }
+    // Written files end with a line end; a file cut mid-line (a failed download or copy) does not.
+    if let Some(last) = text.lines().last().filter(|l| !l.trim().is_empty() && !text.ends_with('\n')) {
+        let shown: String = last.chars().take(30).collect();
+        s.warnings.push(format!(
+            "line {}: the file ends mid-line ('{shown}' has no line end): it may be truncated",
+            text.lines().count()
+        ));
     }
     Ok(s)
 }

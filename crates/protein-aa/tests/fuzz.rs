@@ -104,3 +104,17 @@ fn decompression_is_capped() {
     assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
     assert!(protein_aa::read::decode_capped(&text, 8 << 20).is_ok());
 }
+
+/// A file cut mid-line (a failed download) after the coordinates of an ATOM record still reads,
+/// with a warning naming the line (a cut before column 54 is an error already).
+#[test]
+fn a_file_cut_mid_line_warns() {
+    let text = real("biopython/7DDO.pdb");
+    let s = String::from_utf8_lossy(&text);
+    let at = s.match_indices("\nATOM").nth(100).unwrap().0 + 1 + 60;
+    let cut = &text[..at];
+    let got = structure_from_bytes(cut, &opts()).unwrap();
+    assert!(got.warnings.iter().any(|w| w.contains("ends mid-line")), "{:?}", got.warnings);
+    let whole = structure_from_bytes(&text, &opts()).unwrap();
+    assert!(!whole.warnings.iter().any(|w| w.contains("ends mid-line")));
+}
