@@ -173,8 +173,13 @@ pub fn read_structure(bytes: &[u8]) -> Result<RawStructure, StructureError> {
     if s.atoms.is_empty() {
         return Err(StructureError::new("no ATOM/HETATM records: not a PDB or mmCIF structure"));
     }
-    // Written files end with a line end; a file cut mid-line (a failed download or copy) does not.
-    if let Some(last) = text.lines().last().filter(|l| !l.trim().is_empty() && !text.ends_with('\n')) {
+    // Written files end with a line end or a closing record (`END`, mmCIF's `#`); a file cut
+    // mid-line (a failed download or copy) ends inside a record.
+    let closed = |l: &str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with("END") || t == "#"
+    };
+    if let Some(last) = text.lines().last().filter(|l| !closed(l) && !text.ends_with('\n')) {
         let shown: String = last.chars().take(30).collect();
         s.warnings.push(format!(
             "line {}: the file ends mid-line ('{shown}' has no line end): it may be truncated",
