@@ -205,21 +205,23 @@ fn batch_rows(encoder: &dyn Encoder, items: &[(usize, &Window)], level: Level) -
             };
             let window = out.atom_window().unwrap_or_default();
             let first_unit: Vec<usize> = (0..items.len()).map(|k| out.unit_rows(k).start).collect();
+            // Atom rows in window order (stable: each window's rows keep their order).
             let mut order: Vec<usize> = (0..window.len()).collect();
             order.sort_by_key(|&r| window[r]);
-            let mut lo = 0;
+            let mut next = 0;
             for (k, (i, w)) in items.iter().enumerate() {
-                let mine: Vec<usize> = order.iter().copied().filter(|&r| window[r] as usize == k).collect();
-                spans.push((lo, lo + mine.len()));
-                lo += mine.len();
-                for r in mine {
+                let lo = next;
+                while next < order.len() && window[order[next]] as usize == k {
+                    let r = order[next];
                     input.push(*i as u32);
                     unit.push((a.unit[r] as usize - first_unit[k]) as u32);
                     atom.push(graph_atom[r]);
                     element.push(
                         w.graph.atoms.get(graph_atom[r] as usize).map_or(0, |x| x.element.atomic_number() as u32),
                     );
+                    next += 1;
                 }
+                spans.push((lo, next));
             }
             let idx: Vec<u32> = order.iter().map(|&r| r as u32).collect();
             let n = idx.len();

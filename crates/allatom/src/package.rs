@@ -24,6 +24,11 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Name of the model built into the library (`models/preglycanaa-small`).
 pub const DEFAULT_MODEL: &str = "preglycanaa-small";
 
+/// The built-in model's files (embedded once).
+static BUILTIN_CONFIG: &[u8] = include_bytes!("../../../models/preglycanaa-small/config.json");
+static BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../../models/preglycanaa-small/model.safetensors");
+const BUILTIN_ORIGIN: &str = "the built-in preglycanaa-small";
+
 /// A loaded encoder package.
 pub struct Model {
     /// The encoder.
@@ -58,9 +63,9 @@ impl Model {
     pub fn from_pretrained_with(name: &str, opts: &HubOptions, patch: &Value) -> Result<Model> {
         if name == DEFAULT_MODEL {
             return Model::from_bytes_with(
-                include_bytes!("../../../models/preglycanaa-small/config.json"),
-                include_bytes!("../../../models/preglycanaa-small/model.safetensors"),
-                "the built-in preglycanaa-small",
+                BUILTIN_CONFIG,
+                BUILTIN_WEIGHTS,
+                BUILTIN_ORIGIN,
                 &crate::families::NoFiles,
                 patch,
             );
@@ -89,12 +94,7 @@ impl Model {
 
     /// The built-in `preglycanaa-small` (PreGlycanAA 3 × 64, `models/preglycanaa-small`).
     pub fn builtin() -> Result<Model> {
-        Model::from_bytes(
-            include_bytes!("../../../models/preglycanaa-small/config.json"),
-            include_bytes!("../../../models/preglycanaa-small/model.safetensors"),
-            "the built-in preglycanaa-small",
-            &crate::families::NoFiles,
-        )
+        Model::from_bytes(BUILTIN_CONFIG, BUILTIN_WEIGHTS, BUILTIN_ORIGIN, &crate::families::NoFiles)
     }
 
     /// Loads a package directory.

@@ -30,10 +30,3 @@ pub fn from_pretrained(name: &str, opts: &HubOptions) -> Result<EsmPackage, EsmL
     }
     Ok(EsmPackage::from_dir(&dir, &candle_core::Device::Cpu)?)
 }
-
-/// Whether `config.json` describes an ESM model (Hugging Face `model_type: "esm"`, or our
-/// converted configs, which have ESM's fields and no glycan-encoder `family`).
-pub fn is_esm_config(config: &serde_json::Value) -> bool {
-    config.get("model_type").and_then(|t| t.as_str()) == Some("esm")
-        || (config.get("num_hidden_layers").is_some() && config.get("family").is_none())
-}

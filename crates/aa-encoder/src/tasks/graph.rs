@@ -84,16 +84,6 @@ impl GraphTask {
         self.head.forward(&self.readout.forward(&out, train)?)
     }
 
-    /// Logits of items, in batches of 256, in inference mode.
-    pub fn predict(&self, items: &[GraphItem]) -> Result<Vec<Vec<f32>>> {
-        let mut scores = Vec::with_capacity(items.len());
-        for chunk in items.chunks(256) {
-            let windows: Vec<&Window> = chunk.iter().map(|i| &i.window).collect();
-            scores.extend(self.logits(&self.encoder.featurize(&windows)?, false)?.to_vec2::<f32>()?);
-        }
-        Ok(scores)
-    }
-
     /// Mean over targets of each target's loss; `labels[i][t]` are item `i`'s labels for
     /// target `t`.
     fn loss_of(&self, logits: &Tensor, labels: &[Vec<Vec<usize>>]) -> Result<Tensor> {
