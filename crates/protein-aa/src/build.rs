@@ -374,7 +374,11 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     }
     queries.sort_unstable();
     queries.dedup();
-    let near = neighbors::radius_of(&positions, &queries, 2.7);
+    let search = neighbors::radius_search(&positions, Some(&queries), 2.7);
+    if search.truncated > 0 {
+        warnings.push(crowded_warning(search.truncated, "bond perception"));
+    }
+    let near = search.csr;
     let row_of: HashMap<u32, usize> = queries.iter().enumerate().map(|(k, &a)| (a, k)).collect();
     let near_of = |a: u32| -> (&[u32], &[u32]) {
         match row_of.get(&a) {
@@ -536,7 +540,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     }
     let mut graph =
         HeteroGraph { atoms, units, bonds, unit_links: links, positions: Some(positions), spatial: Vec::new() };
-    add_spatial(&mut graph, opts);
+    add_spatial(&mut graph, opts, &mut warnings);
     let chains: HashSet<&str> = residues.iter().map(|r| r.chain.as_str()).collect();
     let residue_count = graph.units.iter().filter(|u| u.kind == UnitKind::Residue).count();
     let with_missing = missing_per_unit.iter().filter(|&&m| m > 0).count();
@@ -558,36 +562,40 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     })
 }
 
-fn add_spatial(g: &mut HeteroGraph, opts: &StructureOptions) {
+/// The warning for neighbour searches the density caps of [`neighbors`] cut short.
+fn crowded_warning(points: usize, what: &str) -> String {
+    format!(
+        "{points} points sit in space denser than any molecule (more than {} per Å³, e.g. coincident atoms): \
+         their {what} neighbour lists were capped",
+        neighbors::MAX_DENSITY
+    )
+}
+
+fn add_spatial(g: &mut HeteroGraph, opts: &StructureOptions, warnings: &mut Vec<String>) {
     let pos = g.positions.clone().unwrap_or_default();
-    if let Some(k) = opts.atom_knn {
-        g.spatial.push(SpatialRelation {
-            level: Level::Atom,
-            kind: SpatialKind::Knn { k },
-            neighbors: neighbors::knn(&pos, k),
-        });
-    }
-    if let Some(c) = opts.atom_radius {
-        g.spatial.push(SpatialRelation {
-            level: Level::Atom,
-            kind: SpatialKind::Radius { cutoff_angstrom: c },
-            neighbors: neighbors::radius(&pos, c),
-        });
-    }
     let anchors: Vec<[f32; 3]> = g.units.iter().map(|u| u.anchor.map_or([0.0; 3], |a| pos[a as usize])).collect();
-    if let Some(k) = opts.unit_knn {
-        g.spatial.push(SpatialRelation {
-            level: Level::Unit,
-            kind: SpatialKind::Knn { k },
-            neighbors: neighbors::knn(&anchors, k),
-        });
-    }
-    if let Some(c) = opts.unit_radius {
-        g.spatial.push(SpatialRelation {
-            level: Level::Unit,
-            kind: SpatialKind::Radius { cutoff_angstrom: c },
-            neighbors: neighbors::radius(&anchors, c),
-        });
+    for (level, points, knn, radius) in
+        [(Level::Atom, &pos, opts.atom_knn, opts.atom_radius), (Level::Unit, &anchors, opts.unit_knn, opts.unit_radius)]
+    {
+        let name = if level == Level::Atom { "atom" } else { "unit" };
+        if let Some(k) = knn {
+            let s = neighbors::knn_search(points, k);
+            if s.truncated > 0 {
+                warnings.push(crowded_warning(s.truncated, &format!("{name} k-NN")));
+            }
+            g.spatial.push(SpatialRelation { level, kind: SpatialKind::Knn { k }, neighbors: s.csr });
+        }
+        if let Some(c) = radius {
+            let s = neighbors::radius_search(points, None, c);
+            if s.truncated > 0 {
+                warnings.push(crowded_warning(s.truncated, &format!("{name} radius")));
+            }
+            g.spatial.push(SpatialRelation {
+                level,
+                kind: SpatialKind::Radius { cutoff_angstrom: c },
+                neighbors: s.csr,
+            });
+        }
     }
 }
 

@@ -44,9 +44,19 @@ fn parse_record(lines: &[&str], first_line: usize) -> Result<HeteroGraph, Struct
     for k in 0..n_atoms {
         let i = 4 + k;
         let l = lines[i];
-        let xyz: Result<Vec<f32>, _> =
-            [(0, 10), (10, 20), (20, 30)].iter().map(|&(a, b)| field(l, a, b).parse::<f32>()).collect();
-        let xyz = xyz.map_err(|_| at(i, format!("bad coordinates in atom line {l:?}")))?;
+        let xyz: Option<Vec<f32>> = [(0, 10), (10, 20), (20, 30)]
+            .iter()
+            .map(|&(a, b)| field(l, a, b).parse::<f32>().ok().filter(|v| crate::read::physical(*v)))
+            .collect();
+        let xyz = xyz.ok_or_else(|| {
+            at(
+                i,
+                format!(
+                    "bad coordinates in atom line {l:?} (need finite numbers within ±{:e} Å)",
+                    crate::read::MAX_COORDINATE
+                ),
+            )
+        })?;
         let sym = field(l, 31, 34);
         let element = Element::from_symbol(sym).ok_or_else(|| at(i, format!("unknown element {sym:?}")))?;
         let charge = match field(l, 36, 39) {
@@ -162,5 +172,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("atom 9"));
+    }
+
+    #[test]
+    fn non_finite_or_absurd_coordinates_are_errors() {
+        for bad in ["       nan", "    1e+030", "       inf"] {
+            let text = ETHANOL.replacen("    1.5000", bad, 1);
+            let e = parse_sdf(&text).expect_err(bad).to_string();
+            assert!(e.contains("bad coordinates") && e.contains("finite"), "{e}");
+        }
     }
 }

@@ -189,6 +189,23 @@ pub fn read_structure(bytes: &[u8]) -> Result<RawStructure, StructureError> {
     Ok(s)
 }
 
+/// Largest coordinate magnitude read, in ångström: far beyond any assembly (the PDB format
+/// itself stops at 9999.999), small enough that squared distances stay finite in `f32`.
+pub const MAX_COORDINATE: f32 = 1e6;
+
+/// Whether a coordinate is finite and within ±[`MAX_COORDINATE`].
+pub(crate) fn physical(v: f32) -> bool {
+    v.is_finite() && v.abs() <= MAX_COORDINATE
+}
+
+/// The reason a parsable coordinate was refused, for the error message.
+fn beyond(text: &str) -> String {
+    match text.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => format!(" (beyond ±{MAX_COORDINATE:e} Å: not a physical structure)"),
+        _ => String::new(),
+    }
+}
+
 fn field(line: &str, a: usize, b: usize) -> &str {
     // Columns are 1-based inclusive; lines may be shorter than the standard width.
     let bytes = line.as_bytes();
@@ -280,10 +297,9 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                 }
                 let coord = |a, b| -> Result<f32, StructureError> {
                     let t = field(line, a, b);
-                    t.parse::<f32>()
-                        .ok()
-                        .filter(|v| v.is_finite())
-                        .ok_or_else(|| StructureError::at(ln, format!("bad coordinate {t:?} in columns {a}-{b}")))
+                    t.parse::<f32>().ok().filter(|v| physical(*v)).ok_or_else(|| {
+                        StructureError::at(ln, format!("bad coordinate {t:?} in columns {a}-{b}{}", beyond(t)))
+                    })
                 };
                 let pos = [coord(31, 38)?, coord(39, 46)?, coord(47, 54)?];
                 let name = Label::new(field(line, 13, 16));
@@ -521,8 +537,11 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
             for (k, row) in t.rows.iter().enumerate() {
                 let ln = t.line;
                 let num = |c: usize| -> Result<f32, StructureError> {
-                    row[c].parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                        StructureError::at(ln, format!("_atom_site row {}: bad coordinate {:?}", k + 1, row[c]))
+                    row[c].parse::<f32>().ok().filter(|v| physical(*v)).ok_or_else(|| {
+                        StructureError::at(
+                            ln,
+                            format!("_atom_site row {}: bad coordinate {:?}{}", k + 1, row[c], beyond(&row[c])),
+                        )
                     })
                 };
                 let pos = [num(cx)?, num(cy)?, num(cz)?];

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use aa_graph::SpatialKind;
 use proptest::prelude::*;
 use protein_aa::{structure_from_bytes, StructureOptions};
 
@@ -31,6 +32,11 @@ fn named_bad_inputs() {
         (&b"ATOM      1  N   ALA A   1      11.104  6.134"[..], "too short"),
         (&b"ATOM      1  N   ALA A   1      11.104  abcdef  -2.100  1.00  0.00           N\n"[..], "bad coordinate"),
         (&b"ATOM      1  N   ALA A   1         nan   6.134  -2.100  1.00  0.00           N\n"[..], "bad coordinate"),
+        (&b"ATOM      1  N   ALA A   1    1.00e+30   6.134  -2.100  1.00  0.00           N\n"[..], "not a physical"),
+        (
+            &b"data_x\nloop_\n_atom_site.group_PDB\n_atom_site.type_symbol\n_atom_site.label_atom_id\n_atom_site.label_comp_id\n_atom_site.label_asym_id\n_atom_site.label_seq_id\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\nATOM C CA ALA A 1 1e30 0 0\n"[..],
+            "not a physical",
+        ),
         (&b"\x1f\x8b\x08\x00\x00\x00"[..], "gzip"),
         (&b"data_x\nloop_\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1.0\n"[..], "truncated"),
         (&b"data_x\n;unterminated text\n"[..], "never closed"),
@@ -45,6 +51,32 @@ fn absurd_coordinates_warn() {
     let pdb = b"ATOM      1  N   ALA A   1    99999.00-99999.0 12345.67  1.00  0.00           N\nATOM      2  CA  ALA A   1    99999.50-99999.0 12345.67  1.00  0.00           C\nATOM      3  C   ALA A   1       0.000   0.000   0.000  1.00  0.00           C\n";
     let s = structure_from_bytes(pdb, &opts()).unwrap();
     assert!(s.warnings.iter().any(|w| w.contains("9999")), "{:?}", s.warnings);
+}
+
+#[test]
+fn coincident_atoms_are_capped_with_a_warning() {
+    // 6,000 untemplated atoms at one point: bond perception's radius search and the atom k-NN
+    // once grew quadratically here (20,000 such atoms wanted > 5 GB); now each row is capped and
+    // the structure says so.
+    let mut pdb = String::new();
+    for i in 0..6000 {
+        pdb.push_str(&format!(
+            "HETATM{:>5}  C1  UNL A{:>4}       0.000   0.000   0.000  1.00  0.00           C\n",
+            i % 100_000,
+            i % 10_000
+        ));
+    }
+    let o = StructureOptions { atom_knn: Some(16), ..opts() };
+    let s = structure_from_bytes(pdb.as_bytes(), &o).unwrap();
+    assert!(
+        s.warnings.iter().any(|w| w.contains("denser than any molecule") && w.contains("bond perception")),
+        "{:?}",
+        s.warnings
+    );
+    assert!(s.warnings.iter().any(|w| w.contains("atom k-NN")), "{:?}", s.warnings);
+    let knn = s.graph.spatial.iter().find(|r| r.kind == SpatialKind::Knn { k: 16 }).unwrap();
+    assert_eq!(knn.neighbors.neighbors(0).len(), 16);
+    s.graph.validate().unwrap();
 }
 
 #[test]
