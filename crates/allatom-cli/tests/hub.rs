@@ -1,14 +1,18 @@
 //! `allatom embed --model owner/name` against a small server on 127.0.0.1 that answers like the
-//! Hugging Face Hub's resolve endpoint (ranged GETs with ETag, X-Repo-Commit, Content-Range):
-//! download → cache in the `huggingface_hub` layout → offline reload (server gone) all give the
-//! embeddings of the local package; a corrupted download is detected, removed and not used.
+//! Hugging Face Hub (HEAD for metadata with X-Repo-Commit and ETag; LFS files answer with a
+//! redirect to a separate storage server and X-Linked-Etag / X-Linked-Size): download → cache
+//! in the `huggingface_hub` layout → offline reload (server gone) all give the embeddings of the
+//! local package. A hostile server — corrupt or truncated content, oversized bodies, path
+//! traversal in ETag or commit, unverifiable ETags, stalls — is refused with a clear error,
+//! nothing is left in or outside the cache, and the token never reaches the storage server.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
@@ -18,26 +22,45 @@ fn allatom() -> Command {
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// How the server misbehaves.
-#[derive(Clone, Copy, PartialEq)]
+/// How the server misbehaves (on model.safetensors unless said otherwise).
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
     Honest,
-    /// Serves model.safetensors with one byte changed (same size, same ETag).
+    /// One byte changed (same size, same ETag).
     FlipByte,
-    /// Serves model.safetensors cut short (announced size unchanged).
+    /// Cut short (announced size unchanged).
     Truncate,
+    /// 4 MiB more than announced.
+    Oversize,
+    /// `X-Linked-Etag: "../../x"`.
+    TraversalEtag,
+    /// `X-Repo-Commit: ../../../evil` on every file.
+    TraversalCommit,
+    /// A weak, non-hex ETag.
+    WeakEtag,
+    /// Never answers the metadata request of config.json.
+    StallHead,
+    /// Sends headers and half the content, then nothing.
+    StallBody,
 }
 
 struct Server {
     port: u16,
     requests: Arc<AtomicUsize>,
+    /// Whether any request to the storage server carried an Authorization header.
+    storage_saw_token: Arc<AtomicBool>,
+    /// Whether any request to the hub carried one.
+    hub_saw_token: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    ports: Vec<u16>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        for p in &self.ports {
+            let _ = TcpStream::connect(("127.0.0.1", *p));
+        }
     }
 }
 
@@ -45,102 +68,162 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Serves the files of `dir` as repository `repo` at revision `main`: LFS-style ETag (SHA-256)
-/// for .safetensors, git-blob SHA-1 for the rest, as the hub does.
+/// A request line and its headers.
+struct Request {
+    method: String,
+    path: String,
+    auth: bool,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut it = line.split_whitespace();
+    let (method, path) = (it.next()?.to_string(), it.next()?.to_string());
+    let mut auth = false;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, _)) = h.split_once(':') {
+            auth |= k.eq_ignore_ascii_case("authorization");
+        }
+    }
+    Some(Request { method, path, auth })
+}
+
+/// Serves the files of `dir` as repository `repo` at revision `main`, as the hub does: git-blob
+/// SHA-1 ETags for small files; for .safetensors (LFS) a 302 to a separate storage server with
+/// the SHA-256 in X-Linked-Etag.
 fn serve(dir: &Path, repo: &'static str, mode: Mode) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let hub = TcpListener::bind("127.0.0.1:0").unwrap();
+    let storage = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (port, storage_port) = (hub.local_addr().unwrap().port(), storage.local_addr().unwrap().port());
     // The files of the directory among those a model repository holds (others answer 404).
-    let files: Vec<(String, Vec<u8>)> =
+    let files: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
         ["config.json", "model.safetensors", "README.md", "vocab.txt", "tokenizer.json"]
             .iter()
             .filter(|f| dir.join(f).is_file())
             .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
-            .collect();
+            .collect(),
+    );
     let requests = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let (req2, stop2) = (requests.clone(), stop.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            if stop2.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(mut stream) = stream else { continue };
-            req2.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut range = None;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+    let (storage_saw_token, hub_saw_token) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let etag_of = |name: &str, body: &[u8]| {
+        if name.ends_with(".safetensors") {
+            hex(&sha2::Sha256::digest(body))
+        } else {
+            let mut h = sha1::Sha1::new();
+            h.update(format!("blob {}\0", body.len()).as_bytes());
+            h.update(body);
+            hex(&h.finalize())
+        }
+    };
+    let sleep_until_stopped = |stop: &AtomicBool| {
+        let t = Instant::now();
+        while !stop.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The hub: metadata and small files.
+    {
+        let (files, requests, stop, saw) = (files.clone(), requests.clone(), stop.clone(), hub_saw_token.clone());
+        std::thread::spawn(move || {
+            for stream in hub.incoming() {
+                if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("range") {
-                        range = Some(v.trim().trim_start_matches("bytes=").to_string());
-                    }
+                let Ok(mut stream) = stream else { continue };
+                requests.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let Some(req) = read_request(&mut reader) else { continue };
+                saw.fetch_or(req.auth, Ordering::SeqCst);
+                let prefix = format!("/{repo}/resolve/main/");
+                let file = req.path.strip_prefix(&prefix).and_then(|f| files.iter().find(|(n, _)| n == f));
+                let Some((name, body)) = file else {
+                    let msg = "Entry not found";
+                    let code =
+                        if req.path.starts_with(&format!("/{repo}/")) { "EntryNotFound" } else { "RepoNotFound" };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nX-Error-Code: {code}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                        msg.len(),
+                        if req.method == "HEAD" { "" } else { msg }
+                    );
+                    continue;
+                };
+                if mode == Mode::StallHead && name == "config.json" {
+                    sleep_until_stopped(&stop);
+                    continue;
+                }
+                let commit = if mode == Mode::TraversalCommit { "../../../evil" } else { COMMIT };
+                let etag = etag_of(name, body);
+                let head = if name.ends_with(".safetensors") {
+                    let linked = match mode {
+                        Mode::TraversalEtag => "../../x".to_string(),
+                        Mode::WeakEtag => "W/\"abc-123\"".to_string(),
+                        _ => format!("\"{etag}\""),
+                    };
+                    format!(
+                        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{storage_port}/lfs/{etag}\r\nX-Linked-Etag: {linked}\r\nX-Linked-Size: {}\r\nETag: \"{}\"\r\nX-Repo-Commit: {commit}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        body.len(),
+                        etag_of("x", body)
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {commit}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(head.as_bytes());
+                if req.method == "GET" && !name.ends_with(".safetensors") {
+                    let _ = stream.write_all(body);
                 }
             }
-            let prefix = format!("/{repo}/resolve/main/");
-            let file = path.strip_prefix(&prefix).and_then(|f| files.iter().find(|(n, _)| n == f));
-            let Some((name, body)) = file else {
-                let msg = "Entry not found";
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 404 Not Found\r\nX-Error-Code: EntryNotFound\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
-                    msg.len()
-                );
-                continue;
-            };
-            let etag = if name.ends_with(".safetensors") {
-                hex(&sha2::Sha256::digest(body))
-            } else {
-                let mut h = sha1::Sha1::new();
-                h.update(format!("blob {}\0", body.len()).as_bytes());
-                h.update(body);
-                hex(&h.finalize())
-            };
-            let mut served = body.clone();
-            if name == "model.safetensors" {
+        });
+    }
+    // The storage server: LFS content by SHA-256.
+    {
+        let (files, requests, stop, saw) = (files.clone(), requests.clone(), stop.clone(), storage_saw_token.clone());
+        std::thread::spawn(move || {
+            for stream in storage.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                requests.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let Some(req) = read_request(&mut reader) else { continue };
+                saw.fetch_or(req.auth, Ordering::SeqCst);
+                let Some((_, body)) = files.iter().find(|(n, b)| req.path == format!("/lfs/{}", etag_of(n, b))) else {
+                    let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                };
+                let mut served = body.clone();
                 match mode {
-                    Mode::Honest => {}
                     Mode::FlipByte => {
                         let k = served.len() - 5;
                         served[k] ^= 0x40;
                     }
-                    Mode::Truncate => served.truncate(served.len() / 2),
+                    Mode::Truncate | Mode::StallBody => served.truncate(served.len() / 2),
+                    Mode::Oversize => served.extend(std::iter::repeat_n(0u8, 4 << 20)),
+                    _ => {}
                 }
-            }
-            let total = body.len();
-            let (status, start, end) = match range {
-                Some(r) => {
-                    let (a, b) = r.split_once('-').unwrap_or((r.as_str(), ""));
-                    let a: usize = a.parse().unwrap_or(0);
-                    let b: usize = b.parse().map(|b: usize| b + 1).unwrap_or(total).min(served.len());
-                    ("206 Partial Content", a.min(served.len()), b)
+                let announced = if mode == Mode::StallBody { body.len() } else { served.len() };
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(&served);
+                let _ = stream.flush();
+                if mode == Mode::StallBody {
+                    sleep_until_stopped(&stop);
                 }
-                None => ("200 OK", 0, served.len()),
-            };
-            let chunk = &served[start..end.max(start)];
-            let mut head = format!(
-                "HTTP/1.1 {status}\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {COMMIT}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                chunk.len()
-            );
-            if status.starts_with("206") {
-                head.push_str(&format!("Content-Range: bytes {start}-{}/{total}\r\n", end.max(start + 1) - 1));
+                let mut sink = Vec::new();
+                let _ = reader.read_to_end(&mut sink).ok();
             }
-            head.push_str("\r\n");
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(chunk);
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink).ok();
-        }
-    });
-    Server { port, requests, stop }
+        });
+    }
+    Server { port, requests, storage_saw_token, hub_saw_token, stop, ports: vec![port, storage_port] }
 }
 
 /// `allatom embed <inputs> --model MODEL --out OUT` with only the given hub variables set.
@@ -179,10 +262,14 @@ fn download_cache_offline_and_corruption() {
     let server = serve(&pkg, "allatom/preglycanaa-small", Mode::Honest);
     let env =
         vec![("HF_HOME", home.display().to_string()), ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))];
-    let out = embed("allatom/preglycanaa-small", &d.join("hub.npy"), &env);
+    let mut with_token = env.clone();
+    with_token.push(("HF_TOKEN", "hf_secret".into()));
+    let out = embed("allatom/preglycanaa-small", &d.join("hub.npy"), &with_token);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(d.join("hub.npy")).unwrap(), want, "hub download embeds identically");
     assert!(server.requests.load(Ordering::SeqCst) >= 4, "metadata + content for two files");
+    assert!(server.hub_saw_token.load(Ordering::SeqCst), "the hub gets the token");
+    assert!(!server.storage_saw_token.load(Ordering::SeqCst), "the storage server never does");
     // The Python huggingface_hub layout: refs/main, snapshots/<commit>/<file> → blobs/<etag>.
     let repo_dir = home.join("hub/models--allatom--preglycanaa-small");
     assert_eq!(std::fs::read_to_string(repo_dir.join("refs/main")).unwrap().trim(), COMMIT);
@@ -229,6 +316,69 @@ fn download_cache_offline_and_corruption() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("allatom/missing") && err.contains("config.json"), "{err}");
+}
+
+/// Every path under `root`.
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let q = e.path();
+                if q.is_dir() && !q.is_symlink() {
+                    stack.push(q.clone());
+                }
+                out.push(q);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hostile_hub_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/preglycanaa-small");
+    for (mode, needle) in [
+        (Mode::Oversize, "more than the"),
+        (Mode::TraversalEtag, "is not a SHA-256 or git SHA-1 checksum"),
+        (Mode::TraversalCommit, "is not a 40-digit commit hash"),
+        (Mode::WeakEtag, "cannot be verified"),
+        (Mode::StallHead, "timed out"),
+        (Mode::StallBody, "stalled"),
+    ] {
+        let sandbox = d.join(format!("{mode:?}"));
+        let home = sandbox.join("a/b/c/hf");
+        let server = serve(&pkg, "allatom/preglycanaa-small", mode);
+        let env = vec![
+            ("HF_HOME", home.display().to_string()),
+            ("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port)),
+            ("HF_HUB_ETAG_TIMEOUT", "1".into()),
+            ("HF_HUB_DOWNLOAD_TIMEOUT", "1".into()),
+        ];
+        let out = embed("allatom/preglycanaa-small", &sandbox.join("out.npy"), &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mode:?}: {err}");
+        assert!(err.contains(needle), "{mode:?}: {err}");
+        assert!(!err.contains("panicked"), "{mode:?}: {err}");
+        let paths = walk(&sandbox);
+        for p in &paths {
+            let name = p.file_name().unwrap().to_string_lossy();
+            assert!(name != "x" && name != "evil" && !name.contains(".incomplete"), "{mode:?} left {}", p.display());
+            assert!(!name.ends_with(".npy"), "{mode:?}: no output");
+            assert!(
+                p.starts_with(&home) || p.starts_with(sandbox.join("a")),
+                "{mode:?} wrote outside the cache: {}",
+                p.display()
+            );
+        }
+        assert!(
+            !paths.iter().any(|p| p.to_string_lossy().contains("snapshots") && p.ends_with("model.safetensors")),
+            "{mode:?}: nothing refused becomes a snapshot"
+        );
+    }
 }
 
 #[test]
