@@ -50,30 +50,102 @@ fn sync_dir(path: &Path) -> Result<()> {
 /// replace the device with a regular file — and a write error there (a full `/dev/full`) is an
 /// error too. A directory is refused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Ok(m) = fs::metadata(path) {
-        if m.is_dir() {
-            candle_core::bail!("{}: is a directory, not a file to write", path.display());
-        }
-        if !m.is_file() {
-            let mut f = fs::OpenOptions::new().write(true).open(path).map_err(|e| io(path, "opening", e))?;
-            f.write_all(bytes).and_then(|_| f.flush()).map_err(|e| io(path, "writing", e))?;
-            return Ok(());
-        }
+    write_set(&[(path, bytes)])
+}
+
+/// Whether `path` exists and is neither a regular file nor a directory (a device, FIFO, socket).
+pub fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// Temporary name of `path`'s next version, written by process `pid`.
+fn tmp_name(path: &Path, pid: u32) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".tmp-{name}-{pid}"))
+}
+
+/// Removes temporary files a killed writer of `path` left behind (`.tmp-NAME-PID` of a
+/// process that no longer runs; Linux only, where `/proc` tells).
+fn remove_stale_tmps(path: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-    let written = (|| -> Result<()> {
-        let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, "creating", e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, "writing", e))?;
-        f.sync_all().map_err(|e| io(&tmp, "syncing", e))?;
-        fs::rename(&tmp, path).map_err(|e| io(path, "renaming into", e))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let prefix = format!(".tmp-{name}-");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = f.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() && e.path().is_file() {
+            let _ = fs::remove_file(e.path());
+        }
     }
-    written?;
-    sync_dir(dir)
+}
+
+/// Writes several files as a set: every regular file goes to a temporary sibling first (all
+/// written and synced before any rename), then the old versions of all but the first file are
+/// removed, then each is renamed into place, first file first. A failure before the renames
+/// leaves every file untouched; a kill during them can leave the first file new and the others
+/// absent — never a new file beside an old partner. Special files (devices) are written in
+/// place, as by [`write_atomic`]. Temporary files of killed earlier writers are removed.
+pub fn write_set(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::new();
+    let cleanup = |staged: &[(PathBuf, &Path)]| {
+        for (tmp, _) in staged {
+            let _ = fs::remove_file(tmp);
+        }
+    };
+    for &(path, bytes) in files {
+        if let Ok(m) = fs::metadata(path) {
+            if m.is_dir() {
+                cleanup(&staged);
+                candle_core::bail!("{}: is a directory, not a file to write", path.display());
+            }
+            if !m.is_file() {
+                let written =
+                    fs::OpenOptions::new().write(true).open(path).map_err(|e| io(path, "opening", e)).and_then(
+                        |mut f| f.write_all(bytes).and_then(|_| f.flush()).map_err(|e| io(path, "writing", e)),
+                    );
+                if let Err(e) = written {
+                    cleanup(&staged);
+                    return Err(e);
+                }
+                continue;
+            }
+        }
+        remove_stale_tmps(path);
+        let tmp = tmp_name(path, std::process::id());
+        let written = (|| -> Result<()> {
+            let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, "creating", e))?;
+            f.write_all(bytes).map_err(|e| io(&tmp, "writing", e))?;
+            f.sync_all().map_err(|e| io(&tmp, "syncing", e))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            cleanup(&staged);
+            return Err(e);
+        }
+        staged.push((tmp, path));
+    }
+    for (_, path) in staged.iter().skip(1) {
+        if let Err(e) = fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                cleanup(&staged);
+                return Err(io(path, "removing the old", e));
+            }
+        }
+    }
+    for (k, (tmp, path)) in staged.iter().enumerate() {
+        if let Err(e) = fs::rename(tmp, path) {
+            cleanup(&staged[k..]);
+            return Err(io(path, "renaming into", e));
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 impl CheckpointDir {
@@ -201,4 +273,34 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<Checkpoint> {
         optimizer: read("optimizer.safetensors")?,
         state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("e.npy"), dir.path().join("e.jsonl"));
+        write_set(&[(&a, b"rows-1"), (&b, b"meta-1")]).unwrap();
+        // The partner cannot be staged (its folder is missing): neither file changes, no
+        // temporary file stays.
+        let missing = dir.path().join("gone/e.jsonl");
+        assert!(write_set(&[(&a, b"rows-2"), (&missing, b"meta-2")]).is_err());
+        assert_eq!(fs::read(&a).unwrap(), b"rows-1");
+        let left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(left.iter().all(|n| !n.starts_with(".tmp-")), "{left:?}");
+        // A killed writer's temporary file (a PID that does not run) is removed by the next
+        // write; a running process's (PID 1) is left alone.
+        let stale = dir.path().join(".tmp-e.npy-4000000000");
+        let live = tmp_name(&a, 1);
+        fs::write(&stale, b"x").unwrap();
+        fs::write(&live, b"x").unwrap();
+        write_set(&[(&a, b"rows-3"), (&b, b"meta-3")]).unwrap();
+        assert_eq!((fs::read(&a).unwrap(), fs::read(&b).unwrap()), (b"rows-3".to_vec(), b"meta-3".to_vec()));
+        assert!(!stale.exists());
+        assert!(live.exists());
+    }
 }

@@ -110,7 +110,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             bail!("{what} {:?}: {err}", a.glycan.as_ref().or(a.sequence.as_ref()).cloned().unwrap_or_default());
         }
     }
-    let meta = job::write(&a.out, &e, rows)?;
+    let meta = match job::write(&a.out, &e, rows)? {
+        Some(p) => p.display().to_string(),
+        None => "no metadata (the output is a device)".to_string(),
+    };
     eprintln!(
         "{} of {} inputs embedded by {} ({} rows × {}) in {:.2} s → {} and {}",
         e.embedded,
@@ -120,10 +123,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         e.matrix.dim(1)?,
         started.elapsed().as_secs_f64(),
         a.out.display(),
-        meta.display()
+        meta
     );
     if e.failed > 0 {
-        eprintln!("{} inputs failed (see the \"error\" lines in {})", e.failed, meta.display());
+        eprintln!("{} inputs failed (see the \"error\" lines in {meta})", e.failed);
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -108,6 +108,13 @@ fn special_outputs_and_failing_streams() {
     let out = allatom().args(["graph", "--glycans"]).arg(&input).args(["--jsonl", "/dev/null"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null is still a device");
+    // Embeddings to a device: the rows go there, and no metadata file appears beside it.
+    let jsonl_existed = std::path::Path::new("/dev/null.jsonl").exists();
+    let out = allatom().args(["embed", "--glycan", "Gal(b1-4)GlcNAc", "--out", "/dev/null"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("no metadata"), "{err}");
+    assert!(jsonl_existed || !std::path::Path::new("/dev/null.jsonl").exists(), "no /dev/null.jsonl");
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
     if std::path::Path::new("/dev/full").exists() {
         let out = allatom().args(["graph", "--glycans"]).arg(&input).args(["--jsonl", "/dev/full"]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));

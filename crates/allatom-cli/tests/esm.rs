@@ -61,6 +61,60 @@ fn convert_then_embed_equals_the_hugging_face_directory() {
 }
 
 #[test]
+fn a_hostile_checkpoint_pickle_is_refused_before_candle_reads_it() {
+    // Nesting a million deep once overflowed the stack (exit 134); copies of copies asked for
+    // exponential memory. Both are refused with the limit named, exit 2, nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut deep = vec![0x80u8, 2, b']'];
+    deep.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+    deep.push(b'.');
+    let mut bomb = vec![0x80u8, 2, b')', b'q', 0];
+    for _ in 0..40 {
+        bomb.extend([b'h', 0, b'h', 0, 0x86, b'q', 0]);
+    }
+    bomb.push(b'.');
+    for (name, pkl, needle) in [("deep", deep, "nested deeper than"), ("bomb", bomb, "objects")] {
+        let path = d.join(format!("{name}.pt"));
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("archive/data.pkl", opts).unwrap();
+        std::io::Write::write_all(&mut zip, &pkl).unwrap();
+        zip.finish().unwrap();
+        let out_dir = d.join(format!("{name}-out"));
+        let out = allatom().args(["convert", "--checkpoint"]).arg(&path).arg("--out").arg(&out_dir).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(needle) && err.contains("data.pkl"), "{name}: {err}");
+        assert!(!out_dir.exists());
+    }
+    // A negative head count in the checkpoint's config is named as such (it once printed as
+    // 18446744073709551615).
+    let mut src = zip::ZipArchive::new(std::fs::File::open(fixtures().join("fairesm_tiny.pt")).unwrap()).unwrap();
+    let path = d.join("negative.pt");
+    let mut dst = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+        if name.ends_with("data.pkl") {
+            let k = bytes.windows(26).position(|w| w.starts_with(b"encoder_attention_headsq\tK")).unwrap() + 25;
+            bytes.splice(k..k + 2, [b'J', 0xff, 0xff, 0xff, 0xff]);
+        }
+        dst.start_file(name, opts).unwrap();
+        std::io::Write::write_all(&mut dst, &bytes).unwrap();
+    }
+    dst.finish().unwrap();
+    let out = allatom().args(["convert", "--checkpoint"]).arg(&path).arg("--out").arg(d.join("neg")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("encoder_attention_heads = -1"), "{err}");
+    assert!(!d.join("neg").exists());
+}
+
+#[test]
 fn embed_fasta_and_structures_with_an_esm_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

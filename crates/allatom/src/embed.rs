@@ -390,9 +390,12 @@ pub fn metadata_path(out: &Path) -> PathBuf {
 }
 
 /// Writes the rows (`.npy` for graph level, `.safetensors` with `embeddings` and the index
-/// arrays otherwise) and the `.jsonl` metadata beside them, each atomically (complete or
-/// absent); returns the metadata path.
-pub fn write(out: &Path, e: &Embeddings, level: Level) -> Result<PathBuf> {
+/// arrays otherwise) and the `.jsonl` metadata beside them as one set
+/// ([`aa_pretrain::checkpoint::write_set`]: both complete, or the old pair untouched, never a
+/// new file beside an old partner); returns the metadata path. When `out` is a device
+/// (`/dev/null`, `/dev/stdout`) the rows are written to it and no metadata is written (there is
+/// no "beside" a device): `None`.
+pub fn write(out: &Path, e: &Embeddings, level: Level) -> Result<Option<PathBuf>> {
     let bytes = match level {
         Level::Graph => npy_f32(&e.matrix)?,
         _ => {
@@ -405,9 +408,12 @@ pub fn write(out: &Path, e: &Embeddings, level: Level) -> Result<PathBuf> {
     if meta_path == out {
         bail!("{}: the output needs an extension other than .jsonl (.npy or .safetensors)", out.display());
     }
-    aa_pretrain::checkpoint::write_atomic(out, &bytes)?;
-    aa_pretrain::checkpoint::write_atomic(&meta_path, e.jsonl.as_bytes())?;
-    Ok(meta_path)
+    if aa_pretrain::checkpoint::is_special(out) {
+        aa_pretrain::checkpoint::write_atomic(out, &bytes)?;
+        return Ok(None);
+    }
+    aa_pretrain::checkpoint::write_set(&[(out, &bytes), (&meta_path, e.jsonl.as_bytes())])?;
+    Ok(Some(meta_path))
 }
 
 /// Named tensors as safetensors bytes.

@@ -123,13 +123,13 @@ fn heads_for_width(width: usize) -> Option<usize> {
 }
 
 /// Looks for `encoder_attention_heads` anywhere in a torch checkpoint's pickled objects.
-fn heads_from_pickle(path: &Path) -> Option<usize> {
+fn heads_from_pickle(path: &Path) -> Option<i64> {
     use candle_core::pickle::{Object, Stack};
-    fn find(o: &Object) -> Option<usize> {
+    fn find(o: &Object) -> Option<i64> {
         match o {
             Object::Dict(kv) => kv.iter().find_map(|(k, v)| match (k, v) {
-                (Object::Unicode(k), Object::Int(n)) if k == "encoder_attention_heads" => Some(*n as usize),
-                (Object::Unicode(k), Object::Long(n)) if k == "encoder_attention_heads" => Some(*n as usize),
+                (Object::Unicode(k), Object::Int(n)) if k == "encoder_attention_heads" => Some(*n as i64),
+                (Object::Unicode(k), Object::Long(n)) if k == "encoder_attention_heads" => Some(*n),
                 _ => find(v),
             }),
             Object::Tuple(v) | Object::List(v) => v.iter().find_map(find),
@@ -140,12 +140,9 @@ fn heads_from_pickle(path: &Path) -> Option<usize> {
             _ => None,
         }
     }
-    let file = std::fs::File::open(path).ok()?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).ok()?;
-    let name = zip.file_names().filter_map(|n| n.ok()).find(|n| n.ends_with("data.pkl"))?.to_string();
-    let mut reader = std::io::BufReader::new(zip.by_name(&name).ok()?);
+    let bytes = crate::torch::data_pkl(path).ok()?;
     let mut stack = Stack::empty();
-    stack.read_loop(&mut reader).ok()?;
+    stack.read_loop(&mut std::io::Cursor::new(bytes)).ok()?;
     find(&stack.finalize().ok()?)
 }
 
@@ -165,16 +162,8 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
     if !path.is_file() {
         bail!("{}: no such checkpoint file", path.display());
     }
-    let mut magic = [0u8; 2];
-    let is_zip = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
-        && &magic == b"PK";
-    if !is_zip {
-        bail!(
-            "{}: not a zip-format torch checkpoint (the legacy format of torch < 1.6, or not a checkpoint); \
-             re-save it with torch >= 1.6: torch.save(torch.load(path), new_path)",
-            path.display()
-        );
-    }
+    // Depth, size and format limits first: candle's reader recurses and copies by value.
+    crate::torch::data_pkl(path)?;
     let raw = candle_core::pickle::read_all_with_key(path, Some("model"))
         .with_context(|| format!("{}: not a torch checkpoint with a \"model\" state dict", path.display()))?;
     let tensors = canonical_tensors(raw);
@@ -185,7 +174,16 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
     let layers = (0..).take_while(|i| tensors.contains_key(&format!("layers.{i}.fc1.weight"))).count();
     let ffn = get("layers.0.fc1.weight")?.dim(0)?;
     let pair_bias = tensors.contains_key("gbf.means.weight");
-    let Some(heads) = heads.or_else(|| heads_from_pickle(path)).or_else(|| heads_for_width(width)) else {
+    let from_pickle = match heads_from_pickle(path) {
+        Some(n) if n <= 0 || n > 4096 => {
+            bail!("{}: the checkpoint's config says encoder_attention_heads = {n}; give --heads", path.display())
+        }
+        n => n.map(|n| n as usize),
+    };
+    if heads == Some(0) {
+        bail!("--heads must be at least 1");
+    }
+    let Some(heads) = heads.or(from_pickle).or_else(|| heads_for_width(width)) else {
         bail!("{}: cannot tell the number of attention heads; give --heads", path.display());
     };
     let mut cfg = EsmConfig::esm2_t6_8m();

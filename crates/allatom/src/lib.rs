@@ -26,6 +26,7 @@ pub mod inputs;
 pub mod output;
 pub mod package;
 pub mod runs;
+pub mod torch;
 
 pub use aa_encoder::{
     check_pairing, tasks, AtomRows, DataTraits, Encoder, EncoderOutput, Featurized, LayerStates, MeanMax, PoolNodes,

@@ -149,13 +149,21 @@ impl Model {
 
 /// Refuses weights that would silently give wrong embeddings: non-finite values anywhere,
 /// negative BatchNorm running variances.
+/// Integer tensors a package may hold (torch buffers no encoder reads as weights).
+const INTEGER_BUFFERS: [&str; 2] = ["num_batches_tracked", "position_ids"];
+
 fn check_weights(tensors: &HashMap<String, Tensor>) -> Result<()> {
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     for name in names {
         let t = &tensors[name];
         if !t.dtype().is_float() {
-            continue;
+            // Integer buffers torch keeps beside the weights; any other integer tensor would be
+            // cast to floats without a word.
+            if INTEGER_BUFFERS.iter().any(|b| name.ends_with(b)) {
+                continue;
+            }
+            bail!("tensor {name} is {:?}: weights must be floating point (F32, F16, BF16, F64)", t.dtype());
         }
         let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         if let Some(v) = values.iter().find(|v| !v.is_finite()) {

@@ -352,6 +352,16 @@ fn every_family_writes_and_loads_one_package_format() {
         let e = format!("{:#}", Model::from_dir(&pkg).err().expect("refused"));
         assert!(e.contains(name), "{e}");
     }
+    // Integer weights are refused, not cast (integer buffers such as num_batches_tracked pass).
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        enc.store.all().into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect();
+    let t = tensors["embedding.weight"].to_dtype(DType::I64).unwrap();
+    tensors.insert("embedding.weight".into(), t);
+    tensors.insert("atom_layers.0.batch_norm.num_batches_tracked".into(), Tensor::new(&[3i64], &Device::Cpu).unwrap());
+    let pkg = dir.path().join("bad-int");
+    allatom::write_package(&pkg, &package_config(family, &part), &tensors, DType::F32, None, &[]).unwrap();
+    let e = format!("{:#}", Model::from_dir(&pkg).err().expect("refused"));
+    assert!(e.contains("embedding.weight is I64") && e.contains("floating point"), "{e}");
     // Writing over a directory that is not a package is refused, and nothing in it is touched.
     let precious = dir.path().join("notes");
     std::fs::create_dir_all(&precious).unwrap();
