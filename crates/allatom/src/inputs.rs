@@ -118,9 +118,14 @@ pub fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>
     }
 }
 
-/// FASTA records `(header, sequence)`.
+/// FASTA records `(header, sequence)` of a file.
 pub fn read_fasta(path: &Path) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_fasta(&text, path)
+}
+
+/// FASTA records `(header, sequence)` of a text; `path` names it in errors.
+pub fn parse_fasta(text: &str, path: &Path) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -46,7 +46,11 @@ struct ResAtoms {
 
 struct Builder {
     atoms: Vec<BAtom>,
+    /// Every bond ever made, in order; `alive` says which still stand.
     bonds: Vec<(u32, u32, BondOrder)>,
+    alive: Vec<bool>,
+    /// Bond indices per atom, so valence and removal cost the atom's degree, not the molecule.
+    adj: Vec<Vec<u32>>,
 }
 
 fn allowed_valences(e: Element, charge: i8) -> &'static [u32] {
@@ -66,14 +70,36 @@ fn allowed_valences(e: Element, charge: i8) -> &'static [u32] {
 impl Builder {
     fn add(&mut self, element: Element, name: String, unit: u32) -> u32 {
         self.atoms.push(BAtom { element, charge: 0, aromatic: false, name, unit, removed: false });
+        self.adj.push(Vec::new());
         (self.atoms.len() - 1) as u32
     }
     fn bond(&mut self, a: u32, b: u32, order: BondOrder) {
+        let k = self.bonds.len() as u32;
         self.bonds.push((a, b, order));
+        self.alive.push(true);
+        self.adj[a as usize].push(k);
+        self.adj[b as usize].push(k);
+    }
+    /// The standing bonds, in the order they were made.
+    fn live_bonds(&self) -> impl Iterator<Item = &(u32, u32, BondOrder)> {
+        self.bonds.iter().zip(&self.alive).filter(|(_, &l)| l).map(|(b, _)| b)
+    }
+    /// Sets the order of the standing bonds between `a` and `b`.
+    fn set_order(&mut self, a: u32, b: u32, order: BondOrder) {
+        for &k in &self.adj[a as usize] {
+            let bond = &mut self.bonds[k as usize];
+            if self.alive[k as usize] && ((bond.0 == a && bond.1 == b) || (bond.0 == b && bond.1 == a)) {
+                bond.2 = order;
+            }
+        }
     }
     /// Sum of bond orders at an atom, in half-bond units.
     fn used_half(&self, a: u32) -> u32 {
-        self.bonds.iter().filter(|(x, y, _)| *x == a || *y == a).map(|(_, _, o)| o.half_valence()).sum()
+        self.adj[a as usize]
+            .iter()
+            .filter(|&&k| self.alive[k as usize])
+            .map(|&k| self.bonds[k as usize].2.half_valence())
+            .sum()
     }
     fn free_h(&self, a: u32) -> i32 {
         let at = &self.atoms[a as usize];
@@ -82,7 +108,9 @@ impl Builder {
     }
     fn remove(&mut self, a: u32) {
         self.atoms[a as usize].removed = true;
-        self.bonds.retain(|(x, y, _)| *x != a && *y != a);
+        for &k in &self.adj[a as usize] {
+            self.alive[k as usize] = false;
+        }
     }
     /// Adds a fragment; returns the index of its first atom.
     fn add_fragment(&mut self, f: &Fragment, tag: &str, unit: u32) -> u32 {
@@ -135,7 +163,7 @@ pub fn build(parsed: &ParsedGlycan) -> Result<GlycanMolecule, GlycanError> {
         specs.push(spec);
     }
     let mut cx = Ctx {
-        b: Builder { atoms: Vec::new(), bonds: Vec::new() },
+        b: Builder { atoms: Vec::new(), bonds: Vec::new(), alive: Vec::new(), adj: Vec::new() },
         res: Vec::new(),
         specs,
         parsed,
@@ -571,11 +599,7 @@ impl Ctx<'_> {
                 if self.b.free_h(h) < 1 || self.b.free_h(c) < 1 {
                     return chem_err(self.offset(r), format!("'{}': position {p} cannot be a ketone", self.name(r)));
                 }
-                for bond in self.b.bonds.iter_mut() {
-                    if (bond.0 == c && bond.1 == h) || (bond.0 == h && bond.1 == c) {
-                        bond.2 = BondOrder::Double;
-                    }
-                }
+                self.b.set_order(c, h, BondOrder::Double);
                 self.res[r].hetero[p as usize - 1] = None;
             }
             ModKind::Ene => {
@@ -592,11 +616,7 @@ impl Ctx<'_> {
                         format!("'{}': C{p}=C{} needs a hydrogen on each carbon", self.name(r), p + 1),
                     );
                 }
-                for bond in self.b.bonds.iter_mut() {
-                    if (bond.0 == a && bond.1 == b) || (bond.0 == b && bond.1 == a) {
-                        bond.2 = BondOrder::Double;
-                    }
-                }
+                self.b.set_order(a, b, BondOrder::Double);
             }
         }
         Ok(())
@@ -746,7 +766,7 @@ impl Ctx<'_> {
         let mut new_index = vec![u32::MAX; b.atoms.len()];
         let mut atoms = Vec::with_capacity(b.atoms.len());
         let mut half = vec![0u32; b.atoms.len()];
-        for &(x, y, o) in &b.bonds {
+        for &(x, y, o) in b.live_bonds() {
             half[x as usize] += o.half_valence();
             half[y as usize] += o.half_valence();
         }
@@ -772,8 +792,7 @@ impl Ctx<'_> {
             });
         }
         let bonds = b
-            .bonds
-            .iter()
+            .live_bonds()
             .map(|&(x, y, o)| Bond { a: new_index[x as usize], b: new_index[y as usize], order: o })
             .collect();
         let units = parsed
