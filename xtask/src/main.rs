@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod fuzz;
 mod results;
 mod tasks;
 use clap::{Parser, Subcommand};
@@ -57,6 +58,20 @@ enum Cmd {
         #[arg(long, default_value = "0,1,2")]
         seeds: String,
     },
+    /// Fuzz every reader of user data (cargo-fuzz on nightly; see fuzz/README.md): builds the
+    /// targets, runs each for `--runs` executions from fuzz/seeds, prints the table of
+    /// fuzz/README.md, fails on any crash (its input in fuzz/artifacts/).
+    Fuzz {
+        /// Executions per target.
+        #[arg(long, default_value_t = 10_000_000)]
+        runs: u64,
+        /// Comma-separated targets (default: all).
+        #[arg(long)]
+        targets: Option<String>,
+        /// Targets run at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
 }
 
 fn root() -> PathBuf {
@@ -87,6 +102,13 @@ fn main() -> Result<()> {
             results::run(&root(), &results::Plan { models: list(&models), tasks: list(&tasks), seeds })
         }
         Cmd::FetchStructures => fetch_structures(&fetched),
+        Cmd::Fuzz { runs, targets, jobs } => {
+            let targets: Vec<String> = match targets {
+                Some(t) => t.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+                None => fuzz::TARGETS.iter().map(|t| t.to_string()).collect(),
+            };
+            fuzz::run(&root(), &targets, runs, jobs)
+        }
     }
 }
 

@@ -109,6 +109,10 @@ pub fn check(pkl: &[u8]) -> Result<()> {
             }
             _ => 0,
         };
+        // candle reads LONG1 into an i64 (more bytes overflow its shift).
+        if op == 0x8a && arg > 8 {
+            bail!("LONG1 of {arg} bytes at byte {at}: longer than an i64, not a checkpoint this reader accepts");
+        }
         // Length-prefixed payloads.
         if matches!(op, b'U' | b'C' | 0x8c | b'T' | b'X' | b'B' | 0x8a | 0x8b | 0x8d | 0x8e | 0x96) {
             let n = usize::try_from(arg).ok().context("pickle payload too long")?;
@@ -266,5 +270,9 @@ mod tests {
         let ok = [0x80, 2, b'}', b'q', 0, b'X', 1, 0, 0, 0, b'a', b'K', 7, b's', b'.'];
         check(&ok).unwrap();
         assert!(check(&ok[..7]).is_err());
+        // Found by the torch_pickle fuzz target: a 9-byte LONG1 overflowed candle's shift.
+        let long = [0x80, 2, 0x8a, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, b'.'];
+        assert!(check(&long).unwrap_err().to_string().contains("LONG1 of 9 bytes"));
+        check(&[0x80, 2, 0x8a, 8, 1, 2, 3, 4, 5, 6, 7, 8, b'.']).unwrap();
     }
 }

@@ -169,7 +169,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
     let model = match opts.model {
         Some(m) if models.contains(&m) => m,
         Some(m) => return Err(StructureError::new(format!("model {m} not in the file (models: {models:?})"))),
-        None => models[0],
+        None => *models.first().ok_or_else(|| StructureError::new("no atoms in the structure"))?,
     };
     if models.len() > 1 && opts.model.is_none() {
         warnings.push(format!("{} models in the file; read model {model}", models.len()));

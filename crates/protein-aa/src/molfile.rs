@@ -97,6 +97,9 @@ fn parse_record(lines: &[&str], first_line: usize) -> Result<HeteroGraph, Struct
             Ok(v - 1)
         };
         let (a, b) = (idx(0, 3)?, idx(3, 6)?);
+        if a == b {
+            return Err(at(i, format!("bond from atom {} to itself", a + 1)));
+        }
         let order = match field(l, 6, 9) {
             "1" => BondOrder::Single,
             "2" => BondOrder::Double,
@@ -172,6 +175,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("atom 9"));
+        // Found by the sdf fuzz target: a bond from an atom to itself made an invalid graph.
+        let e = parse_sdf(&ETHANOL.replace("  1  2  1  0", "  1  1  1  0")).unwrap_err().to_string();
+        assert!(e.contains("to itself"), "{e}");
     }
 
     #[test]

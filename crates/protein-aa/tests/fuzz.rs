@@ -47,6 +47,15 @@ fn named_bad_inputs() {
 }
 
 #[test]
+fn building_an_empty_parse_is_an_error() {
+    // Found by the pdb/mmcif fuzz targets: `build` on a parse without atoms indexed an empty
+    // model list.
+    let raw = protein_aa::read::parse_pdb("").expect("the parser itself accepts an empty text");
+    let e = protein_aa::build(&raw, &opts()).unwrap_err().to_string();
+    assert!(e.contains("no atoms"), "{e}");
+}
+
+#[test]
 fn absurd_coordinates_warn() {
     let pdb = b"ATOM      1  N   ALA A   1    99999.00-99999.0 12345.67  1.00  0.00           N\nATOM      2  CA  ALA A   1    99999.50-99999.0 12345.67  1.00  0.00           C\nATOM      3  C   ALA A   1       0.000   0.000   0.000  1.00  0.00           C\n";
     let s = structure_from_bytes(pdb, &opts()).unwrap();
