@@ -91,13 +91,38 @@ fn remove_stale_tmps(path: &Path) {
 /// absent — never a new file beside an old partner. Special files (devices) are written in
 /// place, as by [`write_atomic`]. Temporary files of killed earlier writers are removed.
 pub fn write_set(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut bodies: Vec<(&Path, Body)> = files.iter().map(|&(p, b)| (p, Body::Bytes(b))).collect();
+    write_set_streamed(&mut bodies)
+}
+
+/// A file's content for [`write_set_streamed`]: bytes at hand, or a writer of them (so that a
+/// large file never has to exist in memory whole).
+pub enum Body<'a> {
+    /// The bytes.
+    Bytes(&'a [u8]),
+    /// Writes the content to the file it is given.
+    Stream(&'a mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>),
+}
+
+impl Body<'_> {
+    fn write_to(&mut self, w: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Body::Bytes(b) => w.write_all(b),
+            Body::Stream(f) => f(w),
+        }
+    }
+}
+
+/// [`write_set`] with content that may be streamed.
+pub fn write_set_streamed(files: &mut [(&Path, Body)]) -> Result<()> {
     let mut staged: Vec<(PathBuf, &Path)> = Vec::new();
     let cleanup = |staged: &[(PathBuf, &Path)]| {
         for (tmp, _) in staged {
             let _ = fs::remove_file(tmp);
         }
     };
-    for &(path, bytes) in files {
+    for (path, body) in files.iter_mut() {
+        let path: &Path = path;
         if let Ok(m) = fs::metadata(path) {
             if m.is_dir() {
                 cleanup(&staged);
@@ -106,7 +131,7 @@ pub fn write_set(files: &[(&Path, &[u8])]) -> Result<()> {
             if !m.is_file() {
                 let written =
                     fs::OpenOptions::new().write(true).open(path).map_err(|e| io(path, "opening", e)).and_then(
-                        |mut f| f.write_all(bytes).and_then(|_| f.flush()).map_err(|e| io(path, "writing", e)),
+                        |mut f| body.write_to(&mut f).and_then(|_| f.flush()).map_err(|e| io(path, "writing", e)),
                     );
                 if let Err(e) = written {
                     cleanup(&staged);
@@ -118,8 +143,10 @@ pub fn write_set(files: &[(&Path, &[u8])]) -> Result<()> {
         remove_stale_tmps(path);
         let tmp = tmp_name(path, std::process::id());
         let written = (|| -> Result<()> {
-            let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, "creating", e))?;
-            f.write_all(bytes).map_err(|e| io(&tmp, "writing", e))?;
+            let f = fs::File::create(&tmp).map_err(|e| io(&tmp, "creating", e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            body.write_to(&mut w).and_then(|_| w.flush()).map_err(|e| io(&tmp, "writing", e))?;
+            let f = w.into_inner().map_err(|e| io(&tmp, "writing", e.into_error()))?;
             f.sync_all().map_err(|e| io(&tmp, "syncing", e))
         })();
         if let Err(e) = written {

@@ -119,8 +119,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         e.embedded,
         inputs.len(),
         model.family().name(),
-        e.matrix.dim(0)?,
-        e.matrix.dim(1)?,
+        e.rows,
+        e.width,
         started.elapsed().as_secs_f64(),
         a.out.display(),
         meta

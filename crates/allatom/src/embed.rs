@@ -152,8 +152,14 @@ fn window_error(encoder: &dyn Encoder, w: &Window) -> Option<String> {
 
 /// What an embedding job produced.
 pub struct Embeddings {
-    /// The rows `[rows, width]`, inputs in order.
-    pub matrix: Tensor,
+    /// The rows, inputs in order, as the pieces the batches produced (views, not copies):
+    /// [`Embeddings::matrix`] joins them, [`write`] streams them to a file without ever
+    /// holding a second copy.
+    pub pieces: Vec<Tensor>,
+    /// Rows in all.
+    pub rows: usize,
+    /// Row width.
+    pub width: usize,
     /// Index arrays (unit and atom levels): `input_index`, `unit_index`, and for atoms
     /// `atom_index`, `atomic_number`.
     pub index: HashMap<String, Tensor>,
@@ -163,6 +169,29 @@ pub struct Embeddings {
     pub embedded: usize,
     /// Inputs that failed.
     pub failed: usize,
+}
+
+impl Embeddings {
+    /// The rows `[rows, width]` as one tensor (a copy of every piece).
+    pub fn matrix(&self) -> Result<Tensor> {
+        Ok(if self.pieces.is_empty() {
+            Tensor::zeros((0, self.width), DType::F32, &Device::Cpu)?
+        } else {
+            Tensor::cat(&self.pieces, 0)?
+        })
+    }
+
+    /// Writes the rows' little-endian f32 bytes, piece after piece.
+    fn write_rows(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for p in &self.pieces {
+            let v = p.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(std::io::Error::other)?;
+            buf.clear();
+            buf.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    }
 }
 
 /// Rows of one batch, before assembly.
@@ -301,8 +330,6 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
         Level::Graph => encoder.readout().dim(encoder.unit_dim()),
         _ => encoder.unit_dim(),
     };
-    let matrix =
-        if rows.is_empty() { Tensor::zeros((0, width), DType::F32, &Device::Cpu)? } else { Tensor::cat(&rows, 0)? };
     let u32s = |v: Vec<u32>| {
         let n = v.len();
         Tensor::from_vec(v, n, &Device::Cpu)
@@ -349,7 +376,7 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
         jsonl.push('\n');
     }
     let failed = checked.iter().filter(|w| w.is_err()).count();
-    Ok(Embeddings { matrix, index, jsonl, embedded: inputs.len() - failed, failed })
+    Ok(Embeddings { pieces: rows, rows: next, width, index, jsonl, embedded: inputs.len() - failed, failed })
 }
 
 /// Checks an output path before any work: `.npy` for graph level, `.safetensors` for unit and
@@ -391,52 +418,130 @@ pub fn metadata_path(out: &Path) -> PathBuf {
 
 /// Writes the rows (`.npy` for graph level, `.safetensors` with `embeddings` and the index
 /// arrays otherwise) and the `.jsonl` metadata beside them as one set
-/// ([`aa_pretrain::checkpoint::write_set`]: both complete, or the old pair untouched, never a
-/// new file beside an old partner); returns the metadata path. When `out` is a device
+/// ([`aa_pretrain::checkpoint::write_set_streamed`]: both complete, or the old pair untouched,
+/// never a new file beside an old partner); the rows stream from the batches' pieces, so the
+/// file never exists in memory. Returns the metadata path. When `out` is a device
 /// (`/dev/null`, `/dev/stdout`) the rows are written to it and no metadata is written (there is
 /// no "beside" a device): `None`.
 pub fn write(out: &Path, e: &Embeddings, level: Level) -> Result<Option<PathBuf>> {
-    let bytes = match level {
-        Level::Graph => npy_f32(&e.matrix)?,
-        _ => {
-            let mut t = e.index.clone();
-            t.insert("embeddings".into(), e.matrix.clone());
-            safetensors_bytes(&t)?
-        }
-    };
+    use aa_pretrain::checkpoint::{write_set_streamed, Body};
     let meta_path = metadata_path(out);
     if meta_path == out {
         bail!("{}: the output needs an extension other than .jsonl (.npy or .safetensors)", out.display());
     }
+    let mut rows = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+        match level {
+            Level::Graph => w.write_all(&npy_header(e.rows, e.width))?,
+            _ => w.write_all(&safetensors_header(e)?)?,
+        }
+        e.write_rows(w)?;
+        if level != Level::Graph {
+            for (_, t) in index_order(&e.index) {
+                let v = t.to_vec1::<u32>().map_err(std::io::Error::other)?;
+                w.write_all(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
+            }
+        }
+        Ok(())
+    };
     if aa_pretrain::checkpoint::is_special(out) {
-        aa_pretrain::checkpoint::write_atomic(out, &bytes)?;
+        write_set_streamed(&mut [(out, Body::Stream(&mut rows))])?;
         return Ok(None);
     }
-    aa_pretrain::checkpoint::write_set(&[(out, &bytes), (&meta_path, e.jsonl.as_bytes())])?;
+    write_set_streamed(&mut [(out, Body::Stream(&mut rows)), (&meta_path, Body::Bytes(e.jsonl.as_bytes()))])?;
     Ok(Some(meta_path))
 }
 
-/// Named tensors as safetensors bytes.
-fn safetensors_bytes(t: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
-    let views: Vec<(String, Tensor)> =
-        t.iter().map(|(k, v)| Ok((k.clone(), v.contiguous()?))).collect::<Result<_>>()?;
-    Ok(safetensors::tensor::serialize(views.iter().map(|(k, v)| (k.as_str(), v)), None)?)
+/// The index arrays in file order (by name: all are U32, which safetensors places after the
+/// F32 embeddings).
+fn index_order(index: &HashMap<String, Tensor>) -> Vec<(&String, &Tensor)> {
+    let mut v: Vec<(&String, &Tensor)> = index.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// The safetensors header (length prefix and JSON, padded to 8 bytes) of `embeddings`
+/// (F32 `[rows, width]`) followed by the index arrays — the layout `safetensors::serialize`
+/// writes for the same tensors, built with its own `Metadata`.
+fn safetensors_header(e: &Embeddings) -> std::io::Result<Vec<u8>> {
+    use safetensors::tensor::{Metadata, TensorInfo};
+    use safetensors::Dtype;
+    let mut infos = Vec::new();
+    let mut offset = 4 * e.rows * e.width;
+    infos.push((
+        "embeddings".to_string(),
+        TensorInfo { dtype: Dtype::F32, shape: vec![e.rows, e.width], data_offsets: (0, offset) },
+    ));
+    for (name, t) in index_order(&e.index) {
+        let n = 4 * t.elem_count();
+        infos.push((
+            name.clone(),
+            TensorInfo { dtype: Dtype::U32, shape: t.dims().to_vec(), data_offsets: (offset, offset + n) },
+        ));
+        offset += n;
+    }
+    let meta = Metadata::new(None, infos).map_err(std::io::Error::other)?;
+    let mut json = serde_json::to_string(&meta).map_err(std::io::Error::other)?.into_bytes();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend(json);
+    Ok(out)
 }
 
 /// A 2-D f32 tensor as a NumPy `.npy` file (format 1.0, little-endian, C order).
 pub fn npy_f32(t: &Tensor) -> Result<Vec<u8>> {
     let (n, d) = t.dims2()?;
+    let mut out = npy_header(n, d);
+    for v in t.flatten_all()?.to_vec1::<f32>()? {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// The `.npy` header (format 1.0) of an `[n, d]` little-endian f32 array.
+fn npy_header(n: usize, d: usize) -> Vec<u8> {
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
     // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
     let pad = 64 - (10 + header.len() + 1) % 64;
     header.push_str(&" ".repeat(pad % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + 4 * n * d);
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in t.flatten_all()?.to_vec1::<f32>()? {
-        out.extend_from_slice(&v.to_le_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed files equal what serialising the joined matrix gives (safetensors'
+    /// own writer, our `.npy` writer), byte for byte.
+    #[test]
+    fn streamed_files_equal_the_in_memory_serialisation() {
+        let dev = Device::Cpu;
+        let a = Tensor::arange(0f32, 12.0, &dev).unwrap().reshape((3, 4)).unwrap();
+        let b = Tensor::arange(100f32, 108.0, &dev).unwrap().reshape((2, 4)).unwrap();
+        let pieces = vec![a.narrow(0, 1, 2).unwrap(), b];
+        let u32s = |v: Vec<u32>| Tensor::from_vec(v.clone(), v.len(), &dev).unwrap();
+        let index: HashMap<String, Tensor> = [
+            ("input_index".to_string(), u32s(vec![0, 0, 1, 1])),
+            ("unit_index".to_string(), u32s(vec![0, 1, 0, 1])),
+            ("atom_index".to_string(), u32s(vec![5, 6, 7, 8])),
+            ("atomic_number".to_string(), u32s(vec![6, 8, 6, 7])),
+        ]
+        .into();
+        let e = Embeddings { pieces, rows: 4, width: 4, index, jsonl: "{}\n".into(), embedded: 2, failed: 0 };
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("e.safetensors");
+        assert_eq!(write(&st, &e, Level::Atom).unwrap(), Some(dir.path().join("e.jsonl")));
+        let mut all = e.index.clone();
+        all.insert("embeddings".into(), e.matrix().unwrap());
+        let want = safetensors::tensor::serialize(all.iter().map(|(k, v)| (k.as_str(), v)), None).unwrap();
+        assert_eq!(std::fs::read(&st).unwrap(), want);
+        let npy = dir.path().join("g.npy");
+        write(&npy, &e, Level::Graph).unwrap();
+        assert_eq!(std::fs::read(&npy).unwrap(), npy_f32(&e.matrix().unwrap()).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.path().join("g.jsonl")).unwrap(), "{}\n");
     }
-    Ok(out)
 }
