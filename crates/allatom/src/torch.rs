@@ -16,7 +16,8 @@ use anyhow::{bail, Context, Result};
 
 /// Deepest nesting of containers a checkpoint's pickle may hold.
 pub const MAX_DEPTH: u32 = 1000;
-/// Most objects a checkpoint's pickle may build, copies included.
+/// Most objects a checkpoint's pickle may build: in one value, or copied in all (every memo
+/// write and read, and DUP, copies a whole value in candle's reader).
 pub const MAX_NODES: u64 = 2_000_000;
 /// Most values the pickle machine's stack, or its memo, may hold at once.
 pub const MAX_STACK: usize = 1_000_000;
@@ -72,7 +73,12 @@ const LEAF: Item = Item::Value { depth: 1, nodes: 1 };
 pub fn check(pkl: &[u8]) -> Result<()> {
     let mut stack: Vec<Item> = Vec::new();
     let mut memo: std::collections::HashMap<u64, Item> = std::collections::HashMap::new();
-    let mut total: u64 = 0;
+    // Objects candle builds by copying: memo writes and reads and DUP copy whole values.
+    let mut copied: u64 = 0;
+    let nodes_of = |i: Item| match i {
+        Item::Mark => 0,
+        Item::Value { nodes, .. } => nodes,
+    };
     let mut pos = 0usize;
     let take = |pos: &mut usize, n: usize| -> Result<&[u8]> {
         let end = pos.checked_add(n).filter(|&e| e <= pkl.len()).context("pickle ends inside an opcode")?;
@@ -164,6 +170,7 @@ pub fn check(pkl: &[u8]) -> Result<()> {
             }
             b'2' => {
                 let top = *stack.last().context("DUP on an empty stack")?;
+                copied += nodes_of(top);
                 stack.push(top);
             }
             b'F' | b'I' | b'J' | b'K' | b'L' | b'M' | b'N' | b'S' | b'T' | b'U' | b'V' | b'X' | b'G' | b'c' | 0x88
@@ -217,14 +224,17 @@ pub fn check(pkl: &[u8]) -> Result<()> {
             b'h' | b'j' | b'g' => {
                 let v =
                     *memo.get(&arg).with_context(|| format!("opcode at byte {at} reads memo {arg}, never stored"))?;
+                copied += nodes_of(v);
                 stack.push(v);
             }
             b'q' | b'r' | b'p' => {
                 let top = *stack.last().with_context(|| format!("opcode at byte {at} stores an empty stack"))?;
+                copied += nodes_of(top);
                 memo.insert(arg, top);
             }
             0x94 => {
                 let top = *stack.last().with_context(|| format!("opcode at byte {at} stores an empty stack"))?;
+                copied += nodes_of(top);
                 memo.insert(memo.len() as u64, top);
             }
             _ => {}
@@ -236,8 +246,7 @@ pub fn check(pkl: &[u8]) -> Result<()> {
             if depth > MAX_DEPTH {
                 bail!("objects nested deeper than {MAX_DEPTH} (at byte {at}): not a checkpoint this reader accepts");
             }
-            total = total.max(nodes);
-            if total > MAX_NODES {
+            if nodes.max(copied) > MAX_NODES {
                 bail!("more than {MAX_NODES} objects (at byte {at}, copies included): not a checkpoint this reader accepts");
             }
         }
@@ -266,6 +275,17 @@ mod tests {
         bomb.push(b'.');
         let e = check(&bomb).unwrap_err().to_string();
         assert!(e.contains("more than 2000000 objects"), "{e}");
+        // A value of 1,000 nodes read back from the memo 10,000 times, never combined: no
+        // single value is large, the copies are.
+        let mut wide = vec![0x80, 2, b'('];
+        wide.extend(std::iter::repeat_n(b'N', 999));
+        wide.extend([b'l', b'q', 0, b'0']);
+        for _ in 0..10_000 {
+            wide.extend([b'h', 0]);
+        }
+        wide.push(b'.');
+        let e = check(&wide).unwrap_err().to_string();
+        assert!(e.contains("objects"), "{e}");
         // A shallow dict is fine; a cut pickle is an error, not a panic.
         let ok = [0x80, 2, b'}', b'q', 0, b'X', 1, 0, 0, 0, b'a', b'K', 7, b's', b'.'];
         check(&ok).unwrap();
