@@ -226,6 +226,23 @@ fn bad_inputs_fail_clearly() {
     // A byte-order mark is not part of the first glycan.
     std::fs::write(d.join("bom.txt"), "\u{feff}Gal(b1-4)GlcNAc\n").unwrap();
     ok(allatom().args(["embed", "--glycans"]).arg(d.join("bom.txt")).arg("--out").arg(d.join("bom.npy")));
+    // Input files are read up to a stated cap (here lowered to 100 bytes), also for FASTA.
+    std::fs::write(d.join("big.txt"), "Gal(b1-4)GlcNAc\n".repeat(20)).unwrap();
+    std::fs::write(d.join("big.fasta"), format!(">a\n{}\n", "M".repeat(200))).unwrap();
+    for (flag, file) in [("--glycans", "big.txt"), ("--fasta", "big.fasta")] {
+        let out = allatom()
+            .args(["embed", flag])
+            .arg(d.join(file))
+            .arg("--out")
+            .arg(d.join("big.npy"))
+            .env("ALLATOM_MAX_INPUT_BYTES", "100")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("larger than 100 bytes") && err.contains("ALLATOM_MAX_INPUT_BYTES"), "{err}");
+        assert!(!d.join("big.npy").exists());
+    }
     // Names the molecule builder does not know are errors here too (the official featurisation
     // alone would map them onto its catch-all "Monosaccharide" unit and embed garbage).
     for bad in ["AAAA", "Glcxyz", "Foo(a1-4)Bar", "1234"] {

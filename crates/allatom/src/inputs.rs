@@ -87,9 +87,30 @@ pub fn structure_files(path: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// Largest glycan or FASTA file read (1 GiB, like the decompressed-structure cap);
+/// `ALLATOM_MAX_INPUT_BYTES` overrides it.
+pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+
+/// A file's bytes, at most [`MAX_INPUT_BYTES`] (or `ALLATOM_MAX_INPUT_BYTES`): reading stops at
+/// the cap, so a huge file, a FIFO or `/dev/zero` costs bounded memory and a clear error.
+fn read_capped(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = std::env::var("ALLATOM_MAX_INPUT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_INPUT_BYTES);
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(limit + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{}: larger than {limit} bytes (the input limit; set ALLATOM_MAX_INPUT_BYTES to raise it)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// Reads glycans: a CSV (by extension, or when `column` is given) or one per line.
 pub fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = read_capped(path)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
     })?;
@@ -120,7 +141,9 @@ pub fn read_glycan_file(path: &Path, column: Option<&str>) -> Result<Vec<String>
 
 /// FASTA records `(header, sequence)` of a file.
 pub fn read_fasta(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(read_capped(path)?).map_err(|e| {
+        anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+    })?;
     parse_fasta(&text, path)
 }
 
