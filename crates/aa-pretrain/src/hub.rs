@@ -299,7 +299,8 @@ impl Repo<'_> {
     /// answers with a redirect to its storage and the `X-Linked-*` headers).
     fn meta(&self, file: &str, opts: &HubOptions) -> Result<Meta, HubError> {
         let agent = agent(opts, Some(opts.etag_timeout), 0);
-        let mut url = format!("{}/{}/resolve/{}/{}", opts.endpoint(), self.id, self.revision, file);
+        // A branch like `refs/pr/1` is one path segment in the URL, as `huggingface_hub` quotes it.
+        let mut url = format!("{}/{}/resolve/{}/{}", opts.endpoint(), self.id, self.revision.replace('/', "%2F"), file);
         for _ in 0..5 {
             let mut req = agent.head(&url).header("Accept-Encoding", "identity");
             if let Some(t) = &opts.token {
