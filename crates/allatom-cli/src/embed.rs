@@ -96,7 +96,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("nothing to embed: the input holds no glycans, sequences or structures");
     }
     let started = std::time::Instant::now();
-    let e = job::embed(&model, &inputs, rows, a.batch_size)?;
+    // Unit and atom rows wait in a temporary file beside the output (gigabytes for large
+    // inputs), not in memory; a device output spills to the temporary folder.
+    let spill = match a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        _ if rows == Rows::Graph => None,
+        _ if aa_pretrain::checkpoint::is_special(&a.out) => Some(std::env::temp_dir()),
+        Some(dir) => Some(dir.to_path_buf()),
+        None => Some(std::path::PathBuf::from(".")),
+    };
+    let e = job::embed(&model, &inputs, rows, a.batch_size, spill.as_deref())?;
     if a.glycan.is_some() || a.sequence.is_some() {
         // One input: its error is the command's.
         if let Some(err) = e

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aa_encoder::{Encoder, Window};
 use aa_graph::UnitKind;
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -152,10 +152,12 @@ fn window_error(encoder: &dyn Encoder, w: &Window) -> Option<String> {
 
 /// What an embedding job produced.
 pub struct Embeddings {
-    /// The rows, inputs in order, as the pieces the batches produced (views, not copies):
-    /// [`Embeddings::matrix`] joins them, [`write`] streams them to a file without ever
-    /// holding a second copy.
-    pub pieces: Vec<Tensor>,
+    /// The rows, inputs in order, as the pieces the batches produced (views, not copies, or
+    /// ranges of the spill file): [`Embeddings::matrix`] joins them, [`write`] streams them to
+    /// a file without ever holding a second copy.
+    pub pieces: Vec<Piece>,
+    /// Where spilled pieces live (an anonymous temporary file, gone when this is dropped).
+    pub spill: Option<std::fs::File>,
     /// Rows in all.
     pub rows: usize,
     /// Row width.
@@ -171,23 +173,49 @@ pub struct Embeddings {
     pub failed: usize,
 }
 
+/// Some consecutive rows of an embedding job.
+pub enum Piece {
+    /// In memory.
+    Rows(Tensor),
+    /// In the spill file: `rows` rows of little-endian f32 from byte `offset`.
+    Spilled {
+        /// Byte offset.
+        offset: u64,
+        /// Rows.
+        rows: usize,
+    },
+}
+
 impl Embeddings {
     /// The rows `[rows, width]` as one tensor (a copy of every piece).
     pub fn matrix(&self) -> Result<Tensor> {
-        Ok(if self.pieces.is_empty() {
-            Tensor::zeros((0, self.width), DType::F32, &Device::Cpu)?
-        } else {
-            Tensor::cat(&self.pieces, 0)?
-        })
+        let mut bytes = Vec::with_capacity(4 * self.rows * self.width);
+        self.write_rows(&mut bytes)?;
+        let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok(Tensor::from_vec(v, (self.rows, self.width), &Device::Cpu)?)
     }
 
     /// Writes the rows' little-endian f32 bytes, piece after piece.
     fn write_rows(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut buf = Vec::new();
         for p in &self.pieces {
-            let v = p.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(std::io::Error::other)?;
             buf.clear();
-            buf.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            match p {
+                Piece::Rows(t) => {
+                    let v = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(std::io::Error::other)?;
+                    buf.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                }
+                Piece::Spilled { offset, rows } => {
+                    let mut f = self
+                        .spill
+                        .as_ref()
+                        .ok_or_else(|| std::io::Error::other("spilled rows without a spill file"))?;
+                    f.seek(SeekFrom::Start(*offset))?;
+                    buf.resize(4 * rows * self.width, 0);
+                    f.read_exact(&mut buf)?;
+                }
+            }
             w.write_all(&buf)?;
         }
         Ok(())
@@ -196,7 +224,8 @@ impl Embeddings {
 
 /// Rows of one batch, before assembly.
 struct Part {
-    rows: Tensor,
+    /// The rows, or where they start in the spill file.
+    rows: Result<Tensor, u64>,
     spans: Vec<(usize, usize)>,
     input: Vec<u32>,
     unit: Vec<u32>,
@@ -257,15 +286,33 @@ fn batch_rows(encoder: &dyn Encoder, items: &[(usize, &Window)], level: Level) -
             a.states.index_select(&Tensor::from_vec(idx, n, &Device::Cpu)?, 0)?
         }
     };
-    Ok(Part { rows, spans, input, unit, atom, element })
+    Ok(Part { rows: Ok(rows), spans, input, unit, atom, element })
 }
 
 /// Most units in one batch (bounds a batch's memory and an ESM batch's padding).
 const BATCH_UNITS: usize = 8192;
 
 /// Embeds `inputs` with `model` at `level`, at most `batch_size` inputs per forward pass;
-/// batches of similar size run in parallel, a group at a time (bounded memory).
-pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -> Result<Embeddings> {
+/// batches of similar size run in parallel, a group at a time. With `spill` (a folder), each
+/// group's rows go to an anonymous temporary file there as soon as they are computed, so memory
+/// stays at one group of batches however many inputs there are (the rows are read back in
+/// input order by [`write`]); without it they stay in memory.
+pub fn embed(
+    model: &Model,
+    inputs: &[Input],
+    level: Level,
+    batch_size: usize,
+    spill: Option<&Path>,
+) -> Result<Embeddings> {
+    use std::io::Write;
+    let mut spill_file = match spill {
+        Some(dir) => Some(
+            tempfile::tempfile_in(dir)
+                .with_context(|| format!("cannot make a temporary file in {} for the rows", dir.display()))?,
+        ),
+        None => None,
+    };
+    let mut spilled: u64 = 0;
     let encoder = model.encoder.as_ref();
     let checked: Vec<std::result::Result<&Window, String>> = inputs
         .iter()
@@ -296,9 +343,21 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
     for chunk in batches.chunks(group) {
         let done: Vec<candle_core::Result<Part>> = chunk.par_iter().map(|b| batch_rows(encoder, b, level)).collect();
         for (b, p) in chunk.iter().zip(done) {
-            parts.push((b, p?));
+            let mut p = p?;
+            if let (Some(f), Ok(rows)) = (spill_file.as_mut(), &p.rows) {
+                let v = rows.flatten_all()?.to_vec1::<f32>()?;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                f.write_all(&bytes).context("writing rows to the temporary file")?;
+                p.rows = Err(spilled);
+                spilled += bytes.len() as u64;
+            }
+            parts.push((b, p));
         }
     }
+    let width = match level {
+        Level::Graph => encoder.readout().dim(encoder.unit_dim()),
+        _ => encoder.unit_dim(),
+    };
     // Assemble in input order.
     let mut by_input: Vec<Option<(usize, usize, usize)>> = vec![None; inputs.len()];
     for (pi, (b, p)) in parts.iter().enumerate() {
@@ -313,7 +372,10 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
     for (i, slot) in by_input.iter().enumerate() {
         let Some((pi, lo, hi)) = *slot else { continue };
         let p = &parts[pi].1;
-        rows.push(p.rows.narrow(0, lo, hi - lo)?);
+        rows.push(match &p.rows {
+            Ok(t) => Piece::Rows(t.narrow(0, lo, hi - lo)?),
+            Err(start) => Piece::Spilled { offset: start + (4 * lo * width) as u64, rows: hi - lo },
+        });
         if level != Level::Graph {
             input_idx.extend_from_slice(&p.input[lo..hi]);
             unit_idx.extend_from_slice(&p.unit[lo..hi]);
@@ -326,10 +388,6 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
         spans[i] = Some((next, next + hi - lo));
         next += hi - lo;
     }
-    let width = match level {
-        Level::Graph => encoder.readout().dim(encoder.unit_dim()),
-        _ => encoder.unit_dim(),
-    };
     let u32s = |v: Vec<u32>| {
         let n = v.len();
         Tensor::from_vec(v, n, &Device::Cpu)
@@ -376,7 +434,19 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
         jsonl.push('\n');
     }
     let failed = checked.iter().filter(|w| w.is_err()).count();
-    Ok(Embeddings { pieces: rows, rows: next, width, index, jsonl, embedded: inputs.len() - failed, failed })
+    if let Some(f) = spill_file.as_mut() {
+        f.flush().context("writing rows to the temporary file")?;
+    }
+    Ok(Embeddings {
+        pieces: rows,
+        spill: spill_file,
+        rows: next,
+        width,
+        index,
+        jsonl,
+        embedded: inputs.len() - failed,
+        failed,
+    })
 }
 
 /// Checks an output path before any work: `.npy` for graph level, `.safetensors` for unit and
@@ -522,7 +592,7 @@ mod tests {
         let dev = Device::Cpu;
         let a = Tensor::arange(0f32, 12.0, &dev).unwrap().reshape((3, 4)).unwrap();
         let b = Tensor::arange(100f32, 108.0, &dev).unwrap().reshape((2, 4)).unwrap();
-        let pieces = vec![a.narrow(0, 1, 2).unwrap(), b];
+        let pieces = vec![Piece::Rows(a.narrow(0, 1, 2).unwrap()), Piece::Rows(b.clone())];
         let u32s = |v: Vec<u32>| Tensor::from_vec(v.clone(), v.len(), &dev).unwrap();
         let index: HashMap<String, Tensor> = [
             ("input_index".to_string(), u32s(vec![0, 0, 1, 1])),
@@ -531,7 +601,8 @@ mod tests {
             ("atomic_number".to_string(), u32s(vec![6, 8, 6, 7])),
         ]
         .into();
-        let e = Embeddings { pieces, rows: 4, width: 4, index, jsonl: "{}\n".into(), embedded: 2, failed: 0 };
+        let e =
+            Embeddings { pieces, spill: None, rows: 4, width: 4, index, jsonl: "{}\n".into(), embedded: 2, failed: 0 };
         let dir = tempfile::tempdir().unwrap();
         let st = dir.path().join("e.safetensors");
         assert_eq!(write(&st, &e, Level::Atom).unwrap(), Some(dir.path().join("e.jsonl")));
@@ -543,5 +614,20 @@ mod tests {
         write(&npy, &e, Level::Graph).unwrap();
         assert_eq!(std::fs::read(&npy).unwrap(), npy_f32(&e.matrix().unwrap()).unwrap());
         assert_eq!(std::fs::read_to_string(dir.path().join("g.jsonl")).unwrap(), "{}\n");
+        // The same rows spilled to a file (the second piece first in the file) write the same.
+        let mut f = tempfile::tempfile().unwrap();
+        let le = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()
+        };
+        std::io::Write::write_all(&mut f, &le(&b)).unwrap();
+        std::io::Write::write_all(&mut f, &le(&a)).unwrap();
+        let spilled = Embeddings {
+            pieces: vec![Piece::Spilled { offset: 32 + 16, rows: 2 }, Piece::Spilled { offset: 0, rows: 2 }],
+            spill: Some(f),
+            ..e
+        };
+        let st2 = dir.path().join("s.safetensors");
+        write(&st2, &spilled, Level::Atom).unwrap();
+        assert_eq!(std::fs::read(&st2).unwrap(), want);
     }
 }
