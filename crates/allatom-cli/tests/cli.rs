@@ -94,6 +94,34 @@ fn structure_file_and_directory() {
     // A missing path: exit 2, nothing written.
     let out = allatom().args(["graph", "--structure", "/nonexistent/x.pdb"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Files are read up to the stated caps (lowered here), structures and SD files alike.
+    let dir = tempfile::tempdir().unwrap();
+    let pdb = dir.path().join("x.pdb");
+    std::fs::write(&pdb, "ATOM      1  N   ALA A   1      11.104   6.134  -2.100  1.00  0.00           N\n".repeat(30))
+        .unwrap();
+    let out = allatom()
+        .args(["graph", "--structure"])
+        .arg(&pdb)
+        .env("ALLATOM_MAX_DECOMPRESSED_BYTES", "1000")
+        .output()
+        .unwrap();
+    // graph reports a bad file on its own line (exit 1, as for any failed input).
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("larger than 1000 bytes") && text.contains("ALLATOM_MAX_DECOMPRESSED_BYTES"), "{text}");
+    let sdf = dir.path().join("x.sdf");
+    std::fs::write(&sdf, "x".repeat(200)).unwrap();
+    let out = allatom()
+        .args(["embed", "--structure"])
+        .arg(&sdf)
+        .arg("--out")
+        .arg(dir.path().join("o.npy"))
+        .env("ALLATOM_MAX_INPUT_BYTES", "100")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("larger than 100 bytes"), "{err}");
 }
 
 /// Output to special files and failing streams: a device is written in place, never replaced

@@ -66,7 +66,8 @@ pub fn sequence_inputs(records: &[(String, String)]) -> Vec<Input> {
 /// tree, with their coordinates. `.sdf` / `.mol` files give one window per molecule.
 pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
     if protein_aa::molfile::is_molfile(path) {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = String::from_utf8(crate::inputs::read_capped(path)?)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
         let mols = protein_aa::molfile::parse_sdf(&text).map_err(|mut e| {
             e.path = Some(path.display().to_string());
             e

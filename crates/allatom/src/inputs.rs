@@ -87,13 +87,13 @@ pub fn structure_files(path: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
-/// Largest glycan or FASTA file read (1 GiB, like the decompressed-structure cap);
+/// Largest glycan, FASTA or SD file read (1 GiB, like the decompressed-structure cap);
 /// `ALLATOM_MAX_INPUT_BYTES` overrides it.
 pub const MAX_INPUT_BYTES: u64 = 1 << 30;
 
 /// A file's bytes, at most [`MAX_INPUT_BYTES`] (or `ALLATOM_MAX_INPUT_BYTES`): reading stops at
 /// the cap, so a huge file, a FIFO or `/dev/zero` costs bounded memory and a clear error.
-fn read_capped(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let limit = std::env::var("ALLATOM_MAX_INPUT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_INPUT_BYTES);
     let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;

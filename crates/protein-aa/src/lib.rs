@@ -62,7 +62,18 @@ pub fn read_structure_file(path: &Path, opts: &StructureOptions) -> Result<Struc
         e.path = Some(path.display().to_string());
         e
     };
-    let bytes = std::fs::read(path).map_err(|e| with_path(StructureError::new(format!("cannot read: {e}"))))?;
+    // A file larger than the decompressed-size cap would exceed it as text too: read at most
+    // one byte past it (bounded even for FIFOs and devices).
+    let limit = read::max_decompressed_bytes();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, limit as u64 + 1), &mut bytes))
+        .map_err(|e| with_path(StructureError::new(format!("cannot read: {e}"))))?;
+    if bytes.len() > limit {
+        return Err(with_path(StructureError::new(format!(
+            "larger than {limit} bytes (the size cap; set ALLATOM_MAX_DECOMPRESSED_BYTES to raise it)"
+        ))));
+    }
     structure_from_bytes(&bytes, opts).map_err(with_path)
 }
 

@@ -100,7 +100,9 @@ pub struct RawStructure {
 /// the PDB are a few hundred MB); `ALLATOM_MAX_DECOMPRESSED_BYTES` overrides it.
 pub const MAX_DECOMPRESSED_BYTES: usize = 1 << 30;
 
-fn max_decompressed_bytes() -> usize {
+/// The decompressed-size cap in force: `ALLATOM_MAX_DECOMPRESSED_BYTES`, else
+/// [`MAX_DECOMPRESSED_BYTES`].
+pub fn max_decompressed_bytes() -> usize {
     std::env::var("ALLATOM_MAX_DECOMPRESSED_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_DECOMPRESSED_BYTES)
 }
 
