@@ -514,19 +514,18 @@ fn io_message(e: &std::io::Error, opts: &HubOptions) -> String {
 }
 
 /// A symlink from snapshot entry `link` (for repository file `file`) to `blob`, relative as
-/// `huggingface_hub` writes it (`../../blobs/<etag>`, one more `..` per folder in `file`); a
-/// copy where the platform has no symlinks.
+/// `huggingface_hub` writes it (`../../blobs/<etag>`, one more `..` per folder in `file`).
+/// Cached files are verified through the blob the link names, so the cache needs symlinks
+/// (Windows: developer mode, as for `huggingface_hub`'s own symlinked cache).
 fn link(blob: &Path, link: &Path, file: &str) -> std::io::Result<()> {
+    let up = "../".repeat(1 + file.split('/').count());
+    let target = PathBuf::from(format!("{up}blobs")).join(blob.file_name().unwrap_or_default());
     #[cfg(unix)]
-    {
-        let up = "../".repeat(1 + file.split('/').count());
-        std::os::unix::fs::symlink(PathBuf::from(format!("{up}blobs")).join(blob.file_name().unwrap_or_default()), link)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        std::fs::copy(blob, link).map(|_| ())
-    }
+    return std::os::unix::fs::symlink(target, link);
+    #[cfg(windows)]
+    return std::os::windows::fs::symlink_file(target, link);
+    #[cfg(not(any(unix, windows)))]
+    return Err(std::io::Error::other(format!("no symlinks on this platform for {}", link.display())));
 }
 
 /// Removes a cache entry and the blob it points to, so the next run downloads again.
