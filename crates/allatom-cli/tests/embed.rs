@@ -329,3 +329,43 @@ fn glycans_of_a_structure_with_the_built_in_model() {
     assert_eq!(all.lines().filter(|l| l.contains("\"rows\"")).count(), read_npy(&d.join("all.npy")).0[0]);
     assert!(all.lines().any(|l| l.contains("not a PDB or mmCIF structure")), "{all}");
 }
+
+/// A full disk mid-write (a file-size limit, `ulimit -f`, in a child shell): the writer is
+/// killed while its temporary file grows, the previous `.npy` / `.jsonl` pair is left exactly as
+/// it was, and the next successful run removes the dead writer's temporary file.
+#[test]
+fn a_full_disk_leaves_the_previous_pair_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let glycans = ["Neu5Ac(a2-3)Gal(b1-4)GlcNAc", "Fuc(a1-2)Gal(b1-3)GlcNAc", "Man(a1-3)[Man(a1-6)]Man"];
+    let text: String = (0..40).map(|i| format!("{}\n", glycans[i % 3])).collect();
+    std::fs::write(d.join("g.txt"), text).unwrap();
+    let out = d.join("e.npy");
+    let args = |c: &mut Command| {
+        c.arg("embed").arg("--glycans").arg(d.join("g.txt")).arg("--out").arg(&out);
+    };
+    let mut first = allatom();
+    args(&mut first);
+    ok(&mut first);
+    let (old_rows, old_meta) = (std::fs::read(&out).unwrap(), std::fs::read(d.join("e.jsonl")).unwrap());
+    assert!(old_rows.len() > 32 * 1024, "the rows outgrow the limit below");
+    let tmps = || -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect()
+    };
+    // 32 KiB per file (64 blocks of 512 bytes): the rows cannot be written.
+    let mut limited = Command::new("sh");
+    limited.arg("-c").arg("ulimit -f 64; exec \"$0\" \"$@\"").arg(env!("CARGO_BIN_EXE_allatom"));
+    args(&mut limited);
+    assert!(!limited.output().unwrap().status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), old_rows);
+    assert_eq!(std::fs::read(d.join("e.jsonl")).unwrap(), old_meta);
+    assert_eq!(tmps().len(), 1, "the killed writer left its temporary file");
+    let mut again = allatom();
+    args(&mut again);
+    ok(&mut again);
+    assert!(tmps().is_empty(), "{:?}", tmps());
+}
