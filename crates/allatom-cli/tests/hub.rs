@@ -93,6 +93,31 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     Some(Request { method, path, auth })
 }
 
+/// Answers every connection to `listener` on its own thread until `stop`: counts it in
+/// `requests`, notes in `saw_token` whether it carried a token, and hands it to `handle`.
+fn accept(
+    listener: TcpListener,
+    stop: &Arc<AtomicBool>,
+    requests: &Arc<AtomicUsize>,
+    saw_token: &Arc<AtomicBool>,
+    mut handle: impl FnMut(&mut TcpStream, &mut BufReader<TcpStream>, Request) + Send + 'static,
+) {
+    let (stop, requests, saw_token) = (stop.clone(), requests.clone(), saw_token.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            requests.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let Some(req) = read_request(&mut reader) else { continue };
+            saw_token.fetch_or(req.auth, Ordering::SeqCst);
+            handle(&mut stream, &mut reader, req);
+        }
+    });
+}
+
 /// Serves the files of `dir` as repository `repo` at revision `main`, as the hub does: git-blob
 /// SHA-1 ETags for small files; for .safetensors (LFS) a 302 to a separate storage server with
 /// the SHA-256 in X-Linked-Etag.
@@ -129,98 +154,79 @@ fn serve(dir: &Path, repo: &'static str, mode: Mode) -> Server {
     };
     // The hub: metadata and small files.
     {
-        let (files, requests, stop, saw) = (files.clone(), requests.clone(), stop.clone(), hub_saw_token.clone());
-        std::thread::spawn(move || {
-            for stream in hub.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut stream) = stream else { continue };
-                requests.fetch_add(1, Ordering::SeqCst);
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let Some(req) = read_request(&mut reader) else { continue };
-                saw.fetch_or(req.auth, Ordering::SeqCst);
-                let prefix = format!("/{repo}/resolve/main/");
-                let file = req.path.strip_prefix(&prefix).and_then(|f| files.iter().find(|(n, _)| n == f));
-                let Some((name, body)) = file else {
-                    let msg = "Entry not found";
-                    let code =
-                        if req.path.starts_with(&format!("/{repo}/")) { "EntryNotFound" } else { "RepoNotFound" };
-                    let _ = write!(
+        let (files, stop2) = (files.clone(), stop.clone());
+        accept(hub, &stop, &requests, &hub_saw_token, move |stream, _, req| {
+            let stop = &stop2;
+            let prefix = format!("/{repo}/resolve/main/");
+            let file = req.path.strip_prefix(&prefix).and_then(|f| files.iter().find(|(n, _)| n == f));
+            let Some((name, body)) = file else {
+                let msg = "Entry not found";
+                let code = if req.path.starts_with(&format!("/{repo}/")) { "EntryNotFound" } else { "RepoNotFound" };
+                let _ = write!(
                         stream,
                         "HTTP/1.1 404 Not Found\r\nX-Error-Code: {code}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                         msg.len(),
                         if req.method == "HEAD" { "" } else { msg }
                     );
-                    continue;
+                return;
+            };
+            if mode == Mode::StallHead && name == "config.json" {
+                sleep_until_stopped(stop);
+                return;
+            }
+            let commit = if mode == Mode::TraversalCommit { "../../../evil" } else { COMMIT };
+            let etag = etag_of(name, body);
+            let head = if name.ends_with(".safetensors") {
+                let linked = match mode {
+                    Mode::TraversalEtag => "../../x".to_string(),
+                    Mode::WeakEtag => "W/\"abc-123\"".to_string(),
+                    _ => format!("\"{etag}\""),
                 };
-                if mode == Mode::StallHead && name == "config.json" {
-                    sleep_until_stopped(&stop);
-                    continue;
-                }
-                let commit = if mode == Mode::TraversalCommit { "../../../evil" } else { COMMIT };
-                let etag = etag_of(name, body);
-                let head = if name.ends_with(".safetensors") {
-                    let linked = match mode {
-                        Mode::TraversalEtag => "../../x".to_string(),
-                        Mode::WeakEtag => "W/\"abc-123\"".to_string(),
-                        _ => format!("\"{etag}\""),
-                    };
-                    format!(
+                format!(
                         "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{storage_port}/lfs/{etag}\r\nX-Linked-Etag: {linked}\r\nX-Linked-Size: {}\r\nETag: \"{}\"\r\nX-Repo-Commit: {commit}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                         body.len(),
                         etag_of("x", body)
                     )
-                } else {
-                    format!(
+            } else {
+                format!(
                         "HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {commit}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()
                     )
-                };
-                let _ = stream.write_all(head.as_bytes());
-                if req.method == "GET" && !name.ends_with(".safetensors") {
-                    let _ = stream.write_all(body);
-                }
+            };
+            let _ = stream.write_all(head.as_bytes());
+            if req.method == "GET" && !name.ends_with(".safetensors") {
+                let _ = stream.write_all(body);
             }
         });
     }
     // The storage server: LFS content by SHA-256.
     {
-        let (files, requests, stop, saw) = (files.clone(), requests.clone(), stop.clone(), storage_saw_token.clone());
-        std::thread::spawn(move || {
-            for stream in storage.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
+        let (files, stop2) = (files.clone(), stop.clone());
+        accept(storage, &stop, &requests, &storage_saw_token, move |stream, reader, req| {
+            let stop = &stop2;
+            let Some((_, body)) = files.iter().find(|(n, b)| req.path == format!("/lfs/{}", etag_of(n, b))) else {
+                let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                return;
+            };
+            let mut served = body.clone();
+            match mode {
+                Mode::FlipByte => {
+                    let k = served.len() - 5;
+                    served[k] ^= 0x40;
                 }
-                let Ok(mut stream) = stream else { continue };
-                requests.fetch_add(1, Ordering::SeqCst);
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let Some(req) = read_request(&mut reader) else { continue };
-                saw.fetch_or(req.auth, Ordering::SeqCst);
-                let Some((_, body)) = files.iter().find(|(n, b)| req.path == format!("/lfs/{}", etag_of(n, b))) else {
-                    let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    continue;
-                };
-                let mut served = body.clone();
-                match mode {
-                    Mode::FlipByte => {
-                        let k = served.len() - 5;
-                        served[k] ^= 0x40;
-                    }
-                    Mode::Truncate | Mode::StallBody => served.truncate(served.len() / 2),
-                    Mode::Oversize => served.extend(std::iter::repeat_n(0u8, 4 << 20)),
-                    _ => {}
-                }
-                let announced = if mode == Mode::StallBody { body.len() } else { served.len() };
-                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n");
-                let _ = stream.write_all(&served);
-                let _ = stream.flush();
-                if mode == Mode::StallBody {
-                    sleep_until_stopped(&stop);
-                }
-                let mut sink = Vec::new();
-                let _ = reader.read_to_end(&mut sink).ok();
+                Mode::Truncate | Mode::StallBody => served.truncate(served.len() / 2),
+                Mode::Oversize => served.extend(std::iter::repeat_n(0u8, 4 << 20)),
+                _ => {}
             }
+            let announced = if mode == Mode::StallBody { body.len() } else { served.len() };
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(&served);
+            let _ = stream.flush();
+            if mode == Mode::StallBody {
+                sleep_until_stopped(stop);
+            }
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink).ok();
         });
     }
     Server { port, requests, storage_saw_token, hub_saw_token, stop, ports: vec![port, storage_port] }

@@ -94,18 +94,15 @@ pub const MAX_INPUT_BYTES: u64 = 1 << 30;
 /// A file's bytes, at most [`MAX_INPUT_BYTES`] (or `ALLATOM_MAX_INPUT_BYTES`): reading stops at
 /// the cap, so a huge file, a FIFO or `/dev/zero` costs bounded memory and a clear error.
 pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
     let limit = std::env::var("ALLATOM_MAX_INPUT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_INPUT_BYTES);
-    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut bytes = Vec::new();
-    f.take(limit + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > limit {
-        bail!(
-            "{}: larger than {limit} bytes (the input limit; set ALLATOM_MAX_INPUT_BYTES to raise it)",
-            path.display()
-        );
-    }
-    Ok(bytes)
+    protein_aa::read::read_file_at_most(path, limit)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_context(|| {
+            format!(
+                "{}: larger than {limit} bytes (the input limit; set ALLATOM_MAX_INPUT_BYTES to raise it)",
+                path.display()
+            )
+        })
 }
 
 /// Reads glycans: a CSV (by extension, or when `column` is given) or one per line.

@@ -65,15 +65,13 @@ pub fn read_structure_file(path: &Path, opts: &StructureOptions) -> Result<Struc
     // A file larger than the decompressed-size cap would exceed it as text too: read at most
     // one byte past it (bounded even for FIFOs and devices).
     let limit = read::max_decompressed_bytes();
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, limit as u64 + 1), &mut bytes))
-        .map_err(|e| with_path(StructureError::new(format!("cannot read: {e}"))))?;
-    if bytes.len() > limit {
-        return Err(with_path(StructureError::new(format!(
-            "larger than {limit} bytes (the size cap; set ALLATOM_MAX_DECOMPRESSED_BYTES to raise it)"
-        ))));
-    }
+    let bytes = read::read_file_at_most(path, limit as u64)
+        .map_err(|e| with_path(StructureError::new(format!("cannot read: {e}"))))?
+        .ok_or_else(|| {
+            with_path(StructureError::new(format!(
+                "larger than {limit} bytes (the size cap; set ALLATOM_MAX_DECOMPRESSED_BYTES to raise it)"
+            )))
+        })?;
     structure_from_bytes(&bytes, opts).map_err(with_path)
 }
 

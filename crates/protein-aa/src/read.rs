@@ -106,6 +106,15 @@ pub fn max_decompressed_bytes() -> usize {
     std::env::var("ALLATOM_MAX_DECOMPRESSED_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_DECOMPRESSED_BYTES)
 }
 
+/// The bytes of the file at `path` if it holds at most `limit` of them, `None` if it holds
+/// more: reading stops one byte past the limit, so a huge file, a FIFO or `/dev/zero` costs
+/// bounded memory.
+pub fn read_file_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
 /// Decompresses gzip or bzip2 content (detected by magic bytes) and checks it is text, with the
 /// default size cap ([`MAX_DECOMPRESSED_BYTES`]).
 pub fn decode(bytes: &[u8]) -> Result<String, StructureError> {
