@@ -122,8 +122,9 @@ fn heads_for_width(width: usize) -> Option<usize> {
     }
 }
 
-/// Looks for `encoder_attention_heads` anywhere in a torch checkpoint's pickled objects.
-fn heads_from_pickle(path: &Path) -> Option<i64> {
+/// Looks for `encoder_attention_heads` anywhere in a torch checkpoint's pickle (`data.pkl`,
+/// already through [`crate::torch::check`]).
+fn heads_from_pickle(pkl: &[u8]) -> Option<i64> {
     use candle_core::pickle::{Object, Stack};
     fn find(o: &Object) -> Option<i64> {
         match o {
@@ -140,9 +141,8 @@ fn heads_from_pickle(path: &Path) -> Option<i64> {
             _ => None,
         }
     }
-    let bytes = crate::torch::data_pkl(path).ok()?;
     let mut stack = Stack::empty();
-    stack.read_loop(&mut std::io::Cursor::new(bytes)).ok()?;
+    stack.read_loop(&mut std::io::Cursor::new(pkl)).ok()?;
     find(&stack.finalize().ok()?)
 }
 
@@ -163,7 +163,7 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
         bail!("{}: no such checkpoint file", path.display());
     }
     // Depth, size and format limits first: candle's reader recurses and copies by value.
-    crate::torch::data_pkl(path)?;
+    let pkl = crate::torch::data_pkl(path)?;
     let raw = candle_core::pickle::read_all_with_key(path, Some("model"))
         .with_context(|| format!("{}: not a torch checkpoint with a \"model\" state dict", path.display()))?;
     let tensors = canonical_tensors(raw);
@@ -174,7 +174,7 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
     let layers = (0..).take_while(|i| tensors.contains_key(&format!("layers.{i}.fc1.weight"))).count();
     let ffn = get("layers.0.fc1.weight")?.dim(0)?;
     let pair_bias = tensors.contains_key("gbf.means.weight");
-    let from_pickle = match heads_from_pickle(path) {
+    let from_pickle = match heads_from_pickle(&pkl) {
         Some(n) if n <= 0 || n > 4096 => {
             bail!("{}: the checkpoint's config says encoder_attention_heads = {n}; give --heads", path.display())
         }
