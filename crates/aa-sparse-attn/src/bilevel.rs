@@ -103,6 +103,13 @@ impl BilevelLayer {
 
     /// Updated atom features `[N_atom, dim]` (anchors carry the unit track's output).
     pub fn forward(&self, atoms: &Tensor, g: &BilevelGraph, train: bool) -> Result<Tensor> {
+        Ok(self.forward_tracks(atoms, g, train)?.output)
+    }
+
+    /// [`BilevelLayer::forward`] with the two tracks' states kept apart: the atom track's output
+    /// (after `aa_final_layer_norm`, before the anchors are overwritten), the unit track's
+    /// output (after `final_layer_norm`, one row per anchor) and the layer's output.
+    pub fn forward_tracks(&self, atoms: &Tensor, g: &BilevelGraph, train: bool) -> Result<TrackStates> {
         // Atom track (post-LN).
         let h = self.aa_attn.forward(atoms, g.atom_edges, Some(g.atom_edge_features))?;
         let a = self.aa_attn_layer_norm.forward(&(atoms + h)?, train)?;
@@ -113,7 +120,19 @@ impl BilevelLayer {
         let x = self.self_attn_layer_norm.forward(&(&x + h)?, train)?;
         let x = self.final_layer_norm.forward(&(&x + self.ffn.forward(&x)?)?, train)?;
         // Write back: anchors' rows become the unit track's output.
-        let delta = (x - a.index_select(g.anchors, 0)?)?;
-        a.index_add(g.anchors, &delta, 0)
+        let delta = (&x - a.index_select(g.anchors, 0)?)?;
+        let output = a.index_add(g.anchors, &delta, 0)?;
+        Ok(TrackStates { atoms: a, units: x, output })
     }
+}
+
+/// One [`BilevelLayer`]'s states, from [`BilevelLayer::forward_tracks`].
+#[derive(Clone, Debug)]
+pub struct TrackStates {
+    /// The atom track's output `[N_atom, dim]` (before the anchors' rows are overwritten).
+    pub atoms: Tensor,
+    /// The unit track's output `[U, dim]`, one row per anchor.
+    pub units: Tensor,
+    /// The layer's output `[N_atom, dim]`: `atoms` with the anchors' rows set to `units`.
+    pub output: Tensor,
 }

@@ -46,6 +46,35 @@ impl GaussianEdgeEncoder {
         })
     }
 
+    /// The official module's layout: `K` means over 0–9 Å read from the `gaussian.mean` buffer
+    /// of the checkpoint (computed as `torch.linspace(0, 9, K)` in f32 when `vb` has none, as
+    /// when training from scratch), and the width the official module fixes at construction,
+    /// `mean₁ − mean₀` of its own f32 `linspace` (not of the loaded buffer).
+    pub fn official(vb: VarBuilder, kernels: usize, num_pair: usize, out_dim: usize) -> Result<GaussianEdgeEncoder> {
+        if kernels < 2 {
+            candle_core::bail!("gaussian edge encoder: need at least 2 kernels");
+        }
+        let step = 9.0f32 / (kernels - 1) as f32;
+        let g = vb.pp("gaussian");
+        let mean = if g.contains_tensor("mean") {
+            g.get(kernels, "mean")?.to_dtype(candle_core::DType::F32)?.reshape((1, kernels))?
+        } else {
+            // torch.linspace: start + i·step for the first half, stop − (K − 1 − i)·step after.
+            let m: Vec<f32> = (0..kernels)
+                .map(|i| if i < kernels / 2 { step * i as f32 } else { 9.0 - step * (kernels - 1 - i) as f32 })
+                .collect();
+            Tensor::from_vec(m, (1, kernels), vb.device())?
+        };
+        Ok(GaussianEdgeEncoder {
+            mean,
+            std: f64::from(step),
+            mul: g.get_with_hints((num_pair, 1), "mul.weight", candle_nn::Init::Const(1.0))?,
+            bias: g.get_with_hints((num_pair, 1), "bias.weight", candle_nn::Init::Const(0.0))?,
+            layer1: candle_nn::linear(kernels, kernels, vb.pp("out_proj").pp("layer1"))?,
+            layer2: candle_nn::linear(kernels, out_dim, vb.pp("out_proj").pp("layer2"))?,
+        })
+    }
+
     /// Features `[E, out_dim]` of distances `[E]` (Å) with type ids `[E, 2]` (u32).
     pub fn forward(&self, distance: &Tensor, pair_types: &Tensor) -> Result<Tensor> {
         let (e, two) = pair_types.dims2()?;

@@ -65,43 +65,54 @@ pub fn unit_type_id(unit: &Unit) -> u32 {
 }
 
 /// `[θ, sin θ, cos θ, sin 2θ, cos 2θ, …]` with `bands` octaves, written to `out`.
-fn nerf(x: f32, bands: usize, out: &mut Vec<f32>) {
+fn nerf(x: f64, bands: usize, out: &mut Vec<f64>) {
     out.push(x);
     for k in 0..bands {
-        let f = (1u32 << k) as f32 * x;
+        let f = (1u32 << k) as f64 * x;
         out.push(f.sin());
         out.push(f.cos());
     }
 }
 
-fn norm2(a: f32, b: f32) -> f32 {
+fn norm2(a: f64, b: f64) -> f64 {
     (a * a + b * b).sqrt()
 }
 
 /// Vabs-Net's direction encoding of an edge vector `v` (90 values, the official
-/// `use_nerf_encoding` variant): three angles `atan2(|v_z|, |v_xy|)`, `atan2(|v_y|, |v_xz|)`,
-/// `atan2(|v_xy|, |v_yz|)`, each as `[θ, sin 2^k θ, cos 2^k θ]` for k < 4 (27 values), then each
-/// coordinate as `[x, sin 2^k x, cos 2^k x]` for k < 10 (63 values, coordinate-major).
-pub fn direction_features(v: [f32; 3], out: &mut Vec<f32>) {
+/// `use_nerf_encoding` variant), in double precision as the official data pipeline computes it:
+/// three angles `atan2(|v_z|, |v_xy|)`, `atan2(|v_y|, |v_xz|)`, `atan2(|v_xy|, |v_yz|)` (each
+/// re-derived as `atan2(sin θ, cos θ)`, as the official code does), each as
+/// `[θ, sin 2^k θ, cos 2^k θ]` for k < 4 (27 values), then each coordinate as
+/// `[x, sin 2^k x, cos 2^k x]` for k < 10 (63 values, coordinate-major).
+pub fn direction_features_f64(v: [f64; 3], out: &mut Vec<f64>) {
     let [x, y, z] = v;
-    nerf(z.abs().atan2(norm2(x, y)), 4, out);
-    nerf(y.abs().atan2(norm2(x, z)), 4, out);
-    nerf(norm2(x, y).atan2(norm2(y, z)), 4, out);
+    for a in [z.abs().atan2(norm2(x, y)), y.abs().atan2(norm2(x, z)), norm2(x, y).atan2(norm2(y, z))] {
+        nerf(a.sin().atan2(a.cos()), 4, out);
+    }
     for c in v {
         nerf(c, 10, out);
     }
 }
 
-fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+/// [`direction_features_f64`] of an f32 vector, rounded to f32 (the all-atom variant's
+/// featurisation).
+pub fn direction_features(v: [f32; 3], out: &mut Vec<f32>) {
+    let mut buf = Vec::with_capacity(DIRECTION_DIM);
+    direction_features_f64(v.map(f64::from), &mut buf);
+    out.extend(buf.into_iter().map(|x| x as f32));
+}
+
+pub(crate) fn sub64(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
-fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+pub(crate) fn cross64(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 }
 
-/// `v / |v|`, zero for a zero vector (the official `nan_to_num` after dividing).
-pub fn normalize(v: [f32; 3]) -> [f32; 3] {
+/// `v / |v|`, zero for a zero (or non-finite) vector: the official `_normalize`, which divides
+/// and then replaces NaN with 0.
+pub fn normalize_f64(v: [f64; 3]) -> [f64; 3] {
     let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
     if n > 0.0 && n.is_finite() {
         [v[0] / n, v[1] / n, v[2] / n]
@@ -110,19 +121,30 @@ pub fn normalize(v: [f32; 3]) -> [f32; 3] {
     }
 }
 
-/// The local frame (rows) of a unit from three of its atoms — `N, CA, C` for residues: with
-/// `u0 = (b − a)/|·|`, `u1 = (c − b)/|·|`, rows `b1 = norm(u0 − u1)`, `n0 = norm(u0 × u1)`,
-/// `b1 × n0` (the official `compute_sin_cos_res` construction).
-pub fn local_frame(a: [f32; 3], b: [f32; 3], c: [f32; 3]) -> [[f32; 3]; 3] {
-    let u0 = normalize(sub(b, a));
-    let u1 = normalize(sub(c, b));
-    let n0 = normalize(cross(u0, u1));
-    let b1 = normalize(sub(u0, u1));
-    [b1, n0, cross(b1, n0)]
+/// [`normalize_f64`] in f32.
+pub fn normalize(v: [f32; 3]) -> [f32; 3] {
+    normalize_f64(v.map(f64::from)).map(|x| x as f32)
 }
 
-fn rotate(q: &[[f32; 3]; 3], v: [f32; 3]) -> [f32; 3] {
-    let dot = |r: [f32; 3]| r[0] * v[0] + r[1] * v[1] + r[2] * v[2];
+/// The local frame (rows) of three points — `N, CA, C` for residues — in double precision:
+/// with `u0 = norm(b − a)`, `u1 = norm(c − b)`, rows `b1 = norm(u0 − u1)`, `n0 = norm(u0 × u1)`,
+/// `b1 × n0` (the official `compute_sin_cos_res` construction).
+pub fn local_frame_f64(a: [f64; 3], b: [f64; 3], c: [f64; 3]) -> [[f64; 3]; 3] {
+    let u0 = normalize_f64(sub64(b, a));
+    let u1 = normalize_f64(sub64(c, b));
+    let n0 = normalize_f64(cross64(u0, u1));
+    let b1 = normalize_f64(sub64(u0, u1));
+    [b1, n0, cross64(b1, n0)]
+}
+
+/// [`local_frame_f64`] of f32 points, rounded to f32.
+pub fn local_frame(a: [f32; 3], b: [f32; 3], c: [f32; 3]) -> [[f32; 3]; 3] {
+    local_frame_f64(a.map(f64::from), b.map(f64::from), c.map(f64::from)).map(|r| r.map(|x| x as f32))
+}
+
+/// `q · v` for a frame `q` given by its rows.
+pub(crate) fn rotate64(q: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
+    let dot = |r: [f64; 3]| r[0] * v[0] + r[1] * v[1] + r[2] * v[2];
     [dot(q[0]), dot(q[1]), dot(q[2])]
 }
 
@@ -387,9 +409,13 @@ impl VabsInput {
     ) -> Vec<f32> {
         let mut out = Vec::with_capacity(edges.len() * 2 * DIRECTION_DIM);
         for &(s, d) in edges {
-            let v = sub(pos(s), pos(d));
+            let (a, b) = (pos(s), pos(d));
+            let v = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
             direction_features(v, &mut out);
-            let local = frame(d).map_or([0.0; 3], |q| normalize(rotate(&q, v)));
+            let local = frame(d).map_or([0.0; 3], |q| {
+                let q = q.map(|r| r.map(f64::from));
+                normalize_f64(rotate64(&q, v.map(f64::from))).map(|x| x as f32)
+            });
             direction_features(local, &mut out);
         }
         out

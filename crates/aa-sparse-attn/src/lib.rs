@@ -14,9 +14,10 @@
 mod bilevel;
 mod edges;
 pub mod features;
+pub mod official;
 mod vabs;
 
-pub use bilevel::{BilevelConfig, BilevelGraph, BilevelLayer};
+pub use bilevel::{BilevelConfig, BilevelGraph, BilevelLayer, TrackStates};
 pub use edges::{GaussianEdgeEncoder, SequenceOffsetEmbedding};
 pub use features::{FeatureError, FeatureOptions, VabsInput};
 pub use vabs::{NodeEmbedHead, Vabs, VabsConfig, VabsOutput, VecEdgeEncoder};

@@ -5,5 +5,7 @@
 mod bilevel;
 #[path = "layers/dense.rs"]
 mod dense;
+#[path = "layers/official.rs"]
+mod official;
 #[path = "layers/reference.rs"]
 mod reference;

@@ -249,7 +249,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                 let earlier = by_key.get(&key).and_then(|list| {
                     list.iter().copied().find(|&r0| {
                         residues[r0].atoms.iter().any(|&x| {
-                            atoms[x as usize].name == a.name.as_str() && dist(positions[x as usize], a.pos) < 1e-3
+                            atoms[x as usize].name == a.name.as_str() && dist(positions[x as usize], a.pos.map(|c| c as f32)) < 1e-3
                         })
                     })
                 });
@@ -281,7 +281,7 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
             name: a.name.to_string(),
             unit: r as u32,
         });
-        positions.push(a.pos);
+        positions.push(a.pos.map(|c| c as f32));
         b_factors.push(a.b_factor);
     }
     if duplicates > 0 {

@@ -21,6 +21,7 @@ pub mod read;
 pub mod tasks;
 pub mod templates;
 pub mod vabs;
+pub mod vabs_official;
 
 use std::path::Path;
 
@@ -62,17 +63,22 @@ pub fn read_structure_file(path: &Path, opts: &StructureOptions) -> Result<Struc
         e.path = Some(path.display().to_string());
         e
     };
-    // A file larger than the decompressed-size cap would exceed it as text too: read at most
-    // one byte past it (bounded even for FIFOs and devices).
-    let limit = read::max_decompressed_bytes();
-    let bytes = read::read_file_at_most(path, limit as u64)
-        .map_err(|e| with_path(StructureError::new(format!("cannot read: {e}"))))?
-        .ok_or_else(|| {
-            with_path(StructureError::new(format!(
-                "larger than {limit} bytes (the size cap; set ALLATOM_MAX_DECOMPRESSED_BYTES to raise it)"
-            )))
-        })?;
+    let bytes = read_capped(path).map_err(with_path)?;
     structure_from_bytes(&bytes, opts).map_err(with_path)
+}
+
+/// A structure file's bytes, refused past the decompressed-size cap
+/// ([`read::max_decompressed_bytes`]): a larger file would exceed it as text too, so at most one
+/// byte past it is read (bounded even for FIFOs and devices).
+pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, StructureError> {
+    let limit = read::max_decompressed_bytes();
+    read::read_file_at_most(path, limit as u64)
+        .map_err(|e| StructureError::new(format!("cannot read: {e}")))?
+        .ok_or_else(|| {
+            StructureError::new(format!(
+                "larger than {limit} bytes (the size cap; set ALLATOM_MAX_DECOMPRESSED_BYTES to raise it)"
+            ))
+        })
 }
 
 /// The crate README's examples, compiled and run as doctests.

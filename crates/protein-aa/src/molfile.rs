@@ -46,7 +46,7 @@ fn parse_record(lines: &[&str], first_line: usize) -> Result<HeteroGraph, Struct
         let l = lines[i];
         let xyz: Option<Vec<f32>> = [(0, 10), (10, 20), (20, 30)]
             .iter()
-            .map(|&(a, b)| field(l, a, b).parse::<f32>().ok().filter(|v| crate::read::physical(*v)))
+            .map(|&(a, b)| field(l, a, b).parse::<f32>().ok().filter(|v| crate::read::physical(f64::from(*v))))
             .collect();
         let xyz = xyz.ok_or_else(|| {
             at(

@@ -28,8 +28,9 @@ pub struct AtomRecord {
     pub resseq: i32,
     /// Insertion code, empty when none.
     pub icode: Label,
-    /// Coordinates in ångström.
-    pub pos: [f32; 3],
+    /// Coordinates in ångström, as written (f64: Vabs-Net's official featurisation computes its
+    /// geometry in double precision; the graph stores f32).
+    pub pos: [f64; 3],
     /// Occupancy (1 when not given).
     pub occupancy: f32,
     /// Isotropic B-factor in Å² (PDB columns 61–66, mmCIF `B_iso_or_equiv`; 0 when not given).
@@ -202,10 +203,10 @@ pub fn read_structure(bytes: &[u8]) -> Result<RawStructure, StructureError> {
 
 /// Largest coordinate magnitude read, in ångström: far beyond any assembly (the PDB format
 /// itself stops at 9999.999), small enough that squared distances stay finite in `f32`.
-pub const MAX_COORDINATE: f32 = 1e6;
+pub const MAX_COORDINATE: f64 = 1e6;
 
 /// Whether a coordinate is finite and within ±[`MAX_COORDINATE`].
-pub(crate) fn physical(v: f32) -> bool {
+pub(crate) fn physical(v: f64) -> bool {
     v.is_finite() && v.abs() <= MAX_COORDINATE
 }
 
@@ -306,9 +307,9 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
                         format!("{rec} record too short ({} columns, need 54): truncated file?", line.len()),
                     ));
                 }
-                let coord = |a, b| -> Result<f32, StructureError> {
+                let coord = |a, b| -> Result<f64, StructureError> {
                     let t = field(line, a, b);
-                    t.parse::<f32>().ok().filter(|v| physical(*v)).ok_or_else(|| {
+                    t.parse::<f64>().ok().filter(|v| physical(*v)).ok_or_else(|| {
                         StructureError::at(ln, format!("bad coordinate {t:?} in columns {a}-{b}{}", beyond(t)))
                     })
                 };
@@ -547,8 +548,8 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
             let id_c = pick(&["id"]);
             for (k, row) in t.rows.iter().enumerate() {
                 let ln = t.line;
-                let num = |c: usize| -> Result<f32, StructureError> {
-                    row[c].parse::<f32>().ok().filter(|v| physical(*v)).ok_or_else(|| {
+                let num = |c: usize| -> Result<f64, StructureError> {
+                    row[c].parse::<f64>().ok().filter(|v| physical(*v)).ok_or_else(|| {
                         StructureError::at(
                             ln,
                             format!("_atom_site row {}: bad coordinate {:?}{}", k + 1, row[c], beyond(&row[c])),

@@ -1,0 +1,1 @@
+"""Stand-in for `unicore.distributed` (import-only package)."""
