@@ -249,7 +249,8 @@ pub fn build(raw: &RawStructure, opts: &StructureOptions) -> Result<Structure, S
                 let earlier = by_key.get(&key).and_then(|list| {
                     list.iter().copied().find(|&r0| {
                         residues[r0].atoms.iter().any(|&x| {
-                            atoms[x as usize].name == a.name.as_str() && dist(positions[x as usize], a.pos.map(|c| c as f32)) < 1e-3
+                            atoms[x as usize].name == a.name.as_str()
+                                && dist(positions[x as usize], a.pos.map(|c| c as f32)) < 1e-3
                         })
                     })
                 });

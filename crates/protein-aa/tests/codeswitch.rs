@@ -17,6 +17,8 @@ use protein_aa::{read_structure_file, StructureOptions};
 // Vabs-Net tests live in this binary too (each test binary links candle again: CI time).
 #[path = "codeswitch/vabs.rs"]
 mod vabs;
+#[path = "codeswitch/vabs_official.rs"]
+mod vabs_official;
 // Encoders on the other modality: GlycanAA on proteins, Vabs-Net on glycan crystal structures.
 #[path = "codeswitch/cross.rs"]
 mod cross;

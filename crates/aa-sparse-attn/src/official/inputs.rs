@@ -217,7 +217,8 @@ fn knn_with_self(points: &[[f64; 3]], k: usize) -> Vec<Vec<u32>> {
             let all = cand.len() == n;
             // Proven when every point outside the candidates is farther (by more than the f32
             // rounding) than the k-th pick: the grid returned the nearest candidates in f32.
-            let proven = !exhaustive && (all || (cand.len() > k && cand[cand.len() - 1].0 - cand[k.saturating_sub(1)].0 > 1e-3));
+            let proven =
+                !exhaustive && (all || (cand.len() > k && cand[cand.len() - 1].0 - cand[k.saturating_sub(1)].0 > 1e-3));
             if !proven {
                 cand = (0..n as u32).map(|j| (dist64(points[i], points[j as usize]), j)).collect();
                 order(&mut cand);

@@ -21,7 +21,7 @@
 mod inputs;
 mod model;
 
-pub use inputs::{featurize, Atom37Residues, FeaturizeOptions, OfficialInputs, Residue37};
+pub use inputs::{featurize, Atom37Residues, FeaturizeOptions, LmRows, OfficialInputs, Residue37};
 pub use model::{OfficialConfig, OfficialOutput, OfficialVabs};
 
 /// Atom vocabulary: the 37 atom37 slots, then the masked atom, the virtual node and the

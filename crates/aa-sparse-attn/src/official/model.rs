@@ -122,8 +122,17 @@ impl Track {
             )
         };
         Ok(Track {
-            pair: candle_nn::embedding(ATOM_TYPES * ATOM_TYPES, e, vb.pp(format!("{prefix}_edge_encoder")).pp(pair_name))?,
-            kernel: GaussianEdgeEncoder::official(vb.pp(format!("{prefix}_se3_invariant_kernel")), cfg.kernels, 512, e)?,
+            pair: candle_nn::embedding(
+                ATOM_TYPES * ATOM_TYPES,
+                e,
+                vb.pp(format!("{prefix}_edge_encoder")).pp(pair_name),
+            )?,
+            kernel: GaussianEdgeEncoder::official(
+                vb.pp(format!("{prefix}_se3_invariant_kernel")),
+                cfg.kernels,
+                512,
+                e,
+            )?,
             vec: VecEdgeEncoder::new(vb.pp(format!("vec_{prefix}_embed")), e + DIRECTION_WIDTH, e)?,
             offsets: table(&format!("{prefix}_positional_edge"), OFFSET_CLAMP)?,
             virtual_offsets: table(virtual_name, VIRTUAL_OFFSET_CLAMP)?,
@@ -156,7 +165,8 @@ impl Track {
             dist.push(((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt());
             let o = seq[d] as i64 - seq[s] as i64;
             off.push(if is_virtual[d] || is_virtual[s] {
-                (2 * OFFSET_CLAMP + 1 + o.clamp(-VIRTUAL_OFFSET_CLAMP, VIRTUAL_OFFSET_CLAMP) + VIRTUAL_OFFSET_CLAMP) as u32
+                (2 * OFFSET_CLAMP + 1 + o.clamp(-VIRTUAL_OFFSET_CLAMP, VIRTUAL_OFFSET_CLAMP) + VIRTUAL_OFFSET_CLAMP)
+                    as u32
             } else {
                 (o.clamp(-OFFSET_CLAMP, OFFSET_CLAMP) + OFFSET_CLAMP) as u32
             });
@@ -218,7 +228,9 @@ impl OfficialVabs {
             aa: Track::new(&vb, "aa", "residue_aa_pair_encoder", "aa_v_positional_edge", cfg)?,
             layer_norm: Norm::new(enc.pp("layer_norm"), cfg.dim, 1e-5)?,
             pair_layer_norm: Norm::new(enc.pp("pair_layer_norm"), cfg.edge_dim, 1e-5)?,
-            layers: (0..cfg.layers).map(|i| BilevelLayer::new(enc.pp("layers").pp(i), &layer)).collect::<Result<_>>()?,
+            layers: (0..cfg.layers)
+                .map(|i| BilevelLayer::new(enc.pp("layers").pp(i), &layer))
+                .collect::<Result<_>>()?,
             pocket: if cfg.pocket_head { Some(NodeEmbedHead::new(vb.pp("pocket_cls_all"), cfg.dim, 2)?) } else { None },
             cfg: cfg.clone(),
         })

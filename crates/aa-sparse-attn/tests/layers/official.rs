@@ -18,7 +18,15 @@ fn fixture(name: &str) -> HashMap<String, Tensor> {
 }
 
 fn ints(t: &Tensor) -> Vec<u32> {
-    t.to_dtype(DType::I64).unwrap().flatten_all().unwrap().to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect()
+    t.to_dtype(DType::I64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
 }
 
 fn pairs(t: &Tensor) -> Vec<[u32; 2]> {
