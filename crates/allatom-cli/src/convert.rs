@@ -1,4 +1,5 @@
-//! `allatom convert`: a fair-esm ESM-2 or official ESM-AA torch checkpoint as a package.
+//! `allatom convert`: a fair-esm ESM-2, official ESM-AA or official Vabs-Net torch checkpoint as
+//! a package.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,8 @@ use anyhow::Result;
 /// Arguments of `allatom convert`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A fair-esm ESM-2 or official ESM-AA torch checkpoint (`{"cfg", "model"}` pickle).
+    /// A fair-esm ESM-2 or official ESM-AA torch checkpoint (`{"cfg", "model"}` pickle), or an
+    /// official Vabs-Net one (unicore `{"args", "model"}`, or a bare state dict).
     #[arg(long)]
     checkpoint: PathBuf,
     /// Model directory to write (config.json, model.safetensors, tokenizer.json, README.md).
@@ -18,10 +20,38 @@ pub struct Args {
     /// released size.
     #[arg(long)]
     heads: Option<usize>,
+    /// Vabs-Net: the ESM package (directory or hub id) giving the per-residue rows the
+    /// checkpoint's `esm_feat_encoder` takes, written into the package's config.
+    #[arg(long)]
+    lm: Option<String>,
 }
 
 /// `allatom convert`.
 pub fn run(a: Args) -> Result<ExitCode> {
+    if allatom::export::is_vabs_checkpoint(&a.checkpoint)? {
+        let c = allatom::export::convert_vabs(&a.checkpoint, &a.out, a.heads, a.lm.as_deref())?;
+        let m = &c.config;
+        eprintln!(
+            "official Vabs-Net: {} layers × {}, edge width {}, {} heads, kNN {}/{}{}{} → {}",
+            m.layers,
+            m.dim,
+            m.edge_dim,
+            m.heads,
+            m.knn_res,
+            m.knn_atom,
+            m.lm_dim.map(|d| format!(", {d}-wide language-model rows")).unwrap_or_default(),
+            if c.dropped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} pretraining-head tensors left out", c.dropped.len())
+            },
+            a.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.lm.is_some() {
+        anyhow::bail!("--lm applies to Vabs-Net checkpoints only");
+    }
     let c = allatom::export::convert_esm(&a.checkpoint, &a.out, a.heads)?;
     let m = &c.config;
     eprintln!(

@@ -528,3 +528,43 @@ fn batched_sequences_equal_one_at_a_time() {
     assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
     assert_eq!(std::fs::read(d.join("batched.jsonl")).unwrap(), std::fs::read(d.join("single.jsonl")).unwrap());
 }
+
+#[test]
+fn convert_an_official_vabs_checkpoint() {
+    // The unicore checkpoint ({"args": Namespace, "model": …}) the official-code reference wrote.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../aa-sparse-attn/tests/fixtures/vabs_official/checkpoint.pt");
+    let out = ok(allatom().args(["convert", "--checkpoint"]).arg(&ckpt).arg("--out").arg(d.join("vabs")));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("official Vabs-Net: 2 layers × 32, edge width 16, 4 heads, kNN 30/30, 24-wide"), "{text}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("vabs/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["family"], "vabs");
+    assert_eq!(cfg["official"]["heads"], 4, "heads read from the pickled args Namespace");
+    assert_eq!(cfg["official"]["pocket_head"], true);
+    // The package takes 24-wide ESM rows; without `lm` it says so, exits non-zero, writes nothing.
+    let res = allatom()
+        .args(["embed", "--level", "unit", "--structure"])
+        .arg(structures().join("1UBQ.pdb"))
+        .arg("--model")
+        .arg(d.join("vabs"))
+        .arg("--out")
+        .arg(d.join("e.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("24-wide language-model features"), "{err}");
+    assert!(!d.join("e.safetensors").exists());
+    // --lm is for Vabs-Net checkpoints only.
+    let res = allatom()
+        .args(["convert", "--lm", "x", "--checkpoint"])
+        .arg(fixtures().join("fairesm_tiny.pt"))
+        .arg("--out")
+        .arg(d.join("esm"))
+        .output()
+        .unwrap();
+    assert!(!res.status.success() && String::from_utf8_lossy(&res.stderr).contains("--lm applies to Vabs-Net"));
+}

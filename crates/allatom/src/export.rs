@@ -1,6 +1,6 @@
 //! Writing packages: `allatom export` (the encoder of any pretraining or task checkpoint, of
-//! any family) and `allatom convert` (a fair-esm ESM-2 or official ESM-AA torch checkpoint;
-//! the only place a pickle is read).
+//! any family) and `allatom convert` (a fair-esm ESM-2, official ESM-AA or official Vabs-Net
+//! torch checkpoint; the only place a pickle is read).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -122,28 +122,30 @@ fn heads_for_width(width: usize) -> Option<usize> {
     }
 }
 
-/// Looks for `encoder_attention_heads` anywhere in a torch checkpoint's pickle (`data.pkl`,
-/// already through [`crate::torch::check`]).
-fn heads_from_pickle(pkl: &[u8]) -> Option<i64> {
+/// The first integer (or boolean) value named `key` anywhere in a torch checkpoint's pickle
+/// (`data.pkl`, already through [`crate::torch::check`]): a fairseq `cfg` dictionary entry or
+/// an attribute of a unicore `args` Namespace (pickled as a `BUILD` with a dictionary).
+fn int_from_pickle(pkl: &[u8], key: &str) -> Option<i64> {
     use candle_core::pickle::{Object, Stack};
-    fn find(o: &Object) -> Option<i64> {
+    fn find(o: &Object, key: &str) -> Option<i64> {
         match o {
             Object::Dict(kv) => kv.iter().find_map(|(k, v)| match (k, v) {
-                (Object::Unicode(k), Object::Int(n)) if k == "encoder_attention_heads" => Some(*n as i64),
-                (Object::Unicode(k), Object::Long(n)) if k == "encoder_attention_heads" => Some(*n),
-                _ => find(v),
+                (Object::Unicode(k), Object::Int(n)) if k == key => Some(*n as i64),
+                (Object::Unicode(k), Object::Long(n)) if k == key => Some(*n),
+                (Object::Unicode(k), Object::Bool(b)) if k == key => Some(*b as i64),
+                _ => find(v, key),
             }),
-            Object::Tuple(v) | Object::List(v) => v.iter().find_map(find),
+            Object::Tuple(v) | Object::List(v) => v.iter().find_map(|o| find(o, key)),
             Object::Reduce { callable, args } | Object::Build { callable, args } => {
-                find(callable).or_else(|| find(args))
+                find(callable, key).or_else(|| find(args, key))
             }
-            Object::PersistentLoad(o) => find(o),
+            Object::PersistentLoad(o) => find(o, key),
             _ => None,
         }
     }
     let mut stack = Stack::empty();
     stack.read_loop(&mut std::io::Cursor::new(pkl)).ok()?;
-    find(&stack.finalize().ok()?)
+    find(&stack.finalize().ok()?, key)
 }
 
 /// What a conversion wrote.
@@ -174,7 +176,7 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
     let layers = (0..).take_while(|i| tensors.contains_key(&format!("layers.{i}.fc1.weight"))).count();
     let ffn = get("layers.0.fc1.weight")?.dim(0)?;
     let pair_bias = tensors.contains_key("gbf.means.weight");
-    let from_pickle = match heads_from_pickle(&pkl) {
+    let from_pickle = match int_from_pickle(&pkl, "encoder_attention_heads") {
         Some(n) if n <= 0 || n > 4096 => {
             bail!("{}: the checkpoint's config says encoder_attention_heads = {n}; give --heads", path.display())
         }
@@ -224,4 +226,191 @@ pub fn convert_esm(path: &Path, out: &Path, heads: Option<usize>) -> Result<Conv
         &[(aa_codeswitch::TOKENIZER_FILE, alphabet.tokenizer_json().into_bytes())],
     )?;
     Ok(Converted { kind, config: cfg })
+}
+
+/// What [`convert_vabs`] wrote.
+#[derive(Clone, Debug)]
+pub struct ConvertedVabs {
+    /// The inferred configuration.
+    pub config: aa_sparse_attn::official::OfficialConfig,
+    /// Tensors of the checkpoint left out (pretraining heads the encoder does not use).
+    pub dropped: Vec<String>,
+}
+
+/// Whether a torch checkpoint is an official Vabs-Net one (its `model` state dict, or the file
+/// itself as a state dict, has the Vabs-Net encoder's keys); the pickle passes
+/// [`crate::torch::data_pkl`]'s limits first.
+pub fn is_vabs_checkpoint(path: &Path) -> Result<bool> {
+    if !path.is_file() {
+        bail!("{}: no such checkpoint file", path.display());
+    }
+    crate::torch::data_pkl(path)?;
+    Ok(vabs_state_dict(path).is_ok())
+}
+
+/// The state dict of a unicore checkpoint (`{"args", "model", …}`) or of a plain state dict.
+fn vabs_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
+    const KEY: &str = "molecule_encoder.layer_norm.weight";
+    for key in [Some("model"), None] {
+        if let Ok(t) = candle_core::pickle::read_all_with_key(path, key) {
+            if t.iter().any(|(k, _)| k == KEY) {
+                return Ok(t.into_iter().collect());
+            }
+        }
+    }
+    bail!("{}: not an official Vabs-Net checkpoint (no {KEY} in its model state dict)", path.display())
+}
+
+/// Converts an official Vabs-Net checkpoint (Heisenburger2020/Vabs-Net: a unicore checkpoint
+/// `{"args": Namespace, "model": state_dict, …}`, or a bare state dict) into a `family: vabs`
+/// package in official mode. Sizes come from the tensors; the head count and kNN sizes from
+/// `args` (`encoder_attention_heads`, `knn_res`, `knn_atom2atom`; `heads` overrides, 768-wide
+/// models default to the released 48 heads); `args` switching on a variant this port does not
+/// implement (pre-LN, pair updates, residue-only, …) is refused. fp16 tensors are widened to
+/// f32; the pretraining heads are dropped. The model is built once before anything is written.
+pub fn convert_vabs(path: &Path, out: &Path, heads: Option<usize>, lm: Option<&str>) -> Result<ConvertedVabs> {
+    use aa_sparse_attn::official::{OfficialConfig, OfficialVabs};
+    if !path.is_file() {
+        bail!("{}: no such checkpoint file", path.display());
+    }
+    let pkl = crate::torch::data_pkl(path)?;
+    let tensors = vabs_state_dict(path)?;
+    let arg = |k: &str| int_from_pickle(&pkl, k);
+    for (flag, supported) in [
+        ("preln", 0),
+        ("use_outer", 0),
+        ("use_trimul", 0),
+        ("use_pairupdate", 0),
+        ("use_triangleattn", 0),
+        ("residue_only", 0),
+        ("sequence_only", 0),
+        ("concat_style", 0),
+        ("v_attn", 0),
+        ("use_rope", 0),
+        ("use_edge_attn", 0),
+        ("gb_feat", 0),
+        ("use_ss", 0),
+        ("ft_esm", 0),
+        ("use_vec", 1),
+        ("use_absolute", 1),
+        ("use_relative", 1),
+        ("use_nerf_encoding", 1),
+        ("use_virtual_node", 1),
+        ("learnable_pos", 1),
+    ] {
+        if let Some(v) = arg(flag) {
+            if v != supported {
+                bail!(
+                    "{}: the checkpoint was trained with {flag} = {v}; the official-compatible mode implements the \
+                     released configuration ({flag} = {supported})",
+                    path.display()
+                );
+            }
+        }
+    }
+    let get = |k: &str| tensors.get(k).with_context(|| format!("{}: no tensor {k}", path.display()));
+    let (atom_types, dim) = get("atom_feature.weight")?.dims2()?;
+    if atom_types != aa_sparse_attn::official::ATOM_TYPES {
+        bail!("{}: atom_feature has {atom_types} rows, the official vocabulary 40", path.display());
+    }
+    let edge_dim = get("rr_edge_encoder.residue_pair_encoder.weight")?.dim(1)?;
+    let layers = (0..)
+        .take_while(|i| tensors.contains_key(&format!("molecule_encoder.layers.{i}.aa_attn.linear_q.weight")))
+        .count();
+    let ffn_dim = get("molecule_encoder.layers.0.ffn.linear_1.weight")?.dim(0)?;
+    let kernels = get("rr_se3_invariant_kernel.out_proj.layer1.weight")?.dim(1)?;
+    let lm_dim = match tensors.get("esm_feat_encoder.linear_in.weight") {
+        Some(t) => Some(t.dim(1)?),
+        None => None,
+    };
+    let pocket_head = match tensors.get("pocket_cls_all.linear_in.weight") {
+        Some(t) => t.dim(1)? == dim && get("pocket_cls_all.linear_out.weight")?.dim(0)? == 2,
+        None => false,
+    };
+    if heads == Some(0) {
+        bail!("--heads must be at least 1");
+    }
+    let heads = match (heads, arg("encoder_attention_heads")) {
+        (Some(h), _) => h,
+        (None, Some(h)) if h > 0 && h <= 4096 => h as usize,
+        (None, Some(h)) => bail!("{}: args say encoder_attention_heads = {h}; give --heads", path.display()),
+        (None, None) if dim == 768 => 48,
+        (None, None) => bail!("{}: cannot tell the number of attention heads; give --heads", path.display()),
+    };
+    let knn = |k: &str| -> Result<usize> {
+        match arg(k) {
+            None => Ok(30),
+            Some(v) if v > 0 => Ok(v as usize),
+            Some(v) => bail!("{}: args say {k} = {v}", path.display()),
+        }
+    };
+    let config = OfficialConfig {
+        layers,
+        dim,
+        edge_dim,
+        heads,
+        ffn_dim,
+        kernels,
+        lm_dim,
+        knn_res: knn("knn_res")?,
+        knn_atom: knn("knn_atom2atom")?,
+        pocket_head,
+    };
+    // Keep what the encoder reads; refuse tensors of variants this port does not implement.
+    const ENCODER: [&str; 14] = [
+        "molecule_encoder.",
+        "atom_feature.",
+        "residue_feature.",
+        "rr_se3_invariant_kernel.",
+        "aa_se3_invariant_kernel.",
+        "rr_edge_encoder.",
+        "aa_edge_encoder.",
+        "esm_feat_encoder.",
+        "rr_positional_edge.",
+        "v_positional_edge.",
+        "aa_positional_edge.",
+        "aa_v_positional_edge.",
+        "vec_rr_embed.",
+        "vec_aa_embed.",
+    ];
+    const HEADS: [&str; 5] = ["res_type_cls.", "res_type_cls_halfway.", "atom_pos_head.", "dihedral_cls.", "sas_cls."];
+    let (mut kept, mut dropped) = (HashMap::new(), Vec::new());
+    for (k, v) in tensors {
+        if ENCODER.iter().any(|p| k.starts_with(p)) || (pocket_head && k.starts_with("pocket_cls_all.")) {
+            kept.insert(k, v.to_dtype(DType::F32)?);
+        } else if HEADS.iter().any(|p| k.starts_with(p)) || k.starts_with("pocket_cls_all.") {
+            dropped.push(k);
+        } else {
+            bail!("{}: tensor {k} belongs to no part of the released Vabs-Net configuration", path.display());
+        }
+    }
+    dropped.sort();
+    let vb = candle_nn::VarBuilder::from_tensors(kept.clone(), DType::F32, &Device::Cpu);
+    OfficialVabs::new(vb, &config).with_context(|| format!("{}: does not fit the inferred config", path.display()))?;
+    let family = crate::families::family("vabs")?;
+    let mut part = json!({ "official": config });
+    if let Some(lm) = lm {
+        part["lm"] = json!(lm);
+    }
+    let package = package_config(family, &part);
+    let readme = format!(
+        "# {}\n\nOfficial Vabs-Net (Heisenburger2020/Vabs-Net) converted by `allatom convert` from `{}`: {layers} \
+         layers, width {dim}, edge width {edge_dim}, {heads} heads, kNN {} residues / {} atoms{}{}.\n\nThe \
+         official-compatible mode reads amino-acid residues only (one chain per window).{}\n",
+        out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        path.display(),
+        config.knn_res,
+        config.knn_atom,
+        lm_dim.map(|d| format!(", {d}-wide language-model rows")).unwrap_or_default(),
+        if pocket_head { ", binding-site head `pocket_cls_all`" } else { "" },
+        match (lm_dim, lm) {
+            (Some(d), None) => format!(
+                " It takes {d}-wide ESM rows: set `lm` in config.json to an ESM package of that width \
+                 (the released model used ESM-2 650M)."
+            ),
+            _ => String::new(),
+        }
+    );
+    write_package(out, &package, &kept, DType::F32, Some(&readme), &[])?;
+    Ok(ConvertedVabs { config, dropped })
 }

@@ -45,6 +45,10 @@ fn tiny_vabs() -> Value {
     json!({ "layers": 2, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_multiplier": 2, "kernels": 16, "atom_knn": 8, "unit_knn": 6 })
 }
 
+fn tiny_official() -> Value {
+    json!({ "layers": 2, "dim": 16, "edge_dim": 8, "heads": 2, "ffn_dim": 32, "kernels": 16, "knn_res": 6, "knn_atom": 8 })
+}
+
 fn tiny_esm(atoms: bool) -> Value {
     serde_json::to_value(aa_codeswitch::EsmConfig::tiny(atoms)).unwrap()
 }
@@ -251,6 +255,7 @@ fn unit_task_for_every_encoder_on_protein_secondary_structure() {
         (knn, 2, true),
         (molecule("flat", false), 2, false),
         (json!({ "model": tiny_vabs() }), 2, true),
+        (json!({ "official": tiny_official() }), 2, true),
         (json!({ "model": tiny_esm(false) }), 2, false),
         (json!({ "model": tiny_esm(true), "unzip": "all" }), 2, true),
     ] {
@@ -260,7 +265,7 @@ fn unit_task_for_every_encoder_on_protein_secondary_structure() {
             } else {
                 "glycanaa"
             }
-        } else if config["model"].get("layers").is_some() {
+        } else if config.get("official").is_some() || config["model"].get("layers").is_some() {
             "vabs"
         } else {
             "esm"
@@ -390,4 +395,50 @@ fn vabs_with_language_model_features_trains_through_the_unit_task() {
     let vars = enc.store.all();
     let task = UnitTask::new(enc.encoder, vb, 3).unwrap();
     check_training(&task, &vars, &items, "vabs", true, 8);
+}
+
+#[test]
+fn an_official_vabs_checkpoint_converts_and_encodes_protein_windows() {
+    // The unicore checkpoint the official-code reference wrote (2 layers, width 32, 24-wide ESM
+    // rows), converted with a 24-wide ESM package as its language model.
+    let dir = tempfile::tempdir().unwrap();
+    let mut esm = aa_codeswitch::EsmConfig::tiny(true);
+    esm.hidden_size = 24;
+    esm.intermediate_size = 48;
+    let lm = trainable_encoder(&json!({ "family": "esm", "model": esm }), 1).unwrap();
+    write(&lm, &dir.path().join("lm"));
+    let ckpt = root().join("crates/aa-sparse-attn/tests/fixtures/vabs_official/checkpoint.pt");
+    let out = dir.path().join("vabs");
+    let lm_path = dir.path().join("lm").display().to_string();
+    let c = allatom::export::convert_vabs(&ckpt, &out, None, Some(&lm_path)).unwrap();
+    assert_eq!((c.config.layers, c.config.dim, c.config.heads, c.config.ffn_dim), (2, 32, 4, 64));
+    assert_eq!((c.config.knn_res, c.config.knn_atom, c.config.lm_dim, c.config.pocket_head), (30, 30, Some(24), true));
+    let model = Model::from_dir(&out).unwrap();
+    assert_eq!(model.family().name(), "vabs");
+    // Every stored tensor is the checkpoint's.
+    let st = candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let orig: std::collections::HashMap<String, Tensor> =
+        candle_core::pickle::read_all_with_key(&ckpt, Some("model")).unwrap().into_iter().collect();
+    assert_eq!(st.len(), orig.len());
+    for (k, v) in &st {
+        assert_eq!(max_diff(v, &orig[k]), 0.0, "{k}");
+    }
+    // DSSP windows of a real structure: one row per residue, atoms and every layer.
+    let items = dssp_windows();
+    let windows: Vec<&Window> = items.iter().take(2).map(|i| &i.window).collect();
+    check_output(model.encoder.as_ref(), &windows, 2, true);
+    // A glycan window is refused by the official mode (amino-acid residues only).
+    let traits = aa_encoder::DataTraits {
+        name: "glycan_mobility".into(),
+        coordinates: true,
+        unit_kinds: vec![aa_graph::UnitKind::Monosaccharide],
+    };
+    let e = check_pairing(model.encoder.as_ref(), &traits).unwrap_err();
+    assert!(e.contains("amino-acid residues only"), "{e}");
+    // Without its language model the package says what it needs.
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("lm");
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+    let e = format!("{:#}", Model::from_dir(&out).err().unwrap());
+    assert!(e.contains("24-wide language-model features"), "{e}");
 }

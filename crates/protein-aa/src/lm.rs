@@ -41,6 +41,41 @@ impl LmFeatures {
     /// the unit has no residue token), then `extra[i]` zero rows (its virtual node). Windows
     /// seen before come from the cache; the others share one ESM forward pass.
     pub fn rows(&self, windows: &[&ResidueWindow], masked: Option<&[Vec<bool>]>, extra: &[usize]) -> Result<Tensor> {
+        let all = self.window_rows(windows)?;
+        let zero = Tensor::zeros((1, self.dim()), candle_core::DType::F32, &Device::Cpu)?;
+        let mut rows = Vec::new();
+        for (i, w) in windows.iter().enumerate() {
+            let t = all[i].narrow(0, 0, w.units.len())?;
+            match masked.and_then(|m| m.get(i)) {
+                Some(m) if m.iter().any(|&x| x) => {
+                    for k in 0..w.units.len() {
+                        rows.push(if m.get(k) == Some(&true) { zero.clone() } else { t.narrow(0, k, 1)? });
+                    }
+                }
+                _ => rows.push(t),
+            }
+            for _ in 0..extra.get(i).copied().unwrap_or(0) {
+                rows.push(zero.clone());
+            }
+        }
+        Tensor::cat(&rows, 0)
+    }
+
+    /// Each window's rows `[units, dim]` (as [`LmFeatures::rows`] without masking) and its
+    /// `<cls>` row `[1, dim]` (the hidden state at the BOS token), which official Vabs-Net gives
+    /// its virtual node.
+    pub fn rows_and_cls(&self, windows: &[&ResidueWindow]) -> Result<Vec<(Tensor, Tensor)>> {
+        let all = self.window_rows(windows)?;
+        windows
+            .iter()
+            .zip(all)
+            .map(|(w, t)| Ok((t.narrow(0, 0, w.units.len())?, t.narrow(0, w.units.len(), 1)?)))
+            .collect()
+    }
+
+    /// Every window's cached `[units + 1, dim]` rows (the last is `<cls>`), computing the
+    /// missing ones in one ESM forward pass.
+    fn window_rows(&self, windows: &[&ResidueWindow]) -> Result<Vec<Tensor>> {
         let keys: Vec<(usize, Vec<u32>)> =
             windows.iter().map(|w| (Arc::as_ptr(&w.graph) as usize, w.units.clone())).collect();
         let poisoned = || candle_core::Error::Msg("language-model cache poisoned".into());
@@ -57,26 +92,11 @@ impl LmFeatures {
             }
         }
         let cache = self.cache.lock().map_err(|_| poisoned())?;
-        let zero = Tensor::zeros((1, self.dim()), candle_core::DType::F32, &Device::Cpu)?;
-        let mut rows = Vec::new();
-        for (i, w) in windows.iter().enumerate() {
-            let t = &cache[&keys[i]].1;
-            match masked.and_then(|m| m.get(i)) {
-                Some(m) if m.iter().any(|&x| x) => {
-                    for k in 0..w.units.len() {
-                        rows.push(if m.get(k) == Some(&true) { zero.clone() } else { t.narrow(0, k, 1)? });
-                    }
-                }
-                _ => rows.push(t.clone()),
-            }
-            for _ in 0..extra.get(i).copied().unwrap_or(0) {
-                rows.push(zero.clone());
-            }
-        }
-        Tensor::cat(&rows, 0)
+        Ok(keys.iter().map(|k| cache[k].1.clone()).collect())
     }
 
-    /// Unmasked rows `[units, dim]` of each window, one ESM forward pass over all of them.
+    /// Unmasked rows `[units, dim]` of each window and its `<cls>` row (last), one ESM forward
+    /// pass over all of them.
     fn compute(&self, windows: &[&ResidueWindow]) -> Result<Vec<Tensor>> {
         let dev = Device::Cpu;
         let err = |e: aa_codeswitch::CodeSwitchError| candle_core::Error::Msg(format!("language model: {e}"));
@@ -100,10 +120,12 @@ impl LmFeatures {
                 }
             }
             let h = hidden.get(i)?;
-            let rows: Vec<Tensor> = token
+            let mut rows: Vec<Tensor> = token
                 .iter()
                 .map(|t| t.map_or_else(|| Ok(zero.clone()), |t| h.narrow(0, t, 1)))
                 .collect::<Result<_>>()?;
+            // The collated sequence starts with <cls> (ESM's BOS).
+            rows.push(h.narrow(0, 0, 1)?);
             out.push(Tensor::cat(&rows, 0)?);
         }
         Ok(out)

@@ -14,6 +14,7 @@ pub mod esm;
 pub mod glycanaa;
 pub mod rgcn;
 pub mod vabs;
+pub mod vabs_official;
 
 use std::collections::HashMap;
 

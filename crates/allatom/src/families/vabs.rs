@@ -3,8 +3,14 @@
 //! features of a frozen ESM model (`lm`, the official `esm_feat_encoder`). Reads any all-atom
 //! graph with coordinates (hydrogens are not nodes); the virtual node is featurised but not
 //! returned.
+//!
+//! Two modes, by the configuration's key: `model` — the all-atom variant ([`VabsConfig`]:
+//! sugars and ligands as units, larger vocabularies); `official` — the official code's model
+//! and featurisation ([`OfficialConfig`], amino-acid residues only; what `allatom convert`
+//! writes for an official checkpoint, see [`super::vabs_official`]).
 
 use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, Requirements, Window};
+use aa_sparse_attn::official::{OfficialConfig, OfficialVabs};
 use aa_sparse_attn::{Vabs, VabsConfig, VabsInput};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -20,10 +26,14 @@ use crate::inputs::GlycanGraphs;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VabsFamilyConfig {
-    /// The encoder.
-    pub model: VabsConfig,
+    /// The all-atom variant's encoder (exclusive with `official`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<VabsConfig>,
+    /// The official-compatible encoder (exclusive with `model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub official: Option<OfficialConfig>,
     /// An ESM model (directory or hub id) whose final hidden states are per-residue input
-    /// features; sets `model.lm_dim`.
+    /// features; sets `model.lm_dim` (`official.lm_dim`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lm: Option<String>,
 }
@@ -75,22 +85,39 @@ fn lm_width(name: &str) -> Result<usize> {
 }
 
 impl VabsFamilyConfig {
+    /// The all-atom variant's config; an error for an official-mode configuration (what only
+    /// the all-atom variant does, such as SMPC pretraining, says so).
+    pub fn allatom(&self) -> Result<&VabsConfig> {
+        match &self.model {
+            Some(m) => Ok(m),
+            None => bail!(
+                "this needs the all-atom Vabs-Net variant (`model`), not the official-compatible mode (`official`)"
+            ),
+        }
+    }
+
     /// Checks `lm_dim` against the language model's width (read from its configuration) and
     /// fills it in.
     pub fn complete(mut self) -> Result<Self> {
+        let lm_dim = match (&mut self.model, &mut self.official) {
+            (Some(m), None) => &mut m.lm_dim,
+            (None, Some(o)) => &mut o.lm_dim,
+            (Some(_), Some(_)) => bail!("a vabs configuration has `model` (all-atom variant) or `official`, not both"),
+            (None, None) => bail!("a vabs configuration needs `model` (all-atom variant) or `official`"),
+        };
         match &self.lm {
             None => {
-                if let Some(d) = self.model.lm_dim {
+                if let Some(d) = *lm_dim {
                     bail!("the encoder takes {d}-wide language-model features: name the model in `lm`");
                 }
             }
             Some(name) => {
                 let width = lm_width(name)?;
-                match self.model.lm_dim {
+                match *lm_dim {
                     Some(d) if d != width => {
                         bail!("the encoder takes {d}-wide language-model features, {name} gives {width}")
                     }
-                    _ => self.model.lm_dim = Some(width),
+                    _ => *lm_dim = Some(width),
                 }
             }
         }
@@ -99,11 +126,12 @@ impl VabsFamilyConfig {
 }
 
 impl VabsEncoder {
-    /// Builds the encoder (official weight names under `vb`), loading its language model.
+    /// Builds the all-atom encoder (official weight names under `vb`), loading its language
+    /// model.
     pub fn load(vb: VarBuilder, cfg: &VabsFamilyConfig) -> Result<VabsEncoder> {
         let cfg = cfg.clone().complete()?;
         let lm = cfg.lm.as_deref().map(load_lm).transpose()?;
-        Ok(VabsEncoder { vabs: Vabs::new(vb, &cfg.model)?, lm })
+        Ok(VabsEncoder { vabs: Vabs::new(vb, cfg.allatom()?)?, lm })
     }
 }
 
@@ -210,7 +238,14 @@ impl Family for VabsFamily {
     }
 
     fn load(&self, vb: VarBuilder, config: &Value, _files: &dyn PackageFiles) -> Result<Box<dyn Encoder>> {
-        Ok(Box::new(VabsEncoder::load(vb, &typed(self.name(), config)?)?))
+        let cfg: VabsFamilyConfig = typed::<VabsFamilyConfig>(self.name(), config)?.complete()?;
+        match &cfg.official {
+            Some(o) => {
+                let lm = cfg.lm.as_deref().map(load_lm).transpose()?;
+                Ok(Box::new(super::vabs_official::OfficialEncoder { model: OfficialVabs::new(vb, o)?, lm }))
+            }
+            None => Ok(Box::new(VabsEncoder::load(vb, &cfg)?)),
+        }
     }
 
     fn glycan_graphs(&self, _config: &Value) -> Result<GlycanGraphs> {

@@ -226,7 +226,7 @@ pub(super) fn smpc(config_path: &Path, cfg: &SmpcRun, run_dir: &Path) -> Result<
     eprintln!("{n_files} structure files: {} training and {} validation windows", train.len(), valid.len());
     let store = aa_pretrain::init::SeededVarMap::new(cfg.train.seed);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
-    let mut objective = VabsSmpc::new(Vabs::new(vb.clone(), &fam.model)?, vb, cfg.masking.clone())?;
+    let mut objective = VabsSmpc::new(Vabs::new(vb.clone(), fam.allatom()?)?, vb, cfg.masking.clone())?;
     objective.lm = lm;
     let counts = json!({ "train_windows": train.len(), "valid_windows": valid.len(), "structure_files": n_files });
     let mut encoder = serde_json::to_value(&fam)?;
