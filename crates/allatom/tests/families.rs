@@ -435,6 +435,18 @@ fn an_official_vabs_checkpoint_converts_and_encodes_protein_windows() {
     };
     let e = check_pairing(model.encoder.as_ref(), &traits).unwrap_err();
     assert!(e.contains("amino-acid residues only"), "{e}");
+    // A bare fp16 state dict (no args): sizes from the tensors, the head count must be given,
+    // tensors widened to f32.
+    let bare = root().join("crates/aa-sparse-attn/tests/fixtures/vabs_official/state_dict_fp16.pt");
+    let e = format!("{:#}", allatom::export::convert_vabs(&bare, &dir.path().join("bare"), None, None).unwrap_err());
+    assert!(e.contains("give --heads"), "{e}");
+    let c = allatom::export::convert_vabs(&bare, &dir.path().join("bare"), Some(4), None).unwrap();
+    assert_eq!((c.config.layers, c.config.dim, c.config.heads, c.config.knn_res), (2, 32, 4, 30));
+    let half = candle_core::safetensors::load(dir.path().join("bare/model.safetensors"), &Device::Cpu).unwrap();
+    let w = "molecule_encoder.layers.1.aa_attn.linear_q.weight";
+    assert_eq!(half[w].dtype(), DType::F32);
+    let rounded = orig[w].to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap();
+    assert_eq!(max_diff(&half[w], &rounded), 0.0);
     // Without its language model the package says what it needs.
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     config.as_object_mut().unwrap().remove("lm");
