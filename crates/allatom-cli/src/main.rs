@@ -12,6 +12,7 @@ mod export;
 mod finetune;
 mod graph;
 mod pretrain;
+mod vabs_official;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -78,10 +79,15 @@ enum Command {
     /// An ESM-AA pretraining run becomes an ESM model directory (with tokenizer.json) for
     /// `embed --model` and for Vabs-Net's `lm` features.
     Export(export::Args),
-    /// Convert a fair-esm ESM-2 or official ESM-AA torch checkpoint (.pt) into a model
-    /// directory (config.json, model.safetensors, tokenizer.json) for `embed --model`. This is
-    /// the only place a pickle is read; the head count comes from the checkpoint's config.
+    /// Convert a fair-esm ESM-2, official ESM-AA or official Vabs-Net torch checkpoint (.pt)
+    /// into a model directory (config.json, model.safetensors, tokenizer.json for ESM) for
+    /// `embed --model`. This is the only place a pickle is read; the head count comes from the
+    /// checkpoint's config (`--heads` otherwise).
     Convert(convert::Args),
+    /// Official-compatible Vabs-Net, step by step: `featurize` a structure file into the
+    /// official model inputs, or run an official-mode package `forward` on such inputs and
+    /// write every stage — to compare either with the official code.
+    VabsOfficial(vabs_official::Args),
 }
 
 /// Tells mimalloc to keep freed memory instead of returning it to the OS after 10 ms: large
@@ -105,6 +111,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed::run(a),
         Command::Export(a) => export::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::VabsOfficial(a) => vabs_official::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,8 @@
 //! tests/reference/esm_reference.py in fair-esm/ESM-AA format) gives the embeddings of the same
 //! weights as a Hugging Face directory; `embed --model <ESM>` on a sequence, a FASTA file and a
 //! structure; bad inputs fail cleanly with nothing written; an ESM-AA pretraining config runs.
+//! Official Vabs-Net checkpoints convert too, and `vabs-official featurize` / `forward` on files
+//! give the official code's inputs and stages.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -567,4 +569,57 @@ fn convert_an_official_vabs_checkpoint() {
         .output()
         .unwrap();
     assert!(!res.status.success() && String::from_utf8_lossy(&res.stderr).contains("--lm applies to Vabs-Net"));
+}
+
+#[test]
+fn vabs_official_steps_on_files_equal_the_official_code() {
+    // featurize 1UBQ → the official pipeline's edge lists; + the fixture's ESM rows → forward
+    // through the converted checkpoint → the official stages.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aa-sparse-attn/tests/fixtures/vabs_official");
+    let dev = candle_core::Device::Cpu;
+    ok(allatom()
+        .args(["vabs-official", "featurize", "--chain", "A", "--structure"])
+        .arg(structures().join("1UBQ.pdb"))
+        .arg("--out")
+        .arg(d.join("inputs.safetensors")));
+    let mut inputs = candle_core::safetensors::load(d.join("inputs.safetensors"), &dev).unwrap();
+    let official = candle_core::safetensors::load(fx.join("features.safetensors"), &dev).unwrap();
+    let ints = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<i64>().unwrap();
+    for k in ["edge_index", "aa_edge_index", "atom_type", "residue_idx_all"] {
+        assert_eq!(ints(&inputs[k]), ints(&official[k]), "{k}");
+    }
+    inputs.insert("esm_feat".into(), official["esm_feat"].clone());
+    candle_core::safetensors::save(&inputs, d.join("inputs.safetensors")).unwrap();
+    ok(allatom().args(["convert", "--checkpoint"]).arg(fx.join("checkpoint.pt")).arg("--out").arg(d.join("vabs")));
+    ok(allatom()
+        .args(["vabs-official", "forward", "--model"])
+        .arg(d.join("vabs"))
+        .arg("--inputs")
+        .arg(d.join("inputs.safetensors"))
+        .arg("--out")
+        .arg(d.join("stages.safetensors")));
+    let ours = candle_core::safetensors::load(d.join("stages.safetensors"), &dev).unwrap();
+    let want = candle_core::safetensors::load(fx.join("stages.safetensors"), &dev).unwrap();
+    assert_eq!(ours.len(), want.len());
+    for (k, v) in &want {
+        let diff = (&ours[k] - v).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-4, "{k}: {diff}");
+    }
+    // Inputs missing a tensor: a clear error, nothing written.
+    inputs.remove("edge_vec");
+    candle_core::safetensors::save(&inputs, d.join("bad.safetensors")).unwrap();
+    let res = allatom()
+        .args(["vabs-official", "forward", "--model"])
+        .arg(d.join("vabs"))
+        .arg("--inputs")
+        .arg(d.join("bad.safetensors"))
+        .arg("--out")
+        .arg(d.join("bad_stages.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!res.status.success() && String::from_utf8_lossy(&res.stderr).contains("no tensor edge_vec"));
+    assert!(!d.join("bad_stages.safetensors").exists());
 }

@@ -27,6 +27,7 @@ pub mod output;
 pub mod package;
 pub mod runs;
 pub mod torch;
+pub mod vabs_official;
 
 pub use aa_encoder::{
     check_pairing, tasks, AtomRows, DataTraits, Encoder, EncoderOutput, Featurized, LayerStates, MeanMax, PoolNodes,

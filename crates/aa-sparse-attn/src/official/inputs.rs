@@ -3,6 +3,7 @@
 //! rigid motion: give already moved coordinates to reproduce one).
 
 use aa_graph::neighbors::knn_search;
+use candle_core::{DType, Device, Tensor};
 
 use super::{DIRECTION_WIDTH, VIRTUAL_ATOM, VIRTUAL_RESIDUE};
 use crate::features::{direction_features_f64, local_frame_f64, normalize_f64, rotate64, sub64};
@@ -186,6 +187,85 @@ impl OfficialInputs {
         }
         out.esm_feat = lm.then_some(esm);
         out
+    }
+}
+
+impl OfficialInputs {
+    /// The inputs as tensors under the official argument names of `MDProteinModel.forward`:
+    /// `atom_pos` f64 `[A, 3]`, `atom_type`, `residue_type`, `residue_idx_all` i64 `[A]`,
+    /// `res_mask` u8 `[A]`, `edge_index`, `aa_edge_index` i64 `[E, 2]` (column 0 destination),
+    /// `edge_vec`, `edge_aa_vec` f64 `[E, 180]`, `esm_feat` f32 `[R, lm_dim]` when present.
+    pub fn to_tensors(&self) -> candle_core::Result<std::collections::HashMap<String, Tensor>> {
+        let dev = Device::Cpu;
+        let a = self.num_atoms();
+        let i64s = |v: &[u32]| Tensor::from_vec(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), v.len(), &dev);
+        let pairs = |v: &[[u32; 2]]| {
+            Tensor::from_vec(v.iter().flatten().map(|&x| x as i64).collect::<Vec<_>>(), (v.len(), 2), &dev)
+        };
+        let mut t = std::collections::HashMap::new();
+        t.insert("atom_pos".into(), Tensor::from_vec(self.atom_pos.iter().flatten().copied().collect(), (a, 3), &dev)?);
+        t.insert("atom_type".into(), i64s(&self.atom_type)?);
+        t.insert("residue_type".into(), i64s(&self.residue_type)?);
+        t.insert("residue_idx_all".into(), i64s(&self.residue_idx)?);
+        t.insert("res_mask".into(), Tensor::from_vec(self.res_mask.iter().map(|&m| m as u8).collect(), a, &dev)?);
+        t.insert("edge_index".into(), pairs(&self.edge_index)?);
+        t.insert("aa_edge_index".into(), pairs(&self.aa_edge_index)?);
+        let e = |v: &[f64]| Tensor::from_vec(v.to_vec(), (v.len() / DIRECTION_WIDTH, DIRECTION_WIDTH), &dev);
+        t.insert("edge_vec".into(), e(&self.edge_vec)?);
+        t.insert("edge_aa_vec".into(), e(&self.edge_aa_vec)?);
+        if let Some(f) = &self.esm_feat {
+            let r = self.num_residue_rows();
+            t.insert("esm_feat".into(), Tensor::from_vec(f.clone(), (r, f.len() / r.max(1)), &dev)?);
+        }
+        Ok(t)
+    }
+
+    /// Reads [`OfficialInputs::to_tensors`]' layout (any integer or float dtype; shapes are
+    /// checked, indices by [`OfficialInputs::validate`] when the model runs), e.g. tensors a
+    /// PyTorch user saved from the official collater.
+    pub fn from_tensors(t: &std::collections::HashMap<String, Tensor>) -> Result<OfficialInputs, String> {
+        let get = |k: &str| t.get(k).ok_or_else(|| format!("no tensor {k}"));
+        fn msg(k: &str) -> impl Fn(candle_core::Error) -> String + '_ {
+            move |e| format!("{k}: {e}")
+        }
+        let ints = |k: &str| -> Result<Vec<u32>, String> {
+            let v = get(k)?.to_dtype(DType::I64).and_then(|x| x.flatten_all()?.to_vec1::<i64>()).map_err(msg(k))?;
+            v.into_iter()
+                .map(|x| u32::try_from(x).map_err(|_| format!("{k}: value {x} is not a valid index")))
+                .collect()
+        };
+        let floats = |k: &str, width: usize| -> Result<Vec<f64>, String> {
+            let x = get(k)?;
+            if x.rank() != 2 || x.dim(1).map_err(msg(k))? != width {
+                return Err(format!("{k} has shape {:?}, need [rows, {width}]", x.dims()));
+            }
+            x.to_dtype(DType::F64).and_then(|x| x.flatten_all()?.to_vec1::<f64>()).map_err(msg(k))
+        };
+        let pairs = |k: &str| -> Result<Vec<[u32; 2]>, String> {
+            let x = get(k)?;
+            if x.rank() != 2 || x.dim(1).map_err(msg(k))? != 2 {
+                return Err(format!("{k} has shape {:?}, need [edges, 2]", x.dims()));
+            }
+            Ok(ints(k)?.chunks(2).map(|c| [c[0], c[1]]).collect())
+        };
+        let esm_feat = match t.get("esm_feat") {
+            Some(x) => {
+                Some(x.to_dtype(DType::F32).and_then(|x| x.flatten_all()?.to_vec1::<f32>()).map_err(msg("esm_feat"))?)
+            }
+            None => None,
+        };
+        Ok(OfficialInputs {
+            atom_pos: floats("atom_pos", 3)?.chunks(3).map(|c| [c[0], c[1], c[2]]).collect(),
+            atom_type: ints("atom_type")?,
+            residue_type: ints("residue_type")?,
+            residue_idx: ints("residue_idx_all")?,
+            res_mask: ints("res_mask")?.into_iter().map(|m| m != 0).collect(),
+            edge_index: pairs("edge_index")?,
+            aa_edge_index: pairs("aa_edge_index")?,
+            edge_vec: floats("edge_vec", DIRECTION_WIDTH)?,
+            edge_aa_vec: floats("edge_aa_vec", DIRECTION_WIDTH)?,
+            esm_feat,
+        })
     }
 }
 

@@ -101,6 +101,30 @@ pub struct OfficialOutput {
     pub pocket_logits: Option<Tensor>,
 }
 
+impl OfficialOutput {
+    /// Every stage under one name each (the names of the reference fixtures): `embed.nodes`,
+    /// `embed.rr_edges`, `embed.aa_edges`, `encoder.nodes`, `encoder.rr_edges`, `layer.{i}.atom`,
+    /// `layer.{i}.residue`, `layer.{i}.out`, `final`, and `pocket_logits` when present.
+    pub fn stages(&self) -> std::collections::HashMap<String, Tensor> {
+        let mut m = std::collections::HashMap::new();
+        m.insert("embed.nodes".to_string(), self.embed_nodes.clone());
+        m.insert("embed.rr_edges".to_string(), self.embed_rr_edges.clone());
+        m.insert("embed.aa_edges".to_string(), self.aa_edges.clone());
+        m.insert("encoder.nodes".to_string(), self.nodes.clone());
+        m.insert("encoder.rr_edges".to_string(), self.rr_edges.clone());
+        for (i, l) in self.layers.iter().enumerate() {
+            m.insert(format!("layer.{i}.atom"), l.atoms.clone());
+            m.insert(format!("layer.{i}.residue"), l.units.clone());
+            m.insert(format!("layer.{i}.out"), l.output.clone());
+        }
+        m.insert("final".to_string(), self.final_nodes.clone());
+        if let Some(p) = &self.pocket_logits {
+            m.insert("pocket_logits".to_string(), p.clone());
+        }
+        m
+    }
+}
+
 /// One track's edge encoders.
 #[derive(Clone, Debug)]
 struct Track {
