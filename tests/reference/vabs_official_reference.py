@@ -7,8 +7,8 @@ imports `vabs.models.vabs_net`, `vabs.models.layers`, `vabs.models.vabs_encoder`
 the small stand-ins for unicore / torch_scatter / torch_sparse in
 tests/reference/vabs_official/shims/ (see the README there).
 
-Steps: read the PDB into the LMDB record convention of OFFICIAL.md §1.2 (chain A, ATOM records
-of the first model, atom37 slots, random 24-dim "ESM" features); run the official
+Steps: read the PDB into the LMDB record convention of OFFICIAL.md §1.2 (one chain, ATOM records
+of the first model, atom37 slots, random 24-dim "ESM" features; see read_residues); run the official
 `PocketDataset.__getitem_cached__` (evaluation mode, epoch 1) with `np.random.uniform` patched
 to return zeros (identity rotation, zero translation); check its geometry against an
 independent computation of §1.4-1.7; build `MDProteinModel` with a small config through the
@@ -19,8 +19,26 @@ sample as the official collaters do for a batch of one, run the forward and reco
     /tmp/refenv/bin/python tests/reference/vabs_official_reference.py --official /tmp/vabs \
         --pdb data/fetched/structures/pdbrust/examples/pdb_files/1UBQ.pdb \
         --out crates/aa-sparse-attn/tests/fixtures/vabs_official
+
+--features-only runs the same reading, official pipeline and geometry check on one chain
+(--chain, default A; .gz / .bz2 files are read too) and writes only
+<out>/<stem>_features.safetensors (the keys of features.safetensors; a thinner atom-track sample,
+plus every edge whose dst residue lacks N or C) and <out>/<stem>_features.json (what the reader
+met: residues before/after the CA filter, missing N / C, altlocs, insertion codes, merged
+residue names, unknown types, dropped HETATM, skipped hydrogens). <stem> = the file name without
+.pdb/.ent/.gz/.bz2 (or --stem). The edge-case fixtures were made with
+
+    S=data/fetched/structures; O=crates/aa-sparse-attn/tests/fixtures/vabs_official
+    for a in "mdanalysistests/mmcif/1BD2_short.pdb.gz D" "biopython/2n0n_M1.pdb A" \
+             "biopython/disordered.pdb A" "mdanalysistests/namd_cgenff.pdb A"; do
+        set -- $a
+        /tmp/refenv/bin/python tests/reference/vabs_official_reference.py --official /tmp/vabs \
+            --features-only --pdb $S/$1 --chain $2 --out $O
+    done
 """
 import argparse
+import bz2
+import gzip
 import hashlib
 import importlib
 import importlib.util
@@ -100,25 +118,71 @@ def load_official(root):
 # Independent PDB reading (LMDB record convention, OFFICIAL.md §1.2)
 # --------------------------------------------------------------------------------------------
 
-def read_record(pdb_path, chain="A"):
+def open_text(path):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt")
+    if path.endswith(".bz2"):
+        return bz2.open(path, "rt")
+    return open(path)
+
+
+def is_hydrogen(line):
+    element = line[76:78].strip() if len(line) >= 78 else ""
+    if element:
+        return element in ("H", "D")
+    name = line[12:16].strip()
+    return name[:1] in ("H", "D") or (name[:1].isdigit() and name[1:2] in ("H", "D"))
+
+
+def read_residues(pdb_path, chain="A"):
+    """The chain's residues in the Process_PDB.py `read_pdb` convention: ATOM records (not HETATM)
+    of the first model (stop at the first ENDMDL), this chain only, atom names (columns 13-16,
+    stripped) in atom37, everything else skipped. Key = residue number (columns 23-26) without the
+    insertion code, so insertion residues merge; residues in order of first appearance; a later
+    record of the same (residue, atom37 slot) overwrites an earlier one (altlocs: the last listed
+    wins, whatever its occupancy); the residue name is that of the residue's last kept record.
+    Coordinates: float64 from columns 31-38, 39-46, 47-54.
+
+    Also returns what was seen on the way (altlocs, insertion codes, names, skipped records) for
+    the features-only JSON; none of it affects the record."""
     keys, residues = {}, []
-    with open(pdb_path) as fh:
+    seen = {"hetatm": {}, "hydrogens": 0, "other_skipped": {}}
+    with open_text(pdb_path) as fh:
         for line in fh:
             if line.startswith("ENDMDL"):
                 break
+            if line.startswith("HETATM") and line[21:22] == chain:
+                k = line[17:20].strip() + " " + line[22:27].strip()
+                seen["hetatm"][k] = seen["hetatm"].get(k, 0) + 1
             if not line.startswith("ATOM") or line[21] != chain:
                 continue
             name = line[12:16].strip()
             if name not in ATOM37:
+                if is_hydrogen(line):
+                    seen["hydrogens"] += 1
+                else:
+                    seen["other_skipped"][name] = seen["other_skipped"].get(name, 0) + 1
                 continue
             key = (line[22:26].strip(), line[21])  # residue number + chain, insertion code ignored
             if key not in keys:
                 keys[key] = len(residues)
-                residues.append({"name": line[17:20].strip(), "atoms": {}})
+                residues.append({"resseq": key[0], "name": line[17:20].strip(), "atoms": {},
+                                 "names": [], "icodes": [], "records": {}})
             res = residues[keys[key]]
             res["name"] = line[17:20].strip()
-            res["atoms"][name] = (float(line[30:38]), float(line[38:46]), float(line[46:54]))  # altlocs overwrite
+            if res["name"] not in res["names"]:
+                res["names"].append(res["name"])
+            if line[26] not in res["icodes"]:
+                res["icodes"].append(line[26])
+            res["records"].setdefault(name, []).append((line[16], line[26]))  # (altloc, insertion code)
+            res["atoms"][name] = (float(line[30:38]), float(line[38:46]), float(line[46:54]))  # later overwrites
+    return residues, seen
+
+
+def read_record(pdb_path, chain="A"):
+    residues, _ = read_residues(pdb_path, chain)
     n = len(residues)
+    assert n > 0, f"chain {chain!r} has no ATOM records with atom37 names in {pdb_path}"
     pos = np.zeros((n, 37, 3), dtype=np.float64)
     mask = np.zeros((n, 37), dtype=bool)
     rtype = np.zeros(n, dtype=np.int64)
@@ -334,24 +398,8 @@ def collate_one(sample):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--official", required=True, help="work tree of Vabs-Net at 11db7ad")
-    ap.add_argument("--pdb", required=True)
-    ap.add_argument("--out", required=True)
-    cli = ap.parse_args()
-    os.makedirs(cli.out, exist_ok=True)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-    mods = load_official(os.path.abspath(cli.official))
-    vabs_net, ds_mod = mods["vabs_net"], mods["protein_downstream_bindingsite_dataset"]
-    from unicore.modules import LayerNorm as UnicoreLayerNorm
-
-    # a. record -------------------------------------------------------------------------------
-    rec = read_record(cli.pdb)
-
-    # b. official pipeline --------------------------------------------------------------------
-    args, skipped = build_args(vabs_net)
+def official_sample(ds_mod, args, rec):
+    """The official PocketDataset on the one record: evaluation mode, epoch 1, identity motion."""
     dataset = ds_mod.PocketDataset([pickle.dumps(rec)], args, is_train=False)
     calls = []
 
@@ -364,6 +412,192 @@ def main():
         # data_utils.numpy_seed's integer check
         sample = dataset.__getitem_cached__(1, 0)
     assert [c[2] for c in calls] == [None, None, None, 3], calls
+    return sample
+
+
+def sample_rows(net_input, extra_res=(), v_block=200, last_residue_atoms=True):
+    """Rows of edge_vec / edge_aa_vec stored in full (all 180 columns). Residue track: every 10th
+    edge, every edge touching V, every edge whose dst is the last real residue (N - 1), every edge
+    whose dst is in extra_res (array indices). Atom track: every 100th edge, v_block evenly spaced
+    edges from each virtual-node block, every edge whose dst atom belongs to a residue in
+    extra_res and (last_residue_atoms) to the last residue."""
+    A = net_input["atom_pos"].shape[0]
+    N = net_input["esm_feat"].shape[0] - 1
+    M = A - 1
+    ei, ai = net_input["edge_index"], net_input["aa_edge_index"]
+    Er, Ea = ei.shape[0], ai.shape[0]
+    k_a = (Ea - 2 * M) // M
+    extra = torch.tensor(sorted(set(extra_res)), dtype=torch.int64)
+    rows_r = (set(range(0, Er, 10)) | set(np.nonzero(((ei[:, 0] == N) | (ei[:, 1] == N)).numpy())[0].tolist())
+              | set(np.nonzero((ei[:, 0] == N - 1).numpy())[0].tolist())
+              | set(np.nonzero(torch.isin(ei[:, 0], extra).numpy())[0].tolist()))
+    vblock1 = np.round(np.linspace(M * k_a, M * k_a + M - 1, v_block)).astype(int)
+    vblock2 = np.round(np.linspace(M * k_a + M, M * k_a + 2 * M - 1, v_block)).astype(int)
+    dst_res = net_input["residue_idx_all"][ai[:, 0]]
+    rows_a = (set(range(0, Ea, 100)) | set(vblock1.tolist()) | set(vblock2.tolist())
+              | set(np.nonzero(torch.isin(dst_res, extra).numpy())[0].tolist()))
+    if last_residue_atoms:
+        rows_a |= set(np.nonzero((dst_res == N - 1).numpy())[0].tolist())
+    return (torch.tensor(sorted(rows_r), dtype=torch.int64), torch.tensor(sorted(rows_a), dtype=torch.int64))
+
+
+def feature_tensors(net_input, rows_r_t, rows_a_t):
+    ev, eav = net_input["edge_vec"], net_input["edge_aa_vec"]
+    cols = [27, 48, 69, 117, 138, 159]
+    feats = {
+        "atom_pos": net_input["atom_pos"].double(),
+        "atom_type": net_input["atom_type"].long(),
+        "residue_type": net_input["residue_type"].long(),
+        "residue_idx_all": net_input["residue_idx_all"].long(),
+        "res_mask": net_input["res_mask"].to(torch.uint8),
+        "edge_index": net_input["edge_index"].long(),
+        "aa_edge_index": net_input["aa_edge_index"].long(),
+        "edge_vec_vectors": ev[:, cols].double(),
+        "edge_aa_vec_vectors": eav[:, cols].double(),
+        "edge_vec_sample_rows": rows_r_t,
+        "edge_vec_sample": ev[rows_r_t].double(),
+        "edge_aa_vec_sample_rows": rows_a_t,
+        "edge_aa_vec_sample": eav[rows_a_t].double(),
+        "esm_feat": net_input["esm_feat"].float(),
+    }
+    return {k: v.contiguous() for k, v in feats.items()}
+
+
+def official_sha(official):
+    files = ["vabs/models/vabs_net.py", "vabs/models/layers.py", "vabs/models/vabs_encoder.py",
+             "vabs/data/protein_downstream_bindingsite_dataset.py", "vabs/data/data_utils.py"]
+    out = {}
+    for rel in files:
+        with open(os.path.join(official, rel), "rb") as fh:
+            out[rel] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def file_stem(path):
+    name = os.path.basename(path)
+    for ext in (".gz", ".bz2"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    for ext in (".pdb", ".ent"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return name
+
+
+def residue_report(pdb_path, chain):
+    """What the reader met in the chain, with each residue's record index (order of first
+    appearance) and, when it has a CA, its array index after the CA filter."""
+    residues, seen = read_residues(pdb_path, chain)
+    models = 0
+    with open_text(pdb_path) as fh:
+        for line in fh:
+            models += line.startswith("MODEL")
+    out = {k: [] for k in ("dropped_no_ca", "missing_n", "missing_c", "altlocs", "insertion_codes",
+                           "merged_names", "unknown_type")}
+    array = 0
+    for i, r in enumerate(residues):
+        label = r["resseq"] + "".join(c for c in r["icodes"] if c != " ") + " " + r["name"]
+        ent = {"record": i, "residue": label}
+        if "CA" not in r["atoms"]:
+            out["dropped_no_ca"].append(dict(ent, atoms=sorted(r["atoms"], key=ATOM37.index)))
+            continue
+        ent["array"] = array
+        array += 1
+        if "N" not in r["atoms"]:
+            out["missing_n"].append(ent)
+        if "C" not in r["atoms"]:
+            out["missing_c"].append(ent)
+        alt = {a: "".join(x[0] for x in recs) for a, recs in r["records"].items() if any(x[0] != " " for x in recs)}
+        if alt:
+            out["altlocs"].append(dict(ent, atoms=alt, note="last listed record of each atom wins"))
+        if any(c != " " for c in r["icodes"]):
+            out["insertion_codes"].append(dict(ent, codes=["" if c == " " else c for c in r["icodes"]]))
+        if len(r["names"]) > 1:
+            overwritten = sorted((a for a, recs in r["records"].items() if len(recs) > 1), key=ATOM37.index)
+            out["merged_names"].append(dict(ent, names=r["names"], overwritten_atoms=overwritten))
+        if r["name"] not in AA3:
+            out["unknown_type"].append(dict(ent, type=20))
+    out["models_in_file"] = models
+    out["hetatm_records_dropped"] = seen["hetatm"]
+    out["hydrogen_records_skipped"] = seen["hydrogens"]
+    out["other_non_atom37_records_skipped"] = seen["other_skipped"]
+    return len(residues), array, out
+
+
+def features_only(cli, mods):
+    """A featurisation fixture for one chain of one structure: no model."""
+    vabs_net, ds_mod = mods["vabs_net"], mods["protein_downstream_bindingsite_dataset"]
+    rec = read_record(cli.pdb, cli.chain)
+    args, _ = build_args(vabs_net)
+    sample = official_sample(ds_mod, args, rec)
+    geo = check_geometry(rec, sample)
+    net_input = collate_one(sample)
+    n_before, n_after, report = residue_report(cli.pdb, cli.chain)
+    missing = sorted({e["array"] for e in report["missing_n"] + report["missing_c"]})
+    # Thinner atom-track sample than the full fixture's (20 rows per V block, no last-residue
+    # block: in the atom track the last residue is not special) so that several small fixtures
+    # stay small; edge_aa_vec_vectors still covers every edge.
+    rows_r_t, rows_a_t = sample_rows(net_input, missing, v_block=20, last_residue_atoms=False)
+    stem = cli.stem or file_stem(cli.pdb)
+    save_file(feature_tensors(net_input, rows_r_t, rows_a_t), os.path.join(cli.out, f"{stem}_features.safetensors"))
+    A = net_input["atom_pos"].shape[0]
+    R = net_input["esm_feat"].shape[0]
+    N, M = R - 1, A - 1
+    Er, Ea = net_input["edge_index"].shape[0], net_input["aa_edge_index"].shape[0]
+    assert N == n_after
+    info = {
+        "official_commit": OFFICIAL_COMMIT,
+        "official_sha256": official_sha(cli.official),
+        "structure": os.path.relpath(os.path.abspath(cli.pdb), os.path.abspath(os.path.join(HERE, "..", ".."))),
+        "chain": cli.chain,
+        "residues_before_ca_filter": n_before, "residues_after_ca_filter": n_after,
+        "knn_res": args.knn_res, "knn_atom2atom": args.knn_atom2atom,
+        "k_res_used": min(args.knn_res, N - 1), "k_atom_used": min(args.knn_atom2atom, M - 1),
+        "esm_dim": args.esm_dim, "seed_esm": 0, "epoch": 1,
+        "rotation": "identity (np.random.uniform patched to zeros)",
+        "A": A, "R": R, "N": N, "M": M, "E_r": Er, "E_a": Ea,
+        "sample_rows": {"residue": int(rows_r_t.numel()), "atom": int(rows_a_t.numel()),
+                        "extra_dst_residues (array index, missing N or C)": missing},
+        **report,
+        "geometry_check": geo,
+    }
+    with open(os.path.join(cli.out, f"{stem}_features.json"), "w") as fh:
+        json.dump(info, fh, indent=2)
+        fh.write("\n")
+    print(f"{stem}: chain {cli.chain} residues {n_before} -> {n_after} (CA filter); A={A} R={R} E_r={Er} E_a={Ea}")
+    print("geometry check:", json.dumps(geo))
+    for k in ("dropped_no_ca", "missing_n", "missing_c", "altlocs", "insertion_codes", "merged_names", "unknown_type"):
+        print(f"  {k}: {len(report[k])}")
+    for f in (f"{stem}_features.safetensors", f"{stem}_features.json"):
+        print(f"  {f:40s} {os.path.getsize(os.path.join(cli.out, f)):>9d} bytes")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--official", required=True, help="work tree of Vabs-Net at 11db7ad")
+    ap.add_argument("--pdb", required=True, help="PDB file (optionally .gz / .bz2)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--chain", default="A", help="chain identifier (column 22)")
+    ap.add_argument("--features-only", action="store_true",
+                    help="write only <out>/<stem>_features.safetensors and <stem>_features.json")
+    ap.add_argument("--stem", default=None, help="output name stem (default: the file name without extensions)")
+    cli = ap.parse_args()
+    os.makedirs(cli.out, exist_ok=True)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+    mods = load_official(os.path.abspath(cli.official))
+    if cli.features_only:
+        features_only(cli, mods)
+        return
+    vabs_net, ds_mod = mods["vabs_net"], mods["protein_downstream_bindingsite_dataset"]
+    from unicore.modules import LayerNorm as UnicoreLayerNorm
+
+    # a. record -------------------------------------------------------------------------------
+    rec = read_record(cli.pdb, cli.chain)
+
+    # b. official pipeline --------------------------------------------------------------------
+    args, skipped = build_args(vabs_net)
+    sample = official_sample(ds_mod, args, rec)
     geo = check_geometry(rec, sample)
 
     # c/d. model ------------------------------------------------------------------------------
@@ -405,54 +639,25 @@ def main():
     sd = {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
     torch.save({"args": args, "model": sd, "optimizer_history": [{"num_updates": 1}],
                 "extra_state": {"epoch": 1}}, os.path.join(cli.out, "checkpoint.pt"))
+    # The same weights as a bare fp16 state dict (no args): what `allatom convert` reads from a
+    # checkpoint saved after `model.half()` without the unicore wrapper.
+    torch.save({k: v.half() for k, v in sd.items()}, os.path.join(cli.out, "state_dict_fp16.pt"))
 
     A = net_input["atom_pos"].shape[0]
     R = net_input["esm_feat"].shape[0]
     N = R - 1
-    ei, ai = net_input["edge_index"], net_input["aa_edge_index"]
-    ev, eav = net_input["edge_vec"], net_input["edge_aa_vec"]
-    cols = [27, 48, 69, 117, 138, 159]
-    Er, Ea = ei.shape[0], ai.shape[0]
-    rows_r = sorted(set(range(0, Er, 10)) | set(np.nonzero(((ei[:, 0] == N) | (ei[:, 1] == N)).numpy())[0].tolist())
-                    | set(np.nonzero((ei[:, 0] == N - 1).numpy())[0].tolist()))
     M = A - 1
-    vblock1 = np.round(np.linspace(M * K_ATOM, M * K_ATOM + M - 1, 200)).astype(int)
-    vblock2 = np.round(np.linspace(M * K_ATOM + M, M * K_ATOM + 2 * M - 1, 200)).astype(int)
-    last_res = net_input["residue_idx_all"][ai[:, 0]] == N - 1
-    rows_a = sorted(set(range(0, Ea, 100)) | set(vblock1.tolist()) | set(vblock2.tolist())
-                    | set(np.nonzero(last_res.numpy())[0].tolist()))
-    rows_r_t, rows_a_t = torch.tensor(rows_r, dtype=torch.int64), torch.tensor(rows_a, dtype=torch.int64)
-    feats = {
-        "atom_pos": net_input["atom_pos"].double(),
-        "atom_type": net_input["atom_type"].long(),
-        "residue_type": net_input["residue_type"].long(),
-        "residue_idx_all": net_input["residue_idx_all"].long(),
-        "res_mask": net_input["res_mask"].to(torch.uint8),
-        "edge_index": ei.long(),
-        "aa_edge_index": ai.long(),
-        "edge_vec_vectors": ev[:, cols].double(),
-        "edge_aa_vec_vectors": eav[:, cols].double(),
-        "edge_vec_sample_rows": rows_r_t,
-        "edge_vec_sample": ev[rows_r_t].double(),
-        "edge_aa_vec_sample_rows": rows_a_t,
-        "edge_aa_vec_sample": eav[rows_a_t].double(),
-        "esm_feat": net_input["esm_feat"].float(),
-    }
-    save_file({k: v.contiguous() for k, v in feats.items()}, os.path.join(cli.out, "features.safetensors"))
+    Er, Ea = net_input["edge_index"].shape[0], net_input["aa_edge_index"].shape[0]
+    rows_r_t, rows_a_t = sample_rows(net_input)
+    save_file(feature_tensors(net_input, rows_r_t, rows_a_t), os.path.join(cli.out, "features.safetensors"))
     save_file(stages, os.path.join(cli.out, "stages.safetensors"))
 
-    def sha(rel):
-        with open(os.path.join(cli.official, rel), "rb") as fh:
-            return hashlib.sha256(fh.read()).hexdigest()
-
-    official_files = ["vabs/models/vabs_net.py", "vabs/models/layers.py", "vabs/models/vabs_encoder.py",
-                      "vabs/data/protein_downstream_bindingsite_dataset.py", "vabs/data/data_utils.py"]
     pdb_rel = os.path.relpath(os.path.abspath(cli.pdb), os.path.abspath(os.path.join(HERE, "..", "..")))
     config = {
         "official_repo": "github.com/Heisenburger2020/Vabs-Net",
         "official_commit": OFFICIAL_COMMIT,
-        "official_sha256": {f: sha(f) for f in official_files},
-        "structure": pdb_rel, "chain": "A",
+        "official_sha256": official_sha(cli.official),
+        "structure": pdb_rel, "chain": cli.chain,
         "num_layers": args.num_layers, "node_dim": args.node_dim, "edge_dim": args.edge_dim,
         "encoder_attention_heads": args.encoder_attention_heads,
         "encoder_ffn_embed_dim": args.encoder_ffn_embed_dim,

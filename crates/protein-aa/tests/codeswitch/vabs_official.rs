@@ -123,6 +123,41 @@ fn featurisation_from_the_pdb_file_equals_the_official_pipeline() {
     }
 }
 
+/// The official pipeline on small real chains with the preprocessing's edge cases (fixtures by
+/// `vabs_official_reference.py --features-only`; the `.json` beside each names them): a
+/// residue missing its N (its frame uses the CA centroid in its place) and an insertion-code
+/// residue merging into the previous number with a name change (1BD2 D); HETATM residues inside
+/// the chain dropped, hydrogens skipped (2n0n A); alternate locations, the last record winning
+/// (disordered.pdb A); a residue without CA dropped mid-chain and a nonstandard ATOM residue typed
+/// unknown (namd_cgenff A). Node rows and edge lists identical, directions ≤ 1e-6.
+#[test]
+fn official_featurisation_edge_cases_equal_the_official_pipeline() {
+    for (stem, file, chain) in [
+        ("1BD2_short", "mdanalysistests/mmcif/1BD2_short.pdb.gz", "D"),
+        ("2n0n_M1", "biopython/2n0n_M1.pdb", "A"),
+        ("disordered", "biopython/disordered.pdb", "A"),
+        ("namd_cgenff", "mdanalysistests/namd_cgenff.pdb", "A"),
+    ] {
+        let f = candle_core::safetensors::load(fixtures().join(format!("{stem}_features.safetensors")), &Device::Cpu)
+            .unwrap();
+        let x =
+            featurize(&read_atom37(&super::file(file), Some(chain)).unwrap(), &FeaturizeOptions::default()).unwrap();
+        let flat = |e: &[[u32; 2]]| e.iter().flatten().copied().collect::<Vec<_>>();
+        assert_eq!(x.atom_type, ints(&f["atom_type"]), "{stem}: atom types");
+        assert_eq!(x.residue_type, ints(&f["residue_type"]), "{stem}: residue types");
+        assert_eq!(x.residue_idx, ints(&f["residue_idx_all"]), "{stem}: residue rows");
+        assert_eq!(x.res_mask, ints(&f["res_mask"]).into_iter().map(|m| m != 0).collect::<Vec<_>>(), "{stem}");
+        assert_eq!(flat(&x.edge_index), ints(&f["edge_index"]), "{stem}: residue edges");
+        assert_eq!(flat(&x.aa_edge_index), ints(&f["aa_edge_index"]), "{stem}: atom edges");
+        let pos = f64s(&f["atom_pos"]);
+        let dpos = x.atom_pos.iter().flatten().zip(&pos).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(dpos < 1e-9, "{stem}: positions differ by {dpos:e}");
+        let dr = direction_diff(&x.edge_vec, &f, "edge_vec");
+        let da = direction_diff(&x.edge_aa_vec, &f, "edge_aa_vec");
+        assert!(dr <= 1e-6 && da <= 1e-6, "{stem}: direction features differ: residue {dr:e}, atom {da:e}");
+    }
+}
+
 #[test]
 fn official_featurisation_refuses_what_the_official_code_cannot_take() {
     let mut chain = read_atom37(&super::file("pdbrust/examples/pdb_files/1UBQ.pdb"), None).unwrap();
