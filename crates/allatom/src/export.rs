@@ -245,7 +245,12 @@ pub fn is_vabs_checkpoint(path: &Path) -> Result<bool> {
         bail!("{}: no such checkpoint file", path.display());
     }
     crate::torch::data_pkl(path)?;
-    Ok(vabs_state_dict(path).is_ok())
+    // Names only (no tensor data read): an ESM checkpoint is not loaded twice.
+    const KEY: &str = "molecule_encoder.layer_norm.weight";
+    Ok([Some("model"), None].into_iter().any(|key| {
+        candle_core::pickle::read_pth_tensor_info(path, false, key)
+            .is_ok_and(|infos| infos.iter().any(|i| i.name == KEY))
+    }))
 }
 
 /// The state dict of a unicore checkpoint (`{"args", "model", …}`) or of a plain state dict.
