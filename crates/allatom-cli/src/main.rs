@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod convert;
 mod embed;
 mod eval;
@@ -84,6 +85,12 @@ enum Command {
     /// `embed --model`. This is the only place a pickle is read; the head count comes from the
     /// checkpoint's config (`--heads` otherwise).
     Convert(convert::Args),
+    /// Run a comparative experiment: every encoder on every task it can read, for every seed,
+    /// under one training budget, each (encoder, task, seed) a resumable run directory; then
+    /// results.md (mean ± sd tables), results.csv and results.json in --out. Pairings an
+    /// encoder cannot read are listed and skipped; finished runs are kept when re-run. Exits
+    /// with status 1 if a run failed.
+    Compare(compare::Args),
     /// Official-compatible Vabs-Net, step by step: `featurize` a structure file into the
     /// official model inputs, or run an official-mode package `forward` on such inputs and
     /// write every stage — to compare either with the official code.
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
         Command::Export(a) => export::run(a),
         Command::Convert(a) => convert::run(a),
         Command::VabsOfficial(a) => vabs_official::run(a),
+        Command::Compare(a) => compare::run(a),
     };
     match result {
         Ok(code) => code,

@@ -139,10 +139,15 @@ fn selection_metric(targets: &[Target]) -> &'static str {
 }
 
 /// Fills the official vocabulary of a GlycanAA/RGCN configuration from `vocab_glycans`.
-fn fill_vocab(config: &mut Value, config_path: &Path, vocab_glycans: &Option<PathBuf>) -> Result<()> {
+/// Whether an encoder configuration is GlycanAA / RGCN with the official featurisation (which
+/// needs a link vocabulary and reads monosaccharides only).
+fn official_glycan_featurisation(config: &Value) -> bool {
     let official = config.get("featurisation").and_then(Value::as_str).unwrap_or("official") == "official";
-    let glycan_family = matches!(config.get("family").and_then(Value::as_str), Some("glycanaa" | "rgcn"));
-    if !(glycan_family && official) || config.get("vocab").is_some() {
+    official && matches!(config.get("family").and_then(Value::as_str), Some("glycanaa" | "rgcn"))
+}
+
+fn fill_vocab(config: &mut Value, config_path: &Path, vocab_glycans: &Option<PathBuf>) -> Result<()> {
+    if !official_glycan_featurisation(config) || config.get("vocab").is_some() {
         return Ok(());
     }
     let Some(p) = vocab_glycans else {
@@ -359,6 +364,31 @@ pub(super) fn unit_task(config_path: &Path, cfg: &UnitTaskRun, run_dir: &Path) -
         "test": test_metrics, "units": { "train": count(&train), "valid": count(&valid), "test": count(&test) },
     });
     write_summary(run_dir, &report, extra, t.elapsed().as_secs_f64(), "windows").map_err(Into::into)
+}
+
+/// Why the encoder of task run `cfg` cannot read its data, if it cannot — without reading the
+/// data (the encoder is built once, from its configuration or its checkpoint). `None` for
+/// pretraining objectives.
+pub fn pairing_error(config_path: &Path, cfg: &super::RunConfig) -> Result<Option<String>> {
+    use super::RunConfig;
+    let (encoder, pretrained, traits, vocab) = match cfg {
+        RunConfig::GraphTask(c) => (&c.encoder, &c.pretrained, glycan_traits(&c.task.name), &c.vocab_glycans),
+        RunConfig::UnitTask(c) => (&c.encoder, &c.pretrained, unit_task_kind(&c.task)?.1, &None),
+        _ => return Ok(None),
+    };
+    let (mut config, ck) = encoder_config(config_path, encoder, pretrained)?;
+    match cfg {
+        RunConfig::GraphTask(_) => fill_vocab(&mut config, config_path, vocab)?,
+        _ if official_glycan_featurisation(&config) && config.get("vocab").is_none() => {
+            let family = config.get("family").and_then(Value::as_str).unwrap_or_default().to_string();
+            return Ok(Some(format!(
+                "{family} with the official featurisation reads monosaccharides only (set \"featurisation\": \"molecule\" for structures)"
+            )));
+        }
+        _ => {}
+    }
+    let enc = build(&config, 0, ck.as_ref())?;
+    Ok(check_pairing(enc.encoder.as_ref(), &traits).err())
 }
 
 /// `allatom eval`: a graph-task checkpoint (a run directory's best, or a checkpoint directory)

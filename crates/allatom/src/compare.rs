@@ -1,0 +1,372 @@
+//! Comparative experiments (`allatom compare`): encoders × tasks × seeds under one training
+//! budget, each (encoder, task, seed) an ordinary resumable run directory, and the results as
+//! tables (`results.md`) and rows (`results.csv`, `results.json`).
+//!
+//! An experiment file (JSON; relative paths are relative to it):
+//!
+//! ```json
+//! { "encoders": [ { "name": "rgcn", "encoder": { "family": "rgcn", "model": { … } } },
+//!                 { "name": "preglycanaa", "pretrained": "../runs/preglycanaa_small" } ],
+//!   "tasks": [ { "name": "glycan_type",
+//!                "run": { "objective": "graph_task", "task": { "dir": "../data/tasks", "name": "glycan_type" },
+//!                         "vocab_glycans": "../data/tasks/glycan_type.csv" } },
+//!              { "name": "dssp", "run": { "objective": "unit_task", "task": "dssp", "data": { … } } } ],
+//!   "seeds": [0, 1, 2],
+//!   "train": { "epochs": 20, "batch_size": 32, "optimizer": { "lr": 0.001 }, … } }
+//! ```
+//!
+//! A task's `run` is a task run configuration without `encoder`, `pretrained` and `train`; the
+//! encoder entry supplies the first two, the experiment the budget (the seed replaced per run).
+//! Pairings an encoder cannot read are listed before anything trains and skipped. A run whose
+//! `summary.json` exists is finished and skipped; any other run directory resumes from its
+//! latest checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::runs::{pairing_error, run, Overrides, RunConfig};
+
+/// One encoder of an experiment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentEncoder {
+    /// Name in tables and run directories (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// An encoder configuration with its `family`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<Value>,
+    /// A pretraining run or checkpoint directory whose encoder to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
+}
+
+/// One task of an experiment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentTask {
+    /// Name in tables and run directories.
+    pub name: String,
+    /// The task run configuration without `encoder`, `pretrained` and `train`.
+    pub run: Value,
+}
+
+/// An experiment file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// The encoders.
+    pub encoders: Vec<ExperimentEncoder>,
+    /// The tasks.
+    pub tasks: Vec<ExperimentTask>,
+    /// Seeds (each also draws the split of structure tasks).
+    pub seeds: Vec<u64>,
+    /// The one training budget (a `train` section; its `seed` is replaced).
+    pub train: Value,
+}
+
+/// One (encoder, task, seed) of the matrix.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// Encoder name.
+    pub encoder: String,
+    /// Task name.
+    pub task: String,
+    /// Seed.
+    pub seed: u64,
+    /// The run configuration.
+    pub config: RunConfig,
+    /// Its run directory.
+    pub dir: PathBuf,
+}
+
+fn check_name(kind: &str, name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
+    {
+        bail!("{kind} name {name:?}: use letters, digits, '-', '_' and '.' (it names run directories)");
+    }
+    Ok(())
+}
+
+impl Experiment {
+    /// Reads an experiment file; errors name the file and the field.
+    pub fn read(path: &Path) -> Result<Experiment> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let e: Experiment = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an experiment (encoders, tasks, seeds, train)", path.display()))?;
+        if e.encoders.is_empty() || e.tasks.is_empty() || e.seeds.is_empty() {
+            bail!("{}: an experiment needs at least one encoder, one task and one seed", path.display());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in e.encoders.iter().map(|x| ("encoder", &x.name)).chain(e.tasks.iter().map(|t| ("task", &t.name))) {
+            check_name(n.0, n.1)?;
+            if !seen.insert((n.0, n.1.clone())) {
+                bail!("{}: {} {:?} appears twice", path.display(), n.0, n.1);
+            }
+        }
+        Ok(e)
+    }
+
+    /// Every (encoder, task, seed) with its run configuration, encoders outermost.
+    pub fn cells(&self, out: &Path) -> Result<Vec<Cell>> {
+        let mut cells = Vec::new();
+        for e in &self.encoders {
+            for t in &self.tasks {
+                for &seed in &self.seeds {
+                    let Some(obj) = t.run.as_object() else { bail!("task {}: `run` must be an object", t.name) };
+                    for k in ["encoder", "pretrained", "train"] {
+                        if obj.contains_key(k) {
+                            bail!(
+                                "task {}: `run` may not hold `{k}` (the encoder entry and the experiment give it)",
+                                t.name
+                            );
+                        }
+                    }
+                    let mut run = obj.clone();
+                    if let Some(enc) = &e.encoder {
+                        run.insert("encoder".into(), enc.clone());
+                    }
+                    if let Some(p) = &e.pretrained {
+                        run.insert("pretrained".into(), json!(p));
+                    }
+                    let mut train = self.train.clone();
+                    train["seed"] = json!(seed);
+                    run.insert("train".into(), train);
+                    let config: RunConfig = serde_json::from_value(Value::Object(run))
+                        .with_context(|| format!("encoder {} × task {}: not a run configuration", e.name, t.name))?;
+                    if config.is_pretraining() {
+                        bail!("task {}: a pretraining objective; compare takes graph_task and unit_task", t.name);
+                    }
+                    cells.push(Cell {
+                        encoder: e.name.clone(),
+                        task: t.name.clone(),
+                        seed,
+                        config,
+                        dir: out.join("runs").join(format!("{}__{}__s{seed}", e.name, t.name)),
+                    });
+                }
+            }
+        }
+        Ok(cells)
+    }
+}
+
+/// One finished run, as `results.json` holds it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// Encoder name.
+    pub encoder: String,
+    /// Task name.
+    pub task: String,
+    /// Seed.
+    pub seed: u64,
+    /// Encoder family.
+    pub family: String,
+    /// Test metrics (at the best validation epoch).
+    pub test: BTreeMap<String, f64>,
+    /// The best validation value of the selection metric and its epoch.
+    pub best_valid: Option<f64>,
+    /// Epoch of `best_valid`.
+    pub best_epoch: Option<u64>,
+    /// Epochs trained.
+    pub epochs: Option<u64>,
+    /// Seconds of the call that finished the run.
+    pub seconds: Option<f64>,
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+fn row_of(cell: &Cell, summary: &Value) -> ResultRow {
+    let test = summary["test"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect())
+        .unwrap_or_default();
+    ResultRow {
+        encoder: cell.encoder.clone(),
+        task: cell.task.clone(),
+        seed: cell.seed,
+        family: summary["family"].as_str().unwrap_or_default().to_string(),
+        test,
+        best_valid: summary["best"][0].as_f64(),
+        best_epoch: summary["best"][1].as_u64(),
+        epochs: summary["epochs_done"].as_u64(),
+        seconds: summary["seconds_this_call"].as_f64(),
+        dir: cell.dir.clone(),
+    }
+}
+
+/// What [`compare`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Compared {
+    /// Finished runs (this call's and earlier ones).
+    pub rows: Vec<ResultRow>,
+    /// `(encoder, task, reason)` of the pairings skipped.
+    pub skipped: Vec<(String, String, String)>,
+    /// Runs that failed: `(encoder, task, seed, error)`.
+    pub failed: Vec<(String, String, u64, String)>,
+    /// Runs skipped because they had finished before.
+    pub reused: usize,
+}
+
+/// Runs (or resumes) the experiment in `path`, writing run directories under `out/runs/` and
+/// `results.md`, `results.csv`, `results.json` in `out` (rewritten after every run, so an
+/// interrupted experiment leaves the tables of what finished). Progress goes to stderr, one line
+/// per event.
+pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
+    let exp = Experiment::read(path)?;
+    let cells = exp.cells(out)?;
+    std::fs::create_dir_all(out.join("runs")).with_context(|| format!("creating {}", out.display()))?;
+    // Impossible pairings, once per (encoder, task), before anything trains.
+    let mut res = Compared::default();
+    let mut refused = std::collections::HashSet::new();
+    for c in cells.iter().filter(|c| c.seed == exp.seeds[0]) {
+        if let Some(why) = pairing_error(path, &c.config).with_context(|| format!("{} × {}", c.encoder, c.task))? {
+            eprintln!("skip {} × {}: {why}", c.encoder, c.task);
+            refused.insert((c.encoder.clone(), c.task.clone()));
+            res.skipped.push((c.encoder.clone(), c.task.clone(), why));
+        }
+    }
+    let todo: Vec<&Cell> = cells.iter().filter(|c| !refused.contains(&(c.encoder.clone(), c.task.clone()))).collect();
+    let total = todo.len();
+    let start = std::time::Instant::now();
+    for (i, c) in todo.iter().enumerate() {
+        let label = format!("[{}/{total}] {} × {} seed {}", i + 1, c.encoder, c.task, c.seed);
+        let summary_path = c.dir.join("summary.json");
+        if let Ok(text) = std::fs::read_to_string(&summary_path) {
+            if let Ok(summary) = serde_json::from_str::<Value>(&text) {
+                eprintln!("{label}: finished before, kept");
+                res.rows.push(row_of(c, &summary));
+                res.reused += 1;
+                continue;
+            }
+        }
+        eprintln!(
+            "{label}: {} ({:.0} s into the matrix)",
+            if c.dir.exists() { "resuming" } else { "running" },
+            start.elapsed().as_secs_f64()
+        );
+        let t = std::time::Instant::now();
+        match run(path, c.config.clone(), &c.dir, &Overrides::default()) {
+            Ok(summary) => {
+                let row = row_of(c, &summary);
+                eprintln!("{label}: done in {:.0} s, test {}", t.elapsed().as_secs_f64(), metrics_line(&row.test));
+                res.rows.push(row);
+            }
+            Err(e) => {
+                eprintln!("{label}: failed: {e:#}");
+                res.failed.push((c.encoder.clone(), c.task.clone(), c.seed, format!("{e:#}")));
+            }
+        }
+        write_results(out, &exp, &res)?;
+    }
+    write_results(out, &exp, &res)?;
+    Ok(res)
+}
+
+fn metrics_line(m: &BTreeMap<String, f64>) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (mean, sd)
+}
+
+/// Writes `results.json` (one row per finished run), `results.csv` (the same, one column per
+/// metric) and `results.md` (per task: encoders × test metrics, mean ± sd over seeds; skipped
+/// pairings and failures listed).
+pub fn write_results(out: &Path, exp: &Experiment, res: &Compared) -> Result<()> {
+    let metrics: std::collections::BTreeSet<&String> = res.rows.iter().flat_map(|r| r.test.keys()).collect();
+    let json = serde_json::to_vec_pretty(&json!({
+        "rows": res.rows,
+        "skipped": res.skipped.iter().map(|(e, t, w)| json!({"encoder": e, "task": t, "reason": w})).collect::<Vec<_>>(),
+        "failed": res.failed.iter().map(|(e, t, s, w)| json!({"encoder": e, "task": t, "seed": s, "error": w})).collect::<Vec<_>>(),
+    }))?;
+    let mut csv = String::from("encoder,task,seed,family,best_valid,best_epoch,epochs,seconds");
+    for m in &metrics {
+        csv.push_str(&format!(",test_{m}"));
+    }
+    csv.push('\n');
+    let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    for r in &res.rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{}",
+            r.encoder,
+            r.task,
+            r.seed,
+            r.family,
+            opt(r.best_valid),
+            r.best_epoch.map(|e| e.to_string()).unwrap_or_default(),
+            r.epochs.map(|e| e.to_string()).unwrap_or_default(),
+            opt(r.seconds)
+        ));
+        for m in &metrics {
+            csv.push_str(&format!(",{}", opt(r.test.get(*m).copied())));
+        }
+        csv.push('\n');
+    }
+    let mut md = String::from(
+        "# Results\n\nTest metrics at the best validation epoch, mean ± sd over the seeds that finished (n).\n",
+    );
+    for t in &exp.tasks {
+        let rows: Vec<&ResultRow> = res.rows.iter().filter(|r| r.task == t.name).collect();
+        let names: Vec<&String> = {
+            let set: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.test.keys()).collect();
+            set.into_iter().collect()
+        };
+        md.push_str(&format!("\n## {}\n\n", t.name));
+        if rows.is_empty() {
+            md.push_str("No finished runs.\n");
+            continue;
+        }
+        md.push_str("| encoder | n |");
+        for m in &names {
+            md.push_str(&format!(" {m} |"));
+        }
+        md.push_str("\n| --- | --- |");
+        md.push_str(&" --- |".repeat(names.len()));
+        md.push('\n');
+        for e in &exp.encoders {
+            let mine: Vec<&&ResultRow> = rows.iter().filter(|r| r.encoder == e.name).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            md.push_str(&format!("| {} | {} |", e.name, mine.len()));
+            for m in &names {
+                let v: Vec<f64> = mine.iter().filter_map(|r| r.test.get(*m).copied()).collect();
+                if v.is_empty() {
+                    md.push_str(" |");
+                } else {
+                    let (mean, sd) = mean_sd(&v);
+                    md.push_str(&format!(" {mean:.4} ± {sd:.4} |"));
+                }
+            }
+            md.push('\n');
+        }
+    }
+    if !res.skipped.is_empty() {
+        md.push_str("\n## Pairings skipped\n\n");
+        for (e, t, w) in &res.skipped {
+            md.push_str(&format!("- {e} × {t}: {w}\n"));
+        }
+    }
+    if !res.failed.is_empty() {
+        md.push_str("\n## Failed runs\n\n");
+        for (e, t, s, w) in &res.failed {
+            md.push_str(&format!("- {e} × {t} seed {s}: {}\n", w.lines().next().unwrap_or_default()));
+        }
+    }
+    let files = [
+        (out.join("results.json"), json),
+        (out.join("results.csv"), csv.into_bytes()),
+        (out.join("results.md"), md.into_bytes()),
+    ];
+    let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+    Ok(aa_pretrain::checkpoint::write_set(&refs)?)
+}
