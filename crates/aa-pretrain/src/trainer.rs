@@ -442,39 +442,22 @@ pub fn clip_grad_norm(
 
 /// The training loss per step and the selection metric per epoch as an SVG line chart.
 fn write_curve(path: &Path, state: &TrainerState, metric: &str) -> Result<()> {
-    let (w, h, pad) = (640.0, 320.0, 40.0);
-    let poly = |ys: &[(f64, f64)], color: &str| -> String {
-        let finite: Vec<&(f64, f64)> = ys.iter().filter(|p| p.1.is_finite()).collect();
-        if finite.is_empty() {
-            return String::new();
-        }
-        let (x0, x1) =
-            (finite.iter().map(|p| p.0).fold(f64::MAX, f64::min), finite.iter().map(|p| p.0).fold(f64::MIN, f64::max));
-        let (y0, y1) =
-            (finite.iter().map(|p| p.1).fold(f64::MAX, f64::min), finite.iter().map(|p| p.1).fold(f64::MIN, f64::max));
-        let sx = |x: f64| pad + (x - x0) / (x1 - x0).max(1e-12) * (w - 2.0 * pad);
-        let sy = |y: f64| h - pad - (y - y0) / (y1 - y0).max(1e-12) * (h - 2.0 * pad);
-        let pts: Vec<String> = finite.iter().map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1))).collect();
-        format!(
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n<text x=\"{pad}\" y=\"{}\" fill=\"{color}\" font-size=\"11\">{y0:.4} … {y1:.4}</text>\n",
-            pts.join(" "),
-            if color == "steelblue" { 14.0 } else { 28.0 }
-        )
+    use aa_plot::{Chart, Marks, Series};
+    let losses: Vec<(f64, f64)> = state.losses.iter().enumerate().map(|(i, &l)| (i as f64 + 1.0, l)).collect();
+    let valid: Vec<(f64, f64)> =
+        state.history.iter().filter_map(|r| r.valid.get(metric).map(|&v| (r.epoch as f64 + 1.0, v))).collect();
+    let train = Chart {
+        title: "training loss per optimiser step".into(),
+        x_label: "step".into(),
+        y_label: "training loss".into(),
+        marks: Marks::Lines(vec![Series { label: "train".into(), points: losses }]),
     };
-    let losses: Vec<(f64, f64)> = state.losses.iter().enumerate().map(|(i, &l)| (i as f64, l)).collect();
-    let per_epoch = state.losses.len() as f64 / state.history.len().max(1) as f64;
-    let valid: Vec<(f64, f64)> = state
-        .history
-        .iter()
-        .filter_map(|r| r.valid.get(metric).map(|&v| ((r.epoch as f64 + 1.0) * per_epoch, v)))
-        .collect();
-    let svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"14\" font-size=\"12\" text-anchor=\"end\"><tspan fill=\"steelblue\">training loss per step</tspan> · <tspan fill=\"darkorange\">validation {metric} per epoch</tspan></text>\n{}{}</svg>\n",
-        w - pad,
-        poly(&losses, "steelblue"),
-        poly(&valid, "darkorange"),
-    );
+    let val = Chart {
+        title: format!("validation {metric} per epoch"),
+        x_label: "epoch".into(),
+        y_label: format!("validation {metric}"),
+        marks: Marks::Lines(vec![Series { label: "valid".into(), points: valid }]),
+    };
+    let svg = aa_plot::stack(&[train, val], 640, 300);
     crate::checkpoint::write_atomic(path, svg.as_bytes())
 }

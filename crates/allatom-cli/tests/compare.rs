@@ -2,7 +2,8 @@
 //! 1-in-150 subset of the glycowork task) and DSSP (six mdanalysistests chains), one seed, one
 //! epoch. The impossible pairings (Vabs-Net on glycans without coordinates, RGCN on residues)
 //! are listed and skipped; killing the command after its first run and running it again keeps
-//! that run and finishes the other; the tables name both.
+//! that run and finishes the other; the tables name both; every plot's PNG decodes at the
+//! stated size.
 
 use std::path::Path;
 use std::process::Command;
@@ -91,6 +92,16 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("encoder,task,seed,family,best_valid,best_epoch,epochs,seconds,test_accuracy"), "{csv}");
+    // Plots: per task the test bars and the validation curves, SVG and PNG of the stated size.
+    for task in ["glycan_type", "dssp"] {
+        for kind in ["test", "valid"] {
+            let svg = std::fs::read_to_string(out.join(format!("plots/{task}_{kind}.svg"))).unwrap();
+            assert!(svg.contains(if kind == "test" { "encoder" } else { "epoch" }), "{task} {kind}");
+            let png = std::fs::read(out.join(format!("plots/{task}_{kind}.png"))).unwrap();
+            let dec = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+            assert_eq!((dec.info().width, dec.info().height), allatom::compare::PLOT_SIZE, "{task} {kind}");
+        }
+    }
     // A third call trains nothing.
     let res = allatom().args(["compare", "--experiment"]).arg(&exp).arg("--out").arg(&out).output().unwrap();
     let err = String::from_utf8_lossy(&res.stderr);

@@ -1,6 +1,8 @@
 //! Comparative experiments (`allatom compare`): encoders × tasks × seeds under one training
 //! budget, each (encoder, task, seed) an ordinary resumable run directory, and the results as
-//! tables (`results.md`) and rows (`results.csv`, `results.json`).
+//! tables (`results.md`), rows (`results.csv`, `results.json`) and plots (`plots/<task>_test`
+//! bars of the headline test metric per encoder with ± sd, `plots/<task>_valid` validation
+//! curves per encoder; SVG and PNG, [`PLOT_SIZE`]).
 //!
 //! An experiment file (JSON; relative paths are relative to it):
 //!
@@ -177,6 +179,9 @@ pub struct ResultRow {
     pub seconds: Option<f64>,
     /// The run directory.
     pub dir: PathBuf,
+    /// Validation metrics per epoch (`(epoch, metrics)`, epochs from 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_history: Vec<(u64, BTreeMap<String, f64>)>,
 }
 
 fn row_of(cell: &Cell, summary: &Value) -> ResultRow {
@@ -195,6 +200,18 @@ fn row_of(cell: &Cell, summary: &Value) -> ResultRow {
         epochs: summary["epochs_done"].as_u64(),
         seconds: summary["seconds_this_call"].as_f64(),
         dir: cell.dir.clone(),
+        valid_history: summary["history"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|r| {
+                        let m = r["valid"].as_object()?;
+                        let m = m.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect();
+                        Some((r["epoch"].as_u64()? + 1, m))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -362,11 +379,81 @@ pub fn write_results(out: &Path, exp: &Experiment, res: &Compared) -> Result<()>
             md.push_str(&format!("- {e} × {t} seed {s}: {}\n", w.lines().next().unwrap_or_default()));
         }
     }
-    let files = [
+    let mut files = vec![
         (out.join("results.json"), json),
         (out.join("results.csv"), csv.into_bytes()),
         (out.join("results.md"), md.into_bytes()),
     ];
+    std::fs::create_dir_all(out.join("plots")).with_context(|| format!("creating {}/plots", out.display()))?;
+    for (name, chart) in charts(exp, res) {
+        files.push((out.join(format!("plots/{name}.svg")), chart.svg(PLOT_SIZE.0, PLOT_SIZE.1).into_bytes()));
+        files.push((out.join(format!("plots/{name}.png")), chart.png(PLOT_SIZE.0, PLOT_SIZE.1)?));
+    }
     let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
     Ok(aa_pretrain::checkpoint::write_set(&refs)?)
+}
+
+/// Size of every plot, pixels.
+pub const PLOT_SIZE: (u32, u32) = (640, 360);
+
+/// The metric a task's plots show: AUPRC for binary tasks, else macro-F1, else the first.
+fn headline(rows: &[&ResultRow]) -> Option<String> {
+    let names: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.test.keys()).collect();
+    ["auprc", "macro_f1"]
+        .iter()
+        .find(|m| names.iter().any(|n| n == *m))
+        .map(|m| m.to_string())
+        .or_else(|| names.iter().next().map(|s| s.to_string()))
+}
+
+/// Per task: `<task>_test` (bars: the headline test metric per encoder, mean ± sd over seeds)
+/// and `<task>_valid` (lines: the headline validation metric per epoch, mean over seeds).
+fn charts(exp: &Experiment, res: &Compared) -> Vec<(String, aa_plot::Chart)> {
+    use aa_plot::{Bar, Chart, Marks, Series};
+    let mut out = Vec::new();
+    for t in &exp.tasks {
+        let rows: Vec<&ResultRow> = res.rows.iter().filter(|r| r.task == t.name).collect();
+        let Some(metric) = headline(&rows) else { continue };
+        let mut bars = Vec::new();
+        let mut curves = Vec::new();
+        for e in &exp.encoders {
+            let mine: Vec<&&ResultRow> = rows.iter().filter(|r| r.encoder == e.name).collect();
+            let v: Vec<f64> = mine.iter().filter_map(|r| r.test.get(&metric).copied()).collect();
+            if v.is_empty() {
+                continue;
+            }
+            let (mean, sd) = mean_sd(&v);
+            bars.push(Bar { label: e.name.clone(), value: mean, error: sd });
+            let mut by_epoch: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for r in &mine {
+                for (ep, m) in &r.valid_history {
+                    if let Some(x) = m.get(&metric) {
+                        by_epoch.entry(*ep).or_default().push(*x);
+                    }
+                }
+            }
+            let points = by_epoch.into_iter().map(|(ep, xs)| (ep as f64, mean_sd(&xs).0)).collect();
+            curves.push(Series { label: e.name.clone(), points });
+        }
+        let n = exp.seeds.len();
+        out.push((
+            format!("{}_test", t.name),
+            Chart {
+                title: format!("{}: test {metric} (mean ± sd over up to {n} seeds)", t.name),
+                x_label: "encoder".into(),
+                y_label: format!("test {metric}"),
+                marks: Marks::Bars(bars),
+            },
+        ));
+        out.push((
+            format!("{}_valid", t.name),
+            Chart {
+                title: format!("{}: validation {metric} per epoch (mean over seeds)", t.name),
+                x_label: "epoch".into(),
+                y_label: format!("validation {metric}"),
+                marks: Marks::Lines(curves),
+            },
+        ));
+    }
+    out
 }
