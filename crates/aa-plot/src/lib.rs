@@ -257,6 +257,71 @@ impl Chart {
     }
 }
 
+/// The first two principal components of `rows` (each row one point): the rows centred, then
+/// projected on the two leading eigenvectors of their covariance (power iteration with
+/// deflation, in f64; each vector's sign fixed so that its largest entry is positive). Rows of
+/// unequal width, or fewer than two rows, give an empty result.
+pub fn pca_2d(rows: &[Vec<f32>]) -> Vec<(f64, f64)> {
+    let n = rows.len();
+    let Some(d) = rows.first().map(Vec::len) else { return Vec::new() };
+    if n < 2 || d == 0 || rows.iter().any(|r| r.len() != d) {
+        return Vec::new();
+    }
+    let mut mean = vec![0f64; d];
+    for r in rows {
+        for (m, &x) in mean.iter_mut().zip(r) {
+            *m += f64::from(x) / n as f64;
+        }
+    }
+    let centred: Vec<Vec<f64>> =
+        rows.iter().map(|r| r.iter().zip(&mean).map(|(&x, m)| f64::from(x) - m).collect()).collect();
+    let mut cov = vec![0f64; d * d];
+    for r in &centred {
+        for i in 0..d {
+            if r[i] == 0.0 {
+                continue;
+            }
+            for j in 0..d {
+                cov[i * d + j] += r[i] * r[j];
+            }
+        }
+    }
+    let mut comps: Vec<Vec<f64>> = Vec::new();
+    for c in 0..2 {
+        // Deterministic start, not orthogonal to any fixed direction by construction.
+        let mut v: Vec<f64> = (0..d).map(|i| 1.0 + ((i * 7 + c * 3) % 11) as f64 / 11.0).collect();
+        for _ in 0..500 {
+            let mut w: Vec<f64> = (0..d).map(|i| (0..d).map(|j| cov[i * d + j] * v[j]).sum()).collect();
+            for p in &comps {
+                let dot: f64 = w.iter().zip(p).map(|(a, b)| a * b).sum();
+                w.iter_mut().zip(p).for_each(|(a, b)| *a -= dot * b);
+            }
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm < 1e-300 {
+                break;
+            }
+            w.iter_mut().for_each(|x| *x /= norm);
+            let change: f64 = w.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
+            v = w;
+            if change < 1e-12 {
+                break;
+            }
+        }
+        let big = v.iter().copied().fold(0f64, |a, x| if x.abs() > a.abs() { x } else { a });
+        if big < 0.0 {
+            v.iter_mut().for_each(|x| *x = -*x);
+        }
+        comps.push(v);
+    }
+    centred
+        .iter()
+        .map(|r| {
+            let p = |v: &[f64]| r.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+            (p(&comps[0]), p(&comps[1]))
+        })
+        .collect()
+}
+
 /// Charts stacked top to bottom in one SVG document, each `width` × `height` pixels.
 pub fn stack(charts: &[Chart], width: u32, height: u32) -> String {
     let total = height * charts.len() as u32;
@@ -321,6 +386,25 @@ mod tests {
             let dec = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
             assert_eq!((dec.info().width, dec.info().height), (480, 300));
         }
+    }
+
+    #[test]
+    fn pca_finds_the_directions_of_largest_spread() {
+        // Points spread 10× more along (1, 1, 0)/√2 than along (0, 0, 1); none along (1, -1, 0).
+        let rows: Vec<Vec<f32>> = (0..40)
+            .map(|i| {
+                let (a, b) = ((i as f32 - 20.0) * 0.5, if i % 4 == 0 || i % 4 == 3 { 1.0 } else { -1.0 });
+                vec![a / 2f32.sqrt() + 3.0, a / 2f32.sqrt() - 1.0, b]
+            })
+            .collect();
+        let p = pca_2d(&rows);
+        assert_eq!(p.len(), 40);
+        for (i, (x, y)) in p.iter().enumerate() {
+            let a = (i as f64 - 20.0) * 0.5 + 0.25; // centred (the mean of a is −0.25)
+            assert!((x - a).abs() < 1e-4, "{i}: {x} vs {a}");
+            assert!((y.abs() - 1.0).abs() < 1e-4, "{i}: {y}");
+        }
+        assert!(pca_2d(&rows[..1]).is_empty());
     }
 
     #[test]

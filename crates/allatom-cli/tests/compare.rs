@@ -102,6 +102,11 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
             assert_eq!((dec.info().width, dec.info().height), allatom::compare::PLOT_SIZE, "{task} {kind}");
         }
     }
+    let png = std::fs::read(out.join("plots/glycan_type_rgcn_pca.png")).unwrap();
+    let dec = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+    assert_eq!((dec.info().width, dec.info().height), allatom::compare::PLOT_SIZE);
+    let svg = std::fs::read_to_string(out.join("plots/glycan_type_rgcn_pca.svg")).unwrap();
+    assert!(svg.contains("principal component 1") && svg.contains("<circle"), "{svg}");
     // A third call trains nothing.
     let res = allatom().args(["compare", "--experiment"]).arg(&exp).arg("--out").arg(&out).output().unwrap();
     let err = String::from_utf8_lossy(&res.stderr);

@@ -2,7 +2,8 @@
 //! budget, each (encoder, task, seed) an ordinary resumable run directory, and the results as
 //! tables (`results.md`), rows (`results.csv`, `results.json`) and plots (`plots/<task>_test`
 //! bars of the headline test metric per encoder with ± sd, `plots/<task>_valid` validation
-//! curves per encoder; SVG and PNG, [`PLOT_SIZE`]).
+//! curves per encoder, `plots/<task>_<encoder>_pca` maps of graph embeddings coloured by class;
+//! SVG and PNG, [`PLOT_SIZE`]).
 //!
 //! An experiment file (JSON; relative paths are relative to it):
 //!
@@ -280,7 +281,78 @@ pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
         write_results(out, &exp, &res)?;
     }
     write_results(out, &exp, &res)?;
+    let graph_tasks: std::collections::HashSet<&str> =
+        cells.iter().filter(|c| matches!(c.config, RunConfig::GraphTask(_))).map(|c| c.task.as_str()).collect();
+    write_maps(out, &exp, &res, &graph_tasks)?;
     Ok(res)
+}
+
+/// Classes drawn in their own colour on an embedding map; the rest are "other".
+const MAP_CLASSES: usize = 9;
+
+/// Per graph task and encoder, `plots/<task>_<encoder>_pca`: the first two principal components
+/// of the test glycans' graph embeddings (the readout the head reads) from the first seed's
+/// best checkpoint, coloured by class (of the first target; the most frequent classes, the rest
+/// as "other").
+fn write_maps(
+    out: &Path,
+    exp: &Experiment,
+    res: &Compared,
+    graph_tasks: &std::collections::HashSet<&str>,
+) -> Result<()> {
+    use aa_plot::{Chart, Marks, Series};
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for t in exp.tasks.iter().filter(|t| graph_tasks.contains(t.name.as_str())) {
+        for e in &exp.encoders {
+            let Some(row) = res.rows.iter().find(|r| r.task == t.name && r.encoder == e.name) else { continue };
+            let (emb, labels, classes) = crate::runs::graph_embeddings(&row.dir, "test")
+                .with_context(|| format!("embeddings of {} × {}", e.name, t.name))?;
+            let xy = aa_plot::pca_2d(&emb);
+            if xy.is_empty() {
+                continue;
+            }
+            let mut count = vec![0usize; classes.len().max(1)];
+            for &l in &labels {
+                if let Some(c) = count.get_mut(l) {
+                    *c += 1;
+                }
+            }
+            let mut order: Vec<usize> = (0..count.len()).filter(|&c| count[c] > 0).collect();
+            order.sort_by(|a, b| count[*b].cmp(&count[*a]).then(a.cmp(b)));
+            let shown: Vec<usize> = order.iter().copied().take(MAP_CLASSES).collect();
+            let mut series: Vec<Series> = shown
+                .iter()
+                .map(|&c| Series {
+                    label: classes.get(c).cloned().unwrap_or_else(|| c.to_string()),
+                    points: Vec::new(),
+                })
+                .collect();
+            let mut other = Series { label: "other".into(), points: Vec::new() };
+            for (&p, &l) in xy.iter().zip(&labels) {
+                match shown.iter().position(|&c| c == l) {
+                    Some(k) => series[k].points.push(p),
+                    None => other.points.push(p),
+                }
+            }
+            if !other.points.is_empty() {
+                series.push(other);
+            }
+            let chart = Chart {
+                title: format!("{} × {}: test graph embeddings, seed {}", t.name, e.name, row.seed),
+                x_label: "principal component 1".into(),
+                y_label: "principal component 2".into(),
+                marks: Marks::Points(series),
+            };
+            let name = format!("plots/{}_{}_pca", t.name, e.name);
+            files.push((out.join(format!("{name}.svg")), chart.svg(PLOT_SIZE.0, PLOT_SIZE.1).into_bytes()));
+            files.push((out.join(format!("{name}.png")), chart.png(PLOT_SIZE.0, PLOT_SIZE.1)?));
+        }
+    }
+    let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+    if !refs.is_empty() {
+        aa_pretrain::checkpoint::write_set(&refs)?;
+    }
+    Ok(())
 }
 
 fn metrics_line(m: &BTreeMap<String, f64>) -> String {

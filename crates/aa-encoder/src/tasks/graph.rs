@@ -84,6 +84,21 @@ impl GraphTask {
         self.head.forward(&self.readout.forward(&out, train)?)
     }
 
+    /// Graph embeddings `[items, readout width]` (the readout of the encoder's output, the head's
+    /// input), inference path, in batches of 256.
+    pub fn embeddings(&self, items: &[GraphItem]) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        for chunk in items.chunks(256) {
+            let windows: Vec<&Window> = chunk.iter().map(|b| &b.window).collect();
+            let out = self.encoder.forward(&self.encoder.featurize(&windows)?, false)?;
+            parts.push(self.readout.forward(&out, false)?);
+        }
+        if parts.is_empty() {
+            return Tensor::zeros((0, self.readout.dim(self.encoder.unit_dim())), DType::F32, &self.device);
+        }
+        Tensor::cat(&parts, 0)
+    }
+
     /// Mean over targets of each target's loss; `labels[i][t]` are item `i`'s labels for
     /// target `t`.
     fn loss_of(&self, logits: &Tensor, labels: &[Vec<Vec<usize>>]) -> Result<Tensor> {

@@ -394,6 +394,29 @@ pub fn pairing_error(config_path: &Path, cfg: &super::RunConfig) -> Result<Optio
 /// `allatom eval`: a graph-task checkpoint (a run directory's best, or a checkpoint directory)
 /// on one split of its task; `task_dir` overrides the recorded task directory.
 pub fn eval(checkpoint: &Path, split: &str, task_dir: Option<&Path>) -> Result<Value> {
+    let (dir, task, objective, items, skipped) = load_graph_split(checkpoint, split, task_dir)?;
+    let metrics = objective.evaluate(&items)?;
+    Ok(json!({
+        "checkpoint": dir, "task": task.name, "split": split, "glycans": items.len(), "skipped": skipped, "metrics": metrics,
+    }))
+}
+
+/// Graph embeddings of one split of a graph-task checkpoint's task (the readout the head
+/// reads), with each glycan's class in the first target and that target's class names.
+pub fn graph_embeddings(checkpoint: &Path, split: &str) -> Result<(Vec<Vec<f32>>, Vec<usize>, Vec<String>)> {
+    let (_, task, objective, items, _) = load_graph_split(checkpoint, split, None)?;
+    let e = objective.embeddings(&items)?.to_vec2::<f32>()?;
+    let labels = items.iter().map(|i| i.labels[0].first().copied().unwrap_or(0)).collect();
+    Ok((e, labels, task.targets[0].classes.clone()))
+}
+
+/// A graph-task checkpoint's task, its model (weights loaded) and the items of one split.
+#[allow(clippy::type_complexity)]
+fn load_graph_split(
+    checkpoint: &Path,
+    split: &str,
+    task_dir: Option<&Path>,
+) -> Result<(PathBuf, GlycanTask, GraphTask, Vec<GraphItem>, usize)> {
     let which = match split {
         "train" => 0,
         "valid" => 1,
@@ -432,8 +455,5 @@ pub fn eval(checkpoint: &Path, split: &str, task_dir: Option<&Path>) -> Result<V
     warm_start(&store.all(), &ck, |_| true)?;
     let (mut items, skipped) = glycan_items(&task, &graphs);
     let items = std::mem::take(&mut items[which]);
-    let metrics = objective.evaluate(&items)?;
-    Ok(json!({
-        "checkpoint": dir, "task": task.name, "split": split, "glycans": items.len(), "skipped": skipped, "metrics": metrics,
-    }))
+    Ok((dir, task, objective, items, skipped))
 }
