@@ -305,8 +305,9 @@ fn write_maps(
     for t in exp.tasks.iter().filter(|t| graph_tasks.contains(t.name.as_str())) {
         for e in &exp.encoders {
             let Some(row) = res.rows.iter().find(|r| r.task == t.name && r.encoder == e.name) else { continue };
-            let (emb, labels, classes) = crate::runs::graph_embeddings(&row.dir, "test")
-                .with_context(|| format!("embeddings of {} × {}", e.name, t.name))?;
+            let crate::runs::GraphEmbeddings { rows: emb, labels, classes } =
+                crate::runs::graph_embeddings(&row.dir, "test")
+                    .with_context(|| format!("embeddings of {} × {}", e.name, t.name))?;
             let xy = aa_plot::pca_2d(&emb);
             if xy.is_empty() {
                 continue;

@@ -364,14 +364,14 @@ pub fn featurize(chain: &Atom37Residues, opts: &FeaturizeOptions) -> Result<Offi
     let mut ca_row = Vec::with_capacity(n);
     for (k, &r) in keep.iter().enumerate() {
         let res = &chain.residues[r];
-        for s in 0..37 {
+        for (s, &pos) in all37[k].iter().enumerate() {
             if !res.mask[s] {
                 continue;
             }
             if s == 1 {
                 ca_row.push(out.atom_type.len());
             }
-            out.atom_pos.push(all37[k][s]);
+            out.atom_pos.push(pos);
             out.atom_type.push(s as u32);
             out.residue_type.push(res.residue_type);
             out.residue_idx.push(k as u32);

@@ -401,13 +401,24 @@ pub fn eval(checkpoint: &Path, split: &str, task_dir: Option<&Path>) -> Result<V
     }))
 }
 
-/// Graph embeddings of one split of a graph-task checkpoint's task (the readout the head
-/// reads), with each glycan's class in the first target and that target's class names.
-pub fn graph_embeddings(checkpoint: &Path, split: &str) -> Result<(Vec<Vec<f32>>, Vec<usize>, Vec<String>)> {
+/// Graph embeddings of one split of a graph-task checkpoint's task.
+#[derive(Clone, Debug)]
+pub struct GraphEmbeddings {
+    /// One row per glycan: the readout the head reads.
+    pub rows: Vec<Vec<f32>>,
+    /// Each glycan's class in the first target.
+    pub labels: Vec<usize>,
+    /// The first target's class names.
+    pub classes: Vec<String>,
+}
+
+/// [`GraphEmbeddings`] of split `split` (`train`, `valid`, `test`) of a graph-task checkpoint
+/// (a run directory's best, or a checkpoint directory).
+pub fn graph_embeddings(checkpoint: &Path, split: &str) -> Result<GraphEmbeddings> {
     let (_, task, objective, items, _) = load_graph_split(checkpoint, split, None)?;
-    let e = objective.embeddings(&items)?.to_vec2::<f32>()?;
+    let rows = objective.embeddings(&items)?.to_vec2::<f32>()?;
     let labels = items.iter().map(|i| i.labels[0].first().copied().unwrap_or(0)).collect();
-    Ok((e, labels, task.targets[0].classes.clone()))
+    Ok(GraphEmbeddings { rows, labels, classes: task.targets[0].classes.clone() })
 }
 
 /// A graph-task checkpoint's task, its model (weights loaded) and the items of one split.
