@@ -1,4 +1,5 @@
-//! `allatom compare` on a tiny real-data experiment: RGCN and Vabs-Net × glycosylation type (a
+//! `allatom compare` on a tiny real-data experiment: RGCN, PreGlycanAA (the shipped package as
+//! `pretrained`) and Vabs-Net × glycosylation type (a
 //! 1-in-150 subset of the glycowork task) and DSSP (six mdanalysistests chains), one seed, one
 //! epoch. The impossible pairings (Vabs-Net on glycans without coordinates, RGCN on residues)
 //! are listed and skipped; killing the command after its first run and running it again keeps
@@ -31,6 +32,7 @@ fn experiment(dir: &Path) -> std::path::PathBuf {
             { "name": "rgcn", "encoder": { "family": "rgcn", "model": { "num_unit": 0, "num_relation": 0, "input_dim": 16,
               "hidden_dims": [16, 16], "batch_norm": false, "activation": "relu", "concat_hidden": true,
               "readout_type": "mono", "variant": "flat" } } },
+            { "name": "preglycanaa", "pretrained": format!("{ROOT}/models/preglycanaa-small") },
             { "name": "vabs", "encoder": { "family": "vabs", "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2,
               "ffn_multiplier": 1, "kernels": 8, "atom_knn": 6, "unit_knn": 6 } } }
         ],
@@ -84,13 +86,14 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let rows = results["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{results}");
-    assert_eq!(results["skipped"].as_array().unwrap().len(), 2);
+    assert_eq!(rows.len(), 3, "{results}");
+    assert_eq!(results["skipped"].as_array().unwrap().len(), 3);
+    assert!(err.contains("skip preglycanaa × dssp"), "{err}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("## glycan_type") && md.contains("## dssp") && md.contains("| rgcn | 1 |"), "{md}");
     assert!(md.contains("| vabs | 1 |") && md.contains("macro_f1"), "{md}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with("encoder,task,seed,family,best_valid,best_epoch,epochs,seconds,test_accuracy"), "{csv}");
     // Plots: per task the test bars and the validation curves, SVG and PNG of the stated size.
     for task in ["glycan_type", "dssp"] {
@@ -110,7 +113,7 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
     // A third call trains nothing.
     let res = allatom().args(["compare", "--experiment"]).arg(&exp).arg("--out").arg(&out).output().unwrap();
     let err = String::from_utf8_lossy(&res.stderr);
-    assert!(err.contains("2 runs finished (2 from before)"), "{err}");
+    assert!(err.contains("3 runs finished (3 from before)"), "{err}");
 }
 
 #[test]

@@ -179,9 +179,29 @@ fn resolve_lm(config_path: &Path, encoder: &mut Value) {
     }
 }
 
-/// Loads a checkpoint given in a run configuration (a run directory or a checkpoint directory).
+/// Loads a checkpoint given in a run configuration: a run directory, a checkpoint directory, or
+/// a package directory (`config.json` + `model.safetensors`, as `allatom export` writes; its
+/// weights and encoder configuration stand in for a checkpoint's).
 fn pretrained_checkpoint(config_path: &Path, p: &Path) -> Result<aa_pretrain::checkpoint::Checkpoint> {
-    let dir = aa_pretrain::run::checkpoint_in(&aa_pretrain::run::resolve(config_path, p))?;
+    let path = aa_pretrain::run::resolve(config_path, p);
+    let (config, weights) = (path.join(crate::package::CONFIG_FILE), path.join(crate::package::WEIGHTS_FILE));
+    if config.is_file() && weights.is_file() && !path.join("checkpoints").exists() {
+        let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+        let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
+        let (family, part) = split_config(&value).with_context(|| config.display().to_string())?;
+        let model = candle_core::safetensors::load(&weights, &Device::Cpu)
+            .with_context(|| format!("reading {}", weights.display()))?
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
+            .collect::<Result<_>>()?;
+        return Ok(aa_pretrain::checkpoint::Checkpoint {
+            dir: path,
+            model,
+            optimizer: Default::default(),
+            state: serde_json::json!({ "metadata": { "encoder": join_config(family, &part) } }),
+        });
+    }
+    let dir = aa_pretrain::run::checkpoint_in(&path)?;
     Ok(aa_pretrain::checkpoint::load_dir(&dir, &Device::Cpu)?)
 }
 
