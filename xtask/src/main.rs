@@ -83,14 +83,16 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::FetchData => {
             fetch_glycowork(&fetched.join("glycowork"))?;
-            tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))?;
+            fetch_glycanbench(&fetched.join("glycanbench"))?;
+            tasks::build(&fetched.join("glycowork"), &fetched.join("glycanbench"), &root().join("data/tasks"))?;
             fetch_structures(&fetched)?;
             fetch_glycontact(&fetched.join("glycontact"))
         }
         Cmd::FetchGlycontact => fetch_glycontact(&fetched.join("glycontact")),
         Cmd::Data => {
             fetch_glycowork(&fetched.join("glycowork"))?;
-            tasks::build(&fetched.join("glycowork"), &root().join("data/tasks"))
+            fetch_glycanbench(&fetched.join("glycanbench"))?;
+            tasks::build(&fetched.join("glycowork"), &fetched.join("glycanbench"), &root().join("data/tasks"))
         }
         Cmd::FetchGlycowork => fetch_glycowork(&fetched.join("glycowork")),
         Cmd::Results { models, tasks, seeds } => {
@@ -127,6 +129,20 @@ fn pip_download(spec: &str, dest: &Path, sdist: bool) -> Result<()> {
         c.args(["--no-binary", ":all:"]);
     }
     run(&mut c, &format!("pip download {spec} (is Python with pip installed?)"))
+}
+
+/// glycanbench 1.0.0 (MIT) from PyPI: only its labelled glycan table
+/// (`glycanbench/dataset/merged_glycan_dataset.csv`, the immunogenicity labels).
+fn fetch_glycanbench(dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let wheel = dest.join("glycanbench-1.0.0-py3-none-any.whl");
+    if !wheel.exists() {
+        pip_download("glycanbench==1.0.0", dest, false)?;
+    }
+    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nz.extract('glycanbench/dataset/merged_glycan_dataset.csv', sys.argv[2])\n";
+    run(Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(dest), "unpacking glycanbench")?;
+    println!("glycanbench table in {}", dest.join("glycanbench/dataset").display());
+    Ok(())
 }
 
 fn fetch_glycowork(dest: &Path) -> Result<()> {

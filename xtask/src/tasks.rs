@@ -9,6 +9,10 @@
 //!   The eight files hold the same glycans in the same splits, so the levels can also be
 //!   trained jointly (GlycanML-MTL).
 //!
+//! - `immunogenicity.csv`: glycanbench 1.0.0's binary `label` (1 immunogenic, 0 not) for the
+//!   glycans of its `glycobase.csv` source (1,320 rows in the release: the size of GlycanML's
+//!   immunogenicity set); a glycan listed with both labels is dropped. Split stratified.
+//!
 //! Splits are 80/10/10 and deterministic without a random generator: glycans are ordered by a
 //! seeded FNV-1a hash of their string (within each class for stratification) and every tenth
 //! position goes to validation, the next to test. A glycan string is in one split only.
@@ -75,7 +79,7 @@ fn write_task(
     }))
 }
 
-pub fn build(glycowork: &Path, out: &Path) -> Result<()> {
+pub fn build(glycowork: &Path, glycanbench: &Path, out: &Path) -> Result<()> {
     let data = glycowork.join("glycowork/glycan_data");
     std::fs::create_dir_all(out)?;
     let mut manifest = serde_json::Map::new();
@@ -153,6 +157,39 @@ pub fn build(glycowork: &Path, out: &Path) -> Result<()> {
         let name = format!("taxonomy_{}", level.to_lowercase());
         manifest.insert(name.clone(), write_task(out, &name, &rows, &split)?);
     }
+    // Immunogenicity: glycanbench's labelled table, rows from the glycobase source.
+    let path = glycanbench.join("glycanbench/dataset/merged_glycan_dataset.csv");
+    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader.headers()?.clone();
+    let col = |name: &str| {
+        header.iter().position(|h| h == name).with_context(|| format!("{}: no column {name}", path.display()))
+    };
+    let (gcol, lcol, scol) = (col("glycan")?, col("label")?, col("source")?);
+    let mut immuno: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rec in reader.records() {
+        let rec = rec?;
+        let (g, l, src) =
+            (rec.get(gcol).unwrap_or("").trim(), rec.get(lcol).unwrap_or("").trim(), rec.get(scol).unwrap_or(""));
+        let label = match l {
+            "0" | "0.0" => "0",
+            "1" | "1.0" => "1",
+            _ => continue,
+        };
+        if !g.is_empty() && src == "glycobase.csv" {
+            immuno.entry(g.to_string()).or_default().insert(label.to_string());
+        }
+    }
+    let rows: BTreeMap<String, Vec<String>> =
+        immuno.into_iter().filter(|(_, l)| l.len() == 1).map(|(g, l)| (g, l.into_iter().collect())).collect();
+    let mut split = BTreeMap::new();
+    let mut by_class: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (g, l) in &rows {
+        by_class.entry(l[0].as_str()).or_default().push(g.clone());
+    }
+    for (_, gs) in by_class {
+        assign(gs, &mut split);
+    }
+    manifest.insert("immunogenicity".into(), write_task(out, "immunogenicity", &rows, &split)?);
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(manifest))?;
     std::fs::write(out.join("MANIFEST.json"), text + "\n")?;
     println!("tasks in {}", out.display());

@@ -1,6 +1,7 @@
 //! The rebuilt glycowork tasks (`cargo xtask data`, run by `cargo xtask fetch-data`): files
 //! match the committed manifest, splits do not share glycans, the glycosylation-type split is
-//! stratified, the taxonomy levels join into one eight-target task, and the glycans build.
+//! stratified, the taxonomy levels join into one eight-target task, immunogenicity is glycanbench's
+//! binary label on 1,320 glycans, and the glycans build.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -12,11 +13,26 @@ fn dir() -> PathBuf {
 }
 
 #[test]
+fn immunogenicity_is_binary_and_stratified() {
+    let t = load(&dir(), "immunogenicity").unwrap();
+    assert_eq!(t.rows.len(), 1320);
+    assert_eq!(t.targets[0].classes, vec!["0".to_string(), "1".to_string()]);
+    let pos = |s: Split| {
+        let r: Vec<_> = t.split(s).collect();
+        r.iter().filter(|r| r.labels[0][0] == 1).count() as f64 / r.len() as f64
+    };
+    // 636 of 1,320 immunogenic; each split within a few points of that.
+    for s in [Split::Train, Split::Valid, Split::Test] {
+        assert!((pos(s) - 636.0 / 1320.0).abs() < 0.03, "{s:?}: {}", pos(s));
+    }
+}
+
+#[test]
 fn tasks_match_the_manifest_and_split_cleanly() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir().join("MANIFEST.json")).unwrap()).unwrap();
     let names: Vec<String> = manifest.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(names.len(), 9, "glycan type + 8 taxonomy levels");
+    assert_eq!(names.len(), 10, "glycan type + 8 taxonomy levels + immunogenicity");
     for name in &names {
         let task = load(&dir(), name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(task.rows.len() as u64, manifest[name]["rows"].as_u64().unwrap());

@@ -150,10 +150,21 @@ impl GraphTask {
             let rows: Vec<Vec<f32>> = part.iter().map(|r| r.to_vec()).collect();
             let pred = metrics::argmax(&rows);
             let labels: Vec<usize> = items.iter().map(|it| it.labels[t].first().copied().unwrap_or(0)).collect();
-            Ok(vec![
+            let mut m = vec![
                 ("accuracy", metrics::accuracy(&pred, &labels).map_err(metric_error)?),
                 ("macro_f1", metrics::macro_f1(&pred, &labels).map_err(metric_error)?),
-            ])
+            ];
+            // Two classes: class 1 (the second name in sorted order, e.g. "1" of a 0/1 label)
+            // is the positive one; its score is the logit margin.
+            if n == 2 {
+                let scores: Vec<f64> = rows.iter().map(|r| f64::from(r[1] - r[0])).collect();
+                let pos: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+                if pos.iter().any(|&p| p) && pos.iter().any(|&p| !p) {
+                    m.push(("auroc", metrics::auroc(&scores, &pos).map_err(metric_error)?));
+                    m.push(("auprc", metrics::auprc(&scores, &pos).map_err(metric_error)?));
+                }
+            }
+            Ok(m)
         }
     }
 
