@@ -103,6 +103,9 @@ impl Experiment {
         if e.encoders.is_empty() || e.tasks.is_empty() || e.seeds.is_empty() {
             bail!("{}: an experiment needs at least one encoder, one task and one seed", path.display());
         }
+        if e.seeds.iter().collect::<std::collections::HashSet<_>>().len() != e.seeds.len() {
+            bail!("{}: a seed appears twice", path.display());
+        }
         let mut seen = std::collections::HashSet::new();
         for n in e.encoders.iter().map(|x| ("encoder", &x.name)).chain(e.tasks.iter().map(|t| ("task", &t.name))) {
             check_name(n.0, n.1)?;
@@ -236,7 +239,6 @@ pub struct Compared {
 pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
     let exp = Experiment::read(path)?;
     let cells = exp.cells(out)?;
-    std::fs::create_dir_all(out.join("runs")).with_context(|| format!("creating {}", out.display()))?;
     // Impossible pairings, once per (encoder, task), before anything trains.
     let mut res = Compared::default();
     let mut refused = std::collections::HashSet::new();
@@ -247,6 +249,8 @@ pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
             res.skipped.push((c.encoder.clone(), c.task.clone(), why));
         }
     }
+    // Nothing is written before the experiment has been checked whole.
+    std::fs::create_dir_all(out.join("runs")).with_context(|| format!("creating {}", out.display()))?;
     let todo: Vec<&Cell> = cells.iter().filter(|c| !refused.contains(&(c.encoder.clone(), c.task.clone()))).collect();
     let total = todo.len();
     let start = std::time::Instant::now();
