@@ -11,7 +11,8 @@
 //!
 //! - `immunogenicity.csv`: glycanbench 1.0.0's binary `label` (1 immunogenic, 0 not) for the
 //!   glycans of its `glycobase.csv` source (1,320 rows in the release: the size of GlycanML's
-//!   immunogenicity set); a glycan listed with both labels is dropped. Split stratified.
+//!   immunogenicity set); a glycan listed with both labels is dropped. Split stratified, by
+//!   linkage-free string (glycans equal once `(a1-3)`-style linkages are removed share a split).
 //!
 //! Splits are 80/10/10 and deterministic without a random generator: glycans are ordered by a
 //! seeded FNV-1a hash of their string (within each class for stratification) and every tenth
@@ -181,14 +182,38 @@ pub fn build(glycowork: &Path, glycanbench: &Path, out: &Path) -> Result<()> {
     }
     let rows: BTreeMap<String, Vec<String>> =
         immuno.into_iter().filter(|(_, l)| l.len() == 1).map(|(g, l)| (g, l.into_iter().collect())).collect();
-    let mut split = BTreeMap::new();
-    let mut by_class: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Glycans equal once their linkages are removed stay in one split (36 of a random split's
+    // test glycans would otherwise match a training glycan that way): the linkage-free strings
+    // are split, stratified by the label of their first glycan, and each glycan follows its own.
+    let core = |g: &str| {
+        let mut out = String::with_capacity(g.len());
+        let mut rest = g;
+        while let Some(i) = rest.find('(') {
+            out.push_str(&rest[..i]);
+            match rest[i..].find(')') {
+                Some(j) if rest[i + 1..i + j].contains('-') => rest = &rest[i + j + 1..],
+                _ => {
+                    out.push('(');
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    };
+    let mut core_class: BTreeMap<String, &str> = BTreeMap::new();
     for (g, l) in &rows {
-        by_class.entry(l[0].as_str()).or_default().push(g.clone());
+        core_class.entry(core(g)).or_insert(l[0].as_str());
     }
-    for (_, gs) in by_class {
-        assign(gs, &mut split);
+    let mut by_class: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (c, l) in &core_class {
+        by_class.entry(l).or_default().push(c.clone());
     }
+    let mut core_split = BTreeMap::new();
+    for (_, cs) in by_class {
+        assign(cs, &mut core_split);
+    }
+    let split: BTreeMap<String, &str> = rows.keys().map(|g| (g.clone(), core_split[&core(g)])).collect();
     manifest.insert("immunogenicity".into(), write_task(out, "immunogenicity", &rows, &split)?);
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(manifest))?;
     std::fs::write(out.join("MANIFEST.json"), text + "\n")?;
