@@ -348,9 +348,7 @@ fn write_maps(
                 y_label: "principal component 2".into(),
                 marks: Marks::Points(series),
             };
-            let name = format!("plots/{}_{}_pca", t.name, e.name);
-            files.push((out.join(format!("{name}.svg")), chart.svg(PLOT_SIZE.0, PLOT_SIZE.1).into_bytes()));
-            files.push((out.join(format!("{name}.png")), chart.png(PLOT_SIZE.0, PLOT_SIZE.1)?));
+            files.extend(chart_files(out, &format!("{}_{}_pca", t.name, e.name), &chart)?);
         }
     }
     let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
@@ -463,11 +461,19 @@ pub fn write_results(out: &Path, exp: &Experiment, res: &Compared) -> Result<()>
     ];
     std::fs::create_dir_all(out.join("plots")).with_context(|| format!("creating {}/plots", out.display()))?;
     for (name, chart) in charts(exp, res) {
-        files.push((out.join(format!("plots/{name}.svg")), chart.svg(PLOT_SIZE.0, PLOT_SIZE.1).into_bytes()));
-        files.push((out.join(format!("plots/{name}.png")), chart.png(PLOT_SIZE.0, PLOT_SIZE.1)?));
+        files.extend(chart_files(out, &name, &chart)?);
     }
     let refs: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
     Ok(aa_pretrain::checkpoint::write_set(&refs)?)
+}
+
+/// `plots/<name>.svg` and `plots/<name>.png` of a chart, at [`PLOT_SIZE`].
+fn chart_files(out: &Path, name: &str, chart: &aa_plot::Chart) -> Result<[(PathBuf, Vec<u8>); 2]> {
+    let (w, h) = PLOT_SIZE;
+    Ok([
+        (out.join(format!("plots/{name}.svg")), chart.svg(w, h).into_bytes()),
+        (out.join(format!("plots/{name}.png")), chart.png(w, h)?),
+    ])
 }
 
 /// Size of every plot, pixels.

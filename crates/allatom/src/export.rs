@@ -313,33 +313,15 @@ pub fn convert_vabs(path: &Path, out: &Path, heads: Option<usize>, lm: Option<&s
             }
         }
     }
-    let get = |k: &str| tensors.get(k).with_context(|| format!("{}: no tensor {k}", path.display()));
-    let (atom_types, dim) = get("atom_feature.weight")?.dims2()?;
-    if atom_types != aa_sparse_attn::official::ATOM_TYPES {
-        bail!("{}: atom_feature has {atom_types} rows, the official vocabulary 40", path.display());
-    }
-    let edge_dim = get("rr_edge_encoder.residue_pair_encoder.weight")?.dim(1)?;
-    let layers = (0..)
-        .take_while(|i| tensors.contains_key(&format!("molecule_encoder.layers.{i}.aa_attn.linear_q.weight")))
-        .count();
-    let ffn_dim = get("molecule_encoder.layers.0.ffn.linear_1.weight")?.dim(0)?;
-    let kernels = get("rr_se3_invariant_kernel.out_proj.layer1.weight")?.dim(1)?;
-    let lm_dim = match tensors.get("esm_feat_encoder.linear_in.weight") {
-        Some(t) => Some(t.dim(1)?),
-        None => None,
-    };
-    let pocket_head = match tensors.get("pocket_cls_all.linear_in.weight") {
-        Some(t) => t.dim(1)? == dim && get("pocket_cls_all.linear_out.weight")?.dim(0)? == 2,
-        None => false,
-    };
     if heads == Some(0) {
         bail!("--heads must be at least 1");
     }
+    let width = tensors.get("atom_feature.weight").map(|t| t.dim(1)).transpose()?;
     let heads = match (heads, arg("encoder_attention_heads")) {
         (Some(h), _) => h,
         (None, Some(h)) if h > 0 && h <= 4096 => h as usize,
         (None, Some(h)) => bail!("{}: args say encoder_attention_heads = {h}; give --heads", path.display()),
-        (None, None) if dim == 768 => 48,
+        (None, None) if width == Some(768) => 48,
         (None, None) => bail!("{}: cannot tell the number of attention heads; give --heads", path.display()),
     };
     let knn = |k: &str| -> Result<usize> {
@@ -349,18 +331,12 @@ pub fn convert_vabs(path: &Path, out: &Path, heads: Option<usize>, lm: Option<&s
             Some(v) => bail!("{}: args say {k} = {v}", path.display()),
         }
     };
-    let config = OfficialConfig {
-        layers,
-        dim,
-        edge_dim,
-        heads,
-        ffn_dim,
-        kernels,
-        lm_dim,
-        knn_res: knn("knn_res")?,
-        knn_atom: knn("knn_atom2atom")?,
-        pocket_head,
-    };
+    let mut config =
+        OfficialConfig::from_state_dict(&tensors, heads).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config.knn_res = knn("knn_res")?;
+    config.knn_atom = knn("knn_atom2atom")?;
+    let (layers, dim, edge_dim, lm_dim, pocket_head) =
+        (config.layers, config.dim, config.edge_dim, config.lm_dim, config.pocket_head);
     // Keep what the encoder reads; refuse tensors of variants this port does not implement.
     const ENCODER: [&str; 14] = [
         "molecule_encoder.",

@@ -71,6 +71,47 @@ impl OfficialConfig {
         }
     }
 
+    /// The sizes of a state dict with the official keys (layers, widths, kernels, language-model
+    /// width, whether `pocket_cls_all` is the per-atom 2-class head), the head count given
+    /// (tensors do not carry it) and the released kNN sizes (30 / 30). An error names the
+    /// missing or misshapen tensor.
+    pub fn from_state_dict(
+        tensors: &std::collections::HashMap<String, Tensor>,
+        heads: usize,
+    ) -> std::result::Result<OfficialConfig, String> {
+        let get = |k: &str| tensors.get(k).ok_or_else(|| format!("no tensor {k}"));
+        let dim_of = |k: &str, d: usize| -> std::result::Result<usize, String> {
+            get(k)?.dim(d).map_err(|e| format!("{k}: {e}"))
+        };
+        let atom_types = dim_of("atom_feature.weight", 0)?;
+        if atom_types != ATOM_TYPES {
+            return Err(format!("atom_feature has {atom_types} rows, the official vocabulary {ATOM_TYPES}"));
+        }
+        let dim = dim_of("atom_feature.weight", 1)?;
+        let layers = (0..)
+            .take_while(|i| tensors.contains_key(&format!("molecule_encoder.layers.{i}.aa_attn.linear_q.weight")))
+            .count();
+        let lm_dim = match tensors.contains_key("esm_feat_encoder.linear_in.weight") {
+            true => Some(dim_of("esm_feat_encoder.linear_in.weight", 1)?),
+            false => None,
+        };
+        let pocket_head = tensors.contains_key("pocket_cls_all.linear_in.weight")
+            && dim_of("pocket_cls_all.linear_in.weight", 1)? == dim
+            && dim_of("pocket_cls_all.linear_out.weight", 0)? == 2;
+        Ok(OfficialConfig {
+            layers,
+            dim,
+            edge_dim: dim_of("rr_edge_encoder.residue_pair_encoder.weight", 1)?,
+            heads,
+            ffn_dim: dim_of("molecule_encoder.layers.0.ffn.linear_1.weight", 0)?,
+            kernels: dim_of("rr_se3_invariant_kernel.out_proj.layer1.weight", 1)?,
+            lm_dim,
+            knn_res: d_knn(),
+            knn_atom: d_knn(),
+            pocket_head,
+        })
+    }
+
     /// The featurisation this configuration was trained with.
     pub fn featurize_options(&self) -> super::FeaturizeOptions {
         super::FeaturizeOptions { knn_res: self.knn_res, knn_atom: self.knn_atom }

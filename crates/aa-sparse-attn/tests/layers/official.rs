@@ -77,20 +77,12 @@ pub fn official_inputs() -> OfficialInputs {
     }
 }
 
-/// The fixture's small configuration.
-pub fn fixture_config() -> OfficialConfig {
-    OfficialConfig {
-        layers: 2,
-        dim: 32,
-        edge_dim: 16,
-        heads: 4,
-        ffn_dim: 64,
-        kernels: 128,
-        lm_dim: Some(24),
-        knn_res: 30,
-        knn_atom: 30,
-        pocket_head: true,
-    }
+/// The fixture's small configuration: sizes from its weights, 4 heads (its args).
+pub fn fixture_config(weights: &HashMap<String, Tensor>) -> OfficialConfig {
+    let cfg = OfficialConfig::from_state_dict(weights, 4).unwrap();
+    assert_eq!((cfg.layers, cfg.dim, cfg.edge_dim, cfg.ffn_dim, cfg.kernels), (2, 32, 16, 64, 128));
+    assert_eq!((cfg.lm_dim, cfg.pocket_head), (Some(24), true));
+    cfg
 }
 
 /// The weights, read from the unicore checkpoint (`{"args": Namespace, "model": state_dict, …}`).
@@ -107,8 +99,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn every_stage_equals_the_official_code() {
     let weights = official_weights();
-    let model =
-        OfficialVabs::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &fixture_config()).unwrap();
+    let cfg = fixture_config(&weights);
+    let model = OfficialVabs::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &cfg).unwrap();
     let out = model.forward(&official_inputs(), false).unwrap();
     let s = fixture("stages.safetensors");
     let mut checks: Vec<(String, &Tensor)> = vec![
@@ -137,8 +129,8 @@ fn every_stage_equals_the_official_code() {
 #[test]
 fn bad_official_inputs_are_named() {
     let weights = official_weights();
-    let model =
-        OfficialVabs::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &fixture_config()).unwrap();
+    let cfg = fixture_config(&weights);
+    let model = OfficialVabs::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &cfg).unwrap();
     let good = official_inputs();
     let mut x = good.clone();
     x.edge_index[5] = [1000, 0];

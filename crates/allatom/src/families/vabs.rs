@@ -125,16 +125,6 @@ impl VabsFamilyConfig {
     }
 }
 
-impl VabsEncoder {
-    /// Builds the all-atom encoder (official weight names under `vb`), loading its language
-    /// model.
-    pub fn load(vb: VarBuilder, cfg: &VabsFamilyConfig) -> Result<VabsEncoder> {
-        let cfg = cfg.clone().complete()?;
-        let lm = cfg.lm.as_deref().map(load_lm).transpose()?;
-        Ok(VabsEncoder { vabs: Vabs::new(vb, cfg.allatom()?)?, lm })
-    }
-}
-
 impl Encoder for VabsEncoder {
     fn family(&self) -> &str {
         "vabs"
@@ -238,13 +228,12 @@ impl Family for VabsFamily {
     }
 
     fn load(&self, vb: VarBuilder, config: &Value, _files: &dyn PackageFiles) -> Result<Box<dyn Encoder>> {
+        // One completion (the language model's width checked once), one language model loaded.
         let cfg: VabsFamilyConfig = typed::<VabsFamilyConfig>(self.name(), config)?.complete()?;
+        let lm = cfg.lm.as_deref().map(load_lm).transpose()?;
         match &cfg.official {
-            Some(o) => {
-                let lm = cfg.lm.as_deref().map(load_lm).transpose()?;
-                Ok(Box::new(super::vabs_official::OfficialEncoder { model: OfficialVabs::new(vb, o)?, lm }))
-            }
-            None => Ok(Box::new(VabsEncoder::load(vb, &cfg)?)),
+            Some(o) => Ok(Box::new(super::vabs_official::OfficialEncoder { model: OfficialVabs::new(vb, o)?, lm })),
+            None => Ok(Box::new(VabsEncoder { vabs: Vabs::new(vb, cfg.allatom()?)?, lm })),
         }
     }
 

@@ -93,18 +93,7 @@ fn featurisation_from_the_pdb_file_equals_the_official_pipeline() {
             .unwrap()
             .into_iter()
             .collect();
-    let cfg = OfficialConfig {
-        layers: 2,
-        dim: 32,
-        edge_dim: 16,
-        heads: 4,
-        ffn_dim: 64,
-        kernels: 128,
-        lm_dim: Some(24),
-        knn_res: 30,
-        knn_atom: 30,
-        pocket_head: true,
-    };
+    let cfg = OfficialConfig::from_state_dict(&weights, 4).unwrap();
     let model = OfficialVabs::new(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), &cfg).unwrap();
     let out = model.forward(&x, false).unwrap();
     let s = candle_core::safetensors::load(fixtures().join("stages.safetensors"), &Device::Cpu).unwrap();
