@@ -14,6 +14,13 @@
 //!   immunogenicity set); a glycan listed with both labels is dropped. Split stratified, by
 //!   linkage-free string (glycans equal once `(a1-3)`-style linkages are removed share a split).
 //!
+//! - `interaction_proteins.csv` and `interaction.csv`: glycowork 1.11.0's
+//!   `v12_glycan_binding.csv` (one row per protein: its sequence in `target`, its name in
+//!   `protein`, one column per glycan with a z-scored binding value or nothing). Proteins
+//!   (`protein,name,sequence,split`; 0-based ids in file order, rows without any value left out)
+//!   are split by sequence — identical sequences share a split, as GlycanML splits by protein;
+//!   pairs (`protein,glycan,value`) follow their protein.
+//!
 //! Splits are 80/10/10 and deterministic without a random generator: glycans are ordered by a
 //! seeded FNV-1a hash of their string (within each class for stratification) and every tenth
 //! position goes to validation, the next to test. A glycan string is in one split only.
@@ -215,8 +222,82 @@ pub fn build(glycowork: &Path, glycanbench: &Path, out: &Path) -> Result<()> {
     }
     let split: BTreeMap<String, &str> = rows.keys().map(|g| (g.clone(), core_split[&core(g)])).collect();
     manifest.insert("immunogenicity".into(), write_task(out, "immunogenicity", &rows, &split)?);
+    interaction(&data.join("v12_glycan_binding.csv"), out, &mut manifest)?;
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(manifest))?;
     std::fs::write(out.join("MANIFEST.json"), text + "\n")?;
     println!("tasks in {}", out.display());
+    Ok(())
+}
+
+/// Writes `text` to `<dir>/<name>.csv` through a temporary file; its manifest entry.
+fn write_csv(dir: &Path, name: &str, text: &str, extra: serde_json::Value) -> Result<serde_json::Value> {
+    let path = dir.join(format!("{name}.csv"));
+    let tmp = dir.join(format!(".{name}.csv.tmp"));
+    std::fs::write(&tmp, text.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)?;
+    let mut entry = extra;
+    entry["sha256"] = format!("{:x}", Sha256::digest(text.as_bytes())).into();
+    Ok(entry)
+}
+
+/// Protein–glycan interaction from the binding table (see the module documentation).
+fn interaction(path: &Path, out: &Path, manifest: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = reader.headers()?.clone();
+    let col = |name: &str| {
+        header.iter().position(|h| h == name).with_context(|| format!("{}: no column {name}", path.display()))
+    };
+    let (scol, ncol) = (col("target")?, col("protein")?);
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut proteins: Vec<(String, String, Vec<(usize, String)>)> = Vec::new();
+    for rec in reader.records() {
+        let rec = rec?;
+        let values: Vec<(usize, String)> = rec
+            .iter()
+            .enumerate()
+            .filter(|(c, v)| *c != scol && *c != ncol && !v.trim().is_empty())
+            .map(|(c, v)| (c, v.trim().to_string()))
+            .collect();
+        let seq = rec.get(scol).unwrap_or("").trim().to_string();
+        if values.is_empty() || seq.is_empty() {
+            continue;
+        }
+        for (c, v) in &values {
+            if v.parse::<f64>().map_or(true, |x| !x.is_finite()) {
+                bail!("{}: protein {}: value {v:?} for {} is not a number", path.display(), proteins.len(), &header[*c]);
+            }
+        }
+        proteins.push((rec.get(ncol).unwrap_or("").trim().to_string(), seq, values));
+    }
+    let mut split = BTreeMap::new();
+    assign(proteins.iter().map(|p| p.1.clone()).collect::<BTreeSet<_>>().into_iter().collect(), &mut split);
+    let mut ptext = String::from("protein,name,sequence,split\n");
+    let mut pairs = String::from("protein,glycan,value\n");
+    let (mut counts, mut pair_counts): (BTreeMap<&str, usize>, BTreeMap<&str, usize>) = Default::default();
+    let mut glycans = BTreeSet::new();
+    for (i, (name, seq, values)) in proteins.iter().enumerate() {
+        let s = split[seq];
+        *counts.entry(s).or_default() += 1;
+        *pair_counts.entry(s).or_default() += values.len();
+        ptext.push_str(&format!("{i},{},{seq},{s}\n", quote(name)));
+        for (c, v) in values {
+            glycans.insert(*c);
+            pairs.push_str(&format!("{i},{},{v}\n", quote(&header[*c])));
+        }
+    }
+    let n_pairs: usize = pair_counts.values().sum();
+    manifest.insert(
+        "interaction_proteins".into(),
+        write_csv(out, "interaction_proteins", &ptext, serde_json::json!({ "rows": proteins.len(), "splits": counts }))?,
+    );
+    manifest.insert(
+        "interaction".into(),
+        write_csv(
+            out,
+            "interaction",
+            &pairs,
+            serde_json::json!({ "rows": n_pairs, "glycans": glycans.len(), "splits": pair_counts }),
+        )?,
+    );
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod hub;
 pub mod init;
 pub mod metrics;
 pub mod optim;
+pub mod progress;
 pub mod rng;
 pub mod run;
 pub mod schedule;

@@ -290,11 +290,11 @@ impl Trainer {
         // call resumes with the same learning rates).
         let total = (per_epoch * self.config.epochs) as u64;
         let stop_at = self.config.max_steps.unwrap_or(u64::MAX).min(total);
-        let bar = if self.progress { indicatif::ProgressBar::new(stop_at) } else { indicatif::ProgressBar::hidden() };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let bar = if self.progress {
+            crate::progress::bar(stop_at, "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         bar.set_position(state.step);
         let mut stopped_early = false;
         'epochs: while state.epoch < self.config.epochs {
@@ -380,6 +380,15 @@ impl Trainer {
                 items_per_second: items_done as f64 / seconds.max(1e-9),
             };
             self.log(&serde_json::json!({"epoch_end": record}))?;
+            if self.progress {
+                let metric = &self.selection.metric;
+                let shown = valid_metrics.get(metric).map_or(String::new(), |v| format!(", valid {metric} {v:.4}"));
+                crate::progress::line(&format!(
+                    "  epoch {}/{}: train loss {train_loss:.4}{shown}, {seconds:.0} s",
+                    state.epoch + 1,
+                    self.config.epochs
+                ));
+            }
             state.history.push(record);
             let score = valid_metrics.get(&self.selection.metric).copied();
             let improved = match (score, state.best) {

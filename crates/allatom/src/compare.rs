@@ -19,10 +19,15 @@
 //! ```
 //!
 //! A task's `run` is a task run configuration without `encoder`, `pretrained` and `train`; the
-//! encoder entry supplies the first two, the experiment the budget (the seed replaced per run).
+//! encoder entry supplies the first two, the experiment the budget (the seed replaced per run;
+//! a task's own `train` may set what suits the task — batch size, learning rate — for every
+//! encoder alike). An encoder's `tasks` limits it to some tasks.
 //! Pairings an encoder cannot read are listed before anything trains and skipped. A run whose
 //! `summary.json` exists is finished and skipped; any other run directory resumes from its
 //! latest checkpoint.
+//!
+//! Progress goes to stderr: on a terminal one bar over the matrix with each run's step bar under
+//! it and status lines above; in a log file (no bars) one line per run event and per epoch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +50,10 @@ pub struct ExperimentEncoder {
     /// A pretraining run or checkpoint directory whose encoder to start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// Run only on these tasks (default: every task); e.g. a molecule-featurised GlycanAA for
+    /// the structure tasks beside the official one for the glycan tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<String>>,
 }
 
 /// One task of an experiment.
@@ -55,6 +64,11 @@ pub struct ExperimentTask {
     pub name: String,
     /// The task run configuration without `encoder`, `pretrained` and `train`.
     pub run: Value,
+    /// Task-level training settings merged over the experiment's `train` (batch size and
+    /// learning rate suit a task, not an encoder: every encoder gets the same), one level deep
+    /// (`{"optimizer": {"lr": …}}` replaces only the rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<Value>,
 }
 
 /// An experiment file.
@@ -86,6 +100,23 @@ pub struct Cell {
     pub dir: PathBuf,
 }
 
+/// Merges object `patch` into object `base`, one level deep (nested objects are merged key by
+/// key, everything else replaced).
+fn merge(base: &mut Value, patch: &Value) -> Result<()> {
+    let (Some(b), Some(p)) = (base.as_object_mut(), patch.as_object()) else {
+        bail!("training settings must be a JSON object");
+    };
+    for (k, v) in p {
+        match (b.get_mut(k), v) {
+            (Some(Value::Object(inner)), Value::Object(pv)) => inner.extend(pv.clone()),
+            _ => {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
     {
@@ -106,6 +137,13 @@ impl Experiment {
         if e.seeds.iter().collect::<std::collections::HashSet<_>>().len() != e.seeds.len() {
             bail!("{}: a seed appears twice", path.display());
         }
+        for enc in &e.encoders {
+            for t in enc.tasks.iter().flatten() {
+                if !e.tasks.iter().any(|x| &x.name == t) {
+                    bail!("{}: encoder {} lists task {t:?}, which the experiment does not have", path.display(), enc.name);
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for n in e.encoders.iter().map(|x| ("encoder", &x.name)).chain(e.tasks.iter().map(|t| ("task", &t.name))) {
             check_name(n.0, n.1)?;
@@ -116,12 +154,13 @@ impl Experiment {
         Ok(e)
     }
 
-    /// Every (encoder, task, seed) with its run configuration, encoders outermost.
+    /// Every (encoder, task, seed) with its run configuration, seeds outermost (an interrupted
+    /// matrix has whole seeds done: every encoder on every task), then tasks, then encoders.
     pub fn cells(&self, out: &Path) -> Result<Vec<Cell>> {
         let mut cells = Vec::new();
-        for e in &self.encoders {
+        for &seed in &self.seeds {
             for t in &self.tasks {
-                for &seed in &self.seeds {
+                for e in self.encoders.iter().filter(|e| e.tasks.as_ref().is_none_or(|only| only.contains(&t.name))) {
                     let Some(obj) = t.run.as_object() else { bail!("task {}: `run` must be an object", t.name) };
                     for k in ["encoder", "pretrained", "train"] {
                         if obj.contains_key(k) {
@@ -139,12 +178,15 @@ impl Experiment {
                         run.insert("pretrained".into(), json!(p));
                     }
                     let mut train = self.train.clone();
+                    if let Some(patch) = &t.train {
+                        merge(&mut train, patch).with_context(|| format!("task {}: `train`", t.name))?;
+                    }
                     train["seed"] = json!(seed);
                     run.insert("train".into(), train);
                     let config: RunConfig = serde_json::from_value(Value::Object(run))
                         .with_context(|| format!("encoder {} × task {}: not a run configuration", e.name, t.name))?;
                     if config.is_pretraining() {
-                        bail!("task {}: a pretraining objective; compare takes graph_task and unit_task", t.name);
+                        bail!("task {}: a pretraining objective; compare takes graph_task, unit_task and pair_task", t.name);
                     }
                     cells.push(Cell {
                         encoder: e.name.clone(),
@@ -254,36 +296,42 @@ pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
     let todo: Vec<&Cell> = cells.iter().filter(|c| !refused.contains(&(c.encoder.clone(), c.task.clone()))).collect();
     let total = todo.len();
     let start = std::time::Instant::now();
+    let matrix = aa_pretrain::progress::bar(total as u64, "{bar:30} {pos}/{len} runs of the matrix  {msg}  [{elapsed}]");
+    let line = aa_pretrain::progress::line;
     for (i, c) in todo.iter().enumerate() {
+        matrix.set_position(i as u64);
+        matrix.set_message(format!("{} × {} seed {}", c.encoder, c.task, c.seed));
         let label = format!("[{}/{total}] {} × {} seed {}", i + 1, c.encoder, c.task, c.seed);
         let summary_path = c.dir.join("summary.json");
         if let Ok(text) = std::fs::read_to_string(&summary_path) {
             if let Ok(summary) = serde_json::from_str::<Value>(&text) {
-                eprintln!("{label}: finished before, kept");
+                line(&format!("{label}: finished before, kept"));
                 res.rows.push(row_of(c, &summary));
                 res.reused += 1;
                 continue;
             }
         }
-        eprintln!(
+        line(&format!(
             "{label}: {} ({:.0} s into the matrix)",
             if c.dir.exists() { "resuming" } else { "running" },
             start.elapsed().as_secs_f64()
-        );
+        ));
         let t = std::time::Instant::now();
         match run(path, c.config.clone(), &c.dir, &Overrides::default()) {
             Ok(summary) => {
                 let row = row_of(c, &summary);
-                eprintln!("{label}: done in {:.0} s, test {}", t.elapsed().as_secs_f64(), metrics_line(&row.test));
+                line(&format!("{label}: done in {:.0} s, test {}", t.elapsed().as_secs_f64(), metrics_line(&row.test)));
                 res.rows.push(row);
             }
             Err(e) => {
-                eprintln!("{label}: failed: {e:#}");
+                line(&format!("{label}: failed: {e:#}"));
                 res.failed.push((c.encoder.clone(), c.task.clone(), c.seed, format!("{e:#}")));
             }
         }
         write_results(out, &exp, &res)?;
     }
+    matrix.finish_and_clear();
+    line(&format!("matrix: {total} runs in {:.0} s", start.elapsed().as_secs_f64()));
     write_results(out, &exp, &res)?;
     let graph_tasks: std::collections::HashSet<&str> =
         cells.iter().filter(|c| matches!(c.config, RunConfig::GraphTask(_))).map(|c| c.task.as_str()).collect();
@@ -479,10 +527,11 @@ fn chart_files(out: &Path, name: &str, chart: &aa_plot::Chart) -> Result<[(PathB
 /// Size of every plot, pixels.
 pub const PLOT_SIZE: (u32, u32) = (640, 360);
 
-/// The metric a task's plots show: AUPRC for binary tasks, else macro-F1, else the first.
+/// The metric a task's plots show: AUPRC for binary tasks, else macro-F1, Spearman for the
+/// interaction regression, else the first.
 fn headline(rows: &[&ResultRow]) -> Option<String> {
     let names: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.test.keys()).collect();
-    ["auprc", "macro_f1"]
+    ["auprc", "macro_f1", "spearman"]
         .iter()
         .find(|m| names.iter().any(|n| n == *m))
         .map(|m| m.to_string())

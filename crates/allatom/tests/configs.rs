@@ -13,6 +13,7 @@ fn example_configs_parse() {
         let encoder = match &cfg {
             RunConfig::GraphTask(c) => c.encoder.clone(),
             RunConfig::UnitTask(c) => c.encoder.clone(),
+            RunConfig::PairTask(c) => c.encoder.clone(),
             _ => None,
         };
         if let Some(e) = encoder {
@@ -25,7 +26,7 @@ fn example_configs_parse() {
         }
         *seen.entry(cfg.objective()).or_default() += 1;
     }
-    assert_eq!(seen.len(), 5, "every objective has an example: {seen:?}");
+    assert_eq!(seen.len(), 6, "every objective has an example: {seen:?}");
 }
 
 #[test]

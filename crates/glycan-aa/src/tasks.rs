@@ -6,6 +6,9 @@
 
 use std::path::Path;
 
+mod interaction;
+pub use interaction::{load_interaction, Interaction, InteractionProtein};
+
 /// Which split a row belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Split {
@@ -128,7 +131,9 @@ pub fn load(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
     Ok(joined.expect("eight levels"))
 }
 
-fn load_file(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
+/// The bytes of `<dir>/<name>.csv` and its path for messages, checked against
+/// `<dir>/MANIFEST.json` when that lists the file.
+fn read_checked(dir: &Path, name: &str) -> Result<(Vec<u8>, String), TaskError> {
     let path = dir.join(format!("{name}.csv"));
     let p = path.display().to_string();
     let bytes = std::fs::read(&path).map_err(|source| TaskError::Io { path: p.clone(), source })?;
@@ -143,6 +148,21 @@ fn load_file(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
             }
         }
     }
+    Ok((bytes, p))
+}
+
+/// A split name of a task file.
+fn parse_split(s: &str) -> Option<Split> {
+    match s {
+        "train" => Some(Split::Train),
+        "valid" => Some(Split::Valid),
+        "test" => Some(Split::Test),
+        _ => None,
+    }
+}
+
+fn load_file(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
+    let (bytes, p) = read_checked(dir, name)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
     let mut raw = Vec::new();
@@ -153,12 +173,7 @@ fn load_file(dir: &Path, name: &str) -> Result<GlycanTask, TaskError> {
         if rec.len() != 3 {
             return Err(fmt(format!("{} fields, expected glycan,labels,split", rec.len())));
         }
-        let split = match &rec[2] {
-            "train" => Split::Train,
-            "valid" => Split::Valid,
-            "test" => Split::Test,
-            other => return Err(fmt(format!("unknown split {other:?}"))),
-        };
+        let Some(split) = parse_split(&rec[2]) else { return Err(fmt(format!("unknown split {:?}", &rec[2]))) };
         let labels: Vec<String> = rec[1].split(';').filter(|s| !s.is_empty()).map(str::to_string).collect();
         if labels.is_empty() {
             return Err(fmt("no label".into()));

@@ -8,11 +8,13 @@
 //! | `vabs_smpc` | Vabs-Net span-mask pretraining (`protein_aa::vabs`) | residue windows |
 //! | `graph_task` | any encoder on a glycan property task (`aa_encoder::tasks::GraphTask`) | glycans |
 //! | `unit_task` | any encoder on per-unit labels of structures (`aa_encoder::tasks::UnitTask`) | windows |
+//! | `pair_task` | any glycan encoder on protein–glycan interaction (`aa_encoder::tasks::PairTask`) | glycans |
 //!
 //! Every checkpoint's metadata holds `encoder` — the full encoder configuration with its
 //! `family` — so a later run warm-starts, and `allatom export` packages, any of them the same way.
 //! Splits, warm starts, the fit and the summary are `aa_pretrain::run`'s.
 
+mod pair;
 mod pretrain;
 mod tasks;
 
@@ -27,6 +29,7 @@ use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use pair::PairTaskRun;
 pub use pretrain::{EsmAaRun, GlycanData, PreGlycanAARun, SmpcRun, StructureData};
 pub use tasks::{
     eval, graph_embeddings, labelled_groups, pairing_error, unit_task_kind, GraphEmbeddings, GraphTaskRun, TaskSource,
@@ -50,6 +53,8 @@ pub enum RunConfig {
     /// A per-unit structure task for any encoder.
     #[serde(alias = "residue_task")]
     UnitTask(UnitTaskRun),
+    /// Protein–glycan interaction for any glycan encoder against a frozen protein model.
+    PairTask(PairTaskRun),
 }
 
 /// Command-line overrides of a configuration's training settings.
@@ -83,7 +88,7 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| {
             format!(
-                "{}: not a run configuration (an \"objective\" of preglycanaa, esm_aa, vabs_smpc, graph_task or unit_task and its fields)",
+                "{}: not a run configuration (an \"objective\" of preglycanaa, esm_aa, vabs_smpc, graph_task, unit_task or pair_task and its fields)",
                 path.display()
             )
         })
@@ -103,6 +108,7 @@ impl RunConfig {
             RunConfig::VabsSmpc(_) => "vabs_smpc",
             RunConfig::GraphTask(_) => "graph_task",
             RunConfig::UnitTask(_) => "unit_task",
+            RunConfig::PairTask(_) => "pair_task",
         }
     }
 }
@@ -131,6 +137,10 @@ pub fn run(config_path: &Path, cfg: RunConfig, run_dir: &Path, overrides: &Overr
         RunConfig::UnitTask(mut c) => {
             overrides.apply(&mut c.train);
             tasks::unit_task(config_path, &c, run_dir).with_context(ctx)
+        }
+        RunConfig::PairTask(mut c) => {
+            overrides.apply(&mut c.train);
+            pair::pair_task(config_path, &c, run_dir).with_context(ctx)
         }
     }
 }

@@ -69,7 +69,7 @@ pub struct GraphTaskRun {
 }
 
 /// The readout a graph-task run uses.
-fn readout_of(encoder: &dyn aa_encoder::Encoder, chosen: Option<MeanMax>) -> Box<dyn aa_encoder::Readout> {
+pub(super) fn readout_of(encoder: &dyn aa_encoder::Encoder, chosen: Option<MeanMax>) -> Box<dyn aa_encoder::Readout> {
     match chosen {
         Some(m) => Box::new(m),
         None => encoder.readout(),
@@ -99,7 +99,7 @@ pub struct UnitTaskRun {
 }
 
 /// The encoder configuration of a task run: the checkpoint's, or the run's own.
-fn encoder_config(
+pub(super) fn encoder_config(
     config_path: &Path,
     encoder: &Option<Value>,
     pretrained: &Option<PathBuf>,
@@ -120,7 +120,7 @@ fn encoder_config(
 }
 
 /// Builds the encoder and warm-starts it from `ck`.
-fn build(config: &Value, seed: u64, ck: Option<&aa_pretrain::checkpoint::Checkpoint>) -> Result<TrainableEncoder> {
+pub(super) fn build(config: &Value, seed: u64, ck: Option<&aa_pretrain::checkpoint::Checkpoint>) -> Result<TrainableEncoder> {
     let enc = trainable_encoder(config, seed)?;
     if let Some(ck) = ck {
         let names: std::collections::HashSet<&str> = enc.names.iter().map(String::as_str).collect();
@@ -146,7 +146,7 @@ fn official_glycan_featurisation(config: &Value) -> bool {
     official && matches!(config.get("family").and_then(Value::as_str), Some("glycanaa" | "rgcn"))
 }
 
-fn fill_vocab(config: &mut Value, config_path: &Path, vocab_glycans: &Option<PathBuf>) -> Result<()> {
+pub(super) fn fill_vocab(config: &mut Value, config_path: &Path, vocab_glycans: &Option<PathBuf>) -> Result<()> {
     if !official_glycan_featurisation(config) || config.get("vocab").is_some() {
         return Ok(());
     }
@@ -160,7 +160,7 @@ fn fill_vocab(config: &mut Value, config_path: &Path, vocab_glycans: &Option<Pat
 }
 
 /// What glycan tasks offer an encoder.
-fn glycan_traits(task: &str) -> DataTraits {
+pub(super) fn glycan_traits(task: &str) -> DataTraits {
     DataTraits { name: format!("glycan task {task}"), coordinates: false, unit_kinds: vec![UnitKind::Monosaccharide] }
 }
 
@@ -374,11 +374,15 @@ pub fn pairing_error(config_path: &Path, cfg: &super::RunConfig) -> Result<Optio
     let (encoder, pretrained, traits, vocab) = match cfg {
         RunConfig::GraphTask(c) => (&c.encoder, &c.pretrained, glycan_traits(&c.task.name), &c.vocab_glycans),
         RunConfig::UnitTask(c) => (&c.encoder, &c.pretrained, unit_task_kind(&c.task)?.1, &None),
+        RunConfig::PairTask(c) => {
+            let (e, p, v) = c.encoder_source();
+            (e, p, glycan_traits(&c.task.name), v)
+        }
         _ => return Ok(None),
     };
     let (mut config, ck) = encoder_config(config_path, encoder, pretrained)?;
     match cfg {
-        RunConfig::GraphTask(_) => fill_vocab(&mut config, config_path, vocab)?,
+        RunConfig::GraphTask(_) | RunConfig::PairTask(_) => fill_vocab(&mut config, config_path, vocab)?,
         _ if official_glycan_featurisation(&config) && config.get("vocab").is_none() => {
             let family = config.get("family").and_then(Value::as_str).unwrap_or_default().to_string();
             return Ok(Some(format!(
