@@ -2,7 +2,8 @@
 //! `pretrained`) and Vabs-Net × glycosylation type (a
 //! 1-in-150 subset of the glycowork task) and DSSP (six mdanalysistests chains), one seed, one
 //! epoch. The impossible pairings (Vabs-Net on glycans without coordinates, RGCN on residues)
-//! are listed and skipped; killing the command after its first run and running it again keeps
+//! are listed and skipped (PreGlycanAA is limited to the glycan task by its `tasks`; DSSP sets
+//! its own batch size); the log, not a terminal, has a line per run event and per epoch; killing the command after its first run and running it again keeps
 //! that run and finishes the other; the tables name both; every plot's PNG decodes at the
 //! stated size.
 
@@ -32,7 +33,7 @@ fn experiment(dir: &Path) -> std::path::PathBuf {
             { "name": "rgcn", "encoder": { "family": "rgcn", "model": { "num_unit": 0, "num_relation": 0, "input_dim": 16,
               "hidden_dims": [16, 16], "batch_norm": false, "activation": "relu", "concat_hidden": true,
               "readout_type": "mono", "variant": "flat" } } },
-            { "name": "preglycanaa", "pretrained": format!("{ROOT}/models/preglycanaa-small") },
+            { "name": "preglycanaa", "pretrained": format!("{ROOT}/models/preglycanaa-small"), "tasks": ["glycan_type"] },
             { "name": "vabs", "encoder": { "family": "vabs", "model": { "layers": 1, "dim": 16, "edge_dim": 8, "heads": 2,
               "ffn_multiplier": 1, "kernels": 8, "atom_knn": 6, "unit_knn": 6 } } }
         ],
@@ -40,7 +41,8 @@ fn experiment(dir: &Path) -> std::path::PathBuf {
             { "name": "glycan_type", "run": { "objective": "graph_task", "task": { "dir": "tasks", "name": "glycan_type" },
               "vocab_glycans": "tasks/glycan_type.csv" } },
             { "name": "dssp", "run": { "objective": "unit_task", "task": "dssp",
-              "data": { "structures": files, "valid_fraction": 0.2, "test_fraction": 0.2, "window": 64 } } }
+              "data": { "structures": files, "valid_fraction": 0.2, "test_fraction": 0.2, "window": 64 } },
+              "train": { "batch_size": 4 } }
         ],
         "seeds": [0],
         "train": { "epochs": 1, "batch_size": 16, "optimizer": { "lr": 0.003 } }
@@ -87,8 +89,23 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let rows = results["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{results}");
-    assert_eq!(results["skipped"].as_array().unwrap().len(), 3);
-    assert!(err.contains("skip preglycanaa × dssp"), "{err}");
+    // PreGlycanAA is limited to glycan_type: not a skipped pairing, just not in the matrix.
+    assert_eq!(results["skipped"].as_array().unwrap().len(), 2);
+    assert!(!err.contains("preglycanaa × dssp"), "{err}");
+    // The log is not a terminal: no bars, one line per run event and per epoch.
+    assert!(log.contains("[1/3] rgcn × glycan_type seed 0: running"), "{log}");
+    assert!(log.contains("  epoch 1/1: train loss") && !log.contains('\r'), "{log}");
+    // The task's own batch size reached the DSSP runs.
+    let run = out.join("runs/vabs__dssp__s0");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let steps = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"step\""))
+        .count();
+    assert_eq!(summary["steps"].as_u64().unwrap() as usize, steps, "{summary}");
+    assert!(steps >= 2, "batch size 4 over the DSSP windows gives several steps, got {steps}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("## glycan_type") && md.contains("## dssp") && md.contains("| rgcn | 1 |"), "{md}");
     assert!(md.contains("| vabs | 1 |") && md.contains("macro_f1"), "{md}");

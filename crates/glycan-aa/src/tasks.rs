@@ -1,5 +1,6 @@
 //! Loaders for the glycan tasks that `cargo xtask data` rebuilds from glycowork 1.11.0
-//! (`data/tasks/`, see its README): glycosylation type and taxonomy at eight levels.
+//! (`data/tasks/`, see its README): glycosylation type, taxonomy at eight levels,
+//! immunogenicity, and the protein–glycan interaction pairs ([`load_interaction`]).
 //!
 //! A task has one or more *targets* (label columns): one per file, or — for the name
 //! `taxonomy` — the eight taxonomy levels joined by glycan, to be trained jointly.

@@ -22,15 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::tasks::{build, encoder_config, fill_vocab, glycan_traits, readout_of, TaskSource};
+use super::tasks::{build, encoder_config, fill_vocab, glycan_traits, one, readout_of, TaskSource};
 use super::absolute;
 use crate::embed::{embed, sequence_inputs, Level};
 use crate::package::{Model, CONFIG_FILE, WEIGHTS_FILE};
 use aa_pretrain::hub::HubOptions;
-
-fn one() -> f64 {
-    1.0
-}
 
 fn esm_limit() -> usize {
     1022

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::inputs::{read_glycan_file, read_structures, GlycanGraphs};
 
-fn one() -> f64 {
+pub(super) fn one() -> f64 {
     1.0
 }
 
