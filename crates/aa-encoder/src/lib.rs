@@ -20,11 +20,12 @@ pub mod readout;
 pub mod tasks;
 
 use std::any::Any;
+use std::sync::Arc;
 
 use aa_graph::UnitKind;
 pub use aa_graph::Window;
 use candle_core::{Result, Tensor};
-pub use readout::{MeanMax, PoolNodes, Readout};
+pub use readout::{Gigp, GigpConfig, MeanMax, Orbit, PoolNodes, Readout, ReadoutConfig};
 
 /// A family's model input for some windows, built by [`Encoder::featurize`] (on the trainer's
 /// helper thread, one batch ahead) and consumed by [`Encoder::forward`] of the same encoder.
@@ -32,12 +33,14 @@ pub struct Featurized {
     inner: Box<dyn Any + Send>,
     /// Number of windows it holds.
     pub windows: usize,
+    /// The windows' unit geometry (what the family's output carries for readouts).
+    pub geometry: Arc<UnitGeometry>,
 }
 
 impl Featurized {
-    /// Wraps a family's input for `windows` windows.
-    pub fn new<T: Any + Send>(input: T, windows: usize) -> Featurized {
-        Featurized { inner: Box::new(input), windows }
+    /// Wraps a family's input built from `windows` (their [`UnitGeometry`] goes with it).
+    pub fn new<T: Any + Send>(input: T, windows: &[&Window]) -> Featurized {
+        Featurized { inner: Box::new(input), windows: windows.len(), geometry: Arc::new(UnitGeometry::of(windows)) }
     }
 
     /// The family's input; an error when it was built by another family.
@@ -83,6 +86,8 @@ pub struct EncoderOutput {
     pub atoms: Option<AtomRows>,
     /// Number of windows.
     pub windows: usize,
+    /// The windows' unit geometry, rows as [`EncoderOutput::units`] (from [`Featurized`]).
+    pub geometry: Option<Arc<UnitGeometry>>,
 }
 
 impl EncoderOutput {
@@ -96,6 +101,66 @@ impl EncoderOutput {
         let lo = self.unit_window.partition_point(|&x| (x as usize) < w);
         let hi = self.unit_window.partition_point(|&x| (x as usize) <= w);
         lo..hi
+    }
+}
+
+/// Per-unit facts of the windows an output was computed from, in the unit rows' order (window
+/// after window, each window's units in its order), for readouts that pool by geometry or
+/// structure (GIGP) — built by [`Featurized::new`], so every family carries it into its output.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UnitGeometry {
+    /// Each unit's position (its anchor atom's, else its atoms' centroid; the origin for a unit
+    /// without atoms), when every window's graph has coordinates.
+    pub positions: Option<Vec<[f32; 3]>>,
+    /// Each unit's number of unit links to other units of its window.
+    pub degree: Vec<u32>,
+}
+
+impl UnitGeometry {
+    /// The geometry of `windows`.
+    pub fn of(windows: &[&Window]) -> UnitGeometry {
+        let mut positions = windows.iter().all(|w| w.graph.positions.is_some()).then(Vec::new);
+        let mut degree = Vec::new();
+        for w in windows {
+            let g = &w.graph;
+            let mut slot = vec![u32::MAX; g.units.len()];
+            for (i, &u) in w.units.iter().enumerate() {
+                if let Some(s) = slot.get_mut(u as usize) {
+                    *s = i as u32;
+                }
+            }
+            let at = |u: u32| slot.get(u as usize).copied().filter(|&s| s != u32::MAX);
+            let mut deg = vec![0u32; w.units.len()];
+            for l in &g.unit_links {
+                if let (Some(a), Some(b)) = (at(l.src), at(l.dst)) {
+                    if a != b {
+                        deg[a as usize] += 1;
+                        deg[b as usize] += 1;
+                    }
+                }
+            }
+            degree.extend(deg);
+            if let (Some(out), Some(pos)) = (positions.as_mut(), &g.positions) {
+                let mut sum = vec![[0f64; 3]; w.units.len()];
+                let mut count = vec![0usize; w.units.len()];
+                for (a, p) in g.atoms.iter().zip(pos) {
+                    if let Some(s) = at(a.unit) {
+                        for c in 0..3 {
+                            sum[s as usize][c] += f64::from(p[c]);
+                        }
+                        count[s as usize] += 1;
+                    }
+                }
+                for (i, &u) in w.units.iter().enumerate() {
+                    let anchor = g.units[u as usize].anchor.and_then(|a| pos.get(a as usize).copied());
+                    out.push(anchor.unwrap_or_else(|| {
+                        let n = count[i].max(1) as f64;
+                        [(sum[i][0] / n) as f32, (sum[i][1] / n) as f32, (sum[i][2] / n) as f32]
+                    }));
+                }
+            }
+        }
+        UnitGeometry { positions, degree }
     }
 }
 

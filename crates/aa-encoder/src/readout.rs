@@ -1,5 +1,10 @@
 //! Graph readouts: one vector per window from an [`EncoderOutput`]. A readout sees only the
-//! output, never the family, so every readout works for every encoder.
+//! output, never the family, so every readout works for every encoder: [`MeanMax`] (mean ‖ max
+//! over unit or all rows) and [`Gigp`] (group-invariant pooling by orbit, `gigp`).
+
+mod gigp;
+
+pub use gigp::{window_orbit_values, Gigp, GigpConfig, Orbit};
 
 use aa_graph::kernels::{scatter_max, scatter_mean};
 use candle_core::{Device, Result, Tensor, D};
@@ -28,9 +33,25 @@ pub enum PoolNodes {
 
 /// Mean ‖ max pooling (TorchDrug's `MeanReadout` and `MaxReadout`, concatenated as GlycanAA does).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MeanMax {
     /// Rows pooled.
+    #[serde(default)]
     pub nodes: PoolNodes,
+}
+
+/// A readout chosen in a task configuration: `{"nodes": "units" | "all"}` (mean ‖ max) or
+/// `{"gigp": {"bins": …, "orbit": "centroid_distance" | "degree", "delta": …, "hidden": …}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReadoutConfig {
+    /// Group-invariant pooling by orbit (its weights under `readout.`).
+    Gigp {
+        /// Its configuration.
+        gigp: GigpConfig,
+    },
+    /// Mean ‖ max.
+    MeanMax(MeanMax),
 }
 
 impl Readout for MeanMax {

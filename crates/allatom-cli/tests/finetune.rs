@@ -187,3 +187,42 @@ fn any_family_on_a_glycan_task_and_impossible_pairings_refused() {
     assert!(err.contains("vabs needs 3D coordinates") && !err.contains("missing"), "{err}");
     assert!(!dir.path().join("v").exists());
 }
+
+#[test]
+fn a_gigp_readout_trains_and_its_fitted_centres_travel_with_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    small_task(dir.path());
+    let cfg = serde_json::json!({"objective": "graph_task", "task": {"dir": "tasks", "name": "glycan_type"},
+        "encoder": {"family": "glycanaa", "model": model()}, "vocab_glycans": "tasks/glycan_type.csv",
+        "readout": {"gigp": {"bins": 4, "orbit": "degree", "hidden": 8}},
+        "train": {"epochs": 2, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1}});
+    let summary = run_ok("finetune", dir.path(), "g", &cfg);
+    assert!(summary["test"]["accuracy"].is_number(), "{summary}");
+    // The checkpoint holds the readout's weights and its centres (fitted on the training
+    // glycans' unit degrees: not all zero), and eval rebuilds the same readout.
+    let best = std::fs::read_to_string(dir.path().join("g/checkpoints/best")).unwrap();
+    let ck = dir.path().join("g/checkpoints").join(best.trim());
+    let t = candle_core::safetensors::load(ck.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let centres = t["readout.buffer_orbit_centres"].to_vec1::<f32>().unwrap();
+    assert_eq!(centres.len(), 4);
+    assert!(centres.iter().any(|&c| c > 0.0) && centres.windows(2).all(|w| w[0] <= w[1]), "{centres:?}");
+    assert!(t.contains_key("readout.orbit_mlp.w1") && t.contains_key("readout.orbit_weights"));
+    let out = allatom().args(["eval", "--checkpoint"]).arg(dir.path().join("g")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["metrics"], summary["test"], "{eval}");
+    // Centroid-distance orbits need coordinates, which IUPAC glycans do not have.
+    let mut bad = cfg.clone();
+    bad["readout"] = serde_json::json!({"gigp": {"orbit": "centroid_distance"}});
+    std::fs::write(dir.path().join("bad.json"), bad.to_string()).unwrap();
+    let out = allatom()
+        .args(["finetune", "--config"])
+        .arg(dir.path().join("bad.json"))
+        .arg("--run-dir")
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs coordinates"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("bad/summary.json").exists());
+}

@@ -165,12 +165,19 @@ mod tests {
                 .collect();
             let uw: Vec<u32> =
                 windows.iter().enumerate().flat_map(|(i, w)| std::iter::repeat_n(i as u32, w.units.len())).collect();
-            Ok(Featurized::new((ids, uw), windows.len()))
+            Ok(Featurized::new((ids, uw), windows))
         }
         fn forward(&self, input: &Featurized, _train: bool) -> Result<EncoderOutput> {
             let (ids, uw) = input.get::<(Vec<u32>, Vec<u32>)>("toy")?;
             let units = self.0.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
-            Ok(EncoderOutput { layers: vec![], units, unit_window: uw.clone(), atoms: None, windows: input.windows })
+            Ok(EncoderOutput {
+                layers: vec![],
+                units,
+                unit_window: uw.clone(),
+                atoms: None,
+                windows: input.windows,
+                geometry: Some(input.geometry.clone()),
+            })
         }
     }
 

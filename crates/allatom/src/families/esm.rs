@@ -147,7 +147,7 @@ impl Encoder for EsmEncoder {
             atom_unit,
             graph_atom,
         };
-        Ok(Featurized::new(input, windows.len()))
+        Ok(Featurized::new(input, windows))
     }
 
     fn forward(&self, input: &Featurized, train: bool) -> candle_core::Result<EncoderOutput> {
@@ -179,6 +179,7 @@ impl Encoder for EsmEncoder {
                 graph_atom: Some(b.graph_atom.clone()),
             }),
             windows: input.windows,
+            geometry: Some(input.geometry.clone()),
         })
     }
 }

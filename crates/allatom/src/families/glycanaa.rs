@@ -200,7 +200,7 @@ impl Encoder for GlycanAAEncoder {
         } else {
             GlycanAABatch::from_compat_refs(&refs, &self.vocab, &Device::Cpu)?
         };
-        Ok(Featurized::new(GlycanAAInput { batch, unit_window, atom_unit, graph_atom }, windows.len()))
+        Ok(Featurized::new(GlycanAAInput { batch, unit_window, atom_unit, graph_atom }, windows))
     }
 
     fn forward(&self, input: &Featurized, train: bool) -> candle_core::Result<EncoderOutput> {
@@ -228,6 +228,7 @@ impl Encoder for GlycanAAEncoder {
                 graph_atom: Some(inp.graph_atom.clone()),
             }),
             windows: input.windows,
+            geometry: Some(input.geometry.clone()),
         })
     }
 }

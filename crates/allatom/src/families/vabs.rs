@@ -184,7 +184,7 @@ impl Encoder for VabsEncoder {
             input,
             lm,
         };
-        Ok(Featurized::new(batch, windows.len()))
+        Ok(Featurized::new(batch, windows))
     }
 
     fn forward(&self, input: &Featurized, train: bool) -> candle_core::Result<EncoderOutput> {
@@ -207,6 +207,7 @@ impl Encoder for VabsEncoder {
                 graph_atom: Some(b.graph_atom.clone()),
             }),
             windows: input.windows,
+            geometry: Some(input.geometry.clone()),
         })
     }
 }

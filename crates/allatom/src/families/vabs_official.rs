@@ -153,7 +153,7 @@ impl Encoder for OfficialEncoder {
             graph_atom,
             input,
         };
-        Ok(Featurized::new(batch, windows.len()))
+        Ok(Featurized::new(batch, windows))
     }
 
     fn forward(&self, input: &Featurized, train: bool) -> candle_core::Result<EncoderOutput> {
@@ -177,6 +177,7 @@ impl Encoder for OfficialEncoder {
                 graph_atom: Some(b.graph_atom.clone()),
             }),
             windows: input.windows,
+            geometry: Some(input.geometry.clone()),
         })
     }
 }

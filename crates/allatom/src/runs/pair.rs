@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aa_encoder::tasks::{PairItem, PairTask};
-use aa_encoder::{check_pairing, MeanMax, Window};
+use aa_encoder::{check_pairing, ReadoutConfig, Window};
 use aa_graph::UnitKind;
 use aa_pretrain::run::{fit, load_best, resolve, write_summary, RunSpec};
 use aa_pretrain::trainer::{Selection, TrainConfig};
@@ -55,9 +55,9 @@ pub struct PairTaskRun {
     /// Learning-rate multiplier of the glycan encoder (the head uses 1).
     #[serde(default = "one")]
     pub lr_ratio: f64,
-    /// The glycan readout; default: the encoder's own.
+    /// The glycan readout (as a graph task's); default: the encoder's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readout: Option<MeanMax>,
+    pub readout: Option<ReadoutConfig>,
     /// Training settings.
     pub train: TrainConfig,
 }
@@ -225,7 +225,8 @@ pub(super) fn pair_task(config_path: &Path, cfg: &PairTaskRun, run_dir: &Path) -
         partners.dim(1)?,
         readable.iter().filter(|r| !**r).count(),
     );
-    let readout = readout_of(enc.encoder.as_ref(), cfg.readout);
+    let train_windows: Vec<&Window> = train.iter().map(|i| &i.window).collect();
+    let readout = readout_of(&enc, &cfg.readout, Some(&train_windows))?;
     let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
     let objective = PairTask::new(enc.encoder, readout, vb, partners, (mean, sd))?;
     let metadata = json!({

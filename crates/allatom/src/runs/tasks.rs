@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aa_encoder::tasks::{GraphItem, GraphTask, LabelledWindow, Target, UnitTask};
-use aa_encoder::{check_pairing, DataTraits, MeanMax, Window};
+use aa_encoder::readout::window_orbit_values;
+use aa_encoder::{check_pairing, DataTraits, Gigp, ReadoutConfig, Window};
 use aa_graph::UnitKind;
 use aa_pretrain::run::{fit, load_best, resolve, split_fractions, warm_start, write_summary, RunSpec};
 use aa_pretrain::trainer::{Objective, Selection, TrainConfig};
@@ -60,20 +61,36 @@ pub struct GraphTaskRun {
     /// Learning-rate multiplier of the encoder (the head uses 1).
     #[serde(default = "one")]
     pub lr_ratio: f64,
-    /// The graph readout (`{"nodes": "units" | "all"}`, mean ‖ max); default: the encoder's
-    /// own (GlycanAA's `readout_type`; units for the other families).
+    /// The graph readout (`{"nodes": "units" | "all"}`, mean ‖ max, or `{"gigp": {…}}`, its
+    /// weights under `readout.`); default: the encoder's own (GlycanAA's `readout_type`; units
+    /// for the other families).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readout: Option<MeanMax>,
+    pub readout: Option<ReadoutConfig>,
     /// Training settings.
     pub train: TrainConfig,
 }
 
-/// The readout a graph-task run uses.
-pub(super) fn readout_of(encoder: &dyn aa_encoder::Encoder, chosen: Option<MeanMax>) -> Box<dyn aa_encoder::Readout> {
-    match chosen {
-        Some(m) => Box::new(m),
-        None => encoder.readout(),
-    }
+/// The readout a task run uses, built in `enc`'s store (under `readout.`). A GIGP readout's
+/// orbit centres are fitted on `train` (the training windows); with `None` they are left for a
+/// checkpoint to set.
+pub(super) fn readout_of(
+    enc: &TrainableEncoder,
+    chosen: &Option<ReadoutConfig>,
+    train: Option<&[&Window]>,
+) -> Result<Box<dyn aa_encoder::Readout>> {
+    Ok(match chosen {
+        Some(ReadoutConfig::MeanMax(m)) => Box::new(*m),
+        Some(ReadoutConfig::Gigp { gigp }) => {
+            let vb = enc.store.var_builder(DType::F32, &Device::Cpu).pp("readout");
+            let g = Gigp::new(vb, enc.encoder.unit_dim(), gigp.clone())?;
+            if let Some(windows) = train {
+                let values = window_orbit_values(windows, gigp.orbit)?;
+                g.set_centres(&Gigp::fit_centres(&values, gigp.bins), &enc.store.all())?;
+            }
+            Box::new(g)
+        }
+        None => enc.encoder.readout(),
+    })
 }
 
 /// A per-unit structure task run.
@@ -207,7 +224,8 @@ pub(super) fn graph_task(config_path: &Path, cfg: &GraphTaskRun, run_dir: &Path)
         test.len(),
         task.targets.iter().map(|t| t.classes.len().to_string()).collect::<Vec<_>>().join("+"),
     );
-    let readout = readout_of(enc.encoder.as_ref(), cfg.readout);
+    let train_windows: Vec<&Window> = train.iter().map(|i| &i.window).collect();
+    let readout = readout_of(&enc, &cfg.readout, Some(&train_windows))?;
     let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
     let objective = GraphTask::new(enc.encoder, readout, vb, task.targets.clone())?;
     let metric = selection_metric(&task.targets);
@@ -462,8 +480,9 @@ fn load_graph_split(
     }
     let enc = trainable_encoder(&checkpoint_encoder(&ck)?, 0)?;
     let graphs = enc.family.glycan_graphs(&crate::families::split_config(&enc.config)?.1)?;
-    let chosen: Option<MeanMax> = serde_json::from_value(meta["config"]["readout"].clone()).unwrap_or(None);
-    let readout = readout_of(enc.encoder.as_ref(), chosen);
+    let chosen: Option<ReadoutConfig> = serde_json::from_value(meta["config"]["readout"].clone())
+        .with_context(|| format!("{}: the recorded readout is not a readout configuration", dir.display()))?;
+    let readout = readout_of(&enc, &chosen, None)?;
     let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
     let store = enc.store.clone();
     let objective = GraphTask::new(enc.encoder, readout, vb, targets)?;
