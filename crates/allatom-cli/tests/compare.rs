@@ -131,6 +131,13 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
     let res = allatom().args(["compare", "--experiment"]).arg(&exp).arg("--out").arg(&out).output().unwrap();
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("3 runs finished (3 from before)"), "{err}");
+    // The experiment changed (another budget): its runs are not silently reused.
+    let mut changed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&exp).unwrap()).unwrap();
+    changed["train"]["epochs"] = serde_json::json!(2);
+    std::fs::write(&exp, changed.to_string()).unwrap();
+    let res = allatom().args(["compare", "--experiment"]).arg(&exp).arg("--out").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && err.contains("made with another configuration"), "{err}");
 }
 
 #[test]

@@ -24,7 +24,9 @@
 //! encoder alike). An encoder's `tasks` limits it to some tasks.
 //! Pairings an encoder cannot read are listed before anything trains and skipped. A run whose
 //! `summary.json` exists is finished and skipped; any other run directory resumes from its
-//! latest checkpoint.
+//! latest checkpoint. Each run directory records its configuration ([`CELL_FILE`]); if the
+//! experiment now gives another one, the command stops before training anything and names the
+//! directory.
 //!
 //! Progress goes to stderr: on a terminal one bar over the matrix with each run's step bar under
 //! it and status lines above; in a log file (no bars) one line per run event and per epoch.
@@ -84,6 +86,9 @@ pub struct Experiment {
     /// The one training budget (a `train` section; its `seed` is replaced).
     pub train: Value,
 }
+
+/// The file in each run directory that records the run configuration it was made with.
+pub const CELL_FILE: &str = "compare_run.json";
 
 /// One (encoder, task, seed) of the matrix.
 #[derive(Clone, Debug)]
@@ -298,6 +303,24 @@ pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
     let start = std::time::Instant::now();
     let matrix = aa_pretrain::progress::bar(total as u64, "{bar:30} {pos}/{len} runs of the matrix  {msg}  [{elapsed}]");
     let line = aa_pretrain::progress::line;
+    // A run directory made with another configuration (the experiment file changed since) is
+    // neither reused nor resumed: say which, before anything trains.
+    for c in &todo {
+        let recorded = c.dir.join(CELL_FILE);
+        if let Ok(text) = std::fs::read_to_string(&recorded) {
+            let now = serde_json::to_value(&c.config)?;
+            if serde_json::from_str::<Value>(&text).ok().as_ref() != Some(&now) {
+                bail!(
+                    "{}: made with another configuration of {} × {} seed {} than the experiment now gives; \
+                     remove that run directory to run it again, or use another --out",
+                    c.dir.display(),
+                    c.encoder,
+                    c.task,
+                    c.seed
+                );
+            }
+        }
+    }
     for (i, c) in todo.iter().enumerate() {
         matrix.set_position(i as u64);
         matrix.set_message(format!("{} × {} seed {}", c.encoder, c.task, c.seed));
@@ -317,6 +340,9 @@ pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
             start.elapsed().as_secs_f64()
         ));
         let t = std::time::Instant::now();
+        std::fs::create_dir_all(&c.dir).with_context(|| format!("creating {}", c.dir.display()))?;
+        std::fs::write(c.dir.join(CELL_FILE), serde_json::to_vec_pretty(&c.config)?)
+            .with_context(|| format!("writing {}", c.dir.join(CELL_FILE).display()))?;
         match run(path, c.config.clone(), &c.dir, &Overrides::default()) {
             Ok(summary) => {
                 let row = row_of(c, &summary);
