@@ -1,7 +1,8 @@
 //! The rebuilt glycowork tasks (`cargo xtask data`, run by `cargo xtask fetch-data`): files
 //! match the committed manifest, splits do not share glycans, the glycosylation-type split is
 //! stratified, the taxonomy levels join into one eight-target task, immunogenicity is glycanbench's
-//! binary label on 1,320 glycans, and the glycans build.
+//! binary label on 1,320 glycans, the glycans build, and the interaction pairs match the
+//! manifest with every protein (hence every pair) in one split.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -31,7 +32,8 @@ fn immunogenicity_is_binary_and_stratified() {
 fn tasks_match_the_manifest_and_split_cleanly() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir().join("MANIFEST.json")).unwrap()).unwrap();
-    let names: Vec<String> = manifest.as_object().unwrap().keys().cloned().collect();
+    let names: Vec<String> =
+        manifest.as_object().unwrap().keys().filter(|k| !k.starts_with("interaction")).cloned().collect();
     assert_eq!(names.len(), 10, "glycan type + 8 taxonomy levels + immunogenicity");
     for name in &names {
         let task = load(&dir(), name).unwrap_or_else(|e| panic!("{e}"));
@@ -111,4 +113,26 @@ fn taxonomy_levels_join_into_one_task() {
     }
     let err = load(tmp.path(), "taxonomy").unwrap_err().to_string();
     assert!(err.contains("taxonomy_genus.csv") && err.contains("Test"), "{err}");
+}
+
+#[test]
+fn interaction_pairs_match_the_manifest_and_split_by_protein() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("MANIFEST.json")).unwrap()).unwrap();
+    let t = glycan_aa::tasks::load_interaction(&dir()).unwrap();
+    assert_eq!(t.proteins.len() as u64, manifest["interaction_proteins"]["rows"].as_u64().unwrap());
+    assert_eq!(t.pairs.len() as u64, manifest["interaction"]["rows"].as_u64().unwrap());
+    assert_eq!(t.glycans.len() as u64, manifest["interaction"]["glycans"].as_u64().unwrap());
+    assert_eq!((t.proteins.len(), t.pairs.len(), t.glycans.len()), (2117, 799_408, 2878));
+    // Identical sequences share a split; pairs per split as the manifest counts them.
+    let mut split_of: std::collections::HashMap<&str, Split> = Default::default();
+    for p in &t.proteins {
+        assert_eq!(*split_of.entry(p.sequence.as_str()).or_insert(p.split), p.split, "{}", p.name);
+    }
+    for (s, name) in [(Split::Train, "train"), (Split::Valid, "valid"), (Split::Test, "test")] {
+        let n = t.pairs.iter().filter(|p| t.proteins[p.0 as usize].split == s).count() as u64;
+        assert_eq!(n, manifest["interaction"]["splits"][name].as_u64().unwrap(), "{name}");
+    }
+    let train = t.proteins.iter().filter(|p| p.split == Split::Train).count() as f64 / t.proteins.len() as f64;
+    assert!((0.78..0.82).contains(&train), "{train}");
 }
