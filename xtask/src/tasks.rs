@@ -264,7 +264,12 @@ fn interaction(path: &Path, out: &Path, manifest: &mut serde_json::Map<String, s
         }
         for (c, v) in &values {
             if v.parse::<f64>().map_or(true, |x| !x.is_finite()) {
-                bail!("{}: protein {}: value {v:?} for {} is not a number", path.display(), proteins.len(), &header[*c]);
+                bail!(
+                    "{}: protein {}: value {v:?} for {} is not a number",
+                    path.display(),
+                    proteins.len(),
+                    &header[*c]
+                );
             }
         }
         proteins.push((rec.get(ncol).unwrap_or("").trim().to_string(), seq, values));
@@ -288,7 +293,12 @@ fn interaction(path: &Path, out: &Path, manifest: &mut serde_json::Map<String, s
     let n_pairs: usize = pair_counts.values().sum();
     manifest.insert(
         "interaction_proteins".into(),
-        write_csv(out, "interaction_proteins", &ptext, serde_json::json!({ "rows": proteins.len(), "splits": counts }))?,
+        write_csv(
+            out,
+            "interaction_proteins",
+            &ptext,
+            serde_json::json!({ "rows": proteins.len(), "splits": counts }),
+        )?,
     );
     manifest.insert(
         "interaction".into(),

@@ -20,8 +20,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 fn output(f: &HashMap<String, Tensor>) -> (EncoderOutput, Vec<u32>) {
     let uw: Vec<u32> = f["unit_window"].to_vec1::<i64>().unwrap().into_iter().map(|w| w as u32).collect();
-    let pos: Vec<[f32; 3]> =
-        f["positions"].to_vec2::<f32>().unwrap().into_iter().map(|r| [r[0], r[1], r[2]]).collect();
+    let pos: Vec<[f32; 3]> = f["positions"].to_vec2::<f32>().unwrap().into_iter().map(|r| [r[0], r[1], r[2]]).collect();
     let geometry = UnitGeometry { positions: Some(pos), degree: vec![0; uw.len()] };
     let windows = uw.iter().max().map_or(0, |&w| w as usize + 1);
     let out = EncoderOutput {
@@ -46,11 +45,8 @@ fn equals_the_pytorch_reference() {
     let got = Tensor::new(values.as_slice(), &Device::Cpu).unwrap();
     assert!(max_diff(&got, &f["expected_values"]) < 1e-5);
     for (delta, key) in [(None, "expected_nearest"), (Some(0.7), "expected_delta")] {
-        let mut weights: HashMap<String, Tensor> = f
-            .iter()
-            .filter(|(k, _)| k.starts_with("orbit_"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut weights: HashMap<String, Tensor> =
+            f.iter().filter(|(k, _)| k.starts_with("orbit_")).map(|(k, v)| (k.clone(), v.clone())).collect();
         weights.insert("buffer_orbit_centres".into(), Tensor::new(centres.as_slice(), &Device::Cpu).unwrap());
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
         let gigp = Gigp::new(vb, 6, GigpConfig { bins: 5, orbit: Orbit::CentroidDistance, delta, hidden: 4 }).unwrap();

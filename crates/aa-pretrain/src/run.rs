@@ -51,7 +51,8 @@ pub fn split_fractions<T>(items: Vec<T>, seed: u64, valid: f64, test: f64) -> [V
 /// and any variable whose last name part starts with `buffer_` (GIGP's fitted orbit centres):
 /// saved with a run, not optimised.
 pub fn split_buffers(vars: Named) -> (Named, Named) {
-    vars.into_iter().partition(|(k, _)| !k.contains("running_") && !k.rsplit('.').next().unwrap_or(k).starts_with("buffer_"))
+    vars.into_iter()
+        .partition(|(k, _)| !k.contains("running_") && !k.rsplit('.').next().unwrap_or(k).starts_with("buffer_"))
 }
 
 /// A checkpoint directory (holds `state.json`) as given, or a run directory's best checkpoint

@@ -99,11 +99,8 @@ fn a_tiny_experiment_runs_resumes_and_tabulates() {
     let run = out.join("runs/vabs__dssp__s0");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
-    let steps = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("\"step\""))
-        .count();
+    let steps =
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"step\"")).count();
     assert_eq!(summary["steps"].as_u64().unwrap() as usize, steps, "{summary}");
     assert!(steps >= 2, "batch size 4 over the DSSP windows gives several steps, got {steps}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();

@@ -223,6 +223,10 @@ fn a_gigp_readout_trains_and_its_fitted_centres_travel_with_the_checkpoint() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs coordinates"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs coordinates"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!dir.path().join("bad/summary.json").exists());
 }

@@ -18,7 +18,8 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The subset in `<dir>/tasks` (ids renumbered, no manifest); (proteins per split, pairs).
 fn subset(dir: &Path) -> (BTreeMap<String, usize>, usize) {
-    let read = |f: &str| std::fs::read_to_string(format!("{ROOT}/data/tasks/{f}.csv")).expect("run `cargo xtask data` first");
+    let read =
+        |f: &str| std::fs::read_to_string(format!("{ROOT}/data/tasks/{f}.csv")).expect("run `cargo xtask data` first");
     let mut proteins = csv::Reader::from_reader(read("interaction_proteins").as_bytes().to_vec().as_slice())
         .records()
         .map(|r| r.unwrap())
@@ -99,7 +100,8 @@ fn interaction_trains_caches_proteins_and_refuses_bad_input() {
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{log}");
     assert!(log.contains("embedded 30 protein sequences"), "{log}");
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
     let sizes = &s["sizes"];
     let n = |k: &str| sizes[k].as_u64().unwrap() as usize;
     assert_eq!(n("train_pairs") + n("valid_pairs") + n("test_pairs") + n("dropped_pairs"), pairs, "{sizes}");

@@ -145,7 +145,11 @@ impl Experiment {
         for enc in &e.encoders {
             for t in enc.tasks.iter().flatten() {
                 if !e.tasks.iter().any(|x| &x.name == t) {
-                    bail!("{}: encoder {} lists task {t:?}, which the experiment does not have", path.display(), enc.name);
+                    bail!(
+                        "{}: encoder {} lists task {t:?}, which the experiment does not have",
+                        path.display(),
+                        enc.name
+                    );
                 }
             }
         }
@@ -191,7 +195,10 @@ impl Experiment {
                     let config: RunConfig = serde_json::from_value(Value::Object(run))
                         .with_context(|| format!("encoder {} × task {}: not a run configuration", e.name, t.name))?;
                     if config.is_pretraining() {
-                        bail!("task {}: a pretraining objective; compare takes graph_task, unit_task and pair_task", t.name);
+                        bail!(
+                            "task {}: a pretraining objective; compare takes graph_task, unit_task and pair_task",
+                            t.name
+                        );
                     }
                     cells.push(Cell {
                         encoder: e.name.clone(),
@@ -301,7 +308,8 @@ pub fn compare(path: &Path, out: &Path) -> Result<Compared> {
     let todo: Vec<&Cell> = cells.iter().filter(|c| !refused.contains(&(c.encoder.clone(), c.task.clone()))).collect();
     let total = todo.len();
     let start = std::time::Instant::now();
-    let matrix = aa_pretrain::progress::bar(total as u64, "{bar:30} {pos}/{len} runs of the matrix  {msg}  [{elapsed}]");
+    let matrix =
+        aa_pretrain::progress::bar(total as u64, "{bar:30} {pos}/{len} runs of the matrix  {msg}  [{elapsed}]");
     let line = aa_pretrain::progress::line;
     // A run directory made with another configuration (the experiment file changed since) is
     // neither reused nor resumed: say which, before anything trains.

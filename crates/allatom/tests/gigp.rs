@@ -69,8 +69,8 @@ fn pooled_vector_is_unchanged_by_rigid_motion_and_permutation() {
         let map = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let dim = enc.encoder.unit_dim();
-        let gigp = Gigp::new(vb, dim, GigpConfig { bins: 3, orbit: Orbit::CentroidDistance, delta: None, hidden: 8 })
-            .unwrap();
+        let gigp =
+            Gigp::new(vb, dim, GigpConfig { bins: 3, orbit: Orbit::CentroidDistance, delta: None, hidden: 8 }).unwrap();
         let vars: Vec<_> = map.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (k, v) in &vars {
             if k.ends_with("w2") || k.ends_with("b2") || k == "orbit_weights" {
@@ -82,7 +82,11 @@ fn pooled_vector_is_unchanged_by_rigid_motion_and_permutation() {
         let (pa, pb) = (gigp.forward(&a, false).unwrap(), gigp.forward(&b, false).unwrap());
         let scale = pa.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let d = (&pa - &pb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(scale > 0.0 && d <= 1e-5 * scale.max(1.0), "{}: pooled vectors differ by {d} (scale {scale})", config["family"]);
+        assert!(
+            scale > 0.0 && d <= 1e-5 * scale.max(1.0),
+            "{}: pooled vectors differ by {d} (scale {scale})",
+            config["family"]
+        );
         // The orbit values moved with the units, not with the frame.
         let moved_values = aa_encoder::readout::window_orbit_values(&[&w2], Orbit::CentroidDistance).unwrap();
         let (mut x, mut y) = (values.clone(), moved_values);

@@ -89,7 +89,9 @@ impl Gigp {
     pub fn new(vb: VarBuilder, dim: usize, config: GigpConfig) -> Result<Gigp> {
         let (k, h) = (config.bins, config.hidden);
         if k == 0 || h == 0 || dim == 0 {
-            candle_core::bail!("GIGP needs at least one bin, a hidden width and unit rows ({k} bins, hidden {h}, {dim} wide)");
+            candle_core::bail!(
+                "GIGP needs at least one bin, a hidden width and unit rows ({k} bins, hidden {h}, {dim} wide)"
+            );
         }
         if config.delta.is_some_and(|d| !(d.is_finite() && d >= 0.0)) {
             candle_core::bail!("GIGP delta must be a non-negative number, got {:?}", config.delta);
@@ -207,9 +209,11 @@ impl Gigp {
         let seg: Vec<u32> = m.iter().map(|t| unit_window[t.0 as usize] * k as u32 + t.1).collect();
         let wts: Vec<f32> = m.iter().map(|t| t.2).collect();
         let n = rows.len();
-        let members = x
-            .index_select(&Tensor::from_vec(rows, n, &dev)?, 0)?
-            .broadcast_mul(&Tensor::from_vec(wts, (n, 1), &dev)?)?;
+        let members = x.index_select(&Tensor::from_vec(rows, n, &dev)?, 0)?.broadcast_mul(&Tensor::from_vec(
+            wts,
+            (n, 1),
+            &dev,
+        )?)?;
         // [windows · K, d] → [K, windows, d]
         let s = scatter_sum(&members, &Tensor::from_vec(seg, n, &dev)?, windows * k)?
             .reshape((windows, k, d))?
@@ -248,4 +252,3 @@ pub fn window_orbit_values(windows: &[&crate::Window], orbit: Orbit) -> Result<V
         windows.iter().enumerate().flat_map(|(i, w)| std::iter::repeat_n(i as u32, w.units.len())).collect();
     Gigp::orbit_values(&g, orbit, &uw)
 }
-

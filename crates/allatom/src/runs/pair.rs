@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::tasks::{build, encoder_config, fill_vocab, glycan_traits, one, readout_of, TaskSource};
 use super::absolute;
+use super::tasks::{build, encoder_config, fill_vocab, glycan_traits, one, readout_of, TaskSource};
 use crate::embed::{embed, sequence_inputs, Level};
 use crate::package::{Model, CONFIG_FILE, WEIGHTS_FILE};
 use aa_pretrain::hub::HubOptions;
@@ -92,7 +92,12 @@ fn protein_package(config_path: &Path, name: &str) -> Result<(PathBuf, Model)> {
 
 /// Protein rows `[proteins, width]` (zeros, and `false` in the mask, for a sequence the model
 /// cannot read), from the cache or computed and cached.
-fn protein_rows(config_path: &Path, cfg: &PairTaskRun, task_dir: &Path, t: &Interaction) -> Result<(Tensor, Vec<bool>)> {
+fn protein_rows(
+    config_path: &Path,
+    cfg: &PairTaskRun,
+    task_dir: &Path,
+    t: &Interaction,
+) -> Result<(Tensor, Vec<bool>)> {
     let (dir, model) = protein_package(config_path, &cfg.protein_model)?;
     let mut h = Sha256::new();
     for f in [CONFIG_FILE, WEIGHTS_FILE] {
@@ -146,7 +151,10 @@ fn protein_rows(config_path: &Path, cfg: &PairTaskRun, task_dir: &Path, t: &Inte
     let mask = Tensor::from_vec(readable.iter().map(|&r| r as u8).collect::<Vec<u8>>(), readable.len(), &Device::Cpu)?;
     std::fs::create_dir_all(cache.parent().unwrap_or(task_dir))?;
     let tmp = cache.with_extension("tmp");
-    candle_core::safetensors::save(&HashMap::from([("rows".to_string(), rows.clone()), ("readable".into(), mask)]), &tmp)?;
+    candle_core::safetensors::save(
+        &HashMap::from([("rows".to_string(), rows.clone()), ("readable".into(), mask)]),
+        &tmp,
+    )?;
     std::fs::rename(&tmp, &cache)?;
     Ok((rows, readable))
 }
@@ -158,11 +166,8 @@ fn pair_items(
     readable: &[bool],
     graphs: &crate::inputs::GlycanGraphs,
 ) -> ([Vec<PairItem>; 3], usize, usize) {
-    let windows: Vec<Option<Window>> = t
-        .glycans
-        .par_iter()
-        .map(|g| graphs.graph_as_glycanml(g).ok().map(|g| Window::whole(Arc::new(g))))
-        .collect();
+    let windows: Vec<Option<Window>> =
+        t.glycans.par_iter().map(|g| graphs.graph_as_glycanml(g).ok().map(|g| Window::whole(Arc::new(g)))).collect();
     let mut per: [Vec<Vec<(u32, f32)>>; 3] = std::array::from_fn(|_| vec![Vec::new(); t.glycans.len()]);
     let mut dropped = 0;
     for &(p, g, v) in &t.pairs {

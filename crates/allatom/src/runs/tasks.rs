@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aa_encoder::tasks::{GraphItem, GraphTask, LabelledWindow, Target, UnitTask};
 use aa_encoder::readout::window_orbit_values;
+use aa_encoder::tasks::{GraphItem, GraphTask, LabelledWindow, Target, UnitTask};
 use aa_encoder::{check_pairing, DataTraits, Gigp, ReadoutConfig, Window};
 use aa_graph::UnitKind;
 use aa_pretrain::run::{fit, load_best, resolve, split_fractions, warm_start, write_summary, RunSpec};
@@ -137,7 +137,11 @@ pub(super) fn encoder_config(
 }
 
 /// Builds the encoder and warm-starts it from `ck`.
-pub(super) fn build(config: &Value, seed: u64, ck: Option<&aa_pretrain::checkpoint::Checkpoint>) -> Result<TrainableEncoder> {
+pub(super) fn build(
+    config: &Value,
+    seed: u64,
+    ck: Option<&aa_pretrain::checkpoint::Checkpoint>,
+) -> Result<TrainableEncoder> {
     let enc = trainable_encoder(config, seed)?;
     if let Some(ck) = ck {
         let names: std::collections::HashSet<&str> = enc.names.iter().map(String::as_str).collect();

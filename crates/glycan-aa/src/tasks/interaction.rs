@@ -76,10 +76,7 @@ pub fn load_interaction(dir: &Path) -> Result<Interaction, TaskError> {
     let mut glycans: Vec<String> = raw.iter().map(|r| r.1.clone()).collect();
     glycans.sort();
     glycans.dedup();
-    let pairs = raw
-        .into_iter()
-        .map(|(p, g, v)| (p, glycans.binary_search(&g).unwrap_or(0) as u32, v))
-        .collect();
+    let pairs = raw.into_iter().map(|(p, g, v)| (p, glycans.binary_search(&g).unwrap_or(0) as u32, v)).collect();
     Ok(Interaction { proteins, glycans, pairs })
 }
 
