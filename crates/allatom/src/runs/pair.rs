@@ -69,25 +69,28 @@ impl PairTaskRun {
     }
 }
 
-/// The protein model's package directory: a local directory (relative to the config) or the
-/// hub cache's copy.
-fn protein_package(config_path: &Path, name: &str) -> Result<(PathBuf, Model)> {
+/// The protein model's package directory (a local directory, relative to the config, or the hub
+/// cache's copy) and whether it came from the hub.
+fn protein_package_dir(config_path: &Path, name: &str) -> Result<(PathBuf, bool)> {
     let local = resolve(config_path, Path::new(name));
-    let (dir, model) = if local.is_dir() {
-        (local.clone(), Model::from_dir(&local)?)
-    } else {
-        let opts = HubOptions::from_env();
-        let dir = aa_pretrain::hub::resolve(name, &[CONFIG_FILE, WEIGHTS_FILE], &opts)
-            .with_context(|| format!("protein_model {name:?}: not a directory, and not found on the hub"))?;
-        (dir, Model::from_pretrained(name, &opts)?)
-    };
+    if local.is_dir() {
+        return Ok((local, false));
+    }
+    let dir = aa_pretrain::hub::resolve(name, &[CONFIG_FILE, WEIGHTS_FILE], &HubOptions::from_env())
+        .with_context(|| format!("protein_model {name:?}: not a directory, and not found on the hub"))?;
+    Ok((dir, true))
+}
+
+/// Loads the protein model, refusing one that cannot read bare sequences.
+fn protein_model(name: &str, dir: &Path, hub: bool) -> Result<Model> {
+    let model = if hub { Model::from_pretrained(name, &HubOptions::from_env())? } else { Model::from_dir(dir)? };
     if let Some(why) = model.encoder.requirements().refuses(UnitKind::Residue) {
         bail!("protein_model {name}: the {} encoder {why}", model.encoder.family());
     }
     if model.encoder.requirements().coordinates {
         bail!("protein_model {name}: the {} encoder needs coordinates; sequences have none", model.encoder.family());
     }
-    Ok((dir, model))
+    Ok(model)
 }
 
 /// Protein rows `[proteins, width]` (zeros, and `false` in the mask, for a sequence the model
@@ -98,7 +101,7 @@ fn protein_rows(
     task_dir: &Path,
     t: &Interaction,
 ) -> Result<(Tensor, Vec<bool>)> {
-    let (dir, model) = protein_package(config_path, &cfg.protein_model)?;
+    let (dir, hub) = protein_package_dir(config_path, &cfg.protein_model)?;
     let mut h = Sha256::new();
     for f in [CONFIG_FILE, WEIGHTS_FILE] {
         let p = dir.join(f);
@@ -119,6 +122,8 @@ fn protein_rows(
             }
         }
     }
+    // Not cached: load the model (only now — a cache hit needs its files' hash, not the model).
+    let model = protein_model(&cfg.protein_model, &dir, hub)?;
     let records: Vec<(String, String)> = t
         .proteins
         .iter()
