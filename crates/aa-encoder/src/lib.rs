@@ -8,7 +8,7 @@
 //! true molecules, bilevel kNN graphs, code-switch sequences) and returns one
 //! [`EncoderOutput`]: every layer's unit and atom states, the final unit embeddings and, where
 //! the family has atom nodes, the final atom embeddings. A [`Readout`] turns an output into one
-//! vector per window ([`readout::MeanMax`] today); [`tasks`] trains any encoder on graph-level
+//! vector per window ([`readout::MeanMax`], [`readout::Gigp`], [`readout::Hsa`]); [`tasks`] trains any encoder on graph-level
 //! and unit-level labels with the shared trainer of `aa-pretrain`.
 //!
 //! This crate knows no modality and no family: it sits above the layer crates' users and below
@@ -25,7 +25,10 @@ use std::sync::Arc;
 use aa_graph::UnitKind;
 pub use aa_graph::Window;
 use candle_core::{Result, Tensor};
-pub use readout::{Gigp, GigpConfig, MeanMax, Orbit, PoolNodes, Readout, ReadoutConfig};
+pub use readout::{
+    choice_rates, Gigp, GigpConfig, Hsa, HsaConfig, HsaOutput, MeanMax, Orbit, PoolNodes, Projectors, Readout,
+    ReadoutConfig,
+};
 
 /// A family's model input for some windows, built by [`Encoder::featurize`] (on the trainer's
 /// helper thread, one batch ahead) and consumed by [`Encoder::forward`] of the same encoder.
@@ -229,6 +232,9 @@ pub trait Encoder: Send + Sync {
     fn family(&self) -> &str;
     /// Width of the final unit embeddings.
     fn unit_dim(&self) -> usize;
+    /// Width of each layer's states ([`EncoderOutput::layers`], first layer first): what a
+    /// readout over every layer (HSA-Net) is built for.
+    fn layer_dims(&self) -> Vec<usize>;
     /// What the encoder needs of its input.
     fn requirements(&self) -> Requirements {
         Requirements::default()

@@ -33,6 +33,7 @@ mod element;
 mod graph;
 pub mod kernels;
 pub mod neighbors;
+pub mod scan;
 mod window;
 
 pub use batch::Batch;

@@ -56,6 +56,10 @@ pub struct ExperimentEncoder {
     /// the structure tasks beside the official one for the glycan tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
+    /// Fields added to every task run of this encoder, e.g. `{"readout": {"hsa": {}}}` for a
+    /// readout ablation (a field the task's `run` also sets is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<serde_json::Map<String, Value>>,
 }
 
 /// One task of an experiment.
@@ -180,6 +184,16 @@ impl Experiment {
                         }
                     }
                     let mut run = obj.clone();
+                    for (k, v) in e.run.iter().flatten() {
+                        if ["encoder", "pretrained", "train"].contains(&k.as_str()) || run.contains_key(k) {
+                            bail!(
+                                "encoder {}: `run` sets `{k}`, which the task {} or the experiment already gives",
+                                e.name,
+                                t.name
+                            );
+                        }
+                        run.insert(k.clone(), v.clone());
+                    }
                     if let Some(enc) = &e.encoder {
                         run.insert("encoder".into(), enc.clone());
                     }

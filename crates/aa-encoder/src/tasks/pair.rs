@@ -155,6 +155,9 @@ mod tests {
         fn unit_dim(&self) -> usize {
             self.0.dim(1).unwrap()
         }
+        fn layer_dims(&self) -> Vec<usize> {
+            vec![]
+        }
         fn requirements(&self) -> Requirements {
             Requirements::default()
         }

@@ -1,6 +1,9 @@
 //! Per-unit classification for any encoder: the encoder's unit rows of the labelled units
-//! through a [`ClsHead`] (weights under `residue_cls`, the official name). Selection metric
-//! and reports: accuracy and macro-F1; with two classes also AUROC and AUPRC of class 1.
+//! through a [`ClsHead`] (weights under `residue_cls`, the official name). With a *context*
+//! readout ([`UnitTask::with_context`]) each unit row is concatenated with its window's graph
+//! vector first, so a graph readout (mean ‖ max, GIGP, HSA-Net) also serves per-unit tasks.
+//! Selection metric and reports: accuracy and macro-F1; with two classes also AUROC and AUPRC
+//! of class 1.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +15,7 @@ use candle_nn::VarBuilder;
 
 use super::metric_error;
 use crate::heads::ClsHead;
-use crate::{Encoder, Featurized, Window};
+use crate::{Encoder, Featurized, Readout, Window};
 
 /// A window of units with one optional label per unit (`None`: unlabelled).
 #[derive(Clone, Debug)]
@@ -31,6 +34,8 @@ pub struct UnitTask {
     pub head: ClsHead,
     /// Number of classes.
     pub classes: usize,
+    /// A graph readout whose window vector joins every unit row (`None`: unit rows alone).
+    pub context: Option<Box<dyn Readout>>,
 }
 
 /// A prepared unit-task batch.
@@ -44,12 +49,32 @@ impl UnitTask {
     /// The task with a new head under `residue_cls`.
     pub fn new(encoder: Box<dyn Encoder>, vb: VarBuilder, classes: usize) -> Result<UnitTask> {
         let d = encoder.unit_dim();
-        Ok(UnitTask { head: ClsHead::new(vb.pp("residue_cls"), d, classes)?, encoder, classes })
+        Ok(UnitTask { head: ClsHead::new(vb.pp("residue_cls"), d, classes)?, encoder, classes, context: None })
+    }
+
+    /// The task with a context readout: the head (under `residue_cls`) reads
+    /// `unit row ‖ readout(window)`.
+    pub fn with_context(
+        encoder: Box<dyn Encoder>,
+        context: Box<dyn Readout>,
+        vb: VarBuilder,
+        classes: usize,
+    ) -> Result<UnitTask> {
+        let d = encoder.unit_dim() + context.dim(encoder.unit_dim());
+        Ok(UnitTask { head: ClsHead::new(vb.pp("residue_cls"), d, classes)?, encoder, classes, context: Some(context) })
     }
 
     fn logits(&self, b: &UnitBatch, train: bool) -> Result<Tensor> {
-        let units = self.encoder.forward(&b.input, train)?.units;
-        self.head.forward(&units.index_select(&b.rows, 0)?, train)
+        let out = self.encoder.forward(&b.input, train)?;
+        let mut rows = out.units.index_select(&b.rows, 0)?;
+        if let Some(readout) = &self.context {
+            let graph = readout.forward(&out, train)?;
+            let window: Vec<u32> = b.rows.to_vec1::<u32>()?.iter().map(|&r| out.unit_window[r as usize]).collect();
+            let n = window.len();
+            let ctx = graph.index_select(&Tensor::from_vec(window, n, graph.device())?, 0)?;
+            rows = Tensor::cat(&[&rows, &ctx], D::Minus1)?;
+        }
+        self.head.forward(&rows, train)
     }
 
     /// Class probabilities and labels of every labelled unit of `items` (8 windows a batch).

@@ -90,6 +90,10 @@ impl Encoder for EsmEncoder {
         self.model.config().hidden_size
     }
 
+    fn layer_dims(&self) -> Vec<usize> {
+        vec![self.model.config().hidden_size; self.model.config().num_hidden_layers]
+    }
+
     fn requirements(&self) -> Requirements {
         // ESM-2's alphabet has no atom tokens: only residues can be written.
         let residues_only = self.alphabet.atom_id("C").is_none();

@@ -160,6 +160,10 @@ impl Encoder for GlycanAAEncoder {
         self.cfg.model.node_dim()
     }
 
+    fn layer_dims(&self) -> Vec<usize> {
+        self.cfg.model.hidden_dims.clone()
+    }
+
     fn requirements(&self) -> Requirements {
         // The official featurisation types units by GlycanML's glycoword ids: glycans only.
         let official = self.cfg.featurisation == Featurisation::Official;

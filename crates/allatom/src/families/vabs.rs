@@ -134,6 +134,10 @@ impl Encoder for VabsEncoder {
         self.vabs.config().dim
     }
 
+    fn layer_dims(&self) -> Vec<usize> {
+        vec![self.vabs.config().dim; self.vabs.config().layers]
+    }
+
     fn requirements(&self) -> Requirements {
         Requirements { coordinates: true, unit_kinds: None }
     }

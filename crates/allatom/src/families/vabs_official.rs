@@ -46,6 +46,10 @@ impl Encoder for OfficialEncoder {
         self.model.config().dim
     }
 
+    fn layer_dims(&self) -> Vec<usize> {
+        vec![self.model.config().dim; self.model.config().layers]
+    }
+
     fn requirements(&self) -> Requirements {
         Requirements { coordinates: true, unit_kinds: Some(vec![UnitKind::Residue]) }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aa_encoder::readout::window_orbit_values;
 use aa_encoder::tasks::{GraphItem, GraphTask, LabelledWindow, Target, UnitTask};
-use aa_encoder::{check_pairing, DataTraits, Gigp, ReadoutConfig, Window};
+use aa_encoder::{check_pairing, choice_rates, DataTraits, Gigp, Hsa, ReadoutConfig, Window};
 use aa_graph::UnitKind;
 use aa_pretrain::run::{fit, load_best, resolve, split_fractions, warm_start, write_summary, RunSpec};
 use aa_pretrain::trainer::{Objective, Selection, TrainConfig};
@@ -61,8 +61,8 @@ pub struct GraphTaskRun {
     /// Learning-rate multiplier of the encoder (the head uses 1).
     #[serde(default = "one")]
     pub lr_ratio: f64,
-    /// The graph readout (`{"nodes": "units" | "all"}`, mean ‖ max, or `{"gigp": {…}}`, its
-    /// weights under `readout.`); default: the encoder's own (GlycanAA's `readout_type`; units
+    /// The graph readout (`{"nodes": "units" | "all"}`, mean ‖ max, `{"gigp": {…}}` or
+    /// `{"hsa": {…}}`, their weights under `readout.`); default: the encoder's own (GlycanAA's `readout_type`; units
     /// for the other families).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readout: Option<ReadoutConfig>,
@@ -89,6 +89,10 @@ pub(super) fn readout_of(
             }
             Box::new(g)
         }
+        Some(ReadoutConfig::Hsa { hsa }) => {
+            let vb = enc.store.var_builder(DType::F32, &Device::Cpu).pp("readout");
+            Box::new(Hsa::new(vb, &enc.encoder.layer_dims(), enc.encoder.unit_dim(), hsa.clone())?)
+        }
         None => enc.encoder.readout(),
     })
 }
@@ -111,6 +115,10 @@ pub struct UnitTaskRun {
     /// A run or checkpoint directory whose encoder to start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// A graph readout whose window vector joins every unit row before the head (`{"nodes": …}`,
+    /// `{"gigp": {…}}`, `{"hsa": {…}}`, weights under `readout.`); default: unit rows alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readout: Option<ReadoutConfig>,
     /// Training settings.
     pub train: TrainConfig,
 }
@@ -250,10 +258,12 @@ pub(super) fn graph_task(config_path: &Path, cfg: &GraphTaskRun, run_dir: &Path)
     let report = fit(spec, &objective, &train, &valid)?;
     load_best(&enc.store.all(), &report)?;
     let test_metrics = objective.evaluate(&test)?;
+    let test_windows: Vec<&Window> = test.iter().map(|i| &i.window).collect();
+    let choices = choice_rates(objective.encoder.as_ref(), objective.readout.as_ref(), &test_windows)?;
     let extra = json!({
         "task": task.name, "family": enc.family.name(), "seed": cfg.train.seed, "pretrained": cfg.pretrained,
         "encoder": enc.config, "sizes": { "train": train.len(), "valid": valid.len(), "test": test.len(), "skipped": skipped },
-        "test": test_metrics,
+        "test": test_metrics, "readout_choices": choices,
     });
     let summary = write_summary(run_dir, &report, extra, t.elapsed().as_secs_f64(), "glycans")?;
     eprintln!("best valid {metric}: {:?}; test: {:?}", report.state.best, summary["test"]);
@@ -365,7 +375,14 @@ pub(super) fn unit_task(config_path: &Path, cfg: &UnitTaskRun, run_dir: &Path) -
         count(&test)
     );
     let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
-    let objective = UnitTask::new(enc.encoder, vb, classes)?;
+    let objective = match &cfg.readout {
+        Some(_) => {
+            let train_windows: Vec<&Window> = train.iter().map(|w| &w.window).collect();
+            let context = readout_of(&enc, &cfg.readout, Some(&train_windows))?;
+            UnitTask::with_context(enc.encoder, context, vb, classes)?
+        }
+        None => UnitTask::new(enc.encoder, vb, classes)?,
+    };
     let metric = if classes == 2 { "auprc" } else { "accuracy" };
     let metadata = json!({ "objective": "unit_task", "config": cfg, "encoder": enc.config, "task": cfg.task });
     let spec = RunSpec {
@@ -381,9 +398,17 @@ pub(super) fn unit_task(config_path: &Path, cfg: &UnitTaskRun, run_dir: &Path) -
     let report = fit(spec, &objective, &train, &valid)?;
     load_best(&enc.store.all(), &report)?;
     let test_metrics = objective.evaluate(&test)?;
+    let choices = match &objective.context {
+        Some(r) => {
+            let test_windows: Vec<&Window> = test.iter().map(|w| &w.window).collect();
+            choice_rates(objective.encoder.as_ref(), r.as_ref(), &test_windows)?
+        }
+        None => None,
+    };
     let extra = json!({
         "task": cfg.task, "family": family, "encoder": enc.config, "pretrained": cfg.pretrained, "seed": cfg.train.seed,
         "test": test_metrics, "units": { "train": count(&train), "valid": count(&valid), "test": count(&test) },
+        "readout_choices": choices,
     });
     write_summary(run_dir, &report, extra, t.elapsed().as_secs_f64(), "windows").map_err(Into::into)
 }

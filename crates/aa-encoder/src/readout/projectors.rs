@@ -1,0 +1,304 @@
+//! The two projectors of HSA-Net's hierarchical adaptive projector: each turns one layer's unit
+//! rows of every window into a fixed number of tokens `[windows, T, d]`.
+//!
+//! - [`CrossAttention`]: `T` learned query tokens attend over the window's rows (multi-head,
+//!   a softmax per window, query and head via the shared [`scatter_softmax`]), output projection
+//!   plus the queries as residual — LLaMo's multi-level projector shape.
+//! - [`GraphMamba`]: the window's units serialised (MOL-Mamba's order: by degree, ties in unit
+//!   order), a sinusoidal position added, one pre-norm residual Mamba block (RMSNorm →
+//!   in-projection to `x ‖ gate` → depthwise causal convolution of width 4 → SiLU → selective
+//!   scan → `· SiLU(gate)` → out-projection), and the output sequence cut into `T` contiguous
+//!   segments whose means are the tokens. MOL-Mamba's *graph selective scan* mixes a distance
+//!   matrix into the step size Δ; its code multiplies Δ's channels by a node × node matrix
+//!   truncated or padded to the channel count, which only works by accident of shapes. Here the
+//!   distance enters per step: when the windows have coordinates, the distance from the previous
+//!   unit in the serialisation (Gaussian-smeared, 16 centres on 0–10 Å, a linear map to the
+//!   channels) is added to Δ before its softplus, so a spatial jump lets the state forget more;
+//!   without coordinates Δ is MOL-Mamba's plain one.
+
+use aa_graph::dense::LayerNorm;
+use aa_graph::kernels::{scatter_mean, scatter_softmax, scatter_sum};
+use aa_graph::scan::selective_scan;
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::{Init, Linear, VarBuilder};
+
+use crate::UnitGeometry;
+
+/// One layer's rows as a projector reads them.
+pub(crate) struct LayerRows<'a> {
+    /// Rows `[U, d]` (already normalised and projected to the token width).
+    pub x: &'a Tensor,
+    /// Window of each row.
+    pub unit_window: &'a [u32],
+    /// Number of windows.
+    pub windows: usize,
+    /// The rows' geometry (order and distances of the Mamba projector).
+    pub geometry: Option<&'a UnitGeometry>,
+}
+
+/// Input normalisation and projection of one layer's rows to the token width.
+pub(crate) struct InputProjection {
+    norm: LayerNorm,
+    proj: Linear,
+}
+
+impl InputProjection {
+    pub fn new(vb: VarBuilder, width: usize, dim: usize) -> Result<InputProjection> {
+        Ok(InputProjection {
+            norm: LayerNorm::new(vb.pp("norm"), width, 1e-5)?,
+            proj: candle_nn::linear(width, dim, vb.pp("proj"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.proj.forward(&self.norm.forward(x, train)?)
+    }
+}
+
+/// Multi-head cross-attention from learned query tokens to a window's rows.
+pub(crate) struct CrossAttention {
+    queries: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+}
+
+impl CrossAttention {
+    pub fn new(vb: VarBuilder, dim: usize, tokens: usize, heads: usize) -> Result<CrossAttention> {
+        if heads == 0 || dim % heads != 0 {
+            candle_core::bail!("HSA: {heads} heads do not divide the token width {dim}");
+        }
+        Ok(CrossAttention {
+            queries: vb.get_with_hints((tokens, dim), "queries", Init::Randn { mean: 0.0, stdev: 0.02 })?,
+            q: candle_nn::linear(dim, dim, vb.pp("q"))?,
+            k: candle_nn::linear(dim, dim, vb.pp("k"))?,
+            v: candle_nn::linear(dim, dim, vb.pp("v"))?,
+            o: candle_nn::linear(dim, dim, vb.pp("o"))?,
+            heads,
+        })
+    }
+
+    /// Tokens `[W, T, d]` and the attention `[U, T, H]` (each window's rows sum to 1 per query
+    /// and head).
+    pub fn forward(&self, rows: &LayerRows) -> Result<(Tensor, Tensor)> {
+        let (u, d) = rows.x.dims2()?;
+        let (t, h) = (self.queries.dim(0)?, self.heads);
+        let dh = d / h;
+        let q = self.q.forward(&self.queries)?.reshape((t, h, dh))?.transpose(0, 1)?.contiguous()?; // [H, T, dh]
+        let k = self.k.forward(rows.x)?.reshape((u, h, dh))?.transpose(0, 1)?.contiguous()?; // [H, U, dh]
+        let v = self.v.forward(rows.x)?.reshape((u, 1, h, dh))?;
+        let scores = (k.matmul(&q.transpose(1, 2)?)? / (dh as f64).sqrt())?; // [H, U, T]
+        let scores = scores.permute((1, 2, 0))?.reshape((u, t * h))?; // [U, T·H]
+        let dev = rows.x.device();
+        let window = Tensor::from_slice(rows.unit_window, u, dev)?;
+        let alpha = scatter_softmax(&scores, &window, rows.windows)?;
+        let weighted = alpha.reshape((u, t, h, 1))?.broadcast_mul(&v)?.reshape((u, t * d))?;
+        let pooled = scatter_sum(&weighted, &window, rows.windows)?.reshape((rows.windows, t, d))?;
+        let tokens = self.o.forward(&pooled)?.broadcast_add(&self.queries.unsqueeze(0)?)?;
+        Ok((tokens, alpha.reshape((u, t, h))?))
+    }
+}
+
+/// Gaussian centres of the step-size distance feature.
+const DIST_CENTRES: usize = 16;
+const DIST_MAX: f32 = 10.0;
+/// Width of the causal depthwise convolution.
+const CONV: usize = 4;
+
+/// The structure-aware Graph-Mamba projector.
+pub(crate) struct GraphMamba {
+    norm: Tensor,
+    in_proj: Linear,
+    conv_w: Tensor,
+    conv_b: Tensor,
+    x_proj: Linear,
+    dt_proj: Linear,
+    dist: Linear,
+    a_shift: Tensor,
+    a_base: Tensor,
+    d_skip: Tensor,
+    out_proj: Linear,
+    dim: usize,
+    state: usize,
+    rank: usize,
+    tokens: usize,
+}
+
+/// A batch of serialised windows: `index` picks rows of `[x; 0]` into `[W, Lmax]` order.
+struct Serialised {
+    index: Vec<u32>,
+    lengths: Vec<usize>,
+    lmax: usize,
+    /// Distance from the previous unit of the sequence (0 for the first and for padding), when
+    /// the windows have coordinates.
+    steps: Option<Vec<f32>>,
+}
+
+fn serialise(rows: &LayerRows) -> Serialised {
+    let u = rows.unit_window.len();
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); rows.windows];
+    for (r, &w) in rows.unit_window.iter().enumerate() {
+        members[w as usize].push(r as u32);
+    }
+    let degree = rows.geometry.map(|g| &g.degree).filter(|d| d.len() == u);
+    for m in &mut members {
+        if let Some(deg) = degree {
+            m.sort_by_key(|&r| deg[r as usize]); // stable: ties keep unit order
+        }
+    }
+    let lmax = members.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let positions = rows.geometry.and_then(|g| g.positions.as_ref()).filter(|p| p.len() == u);
+    let mut index = vec![u as u32; rows.windows * lmax];
+    let mut steps = positions.map(|_| vec![0f32; rows.windows * lmax]);
+    for (w, m) in members.iter().enumerate() {
+        for (i, &r) in m.iter().enumerate() {
+            index[w * lmax + i] = r;
+            if let (Some(s), Some(p), true) = (steps.as_mut(), positions, i > 0) {
+                let (a, b) = (p[m[i - 1] as usize], p[r as usize]);
+                s[w * lmax + i] = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+            }
+        }
+    }
+    Serialised { index, lengths: members.iter().map(Vec::len).collect(), lmax, steps }
+}
+
+/// MOL-Mamba's normalised sinusoidal position (`PosEmbedSine(normalize=True)`): position
+/// `i` of `L` is `x = (i + 1) / L · 2π`; channel `j` of the first half is `sin(x / 10000^(2⌊j/2⌋/d))`
+/// for even `j`, of the second half `cos` for odd `j`.
+pub(crate) fn sine_position(i: usize, len: usize, dim: usize, out: &mut [f32]) {
+    let x = (i + 1) as f64 / (len as f64 + 1e-6) * std::f64::consts::TAU;
+    let half = dim / 2;
+    for k in 0..half {
+        let even = 2 * k;
+        let odd = 2 * k + 1;
+        let t = |j: usize| 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+        out[k] = (x / t(even)).sin() as f32;
+        out[half + k] = (x / t(odd)).cos() as f32;
+    }
+}
+
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    // max(x, 0) + ln(1 + e^{−|x|}): no overflow, differentiable everywhere.
+    x.relu()? + x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?
+}
+
+fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + 1e-5)?.sqrt()?)?.broadcast_mul(weight)
+}
+
+impl GraphMamba {
+    pub fn new(vb: VarBuilder, dim: usize, tokens: usize, state: usize) -> Result<GraphMamba> {
+        if dim % 2 != 0 || state == 0 {
+            candle_core::bail!(
+                "HSA: the Mamba projector needs an even token width and a state size (got {dim}, {state})"
+            );
+        }
+        let rank = dim.div_ceil(16);
+        // A[c, n] = −(n + 1)·exp(a_shift[c, n]): a_shift = 0 is Mamba's S4D-real start
+        // A = −(1 … N) (MOL-Mamba's `A_log = log(arange(1, N + 1))`), written as a shift so the
+        // store's constant initialiser gives it.
+        let a_shift = vb.get_with_hints((dim, state), "a_shift", Init::Const(0.0))?;
+        let a_base: Vec<f32> = (0..dim).flat_map(|_| (1..=state).map(|n| -(n as f32))).collect();
+        let a_base = Tensor::from_vec(a_base, (dim, state), a_shift.device())?;
+        let conv_bound = 1.0 / (CONV as f64).sqrt();
+        Ok(GraphMamba {
+            norm: vb.get_with_hints(dim, "norm", Init::Const(1.0))?,
+            in_proj: candle_nn::linear_no_bias(dim, 2 * dim, vb.pp("in_proj"))?,
+            conv_w: vb.get_with_hints((dim, CONV), "conv_weight", Init::Uniform { lo: -conv_bound, up: conv_bound })?,
+            conv_b: vb.get_with_hints(dim, "conv_bias", Init::Uniform { lo: -conv_bound, up: conv_bound })?,
+            x_proj: candle_nn::linear_no_bias(dim, rank + 2 * state, vb.pp("x_proj"))?,
+            dt_proj: candle_nn::linear(rank, dim, vb.pp("dt_proj"))?,
+            dist: candle_nn::linear_no_bias(DIST_CENTRES, dim, vb.pp("dist"))?,
+            a_shift,
+            a_base,
+            d_skip: vb.get_with_hints(dim, "d_skip", Init::Const(1.0))?,
+            out_proj: candle_nn::linear_no_bias(dim, dim, vb.pp("out_proj"))?,
+            dim,
+            state,
+            rank,
+            tokens,
+        })
+    }
+
+    /// Tokens `[W, T, d]`.
+    pub fn forward(&self, rows: &LayerRows) -> Result<Tensor> {
+        let d = rows.x.dim(1)?;
+        let dev = rows.x.device().clone();
+        let s = serialise(rows);
+        let (w, l) = (rows.windows, s.lmax);
+        let padded = Tensor::cat(&[rows.x, &Tensor::zeros((1, d), rows.x.dtype(), &dev)?], 0)?;
+        let xs = padded.index_select(&Tensor::from_slice(&s.index, w * l, &dev)?, 0)?.reshape((w, l, d))?;
+        let mut pe = vec![0f32; w * l * d];
+        for (wi, &len) in s.lengths.iter().enumerate() {
+            for i in 0..len {
+                sine_position(i, len, d, &mut pe[(wi * l + i) * d..(wi * l + i + 1) * d]);
+            }
+        }
+        let xs = (xs + Tensor::from_vec(pe, (w, l, d), &dev)?)?;
+        let steps = match &s.steps {
+            Some(st) => Some(self.distance_bias(st, w, l, &dev)?),
+            None => None,
+        };
+        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm)?, steps.as_ref())?)?;
+        // Segment means: token t of a length-L window averages positions ⌊tL/T⌋ … ⌊(t+1)L/T⌋ − 1
+        // (at least one position; an empty window gives zeros).
+        let t = self.tokens;
+        let (mut src, mut seg) = (Vec::new(), Vec::new());
+        for (wi, &len) in s.lengths.iter().enumerate() {
+            if len == 0 {
+                continue;
+            }
+            for k in 0..t {
+                let lo = k * len / t;
+                let hi = ((k + 1) * len / t).max(lo + 1);
+                for p in lo..hi {
+                    src.push((wi * l + p) as u32);
+                    seg.push((wi * t + k) as u32);
+                }
+            }
+        }
+        let n = src.len();
+        let picked = ys.reshape((w * l, d))?.index_select(&Tensor::from_vec(src, n, &dev)?, 0)?;
+        scatter_mean(&picked, &Tensor::from_vec(seg, n, &dev)?, w * t)?.reshape((w, t, d))
+    }
+
+    fn distance_bias(&self, steps: &[f32], w: usize, l: usize, dev: &Device) -> Result<Tensor> {
+        let spacing = DIST_MAX / (DIST_CENTRES - 1) as f32;
+        let coeff = -0.5 / (spacing * spacing);
+        let rbf: Vec<f32> = steps
+            .iter()
+            .flat_map(|&r| (0..DIST_CENTRES).map(move |k| (coeff * (r - k as f32 * spacing).powi(2)).exp()))
+            .collect();
+        self.dist.forward(&Tensor::from_vec(rbf, (w, l, DIST_CENTRES), dev)?)
+    }
+
+    /// The Mamba block on `[W, L, d]`.
+    fn block(&self, z: &Tensor, dist_bias: Option<&Tensor>) -> Result<Tensor> {
+        let (_, l, d) = z.dims3()?;
+        let xr = self.in_proj.forward(z)?;
+        let (x, res) = (xr.narrow(2, 0, d)?, xr.narrow(2, d, d)?);
+        // Causal depthwise convolution: y[t] = b + Σ_j w[:, j] · x[t + j − (CONV − 1)].
+        let xp = x.pad_with_zeros(1, CONV - 1, 0)?;
+        let mut conv = self.conv_b.reshape((1, 1, d))?.broadcast_as(x.shape())?.contiguous()?;
+        for j in 0..CONV {
+            conv = (conv + xp.narrow(1, j, l)?.broadcast_mul(&self.conv_w.narrow(1, j, 1)?.reshape((1, 1, d))?)?)?;
+        }
+        let x = conv.silu()?;
+        let dbl = self.x_proj.forward(&x)?;
+        let dt = dbl.narrow(2, 0, self.rank)?;
+        let b = dbl.narrow(2, self.rank, self.state)?.contiguous()?;
+        let c = dbl.narrow(2, self.rank + self.state, self.state)?.contiguous()?;
+        let mut pre = self.dt_proj.forward(&dt.contiguous()?)?;
+        if let Some(bias) = dist_bias {
+            pre = (pre + bias)?;
+        }
+        let delta = softplus(&pre)?;
+        let a = self.a_shift.exp()?.mul(&self.a_base)?;
+        let y = (selective_scan(&x.contiguous()?, &delta.contiguous()?, &a, &b, &c)?
+            + x.broadcast_mul(&self.d_skip.reshape((1, 1, self.dim))?)?)?;
+        self.out_proj.forward(&(y * res.silu()?)?)
+    }
+}
