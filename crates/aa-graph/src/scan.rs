@@ -18,7 +18,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::dense::contiguous_f32;
+use crate::dense::{contiguous_f32, exp_nonpositive};
 
 /// Sizes of one scan.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +44,16 @@ fn dims(ud: &Layout, a: &Layout, bc: &Layout) -> Result<Dims> {
     Ok(Dims { b, l, d, n })
 }
 
+/// `eʸ`, by the vectorisable [`exp_nonpositive`] on Mamba's usual side (`Δ ≥ 0`, `A ≤ 0`).
+#[inline(always)]
+fn decay(y: f32) -> f32 {
+    if y <= 0.0 {
+        exp_nonpositive(y)
+    } else {
+        y.exp()
+    }
+}
+
 /// Forward: `y [B, L, D]` from packed `u‖Δ [B, L, 2D]`, `A [D, N]`, `B‖C [B, L, 2N]`.
 fn forward(ud: &[f32], a: &[f32], bc: &[f32], s: Dims) -> Vec<f32> {
     let Dims { b: _, l, d, n } = s;
@@ -60,7 +70,7 @@ fn forward(ud: &[f32], a: &[f32], bc: &[f32], s: Dims) -> Vec<f32> {
                 let ac = &a[c * n..(c + 1) * n];
                 let mut acc = 0f32;
                 for k in 0..n {
-                    hc[k] = (dt * ac[k]).exp() * hc[k] + dt * bt[k] * u;
+                    hc[k] = decay(dt * ac[k]) * hc[k] + dt * bt[k] * u;
                     acc += ct[k] * hc[k];
                 }
                 yb[t * d + c] = acc;
@@ -89,7 +99,7 @@ fn backward(ud: &[f32], a: &[f32], bc: &[f32], gy: &[f32], s: Dims) -> (Vec<f32>
                     let (u, dt) = (ud[(b * l + t) * 2 * d + c], ud[(b * l + t) * 2 * d + d + c]);
                     let bt = &bc[(b * l + t) * 2 * n..(b * l + t) * 2 * n + n];
                     for k in 0..n {
-                        prev[k] = (dt * ac[k]).exp() * prev[k] + dt * bt[k] * u;
+                        prev[k] = decay(dt * ac[k]) * prev[k] + dt * bt[k] * u;
                     }
                     hs[t * n..(t + 1) * n].copy_from_slice(&prev);
                 }
@@ -104,7 +114,7 @@ fn backward(ud: &[f32], a: &[f32], bc: &[f32], gy: &[f32], s: Dims) -> (Vec<f32>
                         let h_prev = if t > 0 { hs[(t - 1) * n + k] } else { 0.0 };
                         gh[k] += g * ct[k];
                         gbc[t * 2 * n + n + k] += g * hs[t * n + k];
-                        let da = (dt * ac[k]).exp();
+                        let da = decay(dt * ac[k]);
                         g_dt += gh[k] * (ac[k] * da * h_prev + bt[k] * u);
                         ga[c * n + k] += gh[k] * dt * da * h_prev;
                         gbc[t * 2 * n + k] += gh[k] * dt * u;

@@ -230,3 +230,30 @@ fn a_gigp_readout_trains_and_its_fitted_centres_travel_with_the_checkpoint() {
     );
     assert!(!dir.path().join("bad/summary.json").exists());
 }
+
+#[test]
+fn an_hsa_readout_trains_records_its_gate_choices_and_evaluates_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    small_task(dir.path());
+    let cfg = serde_json::json!({"objective": "graph_task", "task": {"dir": "tasks", "name": "glycan_type"},
+        "encoder": {"family": "glycanaa", "model": model()}, "vocab_glycans": "tasks/glycan_type.csv",
+        "readout": {"hsa": {"dim": 16, "tokens": 2, "heads": 2, "motifs": 2, "experts": 3, "state": 4}},
+        "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.003}, "seed": 1}});
+    let summary = run_ok("finetune", dir.path(), "h", &cfg);
+    assert!(summary["test"]["accuracy"].is_number(), "{summary}");
+    // One Mamba fraction per encoder layer, each in [0, 1].
+    let layers = model()["hidden_dims"].as_array().unwrap().len();
+    let rates = summary["readout_choices"].as_array().unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(rates.len(), layers, "{summary}");
+    assert!(rates.iter().all(|r| (0.0..=1.0).contains(&r.as_f64().unwrap())), "{rates:?}");
+    let best = std::fs::read_to_string(dir.path().join("h/checkpoints/best")).unwrap();
+    let ck = dir.path().join("h/checkpoints").join(best.trim());
+    let t = candle_core::safetensors::load(ck.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    for k in ["readout.layers.0.gate.weight", "readout.layers.0.mamba.a_shift", "readout.saf.router.weight"] {
+        assert!(t.contains_key(k), "{k} missing from the checkpoint");
+    }
+    let out = allatom().args(["eval", "--checkpoint"]).arg(dir.path().join("h")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["metrics"], summary["test"], "{eval}");
+}

@@ -1,0 +1,96 @@
+//! Where an HSA-Net readout step spends its time on 256 real glycans (GlycanAA 3 × 128 output):
+//! forward (train) and backward of the whole readout and of each projector alone.
+//!
+//! `cargo run --release -p allatom-benches --example hsa_profile`
+
+use aa_encoder::{Hsa, HsaConfig, Projectors, Readout, Window};
+use candle_core::{DType, Device};
+use glycan_aa::compat::{featurize, CompatVocab};
+use glycan_aa::model::GlycanAAConfig;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let all = allatom_benches::pretrain_glycans();
+    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &all, 84);
+    let windows: Vec<Window> = all
+        .iter()
+        .filter_map(|g| featurize(g, &vocab).ok())
+        .take(256)
+        .map(|g| Window::whole(Arc::new(g.to_hetero(&vocab))))
+        .collect();
+    let refs: Vec<&Window> = windows.iter().collect();
+    let config = serde_json::json!({ "family": "glycanaa", "model": GlycanAAConfig::paper(), "vocab": vocab });
+    let enc = allatom::runs::trainable_encoder(&config, 0).unwrap();
+    let input = enc.encoder.featurize(&refs).unwrap();
+    let out = enc.encoder.forward(&input, false).unwrap();
+    let detached = aa_encoder::EncoderOutput {
+        layers: out.layers.iter().map(|l| aa_encoder::LayerStates { units: l.units.detach(), atoms: None }).collect(),
+        units: out.units.detach(),
+        ..out.clone()
+    };
+    eprintln!("{} unit rows", out.units.dim(0).unwrap());
+    let lmax = (0..out.windows).map(|w| out.unit_rows(w).len()).max().unwrap();
+    {
+        let dev = Device::Cpu;
+        let v = |d: usize| candle_core::Var::rand(0f32, 1.0, (256, lmax, d), &dev).unwrap();
+        let (u, dt, b, c) = (v(128), v(128), v(8), v(8));
+        let a = candle_core::Tensor::rand(-2f32, -0.5, (128, 8), &dev).unwrap();
+        for _ in 0..2 {
+            let t = Instant::now();
+            let y = aa_graph::scan::selective_scan(&u, &dt, &a, &b, &c).unwrap();
+            let f = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let _ = y.sum_all().unwrap().backward().unwrap();
+            eprintln!(
+                "scan [256, {lmax}, 128], N 8: forward {:.0} ms, backward {:.0} ms",
+                f * 1e3,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+    for cfg in [
+        HsaConfig { projectors: Projectors::Attention, motifs: 0, experts: 1, top_k: 1, ..Default::default() },
+        HsaConfig { projectors: Projectors::Attention, dim: 64, tokens: 4, ..Default::default() },
+    ] {
+        let map = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let hsa = Hsa::new(vb, &enc.encoder.layer_dims(), enc.encoder.unit_dim(), cfg.clone()).unwrap();
+        let t = Instant::now();
+        let y = hsa.forward(&detached, true).unwrap();
+        let f = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let _ = y.sum_all().unwrap().backward().unwrap();
+        eprintln!("{cfg:?}: forward {:.0} ms, backward {:.0} ms", f * 1e3, t.elapsed().as_secs_f64() * 1e3);
+    }
+    for p in [Projectors::Attention, Projectors::Mamba, Projectors::Adaptive] {
+        let map = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let hsa = Hsa::new(
+            vb,
+            &enc.encoder.layer_dims(),
+            enc.encoder.unit_dim(),
+            HsaConfig { projectors: p, ..Default::default() },
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let t = Instant::now();
+            let y = hsa.forward(&detached, true).unwrap();
+            let f = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let _ = y.sum_all().unwrap().backward().unwrap();
+            let b = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let _ = hsa.forward(&detached, false).unwrap();
+            eprintln!(
+                "{p:?}: forward (train) {:.0} ms, backward {:.0} ms, inference {:.0} ms",
+                f * 1e3,
+                b * 1e3,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}
