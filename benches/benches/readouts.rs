@@ -14,28 +14,13 @@ use aa_encoder::{Gigp, GigpConfig, Hsa, HsaConfig, MeanMax, Orbit, Readout, Wind
 use aa_pretrain::{AdamW, AdamWConfig, ParamGroup};
 use candle_core::{DType, Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use glycan_aa::compat::{featurize, CompatVocab};
-use glycan_aa::model::GlycanAAConfig;
-use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
-    let all = allatom_benches::pretrain_glycans();
-    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &all, 84);
-    let windows: Vec<Window> = all
-        .iter()
-        .filter_map(|g| featurize(g, &vocab).ok())
-        .take(256)
-        .map(|g| Window::whole(Arc::new(g.to_hetero(&vocab))))
-        .collect();
+    let (windows, config) = allatom_benches::official_glycan_windows(256);
     let refs: Vec<&Window> = windows.iter().collect();
-    let config = serde_json::json!({
-        "family": "glycanaa",
-        "model": GlycanAAConfig::paper(),
-        "vocab": vocab,
-    });
     let labels = Tensor::from_vec((0..256u32).map(|i| i % 10).collect::<Vec<_>>(), 256, &Device::Cpu).unwrap();
     let mut g = c.benchmark_group("readouts");
     g.sample_size(10);

@@ -5,25 +5,14 @@
 
 use aa_encoder::{Hsa, HsaConfig, Projectors, Readout, Window};
 use candle_core::{DType, Device};
-use glycan_aa::compat::{featurize, CompatVocab};
-use glycan_aa::model::GlycanAAConfig;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let all = allatom_benches::pretrain_glycans();
-    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &all, 84);
-    let windows: Vec<Window> = all
-        .iter()
-        .filter_map(|g| featurize(g, &vocab).ok())
-        .take(256)
-        .map(|g| Window::whole(Arc::new(g.to_hetero(&vocab))))
-        .collect();
+    let (windows, config) = allatom_benches::official_glycan_windows(256);
     let refs: Vec<&Window> = windows.iter().collect();
-    let config = serde_json::json!({ "family": "glycanaa", "model": GlycanAAConfig::paper(), "vocab": vocab });
     let enc = allatom::runs::trainable_encoder(&config, 0).unwrap();
     let input = enc.encoder.featurize(&refs).unwrap();
     let out = enc.encoder.forward(&input, false).unwrap();

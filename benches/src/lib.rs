@@ -63,3 +63,21 @@ pub fn esm_batch(b: usize) -> aa_codeswitch::CodeSwitchBatch {
     aa_codeswitch::CodeSwitchBatch::collate(&seqs.iter().collect::<Vec<_>>(), &alphabet, &candle_core::Device::Cpu)
         .expect("valid batch")
 }
+
+/// The first `n` pretraining glycans the official featurisation reads, as whole-glycan windows,
+/// and the GlycanAA paper encoder configuration (3 × 128) with their 84-link vocabulary.
+pub fn official_glycan_windows(n: usize) -> (Vec<aa_encoder::Window>, serde_json::Value) {
+    use glycan_aa::compat::{featurize, CompatVocab};
+    let all = pretrain_glycans();
+    let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &all, 84);
+    let windows = all
+        .iter()
+        .filter_map(|g| featurize(g, &vocab).ok())
+        .take(n)
+        .map(|g| aa_encoder::Window::whole(std::sync::Arc::new(g.to_hetero(&vocab))))
+        .collect();
+    let config = serde_json::json!({
+        "family": "glycanaa", "model": glycan_aa::model::GlycanAAConfig::paper(), "vocab": vocab,
+    });
+    (windows, config)
+}
