@@ -15,6 +15,7 @@
 //! the tasks, so a task written here runs every family on every modality (TorchDrug's contract:
 //! every model returns the same output, so any task wraps any model).
 
+pub mod attention;
 pub mod heads;
 pub mod readout;
 pub mod tasks;
@@ -248,6 +249,12 @@ pub trait Encoder: Send + Sync {
     fn featurize(&self, windows: &[&Window]) -> Result<Featurized>;
     /// Encodes featurised windows.
     fn forward(&self, input: &Featurized, train: bool) -> Result<EncoderOutput>;
+    /// Every attention layer's head-averaged attention at inference, one
+    /// [`attention::AttentionTrack`] per node set and window (Attention Graphs); `None` for
+    /// families that pass messages without attention (GlycanAA, RGCN).
+    fn attention(&self, _input: &Featurized) -> Result<Option<Vec<attention::AttentionTrack>>> {
+        Ok(None)
+    }
     /// `forward(featurize(windows))`.
     fn encode(&self, windows: &[&Window], train: bool) -> Result<EncoderOutput> {
         self.forward(&self.featurize(windows)?, train)

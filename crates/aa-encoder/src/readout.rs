@@ -28,6 +28,12 @@ pub trait Readout: Send + Sync {
     fn choices(&self, _out: &EncoderOutput) -> Result<Option<Vec<Vec<u8>>>> {
         Ok(None)
     }
+    /// The readout's attention over each window's units at inference, as
+    /// [`crate::attention::AttentionTrack`]s (HSA-Net's cross-attention projectors); `None` for
+    /// readouts that do not attend.
+    fn attention(&self, _out: &EncoderOutput) -> Result<Option<Vec<crate::attention::AttentionTrack>>> {
+        Ok(None)
+    }
 }
 
 /// Per layer, the fraction of `windows` for which `readout` chooses option 1 (HSA: the Mamba

@@ -8,6 +8,9 @@
 
 use std::fmt::Write as _;
 
+mod heatmap;
+pub use heatmap::{heatmap_grid, Heatmap, MAX_CELLS};
+
 /// Why a chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {

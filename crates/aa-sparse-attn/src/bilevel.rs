@@ -124,6 +124,26 @@ impl BilevelLayer {
         let output = a.index_add(g.anchors, &delta, 0)?;
         Ok(TrackStates { atoms: a, units: x, output })
     }
+
+    /// The layer at inference with both tracks' attention weights: the atom track's over
+    /// `g.atom_edges` (from the layer's input) and the unit track's over `g.unit_edges` (from
+    /// the anchors' rows after the atom track), as the forward pass computes them.
+    pub fn attention(&self, atoms: &Tensor, g: &BilevelGraph) -> Result<(TrackStates, LayerAttention)> {
+        let atom = self.aa_attn.weights(atoms, g.atom_edges, Some(g.atom_edge_features))?;
+        let states = self.forward_tracks(atoms, g, false)?;
+        let x = states.atoms.index_select(g.anchors, 0)?;
+        let unit = self.self_attn.weights(&x, g.unit_edges, Some(g.unit_edge_features))?;
+        Ok((states, LayerAttention { atom, unit }))
+    }
+}
+
+/// One [`BilevelLayer`]'s attention weights ([`BilevelLayer::attention`]).
+#[derive(Clone, Debug)]
+pub struct LayerAttention {
+    /// The atom track's `[E_atom, heads]`.
+    pub atom: Tensor,
+    /// The unit track's `[E_unit, heads]`.
+    pub unit: Tensor,
 }
 
 /// One [`BilevelLayer`]'s states, from [`BilevelLayer::forward_tracks`].

@@ -17,10 +17,10 @@ pub mod features;
 pub mod official;
 mod vabs;
 
-pub use bilevel::{BilevelConfig, BilevelGraph, BilevelLayer, TrackStates};
+pub use bilevel::{BilevelConfig, BilevelGraph, BilevelLayer, LayerAttention, TrackStates};
 pub use edges::{GaussianEdgeEncoder, SequenceOffsetEmbedding};
 pub use features::{FeatureError, FeatureOptions, VabsInput};
-pub use vabs::{NodeEmbedHead, Vabs, VabsConfig, VabsOutput, VecEdgeEncoder};
+pub use vabs::{NodeEmbedHead, Vabs, VabsAttention, VabsConfig, VabsOutput, VecEdgeEncoder};
 
 use aa_graph::kernels::{scatter_softmax, scatter_sum};
 use candle_core::{Module, Result, Tensor};

@@ -13,7 +13,9 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::features::{VabsInput, ATOM_TYPES, DIRECTION_DIM, UNIT_TYPES};
-use crate::{BilevelConfig, BilevelGraph, BilevelLayer, Edges, GaussianEdgeEncoder, SequenceOffsetEmbedding};
+use crate::{
+    BilevelConfig, BilevelGraph, BilevelLayer, Edges, GaussianEdgeEncoder, LayerAttention, SequenceOffsetEmbedding,
+};
 
 fn d_kernels() -> usize {
     128
@@ -339,6 +341,36 @@ impl Vabs {
     /// Encodes a featurised graph or batch. `lm` holds per-unit language-model features
     /// `[N_units, lm_dim]` when the config has `lm_dim` (zeros for masked and virtual units).
     pub fn forward(&self, input: &VabsInput, lm: Option<&Tensor>, train: bool) -> Result<VabsOutput> {
+        let p = self.prepare(input, lm, train)?;
+        let g = p.graph();
+        let mut x = p.x.clone();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            x = layer.forward(&x, &g, train)?;
+            layers.push(x.clone());
+        }
+        let units = x.index_select(&p.anchors, 0)?;
+        Ok(VabsOutput { atoms: x, units, atom_edges: p.ag.edges, atom_edge_features: p.atom_edge_features, layers })
+    }
+
+    /// Every layer's attention weights at inference: the atom track's over the atom→atom edges
+    /// and the unit track's over the unit→unit edges (`[E, heads]` each, every destination's
+    /// incoming edges summing to 1 per head).
+    pub fn attention(&self, input: &VabsInput, lm: Option<&Tensor>) -> Result<VabsAttention> {
+        let p = self.prepare(input, lm, false)?;
+        let g = p.graph();
+        let mut x = p.x.clone();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (states, weights) = layer.attention(&x, &g)?;
+            x = states.output;
+            layers.push(weights);
+        }
+        Ok(VabsAttention { atom_edges: p.ag.edges, unit_edges: p.ug.edges, layers })
+    }
+
+    /// Node embeddings, edge geometry and edge features: everything before the first layer.
+    fn prepare(&self, input: &VabsInput, lm: Option<&Tensor>, train: bool) -> Result<Prepared> {
         let dev = self.atom_feature.embeddings().device().clone();
         let (na, nu) = (input.num_atoms(), input.num_units());
         let atom_types = Tensor::from_vec(input.atom_type.clone(), na, &dev)?;
@@ -374,20 +406,40 @@ impl Vabs {
         let atom_edge_features = self.aa.forward(&ag, train)?;
         let unit_edge_features = self.pair_layer_norm.forward(&self.rr.forward(&ug, train)?, train)?;
         let anchors = Tensor::from_vec(input.anchors.clone(), nu, &dev)?;
-        let mut x = self.layer_norm.forward(&nodes, train)?;
-        let g = BilevelGraph {
-            atom_edges: &ag.edges,
-            atom_edge_features: &atom_edge_features,
-            anchors: &anchors,
-            unit_edges: &ug.edges,
-            unit_edge_features: &unit_edge_features,
-        };
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            x = layer.forward(&x, &g, train)?;
-            layers.push(x.clone());
-        }
-        let units = x.index_select(&anchors, 0)?;
-        Ok(VabsOutput { atoms: x, units, atom_edges: ag.edges, atom_edge_features, layers })
+        let x = self.layer_norm.forward(&nodes, train)?;
+        Ok(Prepared { x, ag, ug, atom_edge_features, unit_edge_features, anchors })
     }
+}
+
+/// What [`Vabs::prepare`] builds.
+struct Prepared {
+    x: Tensor,
+    ag: EdgeGeometry,
+    ug: EdgeGeometry,
+    atom_edge_features: Tensor,
+    unit_edge_features: Tensor,
+    anchors: Tensor,
+}
+
+impl Prepared {
+    fn graph(&self) -> BilevelGraph<'_> {
+        BilevelGraph {
+            atom_edges: &self.ag.edges,
+            atom_edge_features: &self.atom_edge_features,
+            anchors: &self.anchors,
+            unit_edges: &self.ug.edges,
+            unit_edge_features: &self.unit_edge_features,
+        }
+    }
+}
+
+/// Every layer's attention weights ([`Vabs::attention`]).
+#[derive(Clone, Debug)]
+pub struct VabsAttention {
+    /// The atom track's edges (over the input's atoms, the virtual node included).
+    pub atom_edges: Edges,
+    /// The unit track's edges (over the input's units, the virtual unit included).
+    pub unit_edges: Edges,
+    /// Per layer, first layer first.
+    pub layers: Vec<LayerAttention>,
 }

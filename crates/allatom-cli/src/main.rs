@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attention;
 mod compare;
 mod convert;
 mod embed;
@@ -95,6 +96,16 @@ enum Command {
     /// official model inputs, or run an official-mode package `forward` on such inputs and
     /// write every stage — to compare either with the official code.
     VabsOfficial(vabs_official::Args),
+    /// Attention graphs of one input (El et al., arXiv 2502.12352): every attention layer of an
+    /// ESM-2 / ESM-AA or Vabs-Net package (or the HSA-Net readout of a graph-task run) averaged
+    /// over heads, their product across layers, and how both relate to the molecular graph.
+    ///
+    /// The JSON report has, per track (ESM: tokens; Vabs-Net: atoms, units, bilevel; HSA-Net:
+    /// hsa), the node labels, the molecular graph's covalent edges and spatial contacts, each
+    /// layer's and the product's metrics against them (attention mass by hop distance, the
+    /// non-neighbour / neighbour mean-weight ratio, precision / recall / F1 of the strongest
+    /// entries) and the strongest entries per row (`graph`); the PNG holds the heat maps.
+    Attention(attention::Args),
 }
 
 /// Tells mimalloc to keep freed memory instead of returning it to the OS after 10 ms: large
@@ -120,6 +131,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a),
         Command::VabsOfficial(a) => vabs_official::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Attention(a) => attention::run(a),
     };
     match result {
         Ok(code) => code,

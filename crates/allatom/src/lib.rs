@@ -19,6 +19,7 @@
 //! assert_eq!(out.units.dims(), &[3, model.encoder.unit_dim()]);
 //! ```
 
+pub mod attention;
 pub mod compare;
 pub mod embed;
 pub mod export;

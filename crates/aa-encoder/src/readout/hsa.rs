@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::projectors::{CrossAttention, GraphMamba, InputProjection, LayerRows};
 use super::Readout;
+use crate::attention::{AttentionMatrix, AttentionNode, AttentionTrack};
 use crate::EncoderOutput;
 
 /// Which projectors HAP uses.
@@ -362,5 +363,42 @@ impl Readout for Hsa {
 
     fn choices(&self, out: &EncoderOutput) -> Result<Option<Vec<Vec<u8>>>> {
         Ok(Some(self.run(out, false, None)?.choices))
+    }
+
+    /// Per window, one `hsa` track over its units: for each layer with a cross-attention
+    /// projector, the unit-to-unit graph through the query tokens — with `a[i, t]` the
+    /// head-averaged weight query `t` gives unit `i` (each query's weights sum to 1 over the
+    /// window), row `i` is `Σ_t a[i, t] a[·, t] / Σ_t a[i, t]`: where the tokens that read unit
+    /// `i` also read. Layers read different encoder layers, so the track is not chained.
+    fn attention(&self, out: &EncoderOutput) -> Result<Option<Vec<AttentionTrack>>> {
+        let run = self.run(out, false, None)?;
+        let mut tracks = Vec::with_capacity(out.windows);
+        for w in 0..out.windows {
+            let rows = out.unit_rows(w);
+            let n = rows.len();
+            let (mut layers, mut labels) = (Vec::new(), Vec::new());
+            for (l, alpha) in run.attention.iter().enumerate() {
+                let Some(alpha) = alpha else { continue };
+                let a = alpha.narrow(0, rows.start, n)?.mean(2)?.to_vec2::<f32>()?; // [n, T]
+                let mut m = AttentionMatrix::zeros(n);
+                for i in 0..n {
+                    let reads: f64 = a[i].iter().map(|&x| f64::from(x)).sum();
+                    for j in 0..n {
+                        let c: f64 = a[i].iter().zip(&a[j]).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+                        m.values[i * n + j] = if reads > 0.0 { (c / reads) as f32 } else { 0.0 };
+                    }
+                }
+                layers.push(m);
+                let gate = match (&self.layers[l].gate, run.choices[l].get(w)) {
+                    (Some(_), Some(1)) => " (gate: Mamba, unused)",
+                    (Some(_), _) => " (gate: attention)",
+                    (None, _) => "",
+                };
+                labels.push(format!("layer {}{gate}", l + 1));
+            }
+            let nodes = (0..n as u32).map(AttentionNode::Unit).collect();
+            tracks.push(AttentionTrack { name: "hsa".into(), window: w, nodes, layers, labels, chained: false });
+        }
+        Ok(Some(tracks))
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use aa_codeswitch::{
     canonical_tensors, Alphabet, CodeSwitchBatch, CodeSwitchSequence, Esm, EsmConfig, EsmRequest, Unzip,
 };
+use aa_encoder::attention::{AttentionMatrix, AttentionNode, AttentionTrack};
 use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, Requirements, Window};
 use aa_graph::kernels::scatter_mean;
 use anyhow::{bail, Result};
@@ -62,6 +63,8 @@ struct EsmBatch {
     atom_tokens: Tensor,
     atom_unit: Vec<u32>,
     graph_atom: Vec<u32>,
+    /// Each window's tokens as attention-graph nodes.
+    token_nodes: Vec<Vec<AttentionNode>>,
 }
 
 fn msg(e: impl std::fmt::Display) -> candle_core::Error {
@@ -115,8 +118,20 @@ impl Encoder for EsmEncoder {
         let (mut unit_tokens, mut token_unit, mut unit_window) = (Vec::new(), Vec::new(), Vec::new());
         let (mut atom_tokens, mut atom_unit, mut graph_atom) = (Vec::new(), Vec::new(), Vec::new());
         let mut base = 0u32;
+        let mut token_nodes = Vec::with_capacity(windows.len());
         for (b, (w, s)) in windows.iter().zip(&seqs).enumerate() {
             let slot: HashMap<u32, u32> = w.units.iter().enumerate().map(|(k, &u)| (u, base + k as u32)).collect();
+            token_nodes.push(
+                (0..s.len())
+                    .map(|t| match (s.atom[t], s.unit[t].and_then(|u| slot.get(&u))) {
+                        (Some(a), _) => AttentionNode::Atom(a),
+                        (None, Some(&row)) => AttentionNode::Unit(row - base),
+                        (None, None) => {
+                            AttentionNode::Special(self.alphabet.token(s.tokens[t]).unwrap_or("<unk>").to_string())
+                        }
+                    })
+                    .collect(),
+            );
             let has_residue_token: std::collections::HashSet<u32> =
                 (0..s.len()).filter(|&t| s.aa_mask[t]).filter_map(|t| s.unit[t]).collect();
             for t in 0..s.len() {
@@ -150,6 +165,7 @@ impl Encoder for EsmEncoder {
             atom_tokens: v(atom_tokens)?,
             atom_unit,
             graph_atom,
+            token_nodes,
         };
         Ok(Featurized::new(input, windows))
     }
@@ -185,6 +201,40 @@ impl Encoder for EsmEncoder {
             windows: input.windows,
             geometry: Some(input.geometry.clone()),
         })
+    }
+
+    /// One `tokens` track per window: every layer's attention averaged over heads, over the
+    /// window's tokens (`<cls>` and `<eos>` as special nodes), as `output_attentions` gives it.
+    fn attention(&self, input: &Featurized) -> candle_core::Result<Option<Vec<AttentionTrack>>> {
+        let b: &EsmBatch = input.get("esm")?;
+        let req = EsmRequest { attentions: true, ..Default::default() };
+        let out = self.model.forward(&b.batch, &req).map_err(msg)?;
+        let maps = out.attentions.ok_or_else(|| msg("esm: no attention maps returned"))?.mean(2)?; // [B, L, T, T]
+        let (_, layers, _, _) = maps.dims4()?;
+        let mut tracks = Vec::with_capacity(b.token_nodes.len());
+        for (w, nodes) in b.token_nodes.iter().enumerate() {
+            let n = nodes.len();
+            if n > aa_encoder::attention::MAX_NODES {
+                candle_core::bail!(
+                    "esm: {n} tokens are more than the {} an attention graph holds",
+                    aa_encoder::attention::MAX_NODES
+                );
+            }
+            let m = maps.get(w)?.narrow(1, 0, n)?.narrow(2, 0, n)?;
+            let layers: Vec<AttentionMatrix> = (0..layers)
+                .map(|l| Ok(AttentionMatrix { n, values: m.get(l)?.flatten_all()?.to_vec1::<f32>()? }))
+                .collect::<candle_core::Result<_>>()?;
+            let labels = (1..=layers.len()).map(|l| format!("layer {l}")).collect();
+            tracks.push(AttentionTrack {
+                name: "tokens".into(),
+                window: w,
+                nodes: nodes.clone(),
+                layers,
+                labels,
+                chained: true,
+            });
+        }
+        Ok(Some(tracks))
     }
 }
 

@@ -9,6 +9,7 @@
 //! and featurisation ([`OfficialConfig`], amino-acid residues only; what `allatom convert`
 //! writes for an official checkpoint, see [`super::vabs_official`]).
 
+use aa_encoder::attention::{AttentionMatrix, AttentionNode, AttentionTrack};
 use aa_encoder::{AtomRows, Encoder, EncoderOutput, Featurized, LayerStates, Requirements, Window};
 use aa_sparse_attn::official::{OfficialConfig, OfficialVabs};
 use aa_sparse_attn::{Vabs, VabsConfig, VabsInput};
@@ -57,6 +58,9 @@ struct VabsBatch {
     graph_atom: Vec<u32>,
     anchors: Tensor,
     lm: Option<Tensor>,
+    /// Per window: its first input unit, its own units, all its input units (the virtual one
+    /// included).
+    unit_span: Vec<(u32, u32, u32)>,
 }
 
 fn msg(e: impl std::fmt::Display) -> candle_core::Error {
@@ -146,12 +150,14 @@ impl Encoder for VabsEncoder {
         let opts = self.vabs.config().feature_options();
         let mut parts = Vec::with_capacity(windows.len());
         let (mut rows, mut unit_window, mut base) = (Vec::new(), Vec::new(), 0u32);
+        let mut unit_span = Vec::with_capacity(windows.len());
         for (wi, w) in windows.iter().enumerate() {
             let g = &*w.graph;
             let pos = g.positions.as_ref().ok_or_else(|| msg("vabs: a window without coordinates"))?;
             let input = VabsInput::build(g, &w.units, &vec![false; w.units.len()], pos, &opts).map_err(msg)?;
             rows.extend((0..w.units.len() as u32).map(|k| base + k));
             unit_window.extend(std::iter::repeat_n(wi as u32, w.units.len()));
+            unit_span.push((base, w.units.len() as u32, input.num_units() as u32));
             base += input.num_units() as u32;
             parts.push(input);
         }
@@ -187,6 +193,7 @@ impl Encoder for VabsEncoder {
             anchors: Tensor::from_vec(anchors, rows.len(), &dev)?,
             input,
             lm,
+            unit_span,
         };
         Ok(Featurized::new(batch, windows))
     }
@@ -213,6 +220,87 @@ impl Encoder for VabsEncoder {
             windows: input.windows,
             geometry: Some(input.geometry.clone()),
         })
+    }
+
+    /// Per window three tracks, every layer averaged over heads: `atoms`, the atom track's
+    /// attention over the window's atoms (the virtual node a special node); `units`, the unit
+    /// track's over its units and virtual unit (its product leaves out what the atom track mixes
+    /// into the anchors between layers); and `bilevel`, both tracks as one layer acts on the
+    /// atoms — the atom track, then the anchors' rows replaced by the unit track's mix of the
+    /// anchors' rows (`L · A`): its product is the layer stack's attention graph.
+    fn attention(&self, input: &Featurized) -> candle_core::Result<Option<Vec<AttentionTrack>>> {
+        use aa_encoder::attention::{from_edges, MAX_NODES};
+        let b: &VabsBatch = input.get("vabs")?;
+        let inp = &b.input;
+        let att = self.vabs.attention(inp, b.lm.as_ref())?;
+        let heads = self.vabs.config().heads;
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let (asrc, adst) = (att.atom_edges.src.to_vec1::<u32>()?, att.atom_edges.dst.to_vec1::<u32>()?);
+        let (usrc, udst) = (att.unit_edges.src.to_vec1::<u32>()?, att.unit_edges.dst.to_vec1::<u32>()?);
+        let weights: Vec<(Vec<f32>, Vec<f32>)> =
+            att.layers.iter().map(|l| Ok((flat(&l.atom)?, flat(&l.unit)?))).collect::<candle_core::Result<_>>()?;
+        let labels: Vec<String> = (1..=weights.len()).map(|l| format!("layer {l}")).collect();
+        let virt = || AttentionNode::Special("virtual".into());
+        let mut tracks = Vec::with_capacity(3 * b.unit_span.len());
+        for (w, &(start, own, all)) in b.unit_span.iter().enumerate() {
+            let in_window = |u: u32| u >= start && u < start + all;
+            let atoms: Vec<u32> =
+                (0..inp.num_atoms() as u32).filter(|&a| in_window(inp.atom_unit[a as usize])).collect();
+            if atoms.len() > MAX_NODES {
+                candle_core::bail!(
+                    "vabs: {} atoms are more than the {MAX_NODES} an attention graph holds",
+                    atoms.len()
+                );
+            }
+            let mut local = vec![u32::MAX; inp.num_atoms()];
+            for (i, &a) in atoms.iter().enumerate() {
+                local[a as usize] = i as u32;
+            }
+            let atom_nodes: Vec<AttentionNode> = atoms
+                .iter()
+                .map(|&a| inp.graph_atom[a as usize].map(AttentionNode::Atom).unwrap_or_else(virt))
+                .collect();
+            let atom_layers: Vec<AttentionMatrix> =
+                weights.iter().map(|(aw, _)| from_edges(atoms.len(), &local, &asrc, &adst, aw, heads)).collect();
+            // The unit track reads the anchors' rows and writes them back.
+            let anchor: Vec<usize> =
+                (0..all).map(|k| local[inp.anchors[(start + k) as usize] as usize] as usize).collect();
+            let mut unit_local = vec![u32::MAX; inp.num_units()];
+            for k in 0..all {
+                unit_local[(start + k) as usize] = k;
+            }
+            let unit_layers: Vec<AttentionMatrix> =
+                weights.iter().map(|(_, uw)| from_edges(all as usize, &unit_local, &usrc, &udst, uw, heads)).collect();
+            let bilevel = atom_layers.iter().zip(&unit_layers).map(|(a, u)| {
+                let mut m = a.clone();
+                for (k, &row) in anchor.iter().enumerate() {
+                    let out = &mut m.values[row * a.n..(row + 1) * a.n];
+                    out.iter_mut().for_each(|x| *x = 0.0);
+                    for (v, &wv) in u.row(k).iter().enumerate() {
+                        if wv != 0.0 {
+                            out.iter_mut().zip(a.row(anchor[v])).for_each(|(o, &x)| *o += wv * x);
+                        }
+                    }
+                }
+                m
+            });
+            let track = |name: &str, nodes: Vec<AttentionNode>, layers: Vec<AttentionMatrix>| AttentionTrack {
+                name: name.into(),
+                window: w,
+                nodes,
+                layers,
+                labels: labels.clone(),
+                chained: true,
+            };
+            tracks.push(track("bilevel", atom_nodes.clone(), bilevel.collect()));
+            tracks.push(track("atoms", atom_nodes, atom_layers));
+            tracks.push(track(
+                "units",
+                (0..all).map(|k| if k < own { AttentionNode::Unit(k) } else { virt() }).collect(),
+                unit_layers,
+            ));
+        }
+        Ok(Some(tracks))
     }
 }
 

@@ -32,8 +32,8 @@ use serde_json::Value;
 pub use pair::PairTaskRun;
 pub use pretrain::{EsmAaRun, GlycanData, PreGlycanAARun, SmpcRun, StructureData};
 pub use tasks::{
-    eval, graph_embeddings, labelled_groups, pairing_error, unit_task_kind, GraphEmbeddings, GraphTaskRun, TaskSource,
-    UnitTaskRun,
+    eval, graph_embeddings, graph_task_model, labelled_groups, pairing_error, unit_task_kind, GraphEmbeddings,
+    GraphTaskModel, GraphTaskRun, TaskSource, UnitTaskRun,
 };
 
 use crate::families::{join_config, split_config, Family, NoFiles};

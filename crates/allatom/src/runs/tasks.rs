@@ -472,6 +472,42 @@ pub fn graph_embeddings(checkpoint: &Path, split: &str) -> Result<GraphEmbedding
     Ok(GraphEmbeddings { rows, labels, classes: task.targets[0].classes.clone() })
 }
 
+/// A graph-task checkpoint's model with its weights ([`graph_task_model`]).
+pub struct GraphTaskModel {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// Its metadata (task, targets, configuration).
+    pub metadata: Value,
+    /// Encoder, readout and head.
+    pub task: GraphTask,
+    /// The glycan graphs its encoder reads.
+    pub graphs: GlycanGraphs,
+}
+
+/// The model of a graph-task checkpoint (a run directory's best, or a checkpoint directory):
+/// its encoder, its readout (as configured: mean ‖ max, GIGP, HSA-Net) and its head, weights
+/// loaded.
+pub fn graph_task_model(checkpoint: &Path) -> Result<GraphTaskModel> {
+    let dir = aa_pretrain::run::checkpoint_in(checkpoint)?;
+    let ck = aa_pretrain::checkpoint::load_dir(&dir, &Device::Cpu)?;
+    let meta = &ck.state["metadata"];
+    if meta["objective"].as_str() != Some("graph_task") {
+        bail!("{}: not a graph-task checkpoint (its objective is {})", dir.display(), meta["objective"]);
+    }
+    let targets: Vec<Target> =
+        serde_json::from_value(meta["targets"].clone()).with_context(|| format!("{}: no targets", dir.display()))?;
+    let enc = trainable_encoder(&checkpoint_encoder(&ck)?, 0)?;
+    let graphs = enc.family.glycan_graphs(&crate::families::split_config(&enc.config)?.1)?;
+    let chosen: Option<ReadoutConfig> = serde_json::from_value(meta["config"]["readout"].clone())
+        .with_context(|| format!("{}: the recorded readout is not a readout configuration", dir.display()))?;
+    let readout = readout_of(&enc, &chosen, None)?;
+    let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
+    let store = enc.store.clone();
+    let task = GraphTask::new(enc.encoder, readout, vb, targets)?;
+    warm_start(&store.all(), &ck, |_| true)?;
+    Ok(GraphTaskModel { metadata: meta.clone(), dir, task, graphs })
+}
+
 /// A graph-task checkpoint's task, its model (weights loaded) and the items of one split.
 #[allow(clippy::type_complexity)]
 fn load_graph_split(
@@ -485,14 +521,9 @@ fn load_graph_split(
         "test" => 2,
         other => bail!("--split {other}: expected train, valid or test"),
     };
-    let dir = aa_pretrain::run::checkpoint_in(checkpoint)?;
-    let ck = aa_pretrain::checkpoint::load_dir(&dir, &Device::Cpu)?;
-    let meta = &ck.state["metadata"];
-    if meta["objective"].as_str() != Some("graph_task") {
-        bail!("{}: not a graph-task checkpoint (its objective is {})", dir.display(), meta["objective"]);
-    }
-    let targets: Vec<Target> =
-        serde_json::from_value(meta["targets"].clone()).with_context(|| format!("{}: no targets", dir.display()))?;
+    let m = graph_task_model(checkpoint)?;
+    let (dir, meta, objective, graphs) = (m.dir, m.metadata, m.task, m.graphs);
+    let targets = objective.targets.clone();
     let name = meta["task"].as_str().context("no task name in the checkpoint")?;
     let task_dir = match (task_dir, meta["task_dir"].as_str()) {
         (Some(d), _) => d.to_path_buf(),
@@ -507,15 +538,6 @@ fn load_graph_split(
             task_dir.display()
         );
     }
-    let enc = trainable_encoder(&checkpoint_encoder(&ck)?, 0)?;
-    let graphs = enc.family.glycan_graphs(&crate::families::split_config(&enc.config)?.1)?;
-    let chosen: Option<ReadoutConfig> = serde_json::from_value(meta["config"]["readout"].clone())
-        .with_context(|| format!("{}: the recorded readout is not a readout configuration", dir.display()))?;
-    let readout = readout_of(&enc, &chosen, None)?;
-    let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
-    let store = enc.store.clone();
-    let objective = GraphTask::new(enc.encoder, readout, vb, targets)?;
-    warm_start(&store.all(), &ck, |_| true)?;
     let (mut items, skipped) = glycan_items(&task, &graphs);
     let items = std::mem::take(&mut items[which]);
     Ok((dir, task, objective, items, skipped))
