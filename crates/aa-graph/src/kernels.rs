@@ -11,7 +11,8 @@
 //! values `< n`) into `n` segments through a plan; [`scatter_max`] picks the arg-max row per
 //! segment and column and gathers it, so gradients flow to the winning rows;
 //! [`scatter_softmax`] subtracts the (detached) segment max, exponentiates and divides by the
-//! segment sum. Every kernel has a backward pass. Empty segments give 0.
+//! segment sum; [`segment_attention_pool`] is a cross-attention readout's weighted sum of rows
+//! into per-segment query tokens. Every kernel has a backward pass. Empty segments give 0.
 
 use std::sync::{Arc, OnceLock};
 
@@ -416,6 +417,110 @@ pub fn scatter_softmax(src: &Tensor, index: &Tensor, n: usize) -> Result<Tensor>
     exp.broadcast_div(&sum.index_select(index, 0)?)
 }
 
+/// Attention pooling of rows into per-segment query tokens, `alpha` `[E, T, H]` (the weight
+/// query `t`, head `h` gives row `e`), `v` `[E, H, C]` (row `e`'s values per head) →
+/// `[n, T, H, C]` with `out[s, t, h] = Σ_{e: index[e] = s} alpha[e, t, h] · v[e, h]` — the
+/// weighted sum of a cross-attention readout without materialising `[E, T, H, C]`. f32 on CPU
+/// (other devices: the broadcast composite); differentiable in `alpha` and `v`.
+pub fn segment_attention_pool(alpha: &Tensor, v: &Tensor, index: &[u32], n: usize) -> Result<Tensor> {
+    let (e, t, h) = alpha.dims3()?;
+    let (e2, h2, c) = v.dims3()?;
+    if e2 != e || h2 != h || index.len() != e || index.iter().any(|&s| s as usize >= n) {
+        candle_core::bail!(
+            "attention pool: alpha {:?}, values {:?} and {} segment ids (< {n}) do not fit",
+            alpha.shape(),
+            v.shape(),
+            index.len()
+        );
+    }
+    if !(alpha.device().is_cpu() && alpha.dtype() == DType::F32 && v.dtype() == DType::F32) {
+        let idx = Tensor::from_slice(index, e, alpha.device())?;
+        let w = alpha.reshape((e, t, h, 1))?.broadcast_mul(&v.reshape((e, 1, h, c))?)?.reshape((e, t * h * c))?;
+        return scatter_sum(&w, &idx, n)?.reshape((n, t, h, c));
+    }
+    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (r, &s) in index.iter().enumerate() {
+        rows[s as usize].push(r as u32);
+    }
+    let op = AttentionPool { rows: Arc::new(rows), index: Arc::new(index.to_vec()), t, h, c };
+    alpha.contiguous()?.apply_op2(&v.contiguous()?, op)
+}
+
+struct AttentionPool {
+    rows: Arc<Vec<Vec<u32>>>,
+    index: Arc<Vec<u32>>,
+    t: usize,
+    h: usize,
+    c: usize,
+}
+
+impl AttentionPool {
+    fn pool(&self, alpha: &[f32], v: &[f32]) -> Vec<f32> {
+        let (t, h, c) = (self.t, self.h, self.c);
+        let mut out = vec![0f32; self.rows.len() * t * h * c];
+        out.par_chunks_mut((t * h * c).max(1)).zip(self.rows.par_iter()).for_each(|(o, rows)| {
+            for &r in rows {
+                let r = r as usize;
+                for q in 0..t {
+                    for k in 0..h {
+                        let a = alpha[(r * t + q) * h + k];
+                        let vals = &v[(r * h + k) * c..(r * h + k + 1) * c];
+                        let dst = &mut o[(q * h + k) * c..(q * h + k + 1) * c];
+                        dst.iter_mut().zip(vals).for_each(|(d, &x)| *d += a * x);
+                    }
+                }
+            }
+        });
+        out
+    }
+}
+
+impl CustomOp2 for AttentionPool {
+    fn name(&self) -> &'static str {
+        "aa-attention-pool"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(a), CpuStorage::F32(v)) = (s1, s2) else {
+            candle_core::bail!("attention pool: f32 inputs expected")
+        };
+        let out = self.pool(cpu_slice(a, l1, "alpha")?, cpu_slice(v, l2, "values")?);
+        Ok((CpuStorage::F32(out), Shape::from((self.rows.len(), self.t, self.h, self.c))))
+    }
+
+    fn bwd(
+        &self,
+        alpha: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (t, h, c) = (self.t, self.h, self.c);
+        let (a, vv) = (alpha.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
+        let g = grad.flatten_all()?.to_vec1::<f32>()?;
+        let e = self.index.len();
+        // Per row: dα[e, t, h] = ⟨g[s, t, h], v[e, h]⟩ and dv[e, h] = Σ_t α[e, t, h] · g[s, t, h].
+        let mut ga = vec![0f32; e * t * h];
+        let mut gv = vec![0f32; e * h * c];
+        ga.par_chunks_mut((t * h).max(1)).zip(gv.par_chunks_mut((h * c).max(1))).enumerate().for_each(
+            |(r, (gar, gvr))| {
+                let s = self.index[r] as usize;
+                for q in 0..t {
+                    for k in 0..h {
+                        let gs = &g[((s * t + q) * h + k) * c..((s * t + q) * h + k + 1) * c];
+                        let vals = &vv[(r * h + k) * c..(r * h + k + 1) * c];
+                        gar[q * h + k] = gs.iter().zip(vals).map(|(x, y)| x * y).sum();
+                        let w = a[(r * t + q) * h + k];
+                        gvr[k * c..(k + 1) * c].iter_mut().zip(gs).for_each(|(d, &x)| *d += w * x);
+                    }
+                }
+            },
+        );
+        let dev = alpha.device();
+        Ok((Some(Tensor::from_vec(ga, (e, t, h), dev)?), Some(Tensor::from_vec(gv, (e, h, c), dev)?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,5 +604,30 @@ mod tests {
         let plan = Arc::new(GatherPlan::new(2, 5, &[(0, 1, 0.5), (1, 4, 2.0), (0, 3, -1.0), (1, 1, 1.0)]).unwrap());
         let bias = Tensor::from_vec(vec![0.1f64, 0.2, 0.3], 3, &Device::Cpu).unwrap();
         check_grad(|x| gather_bias(x, &plan, &bias).unwrap());
+    }
+
+    #[test]
+    fn attention_pool_matches_the_broadcast_composite_with_gradients() {
+        let (e, t, h, c, n) = (7, 3, 2, 4, 3);
+        let index = [2u32, 0, 2, 1, 0, 2, 0];
+        let val = |k: usize, m: usize| ((k * 7919 + m * 104729) % 97) as f32 / 48.0 - 1.0;
+        let alpha = Var::from_vec((0..e * t * h).map(|k| val(k, 1)).collect(), (e, t, h), &Device::Cpu).unwrap();
+        let v = Var::from_vec((0..e * h * c).map(|k| val(k, 2)).collect(), (e, h, c), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec((0..n * t * h * c).map(|k| val(k, 3)).collect(), (n, t, h, c), &Device::Cpu).unwrap();
+        let fused = segment_attention_pool(alpha.as_tensor(), v.as_tensor(), &index, n).unwrap();
+        let composite = {
+            let prod = alpha.reshape((e, t, h, 1)).unwrap().broadcast_mul(&v.reshape((e, 1, h, c)).unwrap()).unwrap();
+            scatter_sum(&prod.reshape((e, t * h * c)).unwrap(), &idx(&index), n).unwrap().reshape((n, t, h, c)).unwrap()
+        };
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        };
+        assert!(diff(&fused, &composite) < 1e-6);
+        let gf = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (composite * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for x in [alpha.as_tensor(), v.as_tensor()] {
+            assert!(diff(gf.get(x).unwrap(), gc.get(x).unwrap()) < 1e-5);
+        }
+        assert!(segment_attention_pool(alpha.as_tensor(), v.as_tensor(), &index, 2).is_err(), "segment 2 of 2");
     }
 }

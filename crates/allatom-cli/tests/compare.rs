@@ -148,4 +148,20 @@ fn a_bad_experiment_is_refused_before_anything_runs() {
     assert!(!res.status.success());
     assert!(String::from_utf8_lossy(&res.stderr).contains("encoder name \"../x\""));
     assert!(!dir.path().join("o").exists());
+    // An encoder's `run` fields may add to a task's run, never replace what it sets.
+    std::fs::write(
+        &path,
+        r#"{"encoders": [{"name": "g", "encoder": {"family": "rgcn"}, "run": {"objective": "unit_task"}}],
+            "tasks": [{"name": "t", "run": {"objective": "graph_task"}}], "seeds": [0], "train": {}}"#,
+    )
+    .unwrap();
+    let res =
+        allatom().args(["compare", "--experiment"]).arg(&path).arg("--out").arg(dir.path().join("o")).output().unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("encoder g: `run` sets `objective`, which the task t or the experiment already gives"),
+        "{err}"
+    );
+    assert!(!dir.path().join("o").join("runs").exists(), "nothing ran");
 }

@@ -29,7 +29,12 @@ pub struct AttentionReport {
 fn node_label(w: &Window, node: &AttentionNode) -> String {
     let g = &w.graph;
     match node {
-        AttentionNode::Unit(k) => w.units.get(*k as usize).map(|&u| unit_label(g, u)).unwrap_or_default(),
+        AttentionNode::Unit(k) => match w.units.get(*k as usize) {
+            // Units read from a file carry chain and number; others get their position.
+            Some(&u) if g.units[u as usize].label.as_ref().is_some_and(|l| !l.chain.is_empty()) => unit_label(g, u),
+            Some(&u) => format!("{} {}", unit_label(g, u), k + 1),
+            None => format!("unit {k}"),
+        },
         AttentionNode::Atom(a) => match g.atoms.get(*a as usize) {
             Some(atom) => format!("{} {}", unit_label(g, atom.unit), atom.name),
             None => format!("atom {a}"),

@@ -254,6 +254,10 @@ pub struct ResultRow {
     /// Validation metrics per epoch (`(epoch, metrics)`, epochs from 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub valid_history: Vec<(u64, BTreeMap<String, f64>)>,
+    /// Per encoder layer, the fraction of test inputs for which the readout chose its second
+    /// option (HSA-Net: the Mamba projector), for readouts that choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readout_choices: Option<Vec<f64>>,
 }
 
 fn row_of(cell: &Cell, summary: &Value) -> ResultRow {
@@ -284,6 +288,7 @@ fn row_of(cell: &Cell, summary: &Value) -> ResultRow {
                     .collect()
             })
             .unwrap_or_default(),
+        readout_choices: summary["readout_choices"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()),
     }
 }
 
@@ -536,6 +541,14 @@ pub fn write_results(out: &Path, exp: &Experiment, res: &Compared) -> Result<()>
                 }
             }
             md.push('\n');
+        }
+    }
+    let chose: Vec<&ResultRow> = res.rows.iter().filter(|r| r.readout_choices.is_some()).collect();
+    if !chose.is_empty() {
+        md.push_str("\n## Readout choices\n\nPer encoder layer (first to last), the fraction of test inputs whose gate chose the second projector (HSA-Net: Mamba over attention).\n\n| task | encoder | seed | per layer |\n| --- | --- | --- | --- |\n");
+        for r in chose {
+            let v: Vec<String> = r.readout_choices.iter().flatten().map(|x| format!("{x:.3}")).collect();
+            md.push_str(&format!("| {} | {} | {} | {} |\n", r.task, r.encoder, r.seed, v.join(", ")));
         }
     }
     if !res.skipped.is_empty() {

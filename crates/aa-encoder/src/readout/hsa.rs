@@ -336,6 +336,9 @@ impl Hsa {
                 mask[r * e + k] = 1.0;
             }
         }
+        // Each expert runs on the tokens routed to it only (top-k of E: k/E of the work).
+        let routed: Vec<Vec<u32>> =
+            (0..e).map(|k| (0..w * n).filter(|&r| mask[r * e + k] > 0.0).map(|r| r as u32).collect()).collect();
         let mask = Tensor::from_vec(mask, (w * n, e), x.device())?.to_dtype(x.dtype())?;
         let coeff = if self.config.weighted {
             let chosen = (probs * &mask)?;
@@ -344,9 +347,15 @@ impl Hsa {
             mask
         };
         let mut y = x.clone();
-        for (k, expert) in self.experts.iter().enumerate() {
-            let out = expert.fc2.forward(&gelu_erf(&expert.fc1.forward(&x)?)?)?;
-            y = (y + out.broadcast_mul(&coeff.narrow(1, k, 1)?)?)?;
+        for (k, (expert, rows)) in self.experts.iter().zip(&routed).enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let idx = Tensor::from_slice(rows, rows.len(), x.device())?;
+            let xs = x.index_select(&idx, 0)?;
+            let out = expert.fc2.forward(&gelu_erf(&expert.fc1.forward(&xs)?)?)?;
+            let c = coeff.contiguous()?.index_select(&idx, 0)?.narrow(1, k, 1)?;
+            y = y.index_add(&idx, &out.broadcast_mul(&c)?, 0)?;
         }
         y.reshape((w, n, d))
     }

@@ -2,13 +2,16 @@
 //! rows of every window into a fixed number of tokens `[windows, T, d]`.
 //!
 //! - [`CrossAttention`]: `T` learned query tokens attend over the window's rows (multi-head,
-//!   a softmax per window, query and head via the shared [`scatter_softmax`]), output projection
-//!   plus the queries as residual — LLaMo's multi-level projector shape.
+//!   a softmax per window, query and head via the shared [`scatter_softmax`], the weighted sum
+//!   by [`segment_attention_pool`]), output projection plus the queries as residual — LLaMo's
+//!   multi-level projector shape.
 //! - [`GraphMamba`]: the window's units serialised (MOL-Mamba's order: by degree, ties in unit
 //!   order), a sinusoidal position added, one pre-norm residual Mamba block (RMSNorm →
 //!   in-projection to `x ‖ gate` → depthwise causal convolution of width 4 → SiLU → selective
 //!   scan → `· SiLU(gate)` → out-projection), and the output sequence cut into `T` contiguous
-//!   segments whose means are the tokens. MOL-Mamba's *graph selective scan* mixes a distance
+//!   segments whose means are the tokens. Windows run in groups of similar length
+//!   ([`length_buckets`]), each padded to its own longest (the block is causal: padding at the
+//!   end never reaches a real position). MOL-Mamba's *graph selective scan* mixes a distance
 //!   matrix into the step size Δ; its code multiplies Δ's channels by a node × node matrix
 //!   truncated or padded to the channel count, which only works by accident of shapes. Here the
 //!   distance enters per step: when the windows have coordinates, the distance from the previous
@@ -17,7 +20,7 @@
 //!   without coordinates Δ is MOL-Mamba's plain one.
 
 use aa_graph::dense::LayerNorm;
-use aa_graph::kernels::{scatter_mean, scatter_softmax, scatter_sum};
+use aa_graph::kernels::{scatter_mean, scatter_softmax, segment_attention_pool};
 use aa_graph::scan::selective_scan;
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
@@ -88,16 +91,17 @@ impl CrossAttention {
         let dh = d / h;
         let q = self.q.forward(&self.queries)?.reshape((t, h, dh))?.transpose(0, 1)?.contiguous()?; // [H, T, dh]
         let k = self.k.forward(rows.x)?.reshape((u, h, dh))?.transpose(0, 1)?.contiguous()?; // [H, U, dh]
-        let v = self.v.forward(rows.x)?.reshape((u, 1, h, dh))?;
+        let v = self.v.forward(rows.x)?.reshape((u, h, dh))?;
         let scores = (k.matmul(&q.transpose(1, 2)?)? / (dh as f64).sqrt())?; // [H, U, T]
         let scores = scores.permute((1, 2, 0))?.reshape((u, t * h))?; // [U, T·H]
         let dev = rows.x.device();
         let window = Tensor::from_slice(rows.unit_window, u, dev)?;
         let alpha = scatter_softmax(&scores, &window, rows.windows)?;
-        let weighted = alpha.reshape((u, t, h, 1))?.broadcast_mul(&v)?.reshape((u, t * d))?;
-        let pooled = scatter_sum(&weighted, &window, rows.windows)?.reshape((rows.windows, t, d))?;
+        let alpha = alpha.reshape((u, t, h))?;
+        let pooled =
+            segment_attention_pool(&alpha, &v, rows.unit_window, rows.windows)?.reshape((rows.windows, t, d))?;
         let tokens = self.o.forward(&pooled)?.broadcast_add(&self.queries.unsqueeze(0)?)?;
-        Ok((tokens, alpha.reshape((u, t, h))?))
+        Ok((tokens, alpha))
     }
 }
 
@@ -126,14 +130,11 @@ pub(crate) struct GraphMamba {
     tokens: usize,
 }
 
-/// A batch of serialised windows: `index` picks rows of `[x; 0]` into `[W, Lmax]` order.
+/// The windows serialised: each window's rows in scan order, and the distance of each from the
+/// previous one (0 for the first), when the windows have coordinates.
 struct Serialised {
-    index: Vec<u32>,
-    lengths: Vec<usize>,
-    lmax: usize,
-    /// Distance from the previous unit of the sequence (0 for the first and for padding), when
-    /// the windows have coordinates.
-    steps: Option<Vec<f32>>,
+    members: Vec<Vec<u32>>,
+    steps: Option<Vec<Vec<f32>>>,
 }
 
 fn serialise(rows: &LayerRows) -> Serialised {
@@ -148,20 +149,37 @@ fn serialise(rows: &LayerRows) -> Serialised {
             m.sort_by_key(|&r| deg[r as usize]); // stable: ties keep unit order
         }
     }
-    let lmax = members.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let positions = rows.geometry.and_then(|g| g.positions.as_ref()).filter(|p| p.len() == u);
-    let mut index = vec![u as u32; rows.windows * lmax];
-    let mut steps = positions.map(|_| vec![0f32; rows.windows * lmax]);
+    let steps = positions.map(|p| {
+        members
+            .iter()
+            .map(|m| {
+                (0..m.len())
+                    .map(|i| {
+                        if i == 0 {
+                            return 0.0;
+                        }
+                        let (a, b) = (p[m[i - 1] as usize], p[m[i] as usize]);
+                        ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    Serialised { members, steps }
+}
+
+/// Windows grouped by sequence length, each group padded only to its own longest: lengths
+/// `1`, `2`, `3–4`, `5–8`, … (powers of two), so padding at most doubles a group's rows —
+/// against one `[W, Lmax]` batch, where one long glycan pads every short one.
+fn length_buckets(members: &[Vec<u32>]) -> Vec<Vec<usize>> {
+    let mut buckets: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
     for (w, m) in members.iter().enumerate() {
-        for (i, &r) in m.iter().enumerate() {
-            index[w * lmax + i] = r;
-            if let (Some(s), Some(p), true) = (steps.as_mut(), positions, i > 0) {
-                let (a, b) = (p[m[i - 1] as usize], p[r as usize]);
-                s[w * lmax + i] = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
-            }
+        if !m.is_empty() {
+            buckets.entry(m.len().next_power_of_two()).or_default().push(w);
         }
     }
-    Serialised { index, lengths: members.iter().map(Vec::len).collect(), lmax, steps }
+    buckets.into_values().collect()
 }
 
 /// MOL-Mamba's normalised sinusoidal position (`PosEmbedSine(normalize=True)`): position
@@ -223,40 +241,66 @@ impl GraphMamba {
         })
     }
 
-    /// Tokens `[W, T, d]`.
+    /// Tokens `[W, T, d]` (zeros for a window without rows).
     pub fn forward(&self, rows: &LayerRows) -> Result<Tensor> {
-        let d = rows.x.dim(1)?;
-        let dev = rows.x.device().clone();
+        let (d, dev) = (rows.x.dim(1)?, rows.x.device().clone());
         let s = serialise(rows);
-        let (w, l) = (rows.windows, s.lmax);
         let padded = Tensor::cat(&[rows.x, &Tensor::zeros((1, d), rows.x.dtype(), &dev)?], 0)?;
-        let xs = padded.index_select(&Tensor::from_slice(&s.index, w * l, &dev)?, 0)?.reshape((w, l, d))?;
+        let zero_row = rows.x.dim(0)? as u32;
+        let (mut parts, mut order) = (Vec::new(), Vec::new());
+        for bucket in length_buckets(&s.members) {
+            parts.push(self.bucket(&padded, zero_row, &s, &bucket)?);
+            order.extend(bucket);
+        }
+        let t = self.tokens;
+        // Back to window order; windows without rows read the zero block at the end.
+        let mut slot = vec![order.len() as u32; rows.windows];
+        for (k, &w) in order.iter().enumerate() {
+            slot[w] = k as u32;
+        }
+        parts.push(Tensor::zeros((1, t, d), rows.x.dtype(), &dev)?);
+        let all = Tensor::cat(&parts, 0)?;
+        all.index_select(&Tensor::from_vec(slot, rows.windows, &dev)?, 0)
+    }
+
+    /// Tokens `[windows.len(), T, d]` of some windows, padded to their longest.
+    fn bucket(&self, padded: &Tensor, zero_row: u32, s: &Serialised, windows: &[usize]) -> Result<Tensor> {
+        let d = padded.dim(1)?;
+        let dev = padded.device().clone();
+        let w = windows.len();
+        let l = windows.iter().map(|&k| s.members[k].len()).max().unwrap_or(1).max(1);
+        let mut index = vec![zero_row; w * l];
         let mut pe = vec![0f32; w * l * d];
-        for (wi, &len) in s.lengths.iter().enumerate() {
-            for i in 0..len {
-                sine_position(i, len, d, &mut pe[(wi * l + i) * d..(wi * l + i + 1) * d]);
+        let mut steps = s.steps.as_ref().map(|_| vec![0f32; w * l]);
+        for (i, &k) in windows.iter().enumerate() {
+            let m = &s.members[k];
+            index[i * l..i * l + m.len()].copy_from_slice(m);
+            for p in 0..m.len() {
+                sine_position(p, m.len(), d, &mut pe[(i * l + p) * d..(i * l + p + 1) * d]);
+            }
+            if let (Some(out), Some(st)) = (steps.as_mut(), s.steps.as_ref()) {
+                out[i * l..i * l + m.len()].copy_from_slice(&st[k]);
             }
         }
+        let xs = padded.index_select(&Tensor::from_vec(index, w * l, &dev)?, 0)?.reshape((w, l, d))?;
         let xs = (xs + Tensor::from_vec(pe, (w, l, d), &dev)?)?;
-        let steps = match &s.steps {
+        let bias = match &steps {
             Some(st) => Some(self.distance_bias(st, w, l, &dev)?),
             None => None,
         };
-        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm)?, steps.as_ref())?)?;
+        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm)?, bias.as_ref())?)?;
         // Segment means: token t of a length-L window averages positions ⌊tL/T⌋ … ⌊(t+1)L/T⌋ − 1
-        // (at least one position; an empty window gives zeros).
+        // (at least one position).
         let t = self.tokens;
         let (mut src, mut seg) = (Vec::new(), Vec::new());
-        for (wi, &len) in s.lengths.iter().enumerate() {
-            if len == 0 {
-                continue;
-            }
-            for k in 0..t {
-                let lo = k * len / t;
-                let hi = ((k + 1) * len / t).max(lo + 1);
+        for (i, &k) in windows.iter().enumerate() {
+            let len = s.members[k].len();
+            for j in 0..t {
+                let lo = j * len / t;
+                let hi = ((j + 1) * len / t).max(lo + 1);
                 for p in lo..hi {
-                    src.push((wi * l + p) as u32);
-                    seg.push((wi * t + k) as u32);
+                    src.push((i * l + p) as u32);
+                    seg.push((i * t + j) as u32);
                 }
             }
         }
