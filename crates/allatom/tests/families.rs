@@ -291,6 +291,43 @@ fn unit_task_for_every_encoder_on_lectin_bound_glycans() {
     assert!(check_pairing(esm2.encoder.as_ref(), &traits).is_err());
 }
 
+#[test]
+fn a_context_readout_joins_each_unit_row_with_its_window_vector() {
+    let items = &mobility_windows();
+    let cfg =
+        json!({ "family": "glycanaa", "featurisation": "molecule", "model": tiny_glycanaa("hierarchical", true) });
+    let enc = trainable_encoder(&cfg, 4).unwrap();
+    let d = enc.encoder.unit_dim();
+    let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
+    let task = UnitTask::with_context(enc.encoder, Box::new(aa_encoder::MeanMax::default()), vb, 2).unwrap();
+    let (probs, labels) = task.predict(items).unwrap();
+    // By hand: each labelled unit's row ‖ mean ‖ max of its window, through the same head.
+    let (mut manual, mut k) = (Vec::new(), 0);
+    for chunk in items.chunks(8) {
+        let windows: Vec<&Window> = chunk.iter().map(|i| &i.window).collect();
+        let out = task.encoder.encode(&windows, false).unwrap();
+        let graph = aa_encoder::Readout::forward(&aa_encoder::MeanMax::default(), &out, false).unwrap();
+        assert_eq!(graph.dim(1).unwrap(), 2 * d);
+        let mut base = 0;
+        for (w, it) in chunk.iter().enumerate() {
+            for (u, l) in it.labels.iter().enumerate() {
+                if l.is_some() {
+                    let row = Tensor::cat(&[out.units.get(base + u).unwrap(), graph.get(w).unwrap()], 0).unwrap();
+                    let logits = task.head.forward(&row.unsqueeze(0).unwrap(), false).unwrap();
+                    manual.push(candle_nn::ops::softmax(&logits, 1).unwrap().get(0).unwrap().to_vec1::<f32>().unwrap());
+                    k += 1;
+                }
+            }
+            base += it.window.units.len();
+        }
+    }
+    assert_eq!(k, labels.len());
+    assert!(k >= 4, "{k} labelled monosaccharides");
+    for (a, b) in probs.iter().zip(&manual) {
+        assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5), "{a:?} vs {b:?}");
+    }
+}
+
 /// Writes `enc` as a package the way `allatom export` does.
 fn write(enc: &TrainableEncoder, dir: &Path) {
     let (family, part) = split_config(&enc.config).unwrap();
