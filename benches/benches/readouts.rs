@@ -19,6 +19,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
+    // As the `allatom` binary does for training runs: freed memory is reused, not re-faulted.
+    allatom_benches::keep_freed_memory();
     let (windows, config) = allatom_benches::official_glycan_windows(256);
     let refs: Vec<&Window> = windows.iter().collect();
     let labels = Tensor::from_vec((0..256u32).map(|i| i % 10).collect::<Vec<_>>(), 256, &Device::Cpu).unwrap();

@@ -11,6 +11,8 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the `allatom` binary does for training runs: freed memory is reused, not re-faulted.
+    allatom_benches::keep_freed_memory();
     let (windows, config) = allatom_benches::official_glycan_windows(256);
     let refs: Vec<&Window> = windows.iter().collect();
     let enc = allatom::runs::trainable_encoder(&config, 0).unwrap();
@@ -26,11 +28,12 @@ fn main() {
     {
         let dev = Device::Cpu;
         let v = |d: usize| candle_core::Var::rand(0f32, 1.0, (256, lmax, d), &dev).unwrap();
-        let (u, dt, b, c) = (v(128), v(128), v(8), v(8));
+        let (u, dt, b, c, z) = (v(128), v(128), v(8), v(8), v(128));
         let a = candle_core::Tensor::rand(-2f32, -0.5, (128, 8), &dev).unwrap();
+        let skip = candle_core::Tensor::ones(128, candle_core::DType::F32, &dev).unwrap();
         for _ in 0..2 {
             let t = Instant::now();
-            let y = aa_graph::scan::selective_scan(&u, &dt, &a, &b, &c).unwrap();
+            let y = aa_graph::scan::selective_scan(&u, &dt, &a, &b, &c, &skip, &z).unwrap();
             let f = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let _ = y.sum_all().unwrap().backward().unwrap();

@@ -21,7 +21,7 @@
 
 use aa_graph::dense::LayerNorm;
 use aa_graph::kernels::{scatter_mean, scatter_softmax, segment_attention_pool};
-use aa_graph::scan::selective_scan;
+use aa_graph::scan::{causal_conv_silu, selective_scan};
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
@@ -124,7 +124,6 @@ pub(crate) struct GraphMamba {
     a_base: Tensor,
     d_skip: Tensor,
     out_proj: Linear,
-    dim: usize,
     state: usize,
     rank: usize,
     tokens: usize,
@@ -197,11 +196,6 @@ pub(crate) fn sine_position(i: usize, len: usize, dim: usize, out: &mut [f32]) {
     }
 }
 
-fn softplus(x: &Tensor) -> Result<Tensor> {
-    // max(x, 0) + ln(1 + e^{−|x|}): no overflow, differentiable everywhere.
-    x.relu()? + x.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?
-}
-
 fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + 1e-5)?.sqrt()?)?.broadcast_mul(weight)
@@ -234,7 +228,6 @@ impl GraphMamba {
             a_base,
             d_skip: vb.get_with_hints(dim, "d_skip", Init::Const(1.0))?,
             out_proj: candle_nn::linear_no_bias(dim, dim, vb.pp("out_proj"))?,
-            dim,
             state,
             rank,
             tokens,
@@ -321,16 +314,11 @@ impl GraphMamba {
 
     /// The Mamba block on `[W, L, d]`.
     fn block(&self, z: &Tensor, dist_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (_, l, d) = z.dims3()?;
+        let d = z.dim(2)?;
         let xr = self.in_proj.forward(z)?;
         let (x, res) = (xr.narrow(2, 0, d)?, xr.narrow(2, d, d)?);
-        // Causal depthwise convolution: y[t] = b + Σ_j w[:, j] · x[t + j − (CONV − 1)].
-        let xp = x.pad_with_zeros(1, CONV - 1, 0)?;
-        let mut conv = self.conv_b.reshape((1, 1, d))?.broadcast_as(x.shape())?.contiguous()?;
-        for j in 0..CONV {
-            conv = (conv + xp.narrow(1, j, l)?.broadcast_mul(&self.conv_w.narrow(1, j, 1)?.reshape((1, 1, d))?)?)?;
-        }
-        let x = conv.silu()?;
+        // Causal depthwise convolution of width CONV and its SiLU, one kernel.
+        let x = causal_conv_silu(&x, &self.conv_w, &self.conv_b)?;
         let dbl = self.x_proj.forward(&x)?;
         let dt = dbl.narrow(2, 0, self.rank)?;
         let b = dbl.narrow(2, self.rank, self.state)?.contiguous()?;
@@ -339,10 +327,9 @@ impl GraphMamba {
         if let Some(bias) = dist_bias {
             pre = (pre + bias)?;
         }
-        let delta = softplus(&pre)?;
+        // Δ = softplus(pre), the skip D·x and the gate SiLU(res) happen inside the scan kernel.
         let a = self.a_shift.exp()?.mul(&self.a_base)?;
-        let y = (selective_scan(&x.contiguous()?, &delta.contiguous()?, &a, &b, &c)?
-            + x.broadcast_mul(&self.d_skip.reshape((1, 1, self.dim))?)?)?;
-        self.out_proj.forward(&(y * res.silu()?)?)
+        let y = selective_scan(&x, &pre, &a, &b, &c, &self.d_skip, &res)?;
+        self.out_proj.forward(&y)
     }
 }
