@@ -33,6 +33,10 @@ pub struct Args {
     /// Which input of the structure file (its chains, then its glycans, as `embed` lists them).
     #[arg(long, default_value_t = 0)]
     input: usize,
+    /// With an ESM-AA model: every residue written as atom tokens (the all-atom code-switch
+    /// sequence), so that the tokens' graph has covalent bonds and atom contacts.
+    #[arg(long)]
+    atoms: bool,
     /// Hop distances reported one by one (further ones are summed).
     #[arg(long, default_value_t = 4)]
     max_hop: usize,
@@ -60,7 +64,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         None => {
             let name = a.model.as_deref().unwrap_or(DEFAULT_MODEL);
-            let model = Model::from_pretrained(name, &HubOptions::from_env())?;
+            let opts = HubOptions::from_env();
+            let mut model = Model::from_pretrained(name, &opts)?;
+            if a.atoms {
+                if model.family().name() != "esm" {
+                    bail!(
+                        "--atoms unzips residues into atom tokens of an ESM-AA model; {name} is {}",
+                        model.family().name()
+                    );
+                }
+                model = Model::from_pretrained_with(name, &opts, &serde_json::json!({ "unzip": "all" }))
+                    .with_context(|| format!("--atoms: {name}"))?;
+            }
             let inputs = match (&a.glycan, &a.structure, &a.sequence) {
                 (Some(g), None, None) => job::glycan_inputs(&model, std::slice::from_ref(g)),
                 (None, Some(p), None) => job::structure_inputs(&model, p)?,

@@ -48,7 +48,7 @@ fn esm_on_a_sequence_and_on_a_structure_chain() {
     let m = &t["product"]["metrics"]["covalent"];
     assert_eq!(m["hop_mass"].as_array().unwrap().len(), 3);
     assert!(!t["product"]["graph"].as_array().unwrap().is_empty());
-    assert_eq!(png_size(&out.with_extension("png")), (420, 420));
+    assert_eq!(png_size(&out.with_extension("png")), (3 * 420, 420), "layer 1, layer 2, product");
 
     // A real structure: chain A of 1UBQ with residue labels; the picture where asked.
     let pdb = root().join("data/fetched/structures/pdbrust/examples/pdb_files/1UBQ.pdb");
@@ -95,6 +95,9 @@ fn refusals_write_nothing() {
     refused(&["--sequence", "MKT"], None, "");
     refused(&["--structure", "/nonexistent/x.pdb"], Some(hf_tiny()), "x.pdb");
     refused(&["--sequence", "MK1T"], Some(hf_tiny()), "");
+    // Atom tokens need ESM-AA (the tiny model is ESM-2) and an ESM model at all.
+    refused(&["--sequence", "MKT", "--atoms"], Some(hf_tiny()), "needs an ESM-AA model");
+    refused(&["--glycan", "Gal(b1-4)GlcNAc", "--atoms"], None, "--atoms unzips residues");
     let pdb = root().join("data/fetched/structures/pdbrust/examples/pdb_files/1UBQ.pdb");
     refused(&["--structure", pdb.to_str().unwrap(), "--input", "5"], Some(hf_tiny()), "--input 5");
 }

@@ -21,7 +21,8 @@ pub struct AttentionReport {
     /// Per track: nodes, edges of the molecular graph, per-layer and product metrics, the
     /// strongest entries (`graph`).
     pub json: Value,
-    /// One heat map per track (the product; each layer for unchained tracks).
+    /// Heat maps: per chained track its first and last layer and the product; every layer of
+    /// an unchained track.
     pub heatmaps: Vec<Heatmap>,
 }
 
@@ -93,19 +94,19 @@ pub fn track_report(window: &Window, t: &AttentionTrack, max_hop: usize) -> (Val
         .collect();
     let product = t.product();
     let mut heatmaps = Vec::new();
+    let panel =
+        |m: &AttentionMatrix, title: String| Heatmap { title, n: m.n, values: m.values.clone(), ticks: ticks.clone() };
     match &product {
-        Some(p) => heatmaps.push(Heatmap {
-            title: format!("{}: attention graph A{}⋯A1", t.name, t.layers.len()),
-            n: p.n,
-            values: p.values.clone(),
-            ticks: ticks.clone(),
-        }),
-        None => heatmaps.extend(t.layers.iter().zip(&t.labels).map(|(m, label)| Heatmap {
-            title: format!("{}: {label}", t.name),
-            n: m.n,
-            values: m.values.clone(),
-            ticks: ticks.clone(),
-        })),
+        // A chained track: its first and last layer, then the attention graph.
+        Some(p) => {
+            let last = t.layers.len() - 1;
+            for l in if last > 0 { vec![0, last] } else { vec![0] } {
+                heatmaps
+                    .push(panel(&t.layers[l], format!("{}: {}", t.name, t.labels.get(l).map_or("", String::as_str))));
+            }
+            heatmaps.push(panel(p, format!("{}: attention graph A{}⋯A1", t.name, t.layers.len())));
+        }
+        None => heatmaps.extend(t.layers.iter().zip(&t.labels).map(|(m, l)| panel(m, format!("{}: {l}", t.name)))),
     }
     let json = json!({
         "name": t.name,

@@ -222,7 +222,7 @@ fn vabs_tracks_on_1ubq_are_stochastic_and_bilevel_joins_the_tracks() {
             assert!((total - 1.0).abs() < 1e-4, "{} {set}: mass sums to {total}", t["name"]);
         }
     }
-    assert_eq!(r.heatmaps.len(), 3);
+    assert_eq!(r.heatmaps.len(), 9, "first layer, last layer and product of each track");
     let png = r.png().unwrap();
     assert!(png.starts_with(b"\x89PNG"));
 }
