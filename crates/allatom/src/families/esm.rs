@@ -207,6 +207,13 @@ impl Encoder for EsmEncoder {
     /// window's tokens (`<cls>` and `<eos>` as special nodes), as `output_attentions` gives it.
     fn attention(&self, input: &Featurized) -> candle_core::Result<Option<Vec<AttentionTrack>>> {
         let b: &EsmBatch = input.get("esm")?;
+        // Checked before the forward pass: the maps of every layer and head are `T × T`.
+        if let Some(n) = b.token_nodes.iter().map(Vec::len).find(|&n| n > aa_encoder::attention::MAX_NODES) {
+            candle_core::bail!(
+                "esm: {n} tokens are more than the {} an attention graph holds",
+                aa_encoder::attention::MAX_NODES
+            );
+        }
         let req = EsmRequest { attentions: true, ..Default::default() };
         let out = self.model.forward(&b.batch, &req).map_err(msg)?;
         let maps = out.attentions.ok_or_else(|| msg("esm: no attention maps returned"))?.mean(2)?; // [B, L, T, T]
@@ -214,12 +221,6 @@ impl Encoder for EsmEncoder {
         let mut tracks = Vec::with_capacity(b.token_nodes.len());
         for (w, nodes) in b.token_nodes.iter().enumerate() {
             let n = nodes.len();
-            if n > aa_encoder::attention::MAX_NODES {
-                candle_core::bail!(
-                    "esm: {n} tokens are more than the {} an attention graph holds",
-                    aa_encoder::attention::MAX_NODES
-                );
-            }
             let m = maps.get(w)?.narrow(1, 0, n)?.narrow(2, 0, n)?;
             let layers: Vec<AttentionMatrix> = (0..layers)
                 .map(|l| Ok(AttentionMatrix { n, values: m.get(l)?.flatten_all()?.to_vec1::<f32>()? }))

@@ -263,8 +263,12 @@ impl Encoder for VabsEncoder {
             let atom_layers: Vec<AttentionMatrix> =
                 weights.iter().map(|(aw, _)| from_edges(atoms.len(), &local, &asrc, &adst, aw, heads)).collect();
             // The unit track reads the anchors' rows and writes them back.
-            let anchor: Vec<usize> =
-                (0..all).map(|k| local[inp.anchors[(start + k) as usize] as usize] as usize).collect();
+            let anchor: Vec<usize> = (0..all)
+                .map(|k| match local.get(inp.anchors[(start + k) as usize] as usize) {
+                    Some(&i) if i != u32::MAX => Ok(i as usize),
+                    _ => Err(candle_core::Error::Msg(format!("vabs: unit {k} of window {w} has no anchor atom in it"))),
+                })
+                .collect::<candle_core::Result<_>>()?;
             let mut unit_local = vec![u32::MAX; inp.num_units()];
             for k in 0..all {
                 unit_local[(start + k) as usize] = k;
