@@ -70,7 +70,7 @@ pub(crate) struct CrossAttention {
 
 impl CrossAttention {
     pub fn new(vb: VarBuilder, dim: usize, tokens: usize, heads: usize) -> Result<CrossAttention> {
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("HSA: {heads} heads do not divide the token width {dim}");
         }
         Ok(CrossAttention {
@@ -203,7 +203,7 @@ fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 
 impl GraphMamba {
     pub fn new(vb: VarBuilder, dim: usize, tokens: usize, state: usize) -> Result<GraphMamba> {
-        if dim % 2 != 0 || state == 0 {
+        if !dim.is_multiple_of(2) || state == 0 {
             candle_core::bail!(
                 "HSA: the Mamba projector needs an even token width and a state size (got {dim}, {state})"
             );
