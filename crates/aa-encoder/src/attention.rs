@@ -194,10 +194,6 @@ impl NodeGraph {
         }
         let contacts = g.positions.as_ref().map(|pos| {
             let mut set = HashSet::new();
-            let near = |p: [f32; 3], q: [f32; 3], cut: f32| {
-                let d2: f32 = (0..3).map(|c| (p[c] - q[c]) * (p[c] - q[c])).sum();
-                d2 <= cut * cut
-            };
             let atoms: Vec<(u32, [f32; 3])> =
                 atom_slot.iter().filter_map(|(&a, &x)| pos.get(a as usize).map(|&p| (x, p))).collect();
             let geometry = UnitGeometry::of(&[window]);
@@ -206,10 +202,13 @@ impl NodeGraph {
             let units: Vec<(u32, [f32; 3])> =
                 unit_slot.iter().filter_map(|(u, &x)| unit_pos.get(u).map(|&p| (x, p))).collect();
             for (list, cut) in [(&atoms, ATOM_CONTACT), (&units, UNIT_CONTACT)] {
-                for (k, &(x, p)) in list.iter().enumerate() {
-                    for &(y, q) in &list[k + 1..] {
-                        let key = (x.min(y), x.max(y));
-                        if near(p, q, cut) && !covalent.contains(&key) {
+                // The workspace's grid radius search (pairs within `cut`, both directions).
+                let points: Vec<[f32; 3]> = list.iter().map(|p| p.1).collect();
+                let near = aa_graph::neighbors::radius(&points, cut);
+                for (k, &(x, _)) in list.iter().enumerate() {
+                    for &j in near.neighbors(k) {
+                        let y = list[j as usize].0;
+                        if !covalent.contains(&(x.min(y), x.max(y))) {
                             add(&mut set, x, y);
                         }
                     }

@@ -256,4 +256,20 @@ fn an_hsa_readout_trains_records_its_gate_choices_and_evaluates_from_the_checkpo
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(eval["metrics"], summary["test"], "{eval}");
+    // The trained HSA readout's attention over a real glycan, from the run directory.
+    let report = dir.path().join("hsa_attention.json");
+    let out = allatom()
+        .args(["attention", "--checkpoint"])
+        .arg(dir.path().join("h"))
+        .args(["--glycan", "Neu5Ac(a2-3)Gal(b1-4)GlcNAc(b1-2)Man(a1-3)[Man(a1-6)]Man(b1-4)GlcNAc(b1-4)GlcNAc", "--out"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let t = &r["tracks"][0];
+    assert_eq!((t["name"].as_str(), t["nodes"].as_array().map(Vec::len)), (Some("hsa"), Some(8)), "{r}");
+    assert_eq!(t["layers"].as_array().unwrap().len(), layers);
+    assert_eq!(t["layers"][0]["metrics"]["covalent"]["edges"], 7, "glycosidic links of 8 units");
+    assert!(report.with_extension("png").exists());
 }

@@ -346,6 +346,7 @@ impl Hsa {
         } else {
             mask
         };
+        let coeff = coeff.contiguous()?;
         let mut y = x.clone();
         for (k, (expert, rows)) in self.experts.iter().zip(&routed).enumerate() {
             if rows.is_empty() {
@@ -354,7 +355,7 @@ impl Hsa {
             let idx = Tensor::from_slice(rows, rows.len(), x.device())?;
             let xs = x.index_select(&idx, 0)?;
             let out = expert.fc2.forward(&gelu_erf(&expert.fc1.forward(&xs)?)?)?;
-            let c = coeff.contiguous()?.index_select(&idx, 0)?.narrow(1, k, 1)?;
+            let c = coeff.index_select(&idx, 0)?.narrow(1, k, 1)?;
             y = y.index_add(&idx, &out.broadcast_mul(&c)?, 0)?;
         }
         y.reshape((w, n, d))
