@@ -19,6 +19,7 @@ mod fragment;
 pub mod iupac;
 pub mod model;
 pub mod molecule;
+pub mod notation;
 pub mod pretrain;
 pub mod residue;
 pub mod tasks;
@@ -69,7 +70,8 @@ impl GlycanError {
 /// A glycan: the input string, its parsed tree and its all-atom molecule.
 #[derive(Clone, Debug)]
 pub struct Glycan {
-    /// The IUPAC-condensed input.
+    /// The IUPAC-condensed form it was built from: the input itself, or what a WURCS or
+    /// GlycoCT input was read as ([`Glycan::parse`]).
     pub iupac: String,
     /// The parsed tree.
     pub tree: ParsedGlycan,
