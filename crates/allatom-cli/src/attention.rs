@@ -77,7 +77,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     .with_context(|| format!("--atoms: {name}"))?;
             }
             let inputs = match (&a.glycan, &a.structure, &a.sequence) {
-                (Some(g), None, None) => job::glycan_inputs(&model, std::slice::from_ref(g)),
+                (Some(g), None, None) => job::glycan_inputs(&model, std::slice::from_ref(g), None),
                 (None, Some(p), None) => job::structure_inputs(&model, p)?,
                 (None, None, Some(s)) => job::sequence_inputs(&[(s.clone(), s.clone())]),
                 _ => bail!("give one of --glycan STRING, --structure FILE, --sequence STRING"),

@@ -23,9 +23,12 @@ pub enum Level {
 /// Arguments of `allatom embed`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// One glycan in IUPAC-condensed notation.
+    /// One glycan: IUPAC-condensed, WURCS 2.0 or GlycoCT condensed (detected; see --format).
     #[arg(long, conflicts_with = "glycans")]
     glycan: Option<String>,
+    /// The glycans' notation (iupac, wurcs, glycoct) instead of detecting it per glycan.
+    #[arg(long, value_parser = crate::graph::parse_notation)]
+    format: Option<glycan_aa::notation::Notation>,
     /// A text file with one glycan per line, or a CSV file (see --column).
     #[arg(long, conflicts_with = "structure")]
     glycans: Option<PathBuf>,
@@ -81,9 +84,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         model = Model::from_pretrained_with(name, &opts, &serde_json::json!({ "unzip": "all" }))?;
     }
     let inputs = match (&a.glycan, &a.glycans, &a.structure, &a.sequence, &a.fasta) {
-        (Some(g), None, None, None, None) => job::glycan_inputs(&model, std::slice::from_ref(g)),
+        (Some(g), None, None, None, None) => job::glycan_inputs(&model, std::slice::from_ref(g), a.format),
         (None, Some(p), None, None, None) => {
-            job::glycan_inputs(&model, &allatom::inputs::read_glycan_file(p, a.column.as_deref())?)
+            job::glycan_inputs(&model, &allatom::inputs::read_glycan_file(p, a.column.as_deref())?, a.format)
         }
         (None, None, Some(p), None, None) => job::structure_inputs(&model, p)?,
         (None, None, None, Some(s), None) => job::sequence_inputs(&[(s.clone(), s.clone())]),

@@ -4,15 +4,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use glycan_aa::notation::Notation;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
 /// Arguments of `allatom graph`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// One glycan in IUPAC-condensed notation, e.g. "Gal(b1-4)GlcNAc".
+    /// One glycan: IUPAC-condensed ("Gal(b1-4)GlcNAc"), WURCS 2.0 ("WURCS=2.0/…") or GlycoCT
+    /// condensed ("RES 1b:b-dglc-HEX-1:5 …"), detected from the string (see --format).
     #[arg(long, conflicts_with = "glycans")]
     glycan: Option<String>,
+    /// The glycans' notation (iupac, wurcs, glycoct) instead of detecting it per glycan.
+    #[arg(long, value_parser = parse_notation)]
+    format: Option<Notation>,
     /// A text file with one glycan per line, or a CSV file (see --column).
     #[arg(long)]
     glycans: Option<PathBuf>,
@@ -39,14 +44,23 @@ pub struct Args {
     keep_waters: bool,
 }
 
-/// The JSON record for one glycan line.
-fn glycan_record(input: &str) -> (Value, bool) {
-    match glycan_aa::Glycan::from_iupac(input) {
+/// `--format`: a glycan notation by name.
+pub fn parse_notation(s: &str) -> Result<Notation, String> {
+    s.parse()
+}
+
+/// The JSON record for one glycan line; `iupac` is the IUPAC-condensed form a WURCS or GlycoCT
+/// input was read as.
+fn glycan_record(input: &str, format: Option<Notation>) -> (Value, bool) {
+    let notation = format.unwrap_or_else(|| Notation::detect(input));
+    match glycan_aa::Glycan::parse_as(input, notation) {
         Ok(g) => {
             let gr = &g.molecule.graph;
             (
                 json!({
                     "input": input,
+                    "notation": notation.name(),
+                    "iupac": g.iupac,
                     "units": gr.num_units(),
                     "atoms": gr.num_atoms(),
                     "bonds": gr.bonds.len(),
@@ -68,14 +82,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return structures(path, &a);
     }
     if let Some(s) = a.glycan {
-        let (rec, ok) = glycan_record(&s);
+        let (rec, ok) = glycan_record(&s, a.format);
         if a.json {
             allatom::output::print(&format!("{rec}\n"))?;
         } else if ok {
             let flags: Vec<String> =
                 rec["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect();
             let mut text = format!(
-                "glycan   {s}\nunits    {}\natoms    {} heavy\nbonds    {} heavy-heavy\nrings    {}\nformula  {}\n",
+                "glycan   {s}\n{}units    {}\natoms    {} heavy\nbonds    {} heavy-heavy\nrings    {}\nformula  {}\n",
+                if notation_is_iupac(&rec) {
+                    String::new()
+                } else {
+                    format!("iupac    {}\n", rec["iupac"].as_str().unwrap_or(""))
+                },
                 rec["units"],
                 rec["atoms"],
                 rec["bonds"],
@@ -97,7 +116,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("give --glycan STRING or --glycans FILE (see allatom graph --help)");
     };
     let inputs = allatom::inputs::read_glycan_file(&path, a.column.as_deref())?;
-    run_all(&inputs, "glycans", |s| glycan_record(s), a.jsonl.as_deref())
+    run_all(&inputs, "glycans", |s| glycan_record(s, a.format), a.jsonl.as_deref())
 }
 
 /// Runs `record` on every input in parallel with a progress bar on stderr, writes one JSON line
@@ -168,4 +187,8 @@ fn structures(path: &Path, a: &Args) -> Result<ExitCode> {
         ..Default::default()
     };
     run_all(&files, "structures", |f| structure_record(f, &opts), a.jsonl.as_deref())
+}
+
+fn notation_is_iupac(rec: &Value) -> bool {
+    rec["notation"].as_str() == Some("iupac")
 }

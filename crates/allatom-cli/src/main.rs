@@ -31,10 +31,11 @@ struct Cli {
 enum Command {
     /// Build the all-atom graph of a glycan (or a file of glycans) and report its summary.
     ///
-    /// With --glycan, prints a summary of one glycan. With --glycans, reads one IUPAC-condensed
-    /// glycan per line (or a CSV column) and writes one JSON object per input line to --jsonl
-    /// (or stdout) with fields input, units, atoms, bonds, rings, heavy, formula, flags — or
-    /// input and error. With --structure (a PDB/mmCIF file, gzip/bzip2 allowed, or a directory
+    /// With --glycan, prints a summary of one glycan. With --glycans, reads one glycan per line
+    /// (or a CSV column) — IUPAC-condensed, WURCS 2.0 or one-line GlycoCT, detected per line or
+    /// set by --format — and writes one JSON object per input line to --jsonl (or stdout) with
+    /// fields input, notation, iupac (the IUPAC-condensed form it was read as), units, atoms,
+    /// bonds, rings, heavy, formula, flags — or input and error. With --structure (a PDB/mmCIF file, gzip/bzip2 allowed, or a directory
     /// of them), writes one JSON object per structure with chains, residues, units (by kind),
     /// atoms, bonds, glycans, missing_atoms, warnings — or error. Exits with status 1 if any
     /// input failed, after writing every line.

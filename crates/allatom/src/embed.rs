@@ -12,6 +12,7 @@ use aa_encoder::{Encoder, Window};
 use aa_graph::UnitKind;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use glycan_aa::notation::Notation;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -41,11 +42,22 @@ fn meta(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-/// IUPAC-condensed glycans in the graph `model` reads (built in parallel).
-pub fn glycan_inputs(model: &Model, glycans: &[String]) -> Vec<Input> {
+/// Glycans in the graph `model` reads (built in parallel), each in `notation` or, when `None`,
+/// in the notation detected from the string. A WURCS or GlycoCT glycan's metadata also gives
+/// the IUPAC-condensed form it was read as (`iupac`).
+pub fn glycan_inputs(model: &Model, glycans: &[String], notation: Option<Notation>) -> Vec<Input> {
     glycans
         .par_iter()
-        .map(|g| Input { window: model.glycan_window(g).map_err(|e| e.to_string()), meta: meta(json!({ "input": g })) })
+        .map(|g| {
+            let n = notation.unwrap_or_else(|| Notation::detect(g));
+            let mut m = meta(json!({ "input": g }));
+            if n != Notation::Iupac {
+                if let Ok(iupac) = glycan_aa::notation::to_iupac(g, n) {
+                    m.insert("iupac".into(), Value::String(iupac));
+                }
+            }
+            Input { window: model.glycan_window_as(g, n).map_err(|e| e.to_string()), meta: m }
+        })
         .collect()
 }
 

@@ -1,4 +1,4 @@
-//! Inputs as windows of the shared graph: glycans (IUPAC-condensed) in the graph their encoder
+//! Inputs as windows of the shared graph: glycans (IUPAC-condensed, WURCS, GlycoCT) in the graph their encoder
 //! reads, structure files, FASTA, glycan files — what the runs, `allatom embed` and the Python
 //! bindings read.
 
@@ -9,6 +9,7 @@ use aa_encoder::Window;
 use aa_graph::HeteroGraph;
 use anyhow::{bail, Context, Result};
 use glycan_aa::compat::{featurize, CompatVocab};
+use glycan_aa::notation::Notation;
 use glycan_aa::GlycanError;
 
 /// Which graph of a glycan an encoder reads.
@@ -23,13 +24,27 @@ pub enum GlycanGraphs {
 }
 
 impl GlycanGraphs {
-    /// The graph of one IUPAC-condensed glycan. Residue names are checked as the molecule
+    /// The graph of one glycan in any notation `glycan_aa` reads (IUPAC-condensed, WURCS,
+    /// GlycoCT; detected by [`Notation::detect`]). Residue names are checked as the molecule
     /// builder checks them (the verdicts of `allatom graph`), in both featurisations.
-    pub fn graph(&self, iupac: &str) -> Result<HeteroGraph, GlycanError> {
-        if let GlycanGraphs::Official(_) = self {
-            glycan_aa::compat::check_names(iupac)?;
+    pub fn graph(&self, glycan: &str) -> Result<HeteroGraph, GlycanError> {
+        self.graph_as(glycan, Notation::detect(glycan))
+    }
+
+    /// [`GlycanGraphs::graph`] of a glycan written in `notation`; a WURCS or GlycoCT glycan is
+    /// read into its IUPAC-condensed form first (errors point into `glycan`).
+    pub fn graph_as(&self, glycan: &str, notation: Notation) -> Result<HeteroGraph, GlycanError> {
+        if notation == Notation::Iupac {
+            if let GlycanGraphs::Official(_) = self {
+                glycan_aa::compat::check_names(glycan)?;
+            }
+            return self.graph_as_glycanml(glycan);
         }
-        self.graph_as_glycanml(iupac)
+        let g = glycan_aa::Glycan::parse_as(glycan, notation)?;
+        match self {
+            GlycanGraphs::Molecule => Ok(g.molecule.graph),
+            GlycanGraphs::Official(_) => self.graph_as_glycanml(&g.iupac),
+        }
     }
 
     /// [`GlycanGraphs::graph`], except that the official featurisation maps names it cannot
@@ -42,9 +57,14 @@ impl GlycanGraphs {
         }
     }
 
-    /// The whole-glycan window of one IUPAC-condensed glycan ([`GlycanGraphs::graph`]).
-    pub fn window(&self, iupac: &str) -> Result<Window, GlycanError> {
-        Ok(Window::whole(Arc::new(self.graph(iupac)?)))
+    /// The whole-glycan window of one glycan in any notation ([`GlycanGraphs::graph`]).
+    pub fn window(&self, glycan: &str) -> Result<Window, GlycanError> {
+        Ok(Window::whole(Arc::new(self.graph(glycan)?)))
+    }
+
+    /// The whole-glycan window of a glycan written in `notation` ([`GlycanGraphs::graph_as`]).
+    pub fn window_as(&self, glycan: &str, notation: Notation) -> Result<Window, GlycanError> {
+        Ok(Window::whole(Arc::new(self.graph_as(glycan, notation)?)))
     }
 }
 

@@ -141,9 +141,19 @@ impl Model {
         self.family
     }
 
-    /// The window of one IUPAC-condensed glycan in the graph this encoder reads.
-    pub fn glycan_window(&self, iupac: &str) -> Result<Window, glycan_aa::GlycanError> {
-        self.glycans.window(iupac)
+    /// The window of one glycan (IUPAC-condensed, WURCS or GlycoCT, detected) in the graph
+    /// this encoder reads.
+    pub fn glycan_window(&self, glycan: &str) -> Result<Window, glycan_aa::GlycanError> {
+        self.glycans.window(glycan)
+    }
+
+    /// The window of one glycan written in `notation` in the graph this encoder reads.
+    pub fn glycan_window_as(
+        &self,
+        glycan: &str,
+        notation: glycan_aa::notation::Notation,
+    ) -> Result<Window, glycan_aa::GlycanError> {
+        self.glycans.window_as(glycan, notation)
     }
 }
 

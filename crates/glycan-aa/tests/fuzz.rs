@@ -120,3 +120,82 @@ fn a_wide_ten_thousand_unit_glycan_builds() {
     assert_eq!((c, o), (6 * n, 6 * n - (n - 1)));
     assert_eq!(g.molecule.graph.bonds.len(), 12 * n);
 }
+
+const REAL_WURCS: &[&str] = &[
+    "WURCS=2.0/3,3,2/[a2122h-1b_1-5_2*NCC/3=O][a2112h-1b_1-5][Aad21122h-2a_2-6_5*NCC/3=O]/1-2-3/a4-b1_b3-c2",
+    "WURCS=2.0/2,2,1/[u1122h][a1122h-1a_1-5]/1-2/a6-b1*OPO*/3O/3=O",
+    "WURCS=2.0/2,2,1/[u2122h_2*NCC/3=O_3*OC^RCO/4=O/3C][a2122h-1b_1-5_2*NCC/3=O]/1-2/a3|a4-b1",
+];
+
+const REAL_GLYCOCT: &[&str] = &[
+    "RES\n1b:x-dglc-HEX-1:5\n2s:n-acetyl\n3b:b-dgal-HEX-1:5\n4b:a-dgro-dgal-NON-2:6|1:a|2:keto|3:d\n5s:n-acetyl\nLIN\n1:1d(2+1)2n\n2:1o(4+1)3d\n3:3o(3+2)4d\n4:4d(5+1)5n",
+    "RES 1b:b-dgal-HEX-1:5 2b:a-lgal-HEX-1:5|6:d 3s:sulfate LIN 1:1o(2+1)2d 2:1o(3+1)3n",
+];
+
+/// Any notation: no panic, a position inside the input, a message.
+fn check_any(s: &str) {
+    if let Err(e) = Glycan::parse(s) {
+        assert!(e.position() <= s.len(), "{s:?}: position {} beyond input", e.position());
+        assert!(!e.to_string().is_empty());
+    }
+}
+
+fn mutate(base: &str, cut: usize, len: usize, ins: &str) -> String {
+    let a = cut.min(base.len());
+    let b = (a + len).min(base.len());
+    format!("{}{}{}", &base[..a], ins, &base[b..])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn random_wurcs(s in "[a-zA-Z0-9\\[\\]/,_\\-*=|?{}~%^$.+]{0,60}") {
+        check_any(&format!("WURCS=2.0/{s}"));
+    }
+
+    #[test]
+    fn random_glycoct(s in "[a-z0-9:()+|\\- \n]{0,60}") {
+        check_any(&format!("RES\n{s}"));
+    }
+
+    #[test]
+    fn mutated_real_wurcs(k in 0usize..3, cut in 0usize..120, len in 0usize..6, ins in "[a-zA-Z0-9\\[\\]/,_\\-*=|?]{0,4}") {
+        check_any(&mutate(REAL_WURCS[k], cut, len, &ins));
+    }
+
+    #[test]
+    fn mutated_real_glycoct(k in 0usize..2, cut in 0usize..160, len in 0usize..6, ins in "[a-z0-9:()+|\\- \n]{0,4}") {
+        check_any(&mutate(REAL_GLYCOCT[k], cut, len, &ins));
+    }
+}
+
+#[test]
+fn named_malformed_wurcs_and_glycoct() {
+    for (s, needle) in [
+        ("WURCS=2.0/1,1,0/[a2122h-1b_1-5]/1/", ""),
+        (
+            "WURCS=2.0/2,2,1/[a2122h-1b_1-5][a2112h-1b_1-5]/1-2/a4-b1~n",
+            "at character 52: 'a4-b1~n' is a repeating unit",
+        ),
+        ("WURCS=2.0/1,1,0/[a2122h-1b_1-5_2*NQQ]/1/", "at character 35: unknown element 'Q'"),
+        ("WURCS=2.0/1,1,0/[a2122h-1b_1-5_2*NCCCCCCCS]/1/", "at character 33: the substituent MAP '*NCCCCCCCS'"),
+        ("WURCS=2.0/2,3,1/[a2122h-1b_1-5][a2112h-1b_1-5]/1-2/a4-b1", "the counts say 3 residues"),
+        ("WURCS=2.0/1,1,0/[a2122h-1b_1-5", "'[' without ']'"),
+        ("WURCS=2.0/2,2,1/[a2122h-1b_1-5][a2112h-1b_1-5]/1-2/a4-c1", "residue"),
+        ("WURCS=2.0/1,2,0+/[a2122h-1x_1-5]/1-1/", "composition"),
+        ("RES\n1b:b-dglc-HEX-1:5\n2s:unobtainium\nLIN\n1:1o(4+1)2n", "at character 23: substituent 'unobtainium'"),
+        ("RES\n1b:b-dglc-HEP-1:5", "stereocentres"),
+        ("RES\n1b:b-dglc-HEX-1:5\nLIN\n1:1o(4+1)7d", "residue 7, which RES does not list"),
+        ("RES\n1b:b-dglc-HEX-1:5\n2b:b-dgal-HEX-1:5\nLIN\n1:1o4+1)2d", "is not id:parent"),
+    ] {
+        match Glycan::parse(s) {
+            Ok(_) if needle.is_empty() => {}
+            Ok(g) => panic!("{s:?} read as {}", g.iupac),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!needle.is_empty() && e.contains(needle), "{s:?}: {e}");
+            }
+        }
+    }
+}

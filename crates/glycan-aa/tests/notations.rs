@@ -63,7 +63,12 @@ fn wurcs_and_glycoct_of_real_glycans_build_the_iupac_molecule() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of the real glycans differ:\n{}", failures.len(), failures[..failures.len().min(15)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of the real glycans differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(15)].join("\n")
+    );
     let stats = &v["stats"];
     assert_eq!(checked.get("wurcs").copied(), stats["wurcs_kept"].as_u64().map(|x| x as usize));
     assert_eq!(checked.get("glycoct").copied(), stats["glycoct_kept"].as_u64().map(|x| x as usize));

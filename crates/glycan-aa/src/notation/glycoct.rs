@@ -128,7 +128,10 @@ fn basetype(s: &str, base: usize) -> Result<(Mono, char), Err> {
             return err(here, format!("modification '{m}' is not position:type"));
         };
         let Ok(p) = pos.parse::<u8>() else {
-            return err(here, format!("modification '{m}': position '{pos}' (several or unknown positions are not read)"));
+            return err(
+                here,
+                format!("modification '{m}': position '{pos}' (several or unknown positions are not read)"),
+            );
         };
         if p == 0 || p as usize > n {
             return err(here, format!("modification '{m}' outside C1–C{n}"));
@@ -199,7 +202,11 @@ fn basetype(s: &str, base: usize) -> Result<(Mono, char), Err> {
     if pattern.len() != centres.len() {
         return err(
             base,
-            format!("'{s}': the configuration names {} stereocentres, the skeleton has {}", pattern.len(), centres.len()),
+            format!(
+                "'{s}': the configuration names {} stereocentres, the skeleton has {}",
+                pattern.len(),
+                centres.len()
+            ),
         );
     }
     for (&i, &c) in centres.iter().zip(&pattern) {
@@ -251,7 +258,7 @@ fn parse_lin(t: &str, at: usize) -> Result<(usize, char, Vec<u8>, Vec<u8>, usize
     let bad = || (at, format!("linkage '{t}' is not id:parent type(position+position)child type, like 2:1o(4+1)3d"));
     let (_, rest) = t.split_once(':').ok_or_else(bad)?;
     let open = rest.find('(').ok_or_else(bad)?;
-    let close = rest.find(')').ok_or_else(bad)?;
+    let close = open + rest[open..].find(')').ok_or_else(bad)?;
     let (pid, ptype) = rest[..open].split_at(open.checked_sub(1).ok_or_else(bad)?);
     let inner = &rest[open + 1..close];
     let (pp, cp) = inner.split_once('+').ok_or_else(bad)?;
@@ -349,7 +356,9 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
                 let donor = (cp.len() == 1).then(|| cp[0]);
                 parent_of[cn] = Some((pn, Link { anomer: monos[cn].1, donor, acceptor: pp.clone(), bridge: None }));
             }
-            (Res::Base { .. }, Res::Sub { .. }) => uses.entry(c).or_default().push((node_of[&p], *ptype, pp.clone(), at)),
+            (Res::Base { .. }, Res::Sub { .. }) => {
+                uses.entry(c).or_default().push((node_of[&p], *ptype, pp.clone(), at))
+            }
             (Res::Sub { .. }, Res::Base { .. }) => {
                 if bridged_children.insert(p, (node_of[&c], cp.clone(), at)).is_some() {
                     return err(at, format!("substituent {p} links to two residues as their parent"));

@@ -109,7 +109,7 @@ static NAMES: &[Named] = &[
     named!("Xlu", b"ha12h"),
     named!("Rul", b"ha22h"),
     named!("Sed", b"ha1222h"),
-    named!("Neu", b"Aad21122h", amino [5]),
+    named!("Neu", b"Aad21122h", amino[5]),
     named!("Kdn", b"Aad21122h"),
     named!("Kdo", b"Aad1122h"),
     named!("Ko", b"Aa11122h"),
@@ -198,8 +198,11 @@ fn read_key(m: &Mono) -> Result<Key, String> {
     for &c in s {
         if !matches!(c, b'1' | b'2' | b'3' | b'4' | b'x' | b'a' | b'u' | b'U' | b'o' | b'O' | b'd' | b'h' | b'm' | b'A')
         {
-            return Err(format!("skeleton character '{}' (double bonds, ketones inside the chain and other \
-                 rare backbone forms are not read)", c as char));
+            return Err(format!(
+                "skeleton character '{}' (double bonds, ketones inside the chain and other \
+                 rare backbone forms are not read)",
+                c as char
+            ));
         }
     }
     let carbonyls: Vec<usize> =
@@ -282,10 +285,7 @@ pub(crate) fn iupac_name(m: &Mono) -> Result<String, String> {
         name.push_str(&hep);
     } else {
         let Some((_, idx, mir, f)) = best else {
-            return Err(format!(
-                "skeleton {} has no IUPAC-condensed name here",
-                String::from_utf8_lossy(&m.skeleton)
-            ));
+            return Err(format!("skeleton {} has no IUPAC-condensed name here", String::from_utf8_lossy(&m.skeleton)));
         };
         let entry = &NAMES[idx];
         entry_name = entry.name;
@@ -407,11 +407,8 @@ impl SmallGraph {
         for _ in 0..4 {
             let next: Vec<u64> = (0..n)
                 .map(|a| {
-                    let mut nb: Vec<(u64, u8)> = self
-                        .neighbours(a)
-                        .filter(|&(b, _)| keep[b])
-                        .map(|(b, o)| (label[b], o as u8))
-                        .collect();
+                    let mut nb: Vec<(u64, u8)> =
+                        self.neighbours(a).filter(|&(b, _)| keep[b]).map(|(b, o)| (label[b], o as u8)).collect();
                     nb.sort_unstable();
                     let mut h = std::collections::hash_map::DefaultHasher::new();
                     (label[a], nb).hash(&mut h);
@@ -487,7 +484,8 @@ mod tests {
             alternatives: false,
             kind: SubKind::Amino(g),
         };
-        let og = |p: u8, g: &'static str| Substituent { positions: vec![p], alternatives: false, kind: SubKind::OGroup(g) };
+        let og =
+            |p: u8, g: &'static str| Substituent { positions: vec![p], alternatives: false, kind: SubKind::OGroup(g) };
         let cases = [
             (mono("a2122h", vec![]), "Glc"),
             (mono("u2112h", vec![amino(2, Some("Ac"))]), "GalNAc"),

@@ -51,7 +51,9 @@ fn parse_map(map: &str, base: usize) -> Result<(SmallGraph, Vec<usize>), Err> {
                 while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
                 }
-                let n: usize = map[start..i].parse().map_err(|_| (base + start - 1, "'/' without an atom number in a MAP".to_string()))?;
+                let n: usize = map[start..i]
+                    .parse()
+                    .map_err(|_| (base + start - 1, "'/' without an atom number in a MAP".to_string()))?;
                 if n == 0 || n > g.atoms.len() {
                     return err(base + start, format!("MAP back-reference to atom {n}, which does not exist yet"));
                 }
@@ -73,7 +75,9 @@ fn parse_map(map: &str, base: usize) -> Result<(SmallGraph, Vec<usize>), Err> {
                 while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
                 }
-                let n: usize = map[start..i].parse().map_err(|_| (base + start - 1, "'$' without an atom number in a MAP".to_string()))?;
+                let n: usize = map[start..i]
+                    .parse()
+                    .map_err(|_| (base + start - 1, "'$' without an atom number in a MAP".to_string()))?;
                 match (prev, n) {
                     (Some(p), n) if n >= 1 && n <= g.atoms.len() => g.bonds.push((p, n - 1, order)),
                     _ => return err(base + start, format!("MAP ring closure to atom {n}, which does not exist")),
@@ -139,7 +143,18 @@ fn classify_map(map: &str, base: usize) -> Result<SubKind, Err> {
     }
     let star = stars[0];
     let nb = |a: usize| -> Vec<usize> {
-        g.bonds.iter().filter_map(|&(x, y, _)| if x == a { Some(y) } else if y == a { Some(x) } else { None }).collect()
+        g.bonds
+            .iter()
+            .filter_map(|&(x, y, _)| {
+                if x == a {
+                    Some(y)
+                } else if y == a {
+                    Some(x)
+                } else {
+                    None
+                }
+            })
+            .collect()
     };
     let root = match nb(star).as_slice() {
         [r] => *r,
@@ -323,7 +338,11 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     if counts.ends_with('+') {
         return err(pos, "a composition without linkages ('+'): no structure to build");
     }
-    let nums: Vec<usize> = counts.split(',').map(|x| x.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| (pos, format!("counts '{counts}' are not three numbers")))?;
+    let nums: Vec<usize> = counts
+        .split(',')
+        .map(|x| x.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| (pos, format!("counts '{counts}' are not three numbers")))?;
     let [n_unique, n_res, n_lin] = nums.as_slice() else {
         return err(pos, format!("counts '{counts}' are not three numbers"));
     };
@@ -352,7 +371,9 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     for (k, idx) in seq.split('-').enumerate() {
         match idx.parse::<usize>() {
             Ok(i) if i >= 1 && i <= uniques.len() => res.push(i - 1),
-            _ => return err(pos, format!("residue {} of the sequence, '{idx}', is not a unique-residue number", k + 1)),
+            _ => {
+                return err(pos, format!("residue {} of the sequence, '{idx}', is not a unique-residue number", k + 1))
+            }
         }
     }
     if res.len() != *n_res {
@@ -370,9 +391,7 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     }
     let anomeric_of = |r: usize| -> Option<u8> {
         let (m, _, _, _) = &uniques[res[r]];
-        m.anomeric.or_else(|| {
-            m.skeleton.iter().position(|&c| matches!(c, b'a' | b'u' | b'U')).map(|i| (i + 1) as u8)
-        })
+        m.anomeric.or_else(|| m.skeleton.iter().position(|&c| matches!(c, b'a' | b'u' | b'U')).map(|i| (i + 1) as u8))
     };
     let mut n_links = 0;
     if !lin.is_empty() {
@@ -397,14 +416,24 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
             };
             let sa = parse_side(a, here)?;
             let sb = parse_side(b, here + a.len() + 1)?;
+            if let Some(&r) = sa.residues.iter().chain(&sb.residues).find(|&&r| r >= tree.nodes.len()) {
+                return err(
+                    here,
+                    format!("'{l}' names residue {}, beyond the {} in the sequence", r + 1, tree.nodes.len()),
+                );
+            }
             let bridge = match map {
                 None => None,
                 Some(m) => {
                     let (g, stars) = parse_map(&format!("*{m}"), here + sides.len())?;
                     // A phosphodiester: *O–P(=O)(O)–O*.
-                    let phospho = stars.len() == 2 && g.atoms.iter().filter(|&&z| z == 15).count() == 1 && g.atoms.len() == 7;
+                    let phospho =
+                        stars.len() == 2 && g.atoms.iter().filter(|&&z| z == 15).count() == 1 && g.atoms.len() == 7;
                     if !phospho {
-                        return err(here + sides.len(), format!("the linkage bridge '*{m}' is not one this reader knows (phosphate)"));
+                        return err(
+                            here + sides.len(),
+                            format!("the linkage bridge '*{m}' is not one this reader knows (phosphate)"),
+                        );
                     }
                     Some("P")
                 }
@@ -427,7 +456,10 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
                         (true, true) => (sb, sa),
                         (false, false) if sb.positions.is_empty() && rb > ra => (sa, sb),
                         (false, false) => {
-                            return err(here, format!("'{l}': neither side is an anomeric carbon (not a glycosidic linkage)"))
+                            return err(
+                                here,
+                                format!("'{l}': neither side is an anomeric carbon (not a glycosidic linkage)"),
+                            )
                         }
                     }
                 }
@@ -438,7 +470,10 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
                 return err(here, format!("'{l}': the child side names several residues"));
             }
             if tree.nodes[c].link.is_some() {
-                return err(here, format!("residue {} has a second parent in '{l}' (IUPAC-condensed writes trees)", c + 1));
+                return err(
+                    here,
+                    format!("residue {} has a second parent in '{l}' (IUPAC-condensed writes trees)", c + 1),
+                );
             }
             let anomer = uniques[res[c]].1;
             let link = Link {
@@ -452,9 +487,6 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
                 tree.nodes[c].link.as_mut().expect("set above").acceptor.clear();
                 tree.floating.push(c);
             } else {
-                if parent.residues[0] >= tree.nodes.len() {
-                    return err(here, format!("'{l}' names a residue beyond the {} written", tree.nodes.len()));
-                }
                 if parent.residues[0] == c {
                     return err(here, format!("'{l}' links a residue to itself"));
                 }
@@ -469,8 +501,7 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     if tree.nodes[0].link.is_some() {
         return err(pos, "residue a, the reducing end, is linked as a child");
     }
-    let unattached: Vec<usize> =
-        (1..tree.nodes.len()).filter(|&k| tree.nodes[k].link.is_none()).collect();
+    let unattached: Vec<usize> = (1..tree.nodes.len()).filter(|&k| tree.nodes[k].link.is_none()).collect();
     if let Some(&k) = unattached.first() {
         return err(pos, format!("residue {} is linked to nothing (a composition or a disconnected part)", k + 1));
     }
@@ -496,10 +527,7 @@ mod tests {
             iupac("WURCS=2.0/3,3,2/[a2122h-1b_1-5_2*NCC/3=O][a2112h-1b_1-5][Aad21122h-2a_2-6_5*NCC/3=O]/1-2-3/a4-b1_b3-c2"),
             "Neu5Ac(a2-3)Gal(b1-4)GlcNAc(b1-"
         );
-        assert_eq!(
-            iupac("WURCS=2.0/2,2,1/[u2122h_2*NCC/3=O][a2112h-1b_1-5]/1-2/a3|a4-b1"),
-            "Gal(b1-3/4)GlcNAc"
-        );
+        assert_eq!(iupac("WURCS=2.0/2,2,1/[u2122h_2*NCC/3=O][a2112h-1b_1-5]/1-2/a3|a4-b1"), "Gal(b1-3/4)GlcNAc");
         assert_eq!(iupac("WURCS=2.0/2,2,1/[u1122h][a1122h-1a_1-5]/1-2/a6-b1*OPO*/3O/3=O"), "Man(a1-P-6)Man");
         assert_eq!(
             iupac("WURCS=2.0/2,2,1/[u2122h_2*NCC/3=O_6*OSO/3=O/3=O][a2112h-1b_1-4_3*OC]/1-2/a4-b1"),
