@@ -199,3 +199,18 @@ fn named_malformed_wurcs_and_glycoct() {
         }
     }
 }
+
+#[test]
+fn a_huge_glycoct_chain_is_an_error_not_an_abort() {
+    let n = 5000;
+    let mut s = String::from("RES\n");
+    for k in 1..=n {
+        s.push_str(&format!("{k}b:b-dglc-HEX-1:5\n"));
+    }
+    s.push_str("LIN\n");
+    for k in 1..n {
+        s.push_str(&format!("{k}:{k}o(4+1){}d\n", k + 1));
+    }
+    let e = Glycan::parse(&s).expect_err("limit").to_string();
+    assert!(e.contains("more than 500 monosaccharides"), "{e}");
+}

@@ -338,6 +338,10 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     if monos.is_empty() {
         return err(0, "no monosaccharide (only substituents)");
     }
+    // The writer recurses along paths; the IUPAC parser refuses longer ones anyway.
+    if monos.len() > crate::iupac::MAX_PATH_MONOSACCHARIDES {
+        return err(0, format!("more than {} monosaccharides", crate::iupac::MAX_PATH_MONOSACCHARIDES));
+    }
     let mut parent_of: Vec<Option<(usize, Link)>> = vec![None; monos.len()];
     // Substituent uses: substituent id → (residue node, parent type, positions, at).
     let mut uses: std::collections::BTreeMap<usize, Vec<(usize, char, Vec<u8>, usize)>> = Default::default();
@@ -345,8 +349,8 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     let mut bridged_children: std::collections::HashMap<usize, (usize, Vec<u8>, usize)> = Default::default();
     for (at, (p, ptype, pp, cp, c, _ctype)) in &links {
         let (at, p, c) = (*at, *p, *c);
-        let pr = residues.get(&p).ok_or((at, format!("linkage names residue {p}, which RES does not list")))?;
-        let cr = residues.get(&c).ok_or((at, format!("linkage names residue {c}, which RES does not list")))?;
+        let pr = residues.get(&p).ok_or_else(|| (at, format!("linkage names residue {p}, which RES does not list")))?;
+        let cr = residues.get(&c).ok_or_else(|| (at, format!("linkage names residue {c}, which RES does not list")))?;
         match (pr, cr) {
             (Res::Base { .. }, Res::Base { .. }) => {
                 let (pn, cn) = (node_of[&p], node_of[&c]);

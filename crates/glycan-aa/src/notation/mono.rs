@@ -21,7 +21,7 @@ use crate::fragment::parse_fragment;
 use crate::residue::GROUPS;
 
 /// A substituent of a monosaccharide.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum SubKind {
     /// A group on the position's oxygen (`6S`, `3Me`).
     OGroup(&'static str),
@@ -35,7 +35,7 @@ pub(crate) enum SubKind {
 
 /// A substituent at positions: one position; alternatives (`3/4`); none known (`?`); or, for
 /// [`SubKind::Ketal`], the two bridged positions.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Substituent {
     pub positions: Vec<u8>,
     pub alternatives: bool,
@@ -43,7 +43,7 @@ pub(crate) struct Substituent {
 }
 
 /// A monosaccharide as a skeleton code and substituents.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Mono {
     /// One character per carbon, C1 first.
     pub skeleton: Vec<u8>,
@@ -248,8 +248,32 @@ fn heptose(key: &[u8]) -> Option<String> {
     Some(format!("{c6}{c5}{hex}Hep"))
 }
 
+/// Names already given on this thread: glycans repeat their residues, and naming searches the
+/// table (bounded: cleared when full).
+const NAME_CACHE: usize = 4096;
+
+thread_local! {
+    static NAMED: std::cell::RefCell<std::collections::HashMap<Mono, Result<String, String>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// The IUPAC-condensed name of a monosaccharide, or why it has none here.
 pub(crate) fn iupac_name(m: &Mono) -> Result<String, String> {
+    if let Some(hit) = NAMED.with(|c| c.borrow().get(m).cloned()) {
+        return hit;
+    }
+    let named = name_uncached(m);
+    NAMED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= NAME_CACHE {
+            c.clear();
+        }
+        c.insert(m.clone(), named.clone());
+    });
+    named
+}
+
+fn name_uncached(m: &Mono) -> Result<String, String> {
     let k = read_key(m)?;
     let amino_at: Vec<u8> = m
         .subs

@@ -57,46 +57,59 @@ fn link_text(l: &Link) -> String {
     }
 }
 
-impl Tree {
-    fn children(&self, k: usize) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&c| self.nodes[c].parent == Some(k)).collect()
-    }
+/// Children lists and subtree sizes, computed once per write.
+struct Shape {
+    children: Vec<Vec<usize>>,
+    size: Vec<usize>,
+}
 
-    fn size(&self, k: usize, depth: usize) -> Result<usize, String> {
-        if depth > self.nodes.len() {
+impl Tree {
+    fn shape(&self) -> Result<Shape, String> {
+        let n = self.nodes.len();
+        let mut children = vec![Vec::new(); n];
+        for (k, node) in self.nodes.iter().enumerate() {
+            if let Some(p) = node.parent {
+                children[p].push(k);
+            }
+        }
+        // Sizes bottom-up in an order where every child precedes its parent; a cycle leaves
+        // some node unordered.
+        let mut order = Vec::with_capacity(n);
+        let mut stack: Vec<usize> = (0..n).filter(|&k| self.nodes[k].parent.is_none()).collect();
+        while let Some(k) = stack.pop() {
+            order.push(k);
+            stack.extend(&children[k]);
+        }
+        if order.len() != n {
             return Err("the linkages form a cycle, which IUPAC-condensed cannot write".into());
         }
-        let mut n = 1;
-        for c in self.children(k) {
-            n += self.size(c, depth + 1)?;
+        let mut size = vec![1; n];
+        for &k in order.iter().rev() {
+            if let Some(p) = self.nodes[k].parent {
+                size[p] += size[k];
+            }
         }
-        Ok(n)
+        Ok(Shape { children, size })
     }
 
     /// Writes the subtree of `k`: the main child's subtree, the other children in brackets,
     /// then the residue and its link.
-    fn subtree(&self, k: usize, out: &mut Written, depth: usize) -> Result<(), String> {
-        if depth > self.nodes.len() {
-            return Err("the linkages form a cycle, which IUPAC-condensed cannot write".into());
-        }
-        let mut kids = self.children(k);
+    fn subtree(&self, shape: &Shape, k: usize, out: &mut Written) {
         // Main chain: the largest subtree (ties: the lowest acceptor position); branches in
         // ascending acceptor position.
-        let mut keyed = Vec::with_capacity(kids.len());
-        for c in kids.drain(..) {
-            let acc = self.nodes[c].link.as_ref().and_then(|l| l.acceptor.first().copied()).unwrap_or(u8::MAX);
-            keyed.push((self.size(c, depth + 1)?, acc, c));
-        }
-        keyed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        if let Some(&(_, _, main)) = keyed.first() {
-            self.subtree(main, out, depth + 1)?;
-        }
-        let mut branches: Vec<_> = keyed.iter().skip(1).collect();
-        branches.sort_by_key(|b| (b.1, b.2));
-        for &&(_, _, c) in &branches {
-            out.text.push('[');
-            self.subtree(c, out, depth + 1)?;
-            out.text.push(']');
+        let acceptor =
+            |c: usize| self.nodes[c].link.as_ref().and_then(|l| l.acceptor.first().copied()).unwrap_or(u8::MAX);
+        let kids = &shape.children[k];
+        let main = kids.iter().copied().min_by_key(|&c| (std::cmp::Reverse(shape.size[c]), acceptor(c), c));
+        if let Some(m) = main {
+            self.subtree(shape, m, out);
+            let mut branches: Vec<usize> = kids.iter().copied().filter(|&c| c != m).collect();
+            branches.sort_by_key(|&c| (acceptor(c), c));
+            for c in branches {
+                out.text.push('[');
+                self.subtree(shape, c, out);
+                out.text.push(']');
+            }
         }
         let start = out.text.len();
         out.text.push_str(&self.nodes[k].name);
@@ -106,18 +119,18 @@ impl Tree {
             out.text.push_str(&link_text(l));
             out.text.push(')');
         }
-        Ok(())
     }
 
     /// Writes the tree rooted at `root`.
     pub fn write(&self, root: usize) -> Result<Written, String> {
+        let shape = self.shape()?;
         let mut out = Written { text: String::new(), spans: vec![(usize::MAX, usize::MAX); self.nodes.len()] };
         for &f in &self.floating {
             out.text.push('{');
-            self.subtree(f, &mut out, 0)?;
+            self.subtree(&shape, f, &mut out);
             out.text.push('}');
         }
-        self.subtree(root, &mut out, 0)?;
+        self.subtree(&shape, root, &mut out);
         if let Some((anomer, carbon)) = self.reducing {
             out.text.push('(');
             out.text.push(anomer);

@@ -111,8 +111,30 @@ fn parse_map(map: &str, base: usize) -> Result<(SmallGraph, Vec<usize>), Err> {
     Ok((g, stars))
 }
 
-/// What a one-star MAP at a residue position is.
+thread_local! {
+    /// MAP strings already classified on this thread (a handful recur in every glycan set;
+    /// bounded: cleared when full).
+    static CLASSIFIED: std::cell::RefCell<std::collections::HashMap<String, SubKind>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// What a MAP at a residue position is (one star: a substituent; two: a ketal).
 fn classify_map(map: &str, base: usize) -> Result<SubKind, Err> {
+    if let Some(k) = CLASSIFIED.with(|c| c.borrow().get(map).cloned()) {
+        return Ok(k);
+    }
+    let kind = classify_uncached(map, base)?;
+    CLASSIFIED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 1024 {
+            c.clear();
+        }
+        c.insert(map.to_string(), kind.clone());
+    });
+    Ok(kind)
+}
+
+fn classify_uncached(map: &str, base: usize) -> Result<SubKind, Err> {
     let (g, stars) = parse_map(map, base)?;
     let unsupported = || err(base, format!("the substituent MAP '{map}' is not one this reader knows"));
     if stars.len() == 2 {
@@ -251,9 +273,9 @@ fn parse_ms(ms: &str, base: usize) -> Result<(Mono, char), Err> {
                     Some(b.parse::<u8>().map_err(|_| (here, format!("ring closure '{part}'")))?)
                 };
             }
-            Some((pos, map)) => {
+            Some((pos, _)) => {
                 let map_base = here + pos.len() + 1;
-                let kind = classify_map(&format!("*{map}"), map_base - 1)?;
+                let kind = classify_map(&part[pos.len()..], map_base - 1)?;
                 let sub = if let SubKind::Ketal(_) = kind {
                     let Some((a, b)) = pos.split_once('-') else {
                         return err(here, format!("the bridging substituent '{part}' needs two positions"));
@@ -334,7 +356,7 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
         return err(6, "only WURCS 2.0 is read");
     };
     let mut pos = 10;
-    let (counts, after) = body.split_once('/').ok_or((pos, "the counts section ends without '/'".to_string()))?;
+    let (counts, after) = body.split_once('/').ok_or_else(|| (pos, "the counts section ends without '/'".to_string()))?;
     if counts.ends_with('+') {
         return err(pos, "a composition without linkages ('+'): no structure to build");
     }
@@ -351,7 +373,7 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     let mut uniques = Vec::new();
     let mut rest = after;
     while let Some(r) = rest.strip_prefix('[') {
-        let close = r.find(']').ok_or((pos, "'[' without ']'".to_string()))?;
+        let close = r.find(']').ok_or_else(|| (pos, "'[' without ']'".to_string()))?;
         let ms = &r[..close];
         let (m, anomer) = parse_ms(ms, pos + 1)?;
         uniques.push((m, anomer, pos + 1, ms));
@@ -361,7 +383,7 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     if uniques.len() != *n_unique {
         return err(10, format!("the counts say {n_unique} unique residues, and {} are written", uniques.len()));
     }
-    let rest = rest.strip_prefix('/').ok_or((pos, "expected '/' after the unique residues".to_string()))?;
+    let rest = rest.strip_prefix('/').ok_or_else(|| (pos, "expected '/' after the unique residues".to_string()))?;
     pos += 1;
     let (seq, lin) = rest.split_once('/').unwrap_or((rest, ""));
     if seq.contains('<') || seq.contains('>') {
