@@ -21,8 +21,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| glycans.iter().filter(|s| glycan_aa::Glycan::from_iupac(s).is_ok()).count())
     });
     let fixture: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/glycan-aa/tests/fixtures/notations.json"))
-            .expect("notation fixture"),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crates/glycan-aa/tests/fixtures/notations.json"
+        ))
+        .expect("notation fixture"),
     )
     .expect("notation fixture JSON");
     let records = fixture["records"].as_array().expect("records");

@@ -31,9 +31,12 @@ fn file_of_glycans_writes_every_line_and_fails_after() {
     assert_eq!(lines.len(), 3);
     let mut got: Vec<&str> = lines[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
     got.sort();
-    let mut expected = vec!["input", "units", "atoms", "bonds", "rings", "heavy", "formula", "flags"];
+    let mut expected =
+        vec!["input", "notation", "iupac", "units", "atoms", "bonds", "rings", "heavy", "formula", "flags"];
     expected.sort();
     assert_eq!(got, expected);
+    assert_eq!(lines[0]["notation"], "iupac");
+    assert_eq!(lines[0]["iupac"], "Neu5Ac(a2-3)Gal(b1-4)Glc");
     assert_eq!(lines[0]["formula"], "C23H39NO19");
     assert_eq!(lines[0]["heavy"]["N"], 1);
     assert_eq!(lines[0]["rings"], 3);

@@ -1,6 +1,6 @@
-//! Inputs as windows of the shared graph: glycans (IUPAC-condensed, WURCS, GlycoCT) in the graph their encoder
-//! reads, structure files, FASTA, glycan files — what the runs, `allatom embed` and the Python
-//! bindings read.
+//! Inputs as windows of the shared graph: glycans (IUPAC-condensed, WURCS, GlycoCT) in the
+//! graph their encoder reads, structure files, FASTA, glycan files — what the runs,
+//! `allatom embed` and the Python bindings read.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

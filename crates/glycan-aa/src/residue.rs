@@ -459,12 +459,14 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     let core_start = c.i;
     let mut core: Option<usize> = None;
     let mut core_len = 0;
+    let mut stereo_word: Option<(&str, &str)> = None;
     for w in STEREO_WORDS {
         let r = c.rest();
         if let Some(after) = r.strip_prefix(w) {
             if let Some(g) = GENERIC_CORES.iter().find(|g| after.starts_with(**g)) {
                 core = core_index(g);
                 core_len = w.len() + g.len();
+                stereo_word = Some((w, g));
                 break;
             }
         }
@@ -529,6 +531,25 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     if ulosaric {
         spec.extra_acid.push(def.carbons);
     }
+    // A configuration word naming one stereocentre fewer than the aldose has besides the
+    // written deoxy positions (`6dAraHex`: arabino names three, a 6-deoxyhexose has four):
+    // the carbon next to the carbonyl is no stereocentre — the sugar is 2-deoxy (6dAraHex is
+    // 2,6-dideoxy-arabino-hexose) unless a modification sits there (`6dAraHexN`: the amino
+    // group at C2, its configuration not given). Only for hexoses named by a pentose word and
+    // pentoses named by a tetrose word; heptose names carry their extra centre in `LD`.
+    let mut implied_2_deoxy = false;
+    if let Some((w, g)) = stereo_word {
+        let word_centres = match w {
+            "Ery" | "Thre" | "Thr" => 2,
+            "Ara" | "Lyx" | "Rib" | "Xyl" => 3,
+            _ => 4,
+        };
+        let carbons = usize::from(def.carbons);
+        let inner_deoxy = deoxy.iter().filter(|&&d| d > 1 && usize::from(d) < carbons).count();
+        let pairs = matches!((g, word_centres), ("Hex", 3) | ("Pen", 2));
+        implied_2_deoxy =
+            pairs && spec.anomeric == 1 && !deoxy.contains(&2) && carbons - 2 == word_centres + inner_deoxy + 1;
+    }
     for d in deoxy {
         spec.mods.push(Modification { positions: vec![d], kind: ModKind::Deoxy, assumed: false });
     }
@@ -537,6 +558,9 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     }
     let offset = c.i;
     parse_mods(&body[offset..], offset, def, &mut spec)?;
+    if implied_2_deoxy && !spec.mods.iter().any(|m| m.positions.contains(&2)) {
+        spec.mods.push(Modification { positions: vec![2], kind: ModKind::Deoxy, assumed: false });
+    }
     // "-onic" on a 2-ulosonic acid (Pse5Ac7Fo-onic) names the acid itself, which stays cyclic.
     if spec.open == OpenForm::Aldonic && def.acid.contains(&1) {
         spec.open = OpenForm::None;

@@ -120,3 +120,24 @@ fn glycosidic_links_are_unit_links() {
         .collect();
     assert_eq!(partner, vec!["O4"]);
 }
+
+/// Hexoses named by a pentose configuration word have no C2 stereocentre: 2-deoxy.
+/// 6dAraHex = 2,6-dideoxy-arabino-hexose (olivose's constitution, C6H12O4); an explicit inner
+/// deoxy position takes the missing centre's place instead (3,6ddAraHex names C2, C4, C5).
+#[test]
+fn configuration_named_deoxy_sugars() {
+    for (name, formula) in [
+        ("6dAraHex", "C6H12O4"),
+        ("6dLyxHex", "C6H12O4"),
+        ("6dXylHex", "C6H12O4"),
+        ("Oli", "C6H12O4"),
+        ("3,6ddAraHex", "C6H12O4"),
+        ("6dGlc", "C6H12O5"),
+        ("6dTal", "C6H12O5"),
+        ("LDManHep", "C7H14O7"),
+        ("EryPen", "C5H10O4"),
+    ] {
+        let g = Glycan::from_iupac(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(g.molecule.graph.formula(), formula, "{name}");
+    }
+}

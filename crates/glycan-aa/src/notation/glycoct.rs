@@ -423,6 +423,7 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
     let roots: Vec<usize> = (0..tree.nodes.len()).filter(|&k| tree.nodes[k].parent.is_none()).collect();
     match roots.as_slice() {
         [0] => {}
+        [] => return err(monos[0].2, "every residue has a parent: the linkages form a cycle"),
         [r] => return err(monos[*r].2, "the reducing end must be the first residue"),
         _ => return err(monos[roots[1]].2, "a residue linked to nothing (a disconnected part)"),
     }

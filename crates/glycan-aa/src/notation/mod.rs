@@ -73,6 +73,8 @@ impl std::str::FromStr for Notation {
 struct Converted {
     tree: write::Tree,
     written: write::Written,
+    /// Offset of the notation's positions in the input (leading whitespace before WURCS).
+    lead: usize,
 }
 
 fn convert(s: &str, notation: Notation) -> Result<Option<Converted>, GlycanError> {
@@ -81,13 +83,10 @@ fn convert(s: &str, notation: Notation) -> Result<Option<Converted>, GlycanError
         Notation::Wurcs => wurcs::read(s.trim()),
         Notation::GlycoCt => glycoct::read(s),
     };
-    let lead = s.len() - s.trim_start().len();
-    let tree = read.map_err(|(position, message)| GlycanError::Parse {
-        position: if notation == Notation::Wurcs { position + lead } else { position },
-        message,
-    })?;
-    let written = tree.write(0).map_err(|message| GlycanError::Parse { position: 0, message })?;
-    Ok(Some(Converted { tree, written }))
+    let lead = if notation == Notation::Wurcs { s.len() - s.trim_start().len() } else { 0 };
+    let tree = read.map_err(|(position, message)| GlycanError::Parse { position: position + lead, message })?;
+    let written = tree.write(0).map_err(|message| GlycanError::Parse { position: lead, message })?;
+    Ok(Some(Converted { tree, written, lead }))
 }
 
 /// The IUPAC-condensed form of a glycan written in `notation` (IUPAC input is returned as
@@ -113,7 +112,7 @@ impl Glycan {
             return Glycan::from_iupac(s);
         };
         Glycan::from_iupac(&c.written.text).map_err(|e| {
-            let residue = c.tree.source_of(&c.written, e.position());
+            let residue = c.lead + c.tree.source_of(&c.written, e.position());
             let detail = format!("{} (read as IUPAC-condensed '{}')", strip_position(&e), c.written.text);
             match e {
                 GlycanError::Parse { .. } => GlycanError::Parse { position: residue, message: detail },

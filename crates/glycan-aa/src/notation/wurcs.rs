@@ -20,6 +20,22 @@ fn err<T>(pos: usize, msg: impl Into<String>) -> Result<T, Err> {
     Err((pos, msg.into()))
 }
 
+/// The atom number after a MAP's `/` or `$` at `*i` (1-based, an atom already written), as a
+/// 0-based index; `*i` moves past it.
+fn atom_number(map: &str, i: &mut usize, base: usize, atoms: usize) -> Result<usize, Err> {
+    let b = map.as_bytes();
+    let (sym, start) = (b[*i] as char, *i + 1);
+    *i += 1;
+    while *i < b.len() && b[*i].is_ascii_digit() {
+        *i += 1;
+    }
+    match map[start..*i].parse::<usize>() {
+        Ok(n) if n >= 1 && n <= atoms => Ok(n - 1),
+        Ok(n) => err(base + start, format!("MAP reference '{sym}{n}' to an atom that does not exist yet")),
+        Err(_) => err(base + start - 1, format!("'{sym}' without an atom number in a MAP")),
+    }
+}
+
 /// A MAP string parsed: atoms (0 for `*`), bonds, and which atoms are `*`.
 fn parse_map(map: &str, base: usize) -> Result<(SmallGraph, Vec<usize>), Err> {
     let b = map.as_bytes();
@@ -45,20 +61,7 @@ fn parse_map(map: &str, base: usize) -> Result<(SmallGraph, Vec<usize>), Err> {
                     i += 1;
                 }
             }
-            b'/' => {
-                let start = i + 1;
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let n: usize = map[start..i]
-                    .parse()
-                    .map_err(|_| (base + start - 1, "'/' without an atom number in a MAP".to_string()))?;
-                if n == 0 || n > g.atoms.len() {
-                    return err(base + start, format!("MAP back-reference to atom {n}, which does not exist yet"));
-                }
-                prev = Some(n - 1);
-            }
+            b'/' => prev = Some(atom_number(map, &mut i, base, g.atoms.len())?),
             b'=' => {
                 order = BondOrder::Double;
                 i += 1;
@@ -70,18 +73,9 @@ fn parse_map(map: &str, base: usize) -> Result<(SmallGraph, Vec<usize>), Err> {
             b'^' => i += 2, // stereo descriptor (^R ^S ^X ^E ^Z): no change of constitution
             b'$' => {
                 // Ring closure to an earlier atom.
-                let start = i + 1;
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let n: usize = map[start..i]
-                    .parse()
-                    .map_err(|_| (base + start - 1, "'$' without an atom number in a MAP".to_string()))?;
-                match (prev, n) {
-                    (Some(p), n) if n >= 1 && n <= g.atoms.len() => g.bonds.push((p, n - 1, order)),
-                    _ => return err(base + start, format!("MAP ring closure to atom {n}, which does not exist")),
-                }
+                let to = atom_number(map, &mut i, base, g.atoms.len())?;
+                let Some(p) = prev else { return err(base + i, "MAP ring closure before any atom") };
+                g.bonds.push((p, to, order));
                 order = BondOrder::Single;
             }
             c if c.is_ascii_uppercase() => {
@@ -356,7 +350,8 @@ pub(crate) fn read(s: &str) -> Result<Tree, Err> {
         return err(6, "only WURCS 2.0 is read");
     };
     let mut pos = 10;
-    let (counts, after) = body.split_once('/').ok_or_else(|| (pos, "the counts section ends without '/'".to_string()))?;
+    let (counts, after) =
+        body.split_once('/').ok_or_else(|| (pos, "the counts section ends without '/'".to_string()))?;
     if counts.ends_with('+') {
         return err(pos, "a composition without linkages ('+'): no structure to build");
     }
