@@ -410,7 +410,8 @@ pub(crate) struct SmallGraph {
 }
 
 impl SmallGraph {
-    fn neighbours(&self, a: usize) -> impl Iterator<Item = (usize, BondOrder)> + '_ {
+    /// The atoms bonded to `a`, with the bond orders.
+    pub fn neighbours(&self, a: usize) -> impl Iterator<Item = (usize, BondOrder)> + '_ {
         self.bonds.iter().filter_map(move |&(x, y, o)| {
             if x == a {
                 Some((y, o))

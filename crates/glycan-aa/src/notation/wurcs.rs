@@ -133,15 +133,12 @@ fn classify_uncached(map: &str, base: usize) -> Result<SubKind, Err> {
     let unsupported = || err(base, format!("the substituent MAP '{map}' is not one this reader knows"));
     if stars.len() == 2 {
         // A ketal bridging two hydroxyls of one residue: *O–C(…)–O* with the rest a group.
-        let oxy: Vec<usize> = stars
-            .iter()
-            .filter_map(|&s| g.bonds.iter().find_map(|&(x, y, _)| (x == s).then_some(y).or((y == s).then_some(x))))
-            .collect();
+        let oxy: Vec<usize> = stars.iter().filter_map(|&s| g.neighbours(s).next().map(|(o, _)| o)).collect();
         if oxy.len() != 2 || oxy.iter().any(|&o| g.atoms[o] != 8) {
             return unsupported();
         }
         let centre: Vec<usize> = (0..g.atoms.len())
-            .filter(|&a| oxy.iter().all(|&o| g.bonds.iter().any(|&(x, y, _)| (x == o && y == a) || (y == o && x == a))))
+            .filter(|&a| oxy.iter().all(|&o| g.neighbours(o).any(|(b, _)| b == a)))
             .filter(|&a| !stars.contains(&a))
             .collect();
         let [c] = centre.as_slice() else { return unsupported() };
@@ -158,20 +155,7 @@ fn classify_uncached(map: &str, base: usize) -> Result<SubKind, Err> {
         return unsupported();
     }
     let star = stars[0];
-    let nb = |a: usize| -> Vec<usize> {
-        g.bonds
-            .iter()
-            .filter_map(|&(x, y, _)| {
-                if x == a {
-                    Some(y)
-                } else if y == a {
-                    Some(x)
-                } else {
-                    None
-                }
-            })
-            .collect()
-    };
+    let nb = |a: usize| -> Vec<usize> { g.neighbours(a).map(|(b, _)| b).collect() };
     let root = match nb(star).as_slice() {
         [r] => *r,
         _ => return unsupported(),
