@@ -25,7 +25,7 @@ fn main() {
     };
     eprintln!("{} unit rows", out.units.dim(0).unwrap());
     let lmax = (0..out.windows).map(|w| out.unit_rows(w).len()).max().unwrap();
-    {
+    if std::env::var("HSA_CASE").is_err() {
         let dev = Device::Cpu;
         let v = |d: usize| candle_core::Var::rand(0f32, 1.0, (256, lmax, d), &dev).unwrap();
         let (u, dt, b, c, z) = (v(128), v(128), v(8), v(8), v(128));
@@ -48,6 +48,9 @@ fn main() {
         HsaConfig { projectors: Projectors::Attention, motifs: 0, experts: 1, top_k: 1, ..Default::default() },
         HsaConfig { projectors: Projectors::Attention, dim: 64, tokens: 4, ..Default::default() },
     ] {
+        if std::env::var("HSA_CASE").is_ok() {
+            continue;
+        }
         let map = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let hsa = Hsa::new(vb, &enc.encoder.layer_dims(), enc.encoder.unit_dim(), cfg.clone()).unwrap();
@@ -58,17 +61,29 @@ fn main() {
         let _ = y.sum_all().unwrap().backward().unwrap();
         eprintln!("{cfg:?}: forward {:.0} ms, backward {:.0} ms", f * 1e3, t.elapsed().as_secs_f64() * 1e3);
     }
-    for p in [Projectors::Attention, Projectors::Mamba, Projectors::Adaptive] {
+    for (p, dim) in [
+        (Projectors::Attention, 128),
+        (Projectors::Mamba, 128),
+        (Projectors::Adaptive, 128),
+        (Projectors::Attention, 64),
+        (Projectors::Mamba, 64),
+        (Projectors::Adaptive, 64),
+    ] {
+        // `HSA_CASE=Mamba64` (projectors and width) runs one case only, e.g. under `perf`.
+        if std::env::var("HSA_CASE").is_ok_and(|c| c != format!("{p:?}{dim}")) {
+            continue;
+        }
         let map = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let hsa = Hsa::new(
             vb,
             &enc.encoder.layer_dims(),
             enc.encoder.unit_dim(),
-            HsaConfig { projectors: p, ..Default::default() },
+            HsaConfig { projectors: p, dim, ..Default::default() },
         )
         .unwrap();
-        for _ in 0..2 {
+        let repeats = if std::env::var("HSA_CASE").is_ok() { 10 } else { 3 };
+        for _ in 0..repeats {
             let t = Instant::now();
             let y = hsa.forward(&detached, true).unwrap();
             let f = t.elapsed().as_secs_f64();
@@ -78,7 +93,7 @@ fn main() {
             let t = Instant::now();
             let _ = hsa.forward(&detached, false).unwrap();
             eprintln!(
-                "{p:?}: forward (train) {:.0} ms, backward {:.0} ms, inference {:.0} ms",
+                "{p:?} d {dim}: forward (train) {:.0} ms, backward {:.0} ms, inference {:.0} ms",
                 f * 1e3,
                 b * 1e3,
                 t.elapsed().as_secs_f64() * 1e3

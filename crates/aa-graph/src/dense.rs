@@ -317,8 +317,8 @@ pub fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Resul
 
 /// LayerNorm over the last dimension (`weight`, `bias` parameters). candle's fused
 /// `ops::layer_norm` (and `candle_nn::LayerNorm` on contiguous input) has no backward, so
-/// `forward(x, true)` composes it from differentiable ops; `forward(x, false)` uses the fused
-/// kernel. Both give the same numbers.
+/// `forward(x, true)` runs the workspace's differentiable kernel ([`crate::norm::layer_norm`]);
+/// `forward(x, false)` uses candle's fused one. Both give the same numbers to f32 rounding.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -339,7 +339,7 @@ impl LayerNorm {
     /// Normalises `x`; `train` selects the differentiable path.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train {
-            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+            crate::norm::layer_norm(x, &self.weight, &self.bias, self.eps)
         } else {
             candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
         }

@@ -32,7 +32,9 @@ pub mod dense;
 mod element;
 mod graph;
 pub mod kernels;
+pub mod linear;
 pub mod neighbors;
+pub mod norm;
 pub mod scan;
 mod window;
 

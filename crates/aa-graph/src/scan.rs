@@ -12,15 +12,19 @@
 //!
 //! — the softplus, the skip term `D·u` and the gate `SiLU(z)` of a Mamba block folded into the
 //! scan (as separate tensor ops they were most of the block's cost). The forward pass keeps no
-//! states; the backward pass recomputes them per `(b, d)` and runs the recurrence in reverse, so
-//! memory stays `O(B·L·(D + N))`. Sequences are parallel (rayon) and every reduction runs in a
-//! fixed order, so results are bit-reproducible. A test checks value and every gradient
+//! states; the backward pass recomputes one sequence's states at a time and runs the recurrence
+//! in reverse, so memory stays `O(B·L·(D + N))` plus `O(L·N·D)` per thread. The state is kept
+//! as `[N, D]` (channels innermost) and the softplus, sigmoid and decay `exp` are libm-free, so
+//! every inner loop runs over channels in a copy compiled for the CPU's SIMD level. Sequences
+//! are parallel (rayon) and every reduction runs in a fixed order, so results are
+//! bit-reproducible. A test checks value and every gradient
 //! against the same computation written step by step with candle's differentiable ops.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::dense::{contiguous_f32, exp_nonpositive};
+use crate::kernels::{simd_level, SimdLevel};
 
 /// Sizes of one scan.
 #[derive(Clone, Copy, Debug)]
@@ -46,55 +50,279 @@ fn dims(upz: &Layout, ad: &Layout, bc: &Layout) -> Result<Dims> {
     Ok(Dims { b, l, d, n: n1 - 1 })
 }
 
-/// `eʸ`, by the vectorisable [`exp_nonpositive`] on Mamba's usual side (`Δ ≥ 0`, `A ≤ 0`).
+/// `ln(1 + e)` for `e ∈ [0, 1]` in plain arithmetic (vectorises): `ln(1 + e) = 2·atanh(s)` with
+/// `s = e / (2 + e) ≤ 1/3`, the odd series to `s¹³` (relative error < 2·10⁻⁸).
 #[inline(always)]
-fn decay(y: f32) -> f32 {
-    if y <= 0.0 {
+fn ln1p_unit(e: f32) -> f32 {
+    let s = e / (2.0 + e);
+    let q = s * s;
+    let series = 1.0
+        + q * (1.0 / 3.0 + q * (1.0 / 5.0 + q * (1.0 / 7.0 + q * (1.0 / 9.0 + q * (1.0 / 11.0 + q * (1.0 / 13.0))))));
+    2.0 * s * series
+}
+
+/// `ln(1 + eˣ)` without overflow and without libm calls.
+#[inline(always)]
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + ln1p_unit(exp_nonpositive(-x.abs()))
+}
+
+/// The logistic function `1 / (1 + e⁻ˣ)`, branch-free (a select) and without libm calls.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    let e = exp_nonpositive(-x.abs());
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        r
+    } else {
+        e * r
+    }
+}
+
+/// `eʸ`: the vectorisable [`exp_nonpositive`] when every `A ≤ 0` (then `y = Δ·A ≤ 0`, Mamba's
+/// case — `A = −exp(·)`), libm's `exp` otherwise.
+#[inline(always)]
+fn decay<const NONPOS: bool>(y: f32) -> f32 {
+    if NONPOS {
         exp_nonpositive(y)
     } else {
         y.exp()
     }
 }
 
+/// Sum of a slice in 16 interleaved lanes (so the loop vectorises), combined in a fixed order.
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+fn lane_sum(x: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for ch in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(ch) {
+            *a += v;
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().sum();
+    acc.iter().sum::<f32>() + tail
 }
 
-/// `ln(1 + eˣ)` without overflow.
-#[inline(always)]
-fn softplus(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+/// The parameters shared by every sequence, in the kernels' channel-innermost layout.
+struct Params {
+    /// `A` transposed, `[N, D]`.
+    at: Vec<f32>,
+    /// The skip weights `D`, `[D]`.
+    skip: Vec<f32>,
 }
 
-/// One step's inputs of channel `c`: `(u, Δ, p, z)`.
-#[inline(always)]
-fn step(upz: &[f32], row: usize, d: usize, c: usize) -> (f32, f32, f32, f32) {
-    let r = &upz[row * 3 * d..(row + 1) * 3 * d];
-    (r[c], softplus(r[d + c]), r[d + c], r[2 * d + c])
+impl Params {
+    fn new(ad: &[f32], s: Dims) -> Params {
+        let (d, n) = (s.d, s.n);
+        let mut at = vec![0f32; n * d];
+        for c in 0..d {
+            for k in 0..n {
+                at[k * d + c] = ad[c * (n + 1) + k];
+            }
+        }
+        Params { at, skip: (0..d).map(|c| ad[c * (n + 1) + n]).collect() }
+    }
+
+    /// Whether every entry of `A` is ≤ 0 (the fast decay applies).
+    fn nonpositive(&self) -> bool {
+        self.at.iter().all(|&a| a <= 0.0)
+    }
 }
+
+/// Forward of one sequence: `y [L, D]` from its `u‖p‖z [L, 3D]` and `B‖C [L, 2N]`; the state
+/// `h [N, D]` keeps channels innermost, so every inner loop runs over channels and vectorises.
+#[inline(always)]
+fn forward_seq<const NONPOS: bool>(s: Dims, q: &Params, upz: &[f32], bc: &[f32], y: &mut [f32]) {
+    let (d, n) = (s.d, s.n);
+    let mut h = vec![0f32; n * d];
+    let mut dt = vec![0f32; d];
+    for ((row, bct), yt) in upz.chunks_exact(3 * d).zip(bc.chunks_exact(2 * n)).zip(y.chunks_exact_mut(d)) {
+        let (u, pz) = row.split_at(d);
+        let (p, z) = pz.split_at(d);
+        dt.iter_mut().zip(p).for_each(|(o, &v)| *o = softplus(v));
+        let (bt, ct) = bct.split_at(n);
+        yt.fill(0.0);
+        for (k, (hk, ak)) in h.chunks_exact_mut(d).zip(q.at.chunks_exact(d)).enumerate() {
+            let (bk, ck) = (bt[k], ct[k]);
+            for ((((hv, &a), &dc), &uc), yc) in hk.iter_mut().zip(ak).zip(&dt).zip(u).zip(yt.iter_mut()) {
+                let v = decay::<NONPOS>(dc * a) * *hv + dc * bk * uc;
+                *hv = v;
+                *yc += ck * v;
+            }
+        }
+        for ((yc, (&uc, &zc)), &sk) in yt.iter_mut().zip(u.iter().zip(z)).zip(&q.skip) {
+            *yc = (*yc + sk * uc) * zc * sigmoid(zc);
+        }
+    }
+}
+
+/// Backward of one sequence: adds the gradients of its `u‖p‖z` and `B‖C` into `gupz`, `gbc`
+/// (zeroed, this sequence's rows) and of `Aᵀ ‖ D` into `gas` (`[N·D + D]`, summed over the
+/// sequences of a task). The forward states are recomputed and kept for every step
+/// (`O(L·N·D)` per sequence in flight), then the recurrence runs in reverse.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_seq<const NONPOS: bool>(
+    s: Dims,
+    q: &Params,
+    upz: &[f32],
+    bc: &[f32],
+    gy: &[f32],
+    gupz: &mut [f32],
+    gbc: &mut [f32],
+    gas: &mut [f32],
+) {
+    let (l, d, n) = (s.l, s.d, s.n);
+    let nd = n * d;
+    // Step sizes, states and the scan's output before skip and gate, for every step.
+    let mut dts = vec![0f32; l * d];
+    let mut hs = vec![0f32; l * nd];
+    let mut ys = vec![0f32; l * d];
+    for t in 0..l {
+        let row = &upz[t * 3 * d..(t + 1) * 3 * d];
+        let (u, p) = (&row[..d], &row[d..2 * d]);
+        let dt = &mut dts[t * d..(t + 1) * d];
+        dt.iter_mut().zip(p).for_each(|(o, &v)| *o = softplus(v));
+        let (bt, ct) = bc[t * 2 * n..(t + 1) * 2 * n].split_at(n);
+        let (before, now) = hs.split_at_mut(t * nd);
+        let prev = if t > 0 { &before[(t - 1) * nd..] } else { &[][..] };
+        let yt = &mut ys[t * d..(t + 1) * d];
+        for k in 0..n {
+            let hk = &mut now[k * d..(k + 1) * d];
+            let (bk, ck) = (bt[k], ct[k]);
+            if t > 0 {
+                let ak = &q.at[k * d..(k + 1) * d];
+                let pk = &prev[k * d..(k + 1) * d];
+                for (((((hv, &pv), &a), &dc), &uc), yc) in
+                    hk.iter_mut().zip(pk).zip(ak).zip(dt.iter()).zip(u).zip(yt.iter_mut())
+                {
+                    let v = decay::<NONPOS>(dc * a) * pv + dc * bk * uc;
+                    *hv = v;
+                    *yc += ck * v;
+                }
+            } else {
+                for (((hv, &dc), &uc), yc) in hk.iter_mut().zip(dt.iter()).zip(u).zip(yt.iter_mut()) {
+                    let v = dc * bk * uc;
+                    *hv = v;
+                    *yc += ck * v;
+                }
+            }
+        }
+    }
+    let (gat, gskip) = gas.split_at_mut(nd);
+    let gskip = &mut gskip[..d];
+    let mut gh = vec![0f32; nd];
+    let (mut g, mut g_u, mut g_dt) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+    let (mut pc, mut pb) = (vec![0f32; d], vec![0f32; d]);
+    let zeros = vec![0f32; d];
+    // Re-sliced to length `d`, so the channel loops below carry no bounds checks and vectorise.
+    let (g, g_u, g_dt, pc, pb) = (&mut g[..d], &mut g_u[..d], &mut g_dt[..d], &mut pc[..d], &mut pb[..d]);
+    let skip = &q.skip[..d];
+    for t in (0..l).rev() {
+        let row = &upz[t * 3 * d..(t + 1) * 3 * d];
+        let (u, p, z) = (&row[..d], &row[d..2 * d], &row[2 * d..]);
+        let dt = &dts[t * d..(t + 1) * d];
+        let gout = &gy[t * d..(t + 1) * d];
+        let grow = &mut gupz[t * 3 * d..(t + 1) * 3 * d];
+        // Through the gate: to the inner output and to z (SiLU' = σ(z)(1 + z(1 − σ(z)))).
+        for c in 0..d {
+            let sz = sigmoid(z[c]);
+            let inner = ys[t * d + c] + skip[c] * u[c];
+            g[c] = gout[c] * z[c] * sz;
+            grow[2 * d + c] = gout[c] * inner * sz * (1.0 + z[c] * (1.0 - sz));
+            gskip[c] += g[c] * u[c];
+            g_u[c] = g[c] * skip[c];
+            g_dt[c] = 0.0;
+        }
+        let (bt, ct) = bc[t * 2 * n..(t + 1) * 2 * n].split_at(n);
+        for k in 0..n {
+            let ht = &hs[t * nd + k * d..t * nd + (k + 1) * d];
+            let hp = if t > 0 { &hs[(t - 1) * nd + k * d..(t - 1) * nd + (k + 1) * d] } else { &zeros[..] };
+            let ak = &q.at[k * d..(k + 1) * d];
+            let gak = &mut gat[k * d..(k + 1) * d];
+            let ghk = &mut gh[k * d..(k + 1) * d];
+            let (bk, ck) = (bt[k], ct[k]);
+            for c in 0..d {
+                let ghv = ghk[c] + g[c] * ck;
+                pc[c] = g[c] * ht[c];
+                let da = decay::<NONPOS>(dt[c] * ak[c]);
+                let dah = da * hp[c];
+                g_dt[c] += ghv * (ak[c] * dah + bk * u[c]);
+                gak[c] += ghv * dt[c] * dah;
+                pb[c] = ghv * dt[c] * u[c];
+                g_u[c] += ghv * dt[c] * bk;
+                ghk[c] = ghv * da;
+            }
+            gbc[t * 2 * n + n + k] += lane_sum(pc);
+            gbc[t * 2 * n + k] += lane_sum(pb);
+        }
+        for c in 0..d {
+            grow[c] += g_u[c];
+            // Δ = softplus(p): dΔ/dp = σ(p).
+            grow[d + c] += g_dt[c] * sigmoid(p[c]);
+        }
+    }
+}
+
+/// Runs `$body::<NONPOS>(args)` in the copy compiled for the CPU's SIMD level.
+macro_rules! simd_dispatch {
+    ($body:ident, $nonpos:expr, ($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        match simd_level() {
+            // SAFETY: the level says the CPU has these features.
+            SimdLevel::Avx512 => unsafe {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn run<const P: bool>(s: Dims, q: &Params, a: &[f32], b: &[f32], c: &[f32], d: &mut [f32], e: &mut [f32], f: &mut [f32]) {
+                    $body::<P>(s, q, a, b, c, d, e, f)
+                }
+                if $nonpos { run::<true>($($arg),*) } else { run::<false>($($arg),*) }
+            },
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn run<const P: bool>(s: Dims, q: &Params, a: &[f32], b: &[f32], c: &[f32], d: &mut [f32], e: &mut [f32], f: &mut [f32]) {
+                    $body::<P>(s, q, a, b, c, d, e, f)
+                }
+                if $nonpos { run::<true>($($arg),*) } else { run::<false>($($arg),*) }
+            },
+            SimdLevel::Base => if $nonpos { $body::<true>($($arg),*) } else { $body::<false>($($arg),*) },
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        if $nonpos { $body::<true>($($arg),*) } else { $body::<false>($($arg),*) }
+    }};
+}
+
+/// [`forward_seq`] in the uniform eight-argument shape of [`simd_dispatch`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_body<const NONPOS: bool>(
+    s: Dims,
+    q: &Params,
+    upz: &[f32],
+    bc: &[f32],
+    _: &[f32],
+    y: &mut [f32],
+    _: &mut [f32],
+    _: &mut [f32],
+) {
+    forward_seq::<NONPOS>(s, q, upz, bc, y)
+}
+
+/// Sequences per parallel task of the backward pass (fixed, so the `A`, `D` gradient sums
+/// combine in the same order on every machine).
+const BWD_GROUP: usize = 4;
 
 /// Forward: `y [B, L, D]` from packed `u‖p‖z [B, L, 3D]`, `A‖D [D, N + 1]`, `B‖C [B, L, 2N]`.
 fn forward(upz: &[f32], ad: &[f32], bc: &[f32], s: Dims) -> Vec<f32> {
     let Dims { b: _, l, d, n } = s;
+    let q = Params::new(ad, s);
+    let nonpos = q.nonpositive();
     let mut y = vec![0f32; s.b * l * d];
-    y.par_chunks_mut(l * d).enumerate().for_each(|(b, yb)| {
-        let mut h = vec![0f32; d * n];
-        for t in 0..l {
-            let bct = &bc[(b * l + t) * 2 * n..(b * l + t + 1) * 2 * n];
-            let (bt, ct) = bct.split_at(n);
-            for c in 0..d {
-                let (u, dt, _, z) = step(upz, b * l + t, d, c);
-                let hc = &mut h[c * n..(c + 1) * n];
-                let ac = &ad[c * (n + 1)..c * (n + 1) + n];
-                let mut acc = 0f32;
-                for k in 0..n {
-                    hc[k] = decay(dt * ac[k]) * hc[k] + dt * bt[k] * u;
-                    acc += ct[k] * hc[k];
-                }
-                yb[t * d + c] = (acc + ad[c * (n + 1) + n] * u) * z * sigmoid(z);
-            }
-        }
+    y.par_chunks_mut((l * d).max(1)).enumerate().for_each(|(b, yb)| {
+        let (u, c) = (&upz[b * l * 3 * d..(b + 1) * l * 3 * d], &bc[b * l * 2 * n..(b + 1) * l * 2 * n]);
+        simd_dispatch!(forward_body, nonpos, (s, &q, u, c, &[], yb, &mut [], &mut []));
     });
     y
 }
@@ -102,74 +330,36 @@ fn forward(upz: &[f32], ad: &[f32], bc: &[f32], s: Dims) -> Vec<f32> {
 /// Backward: gradients of `u‖p‖z`, `A‖D` and `B‖C` from `gy [B, L, D]`.
 fn backward(upz: &[f32], ad: &[f32], bc: &[f32], gy: &[f32], s: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Dims { b: nb, l, d, n } = s;
-    let per: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..nb)
-        .into_par_iter()
-        .map(|b| {
-            let mut gupz = vec![0f32; l * 3 * d];
-            let mut gbc = vec![0f32; l * 2 * n];
-            let mut gad = vec![0f32; d * (n + 1)];
-            // States of every step for one channel at a time: hs[t·N + k] = h_t[k]; ys[t] the
-            // scan's output before skip and gate.
-            let mut hs = vec![0f32; l * n];
-            let mut ys = vec![0f32; l];
-            let mut gh = vec![0f32; n];
-            for c in 0..d {
-                let ac = &ad[c * (n + 1)..c * (n + 1) + n];
-                let skip = ad[c * (n + 1) + n];
-                let mut prev = vec![0f32; n];
-                for t in 0..l {
-                    let (u, dt, _, _) = step(upz, b * l + t, d, c);
-                    let base = (b * l + t) * 2 * n;
-                    let (bt, ct) = (&bc[base..base + n], &bc[base + n..base + 2 * n]);
-                    let mut acc = 0f32;
-                    for k in 0..n {
-                        prev[k] = decay(dt * ac[k]) * prev[k] + dt * bt[k] * u;
-                        acc += ct[k] * prev[k];
-                    }
-                    ys[t] = acc;
-                    hs[t * n..(t + 1) * n].copy_from_slice(&prev);
-                }
-                gh.iter_mut().for_each(|g| *g = 0.0);
-                for t in (0..l).rev() {
-                    let (u, dt, p, z) = step(upz, b * l + t, d, c);
-                    let base = (b * l + t) * 2 * n;
-                    let (bt, ct) = (&bc[base..base + n], &bc[base + n..base + 2 * n]);
-                    let gout = gy[(b * l + t) * d + c];
-                    let sz = sigmoid(z);
-                    let inner = ys[t] + skip * u;
-                    // Through the gate: to the inner output and to z (SiLU' = σ(z)(1 + z(1 − σ(z)))).
-                    let g = gout * z * sz;
-                    gupz[t * 3 * d + 2 * d + c] = gout * inner * sz * (1.0 + z * (1.0 - sz));
-                    gad[c * (n + 1) + n] += g * u;
-                    let (mut g_dt, mut g_u) = (0f32, g * skip);
-                    for k in 0..n {
-                        let h_prev = if t > 0 { hs[(t - 1) * n + k] } else { 0.0 };
-                        gh[k] += g * ct[k];
-                        gbc[t * 2 * n + n + k] += g * hs[t * n + k];
-                        let da = decay(dt * ac[k]);
-                        g_dt += gh[k] * (ac[k] * da * h_prev + bt[k] * u);
-                        gad[c * (n + 1) + k] += gh[k] * dt * da * h_prev;
-                        gbc[t * 2 * n + k] += gh[k] * dt * u;
-                        g_u += gh[k] * dt * bt[k];
-                        gh[k] *= da;
-                    }
-                    gupz[t * 3 * d + c] += g_u;
-                    // Δ = softplus(p): dΔ/dp = σ(p).
-                    gupz[t * 3 * d + d + c] += g_dt * sigmoid(p);
-                }
+    let q = Params::new(ad, s);
+    let nonpos = q.nonpositive();
+    let (su, sc, sy) = (l * 3 * d, l * 2 * n, l * d);
+    let mut gupz = vec![0f32; nb * su];
+    let mut gbc = vec![0f32; nb * sc];
+    let groups: Vec<Vec<f32>> = gupz
+        .par_chunks_mut((BWD_GROUP * su).max(1))
+        .zip(gbc.par_chunks_mut((BWD_GROUP * sc).max(1)))
+        .enumerate()
+        .map(|(i, (gu, gc))| {
+            let mut gas = vec![0f32; n * d + d];
+            for j in 0..gu.len() / su.max(1) {
+                let b = i * BWD_GROUP + j;
+                let (u, c, g) = (&upz[b * su..(b + 1) * su], &bc[b * sc..(b + 1) * sc], &gy[b * sy..(b + 1) * sy]);
+                let (ou, oc) = (&mut gu[j * su..(j + 1) * su], &mut gc[j * sc..(j + 1) * sc]);
+                simd_dispatch!(backward_seq, nonpos, (s, &q, u, c, g, ou, oc, &mut gas));
             }
-            (gupz, gbc, gad)
+            gas
         })
         .collect();
-    let mut gupz = Vec::with_capacity(nb * l * 3 * d);
-    let mut gbc = Vec::with_capacity(nb * l * 2 * n);
+    let mut gas = vec![0f32; n * d + d];
+    for g in groups {
+        gas.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+    }
     let mut gad = vec![0f32; d * (n + 1)];
-    for (u, c, a) in per {
-        gupz.extend(u);
-        gbc.extend(c);
-        for (x, y) in gad.iter_mut().zip(a) {
-            *x += y;
+    for c in 0..d {
+        for k in 0..n {
+            gad[c * (n + 1) + k] = gas[k * d + c];
         }
+        gad[c * (n + 1) + n] = gas[n * d + c];
     }
     (gupz, gad, gbc)
 }
@@ -415,6 +605,51 @@ mod tests {
                 assert!((p - q).abs() < 1e-4 * (1.0 + q.abs()), "input {i}: {p} vs {q}");
             }
         }
+    }
+
+    #[test]
+    fn positive_state_entries_take_the_general_decay() {
+        // Mixed-sign `A` (a learned state matrix need not stay negative): the libm path.
+        let (nb, l, d, n) = (2, 5, 19, 3);
+        let u = var((nb, l, d), 21, -1.0, 1.0);
+        let p = var((nb, l, d), 22, -2.0, 1.0);
+        let a = var((1, d, n), 23, -1.0, 0.5);
+        let a = Var::from_tensor(&a.as_tensor().reshape((d, n)).unwrap()).unwrap();
+        let b = var((nb, l, n), 24, -1.0, 1.0);
+        let c = var((nb, l, n), 25, -1.0, 1.0);
+        let dskip = var((1, 1, d), 26, -1.0, 1.0);
+        let dskip = Var::from_tensor(&dskip.as_tensor().reshape(d).unwrap()).unwrap();
+        let z = var((nb, l, d), 27, -2.0, 2.0);
+        let w = var((nb, l, d), 28, -1.0, 1.0).as_tensor().detach();
+        assert!(a.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().any(|&x| x > 0.0));
+        let ours = selective_scan(&u, &p, &a, &b, &c, &dskip, &z).unwrap();
+        let theirs = reference(&u, &p, &a, &b, &c, &dskip, &z).unwrap();
+        let diff = (&ours - &theirs).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&u, &p, &a, &b, &c, &dskip, &z] {
+            let x = g1.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = g2.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (p, q) in x.iter().zip(&y) {
+                assert!((p - q).abs() < 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn libm_free_softplus_and_sigmoid_match_libm() {
+        let (mut worst_sp, mut worst_sg) = (0f64, 0f64);
+        for i in -40_000..=40_000 {
+            let x = i as f32 * 1e-3;
+            let sp = (x as f64).exp().ln_1p();
+            let sg = 1.0 / (1.0 + (-(x as f64)).exp());
+            worst_sp = worst_sp.max((softplus(x) as f64 - sp).abs() / sp);
+            worst_sg = worst_sg.max((sigmoid(x) as f64 - sg).abs() / sg);
+        }
+        assert!(worst_sp < 1e-6, "softplus relative error {worst_sp}");
+        assert!(worst_sg < 1e-6, "sigmoid relative error {worst_sg}");
+        assert_eq!(lane_sum(&(1..=37).map(|v| v as f32).collect::<Vec<_>>()), 703.0);
     }
 
     #[test]

@@ -32,8 +32,9 @@
 
 use aa_graph::dense::gelu_erf;
 use aa_graph::kernels::scatter_mean;
+use aa_graph::linear::Linear;
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::projectors::{CrossAttention, GraphMamba, InputProjection, LayerRows};
@@ -202,9 +203,8 @@ impl Hsa {
                 let mamba = (c.projectors != Projectors::Attention)
                     .then(|| GraphMamba::new(vl.pp("mamba"), c.dim, c.tokens, c.state))
                     .transpose()?;
-                let gate = (c.projectors == Projectors::Adaptive)
-                    .then(|| candle_nn::linear(c.dim, 2, vl.pp("gate")))
-                    .transpose()?;
+                let gate =
+                    (c.projectors == Projectors::Adaptive).then(|| Linear::new(c.dim, 2, vl.pp("gate"))).transpose()?;
                 Ok(HapLayer { input: InputProjection::new(vl.pp("input"), w, c.dim)?, attention, mamba, gate })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -221,12 +221,12 @@ impl Hsa {
             .map(|e| {
                 let ve = saf.pp("experts").pp(e);
                 Ok(Expert {
-                    fc1: candle_nn::linear(c.dim, 2 * c.dim, ve.pp("fc1"))?,
-                    fc2: candle_nn::linear(2 * c.dim, c.dim, ve.pp("fc2"))?,
+                    fc1: Linear::new(c.dim, 2 * c.dim, ve.pp("fc1"))?,
+                    fc2: Linear::new(2 * c.dim, c.dim, ve.pp("fc2"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Hsa { router: candle_nn::linear(c.dim, c.experts, saf.pp("router"))?, config, layers, motif, experts })
+        Ok(Hsa { router: Linear::new(c.dim, c.experts, saf.pp("router"))?, config, layers, motif, experts })
     }
 
     /// The configuration.

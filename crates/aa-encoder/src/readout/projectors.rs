@@ -21,9 +21,11 @@
 
 use aa_graph::dense::LayerNorm;
 use aa_graph::kernels::{scatter_mean, scatter_softmax, segment_attention_pool};
+use aa_graph::linear::Linear;
+use aa_graph::norm::rms_norm;
 use aa_graph::scan::{causal_conv_silu, selective_scan};
-use candle_core::{Device, Module, Result, Tensor, D};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_core::{Device, Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
 
 use crate::UnitGeometry;
 
@@ -49,7 +51,7 @@ impl InputProjection {
     pub fn new(vb: VarBuilder, width: usize, dim: usize) -> Result<InputProjection> {
         Ok(InputProjection {
             norm: LayerNorm::new(vb.pp("norm"), width, 1e-5)?,
-            proj: candle_nn::linear(width, dim, vb.pp("proj"))?,
+            proj: Linear::new(width, dim, vb.pp("proj"))?,
         })
     }
 
@@ -75,10 +77,10 @@ impl CrossAttention {
         }
         Ok(CrossAttention {
             queries: vb.get_with_hints((tokens, dim), "queries", Init::Randn { mean: 0.0, stdev: 0.02 })?,
-            q: candle_nn::linear(dim, dim, vb.pp("q"))?,
-            k: candle_nn::linear(dim, dim, vb.pp("k"))?,
-            v: candle_nn::linear(dim, dim, vb.pp("v"))?,
-            o: candle_nn::linear(dim, dim, vb.pp("o"))?,
+            q: Linear::new(dim, dim, vb.pp("q"))?,
+            k: Linear::new(dim, dim, vb.pp("k"))?,
+            v: Linear::new(dim, dim, vb.pp("v"))?,
+            o: Linear::new(dim, dim, vb.pp("o"))?,
             heads,
         })
     }
@@ -181,24 +183,22 @@ fn length_buckets(members: &[Vec<u32>]) -> Vec<Vec<usize>> {
     buckets.into_values().collect()
 }
 
-/// MOL-Mamba's normalised sinusoidal position (`PosEmbedSine(normalize=True)`): position
-/// `i` of `L` is `x = (i + 1) / L · 2π`; channel `j` of the first half is `sin(x / 10000^(2⌊j/2⌋/d))`
-/// for even `j`, of the second half `cos` for odd `j`.
-pub(crate) fn sine_position(i: usize, len: usize, dim: usize, out: &mut [f32]) {
-    let x = (i + 1) as f64 / (len as f64 + 1e-6) * std::f64::consts::TAU;
+/// MOL-Mamba's normalised sinusoidal positions (`PosEmbedSine(normalize=True)`) of a length-`len`
+/// sequence, `[len, dim]`: position `i` is `x = (i + 1) / L · 2π`; channel `j` of the first half
+/// is `sin(x / 10000^(2⌊j/2⌋/d))` for even `j`, of the second half `cos` for odd `j`.
+pub(crate) fn sine_positions(len: usize, dim: usize) -> Vec<f32> {
     let half = dim / 2;
-    for k in 0..half {
-        let even = 2 * k;
-        let odd = 2 * k + 1;
-        let t = |j: usize| 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
-        out[k] = (x / t(even)).sin() as f32;
-        out[half + k] = (x / t(odd)).cos() as f32;
+    let scale = |j: usize| 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+    let (even, odd): (Vec<f64>, Vec<f64>) = (0..half).map(|k| (scale(2 * k), scale(2 * k + 1))).unzip();
+    let mut out = vec![0f32; len * dim];
+    for (i, row) in out.chunks_exact_mut(dim.max(1)).enumerate() {
+        let x = (i + 1) as f64 / (len as f64 + 1e-6) * std::f64::consts::TAU;
+        for k in 0..half {
+            row[k] = (x / even[k]).sin() as f32;
+            row[half + k] = (x / odd[k]).cos() as f32;
+        }
     }
-}
-
-fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + 1e-5)?.sqrt()?)?.broadcast_mul(weight)
+    out
 }
 
 impl GraphMamba {
@@ -218,16 +218,16 @@ impl GraphMamba {
         let conv_bound = 1.0 / (CONV as f64).sqrt();
         Ok(GraphMamba {
             norm: vb.get_with_hints(dim, "norm", Init::Const(1.0))?,
-            in_proj: candle_nn::linear_no_bias(dim, 2 * dim, vb.pp("in_proj"))?,
+            in_proj: Linear::no_bias(dim, 2 * dim, vb.pp("in_proj"))?,
             conv_w: vb.get_with_hints((dim, CONV), "conv_weight", Init::Uniform { lo: -conv_bound, up: conv_bound })?,
             conv_b: vb.get_with_hints(dim, "conv_bias", Init::Uniform { lo: -conv_bound, up: conv_bound })?,
-            x_proj: candle_nn::linear_no_bias(dim, rank + 2 * state, vb.pp("x_proj"))?,
-            dt_proj: candle_nn::linear(rank, dim, vb.pp("dt_proj"))?,
-            dist: candle_nn::linear_no_bias(DIST_CENTRES, dim, vb.pp("dist"))?,
+            x_proj: Linear::no_bias(dim, rank + 2 * state, vb.pp("x_proj"))?,
+            dt_proj: Linear::new(rank, dim, vb.pp("dt_proj"))?,
+            dist: Linear::no_bias(DIST_CENTRES, dim, vb.pp("dist"))?,
             a_shift,
             a_base,
             d_skip: vb.get_with_hints(dim, "d_skip", Init::Const(1.0))?,
-            out_proj: candle_nn::linear_no_bias(dim, dim, vb.pp("out_proj"))?,
+            out_proj: Linear::no_bias(dim, dim, vb.pp("out_proj"))?,
             state,
             rank,
             tokens,
@@ -265,12 +265,13 @@ impl GraphMamba {
         let mut index = vec![zero_row; w * l];
         let mut pe = vec![0f32; w * l * d];
         let mut steps = s.steps.as_ref().map(|_| vec![0f32; w * l]);
+        // Positions depend on the window's length only: computed once per length.
+        let mut positions: std::collections::HashMap<usize, Vec<f32>> = Default::default();
         for (i, &k) in windows.iter().enumerate() {
             let m = &s.members[k];
             index[i * l..i * l + m.len()].copy_from_slice(m);
-            for p in 0..m.len() {
-                sine_position(p, m.len(), d, &mut pe[(i * l + p) * d..(i * l + p + 1) * d]);
-            }
+            let pos = positions.entry(m.len()).or_insert_with(|| sine_positions(m.len(), d));
+            pe[i * l * d..(i * l + m.len()) * d].copy_from_slice(pos);
             if let (Some(out), Some(st)) = (steps.as_mut(), s.steps.as_ref()) {
                 out[i * l..i * l + m.len()].copy_from_slice(&st[k]);
             }
@@ -281,7 +282,7 @@ impl GraphMamba {
             Some(st) => Some(self.distance_bias(st, w, l, &dev)?),
             None => None,
         };
-        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm)?, bias.as_ref())?)?;
+        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm, 1e-5)?, bias.as_ref())?)?;
         // Segment means: token t of a length-L window averages positions ⌊tL/T⌋ … ⌊(t+1)L/T⌋ − 1
         // (at least one position).
         let t = self.tokens;
