@@ -4,7 +4,9 @@
 //! AdamW step, for
 //! - `train_step_meanmax_256`: mean ‖ max (GlycanAA's own readout);
 //! - `train_step_hsa_256`: HSA-Net (HAP with both projectors and the Gumbel gate, SAF with 4
-//!   experts, top-2, token width 128);
+//!   experts, top-2, token width 128 — the encoder's width);
+//! - `train_step_hsa64_256`: the same at token width 64 (the configuration of the readout
+//!   ablation in models/RESULTS.md);
 //! - `train_step_gigp_256`: GIGP by degree orbit.
 //! The goal: HSA adds < 25 % to the mean ‖ max step.
 //!
@@ -26,14 +28,19 @@ fn bench(c: &mut Criterion) {
     let labels = Tensor::from_vec((0..256u32).map(|i| i % 10).collect::<Vec<_>>(), 256, &Device::Cpu).unwrap();
     let mut g = c.benchmark_group("readouts");
     g.sample_size(10);
-    for kind in ["meanmax", "hsa", "gigp"] {
+    for kind in ["meanmax", "hsa", "hsa64", "gigp"] {
         let enc = allatom::runs::trainable_encoder(&config, 0).unwrap();
         let vb = enc.store.var_builder(DType::F32, &Device::Cpu);
         let readout: Box<dyn Readout> = match kind {
             "meanmax" => Box::new(MeanMax::default()),
-            "hsa" => Box::new(
-                Hsa::new(vb.pp("readout"), &enc.encoder.layer_dims(), enc.encoder.unit_dim(), HsaConfig::default())
-                    .unwrap(),
+            "hsa" | "hsa64" => Box::new(
+                Hsa::new(
+                    vb.pp("readout"),
+                    &enc.encoder.layer_dims(),
+                    enc.encoder.unit_dim(),
+                    HsaConfig { dim: if kind == "hsa" { 128 } else { 64 }, ..Default::default() },
+                )
+                .unwrap(),
             ),
             _ => Box::new(
                 Gigp::new(

@@ -73,16 +73,19 @@ fn main() {
         if std::env::var("HSA_CASE").is_ok_and(|c| c != format!("{p:?}{dim}")) {
             continue;
         }
+        // `HSA_EXPERTS`, `HSA_MOTIFS` override the fusion's experts and motif tokens (ablations).
+        let env = |k: &str, default: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+        let (experts, top_k, motifs) = (env("HSA_EXPERTS", 4), 2, env("HSA_MOTIFS", 4));
         let map = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let hsa = Hsa::new(
             vb,
             &enc.encoder.layer_dims(),
             enc.encoder.unit_dim(),
-            HsaConfig { projectors: p, dim, ..Default::default() },
+            HsaConfig { projectors: p, dim, experts, top_k: top_k.min(experts), motifs, ..Default::default() },
         )
         .unwrap();
-        let repeats = if std::env::var("HSA_CASE").is_ok() { 10 } else { 3 };
+        let repeats = if std::env::var("HSA_CASE").is_ok() { env("HSA_REPEATS", 10) } else { 3 };
         for _ in 0..repeats {
             let t = Instant::now();
             let y = hsa.forward(&detached, true).unwrap();

@@ -70,7 +70,7 @@ pub trait RowKernel: Sync {
 }
 
 /// `out = GELU(x)`.
-struct GeluMap;
+pub(crate) struct GeluMap;
 
 impl RowKernel for GeluMap {
     #[inline(always)]
@@ -81,7 +81,7 @@ impl RowKernel for GeluMap {
 }
 
 /// `out = y · GELU′(x)`.
-struct GeluMapGrad;
+pub(crate) struct GeluMapGrad;
 
 impl RowKernel for GeluMapGrad {
     #[inline(always)]

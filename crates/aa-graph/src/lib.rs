@@ -33,6 +33,7 @@ mod element;
 mod graph;
 pub mod kernels;
 pub mod linear;
+pub mod moe;
 pub mod neighbors;
 pub mod norm;
 pub mod scan;

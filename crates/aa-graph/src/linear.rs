@@ -19,7 +19,7 @@ use crate::dense::{contiguous_f32, gemm_f32};
 const SUM_ROWS: usize = 256;
 
 /// `y [R, N] = x [R, K] · wᵀ (+ b)`, `w` `[N, K]`.
-fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, r: usize, k: usize, n: usize) -> Vec<f32> {
+pub(crate) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, r: usize, k: usize, n: usize) -> Vec<f32> {
     let mut y = vec![0f32; r * n];
     if let Some(b) = b {
         y.par_chunks_mut(n.max(1) * SUM_ROWS)
@@ -31,7 +31,7 @@ fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, r: usize, k: usize, n: usize
 }
 
 /// Column sums of `g [R, N]` in a fixed order (blocks of [`SUM_ROWS`] rows, then the blocks).
-fn column_sums(g: &[f32], r: usize, n: usize) -> Vec<f32> {
+pub(crate) fn column_sums(g: &[f32], r: usize, n: usize) -> Vec<f32> {
     let parts: Vec<Vec<f32>> = g[..r * n]
         .par_chunks(SUM_ROWS * n.max(1))
         .map(|rows| {
@@ -50,7 +50,7 @@ fn column_sums(g: &[f32], r: usize, n: usize) -> Vec<f32> {
 }
 
 /// `(∂x [R, K], ∂w [N, K])` from `g [R, N]`.
-fn backward(x: &[f32], w: &[f32], g: &[f32], r: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn backward(x: &[f32], w: &[f32], g: &[f32], r: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
     let threads = rayon::current_num_threads();
     let mut gx = vec![0f32; r * k];
     gemm_f32(r, k, n, &mut gx, k, g, (n, 1), w, (k, 1), threads, false);

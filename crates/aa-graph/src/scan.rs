@@ -26,28 +26,53 @@ use rayon::prelude::*;
 use crate::dense::{contiguous_f32, exp_nonpositive};
 use crate::kernels::{simd_level, SimdLevel};
 
-/// Sizes of one scan.
+/// Channel and state sizes of one scan.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
-    b: usize,
-    l: usize,
     d: usize,
     n: usize,
 }
 
-fn dims(upz: &Layout, ad: &Layout, bc: &Layout) -> Result<Dims> {
-    let (b, l, d3) = upz.shape().dims3()?;
+/// Sizes of packed rows `u‖p‖z [R, 3D]`, `A‖D [D, N + 1]`, `B‖C [R, 2N]` whose rows are the
+/// sequences of `lens` one after the other.
+fn dims(upz: &Layout, ad: &Layout, bc: &Layout, lens: &[usize]) -> Result<Dims> {
+    let (r, d3) = upz.shape().dims2()?;
     let (d, n1) = ad.shape().dims2()?;
-    let (b2, l2, n2) = bc.shape().dims3()?;
-    if n1 < 2 || d3 != 3 * d || n2 != 2 * (n1 - 1) || b2 != b || l2 != l {
+    let (r2, n2) = bc.shape().dims2()?;
+    if n1 < 2 || d3 != 3 * d || n2 != 2 * (n1 - 1) || r2 != r || lens.iter().sum::<usize>() != r {
         candle_core::bail!(
-            "selective scan: u‖p‖z {:?}, A‖D {:?} and B‖C {:?} do not fit together",
+            "selective scan: u‖p‖z {:?}, A‖D {:?}, B‖C {:?} and {} sequences of {} rows do not fit together",
             upz.shape(),
             ad.shape(),
-            bc.shape()
+            bc.shape(),
+            lens.len(),
+            lens.iter().sum::<usize>()
         );
     }
-    Ok(Dims { b, l, d, n: n1 - 1 })
+    Ok(Dims { d, n: n1 - 1 })
+}
+
+/// `buf` cut into consecutive pieces of `lens[i] · width` values.
+fn split_rows<'a>(mut buf: &'a mut [f32], lens: &[usize], width: usize) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(lens.len());
+    for &l in lens {
+        let (head, tail) = std::mem::take(&mut buf).split_at_mut(l * width);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}
+
+/// Start row of each sequence (and the total at the end).
+fn starts(lens: &[usize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(lens.len() + 1);
+    let mut acc = 0;
+    out.push(0);
+    for &l in lens {
+        acc += l;
+        out.push(acc);
+    }
+    out
 }
 
 /// `ln(1 + e)` for `e ∈ [0, 1]` in plain arithmetic (vectorises): `ln(1 + e) = 2·atanh(s)` with
@@ -174,7 +199,8 @@ fn backward_seq<const NONPOS: bool>(
     gbc: &mut [f32],
     gas: &mut [f32],
 ) {
-    let (l, d, n) = (s.l, s.d, s.n);
+    let (d, n) = (s.d, s.n);
+    let l = upz.len() / (3 * d).max(1);
     let nd = n * d;
     // Step sizes, states and the scan's output before skip and gate, for every step.
     let mut dts = vec![0f32; l * d];
@@ -314,37 +340,52 @@ fn forward_body<const NONPOS: bool>(
 /// combine in the same order on every machine).
 const BWD_GROUP: usize = 4;
 
-/// Forward: `y [B, L, D]` from packed `u‖p‖z [B, L, 3D]`, `A‖D [D, N + 1]`, `B‖C [B, L, 2N]`.
-fn forward(upz: &[f32], ad: &[f32], bc: &[f32], s: Dims) -> Vec<f32> {
-    let Dims { b: _, l, d, n } = s;
+/// Forward: `y [R, D]` from packed `u‖p‖z [R, 3D]`, `A‖D [D, N + 1]`, `B‖C [R, 2N]`, the rows
+/// being the sequences of `lens`.
+fn forward(upz: &[f32], ad: &[f32], bc: &[f32], s: Dims, lens: &[usize]) -> Vec<f32> {
+    let Dims { d, n } = s;
     let q = Params::new(ad, s);
     let nonpos = q.nonpositive();
-    let mut y = vec![0f32; s.b * l * d];
-    y.par_chunks_mut((l * d).max(1)).enumerate().for_each(|(b, yb)| {
-        let (u, c) = (&upz[b * l * 3 * d..(b + 1) * l * 3 * d], &bc[b * l * 2 * n..(b + 1) * l * 2 * n]);
+    let at = starts(lens);
+    let mut y = vec![0f32; at[lens.len()] * d];
+    split_rows(&mut y, lens, d).into_par_iter().enumerate().for_each(|(i, yb)| {
+        let (u, c) = (&upz[at[i] * 3 * d..at[i + 1] * 3 * d], &bc[at[i] * 2 * n..at[i + 1] * 2 * n]);
         simd_dispatch!(forward_body, nonpos, (s, &q, u, c, &[], yb, &mut [], &mut []));
     });
     y
 }
 
-/// Backward: gradients of `u‖p‖z`, `A‖D` and `B‖C` from `gy [B, L, D]`.
-fn backward(upz: &[f32], ad: &[f32], bc: &[f32], gy: &[f32], s: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let Dims { b: nb, l, d, n } = s;
+/// Backward: gradients of `u‖p‖z`, `A‖D` and `B‖C` from `gy [R, D]`.
+fn backward(
+    upz: &[f32],
+    ad: &[f32],
+    bc: &[f32],
+    gy: &[f32],
+    s: Dims,
+    lens: &[usize],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Dims { d, n } = s;
     let q = Params::new(ad, s);
     let nonpos = q.nonpositive();
-    let (su, sc, sy) = (l * 3 * d, l * 2 * n, l * d);
-    let mut gupz = vec![0f32; nb * su];
-    let mut gbc = vec![0f32; nb * sc];
-    let groups: Vec<Vec<f32>> = gupz
-        .par_chunks_mut((BWD_GROUP * su).max(1))
-        .zip(gbc.par_chunks_mut((BWD_GROUP * sc).max(1)))
+    let at = starts(lens);
+    let rows = at[lens.len()];
+    let mut gupz = vec![0f32; rows * 3 * d];
+    let mut gbc = vec![0f32; rows * 2 * n];
+    // Tasks of BWD_GROUP consecutive sequences each.
+    let group_lens: Vec<usize> = lens.chunks(BWD_GROUP).map(|g| g.iter().sum()).collect();
+    let groups: Vec<Vec<f32>> = split_rows(&mut gupz, &group_lens, 3 * d)
+        .into_par_iter()
+        .zip(split_rows(&mut gbc, &group_lens, 2 * n))
         .enumerate()
         .map(|(i, (gu, gc))| {
             let mut gas = vec![0f32; n * d + d];
-            for j in 0..gu.len() / su.max(1) {
-                let b = i * BWD_GROUP + j;
-                let (u, c, g) = (&upz[b * su..(b + 1) * su], &bc[b * sc..(b + 1) * sc], &gy[b * sy..(b + 1) * sy]);
-                let (ou, oc) = (&mut gu[j * su..(j + 1) * su], &mut gc[j * sc..(j + 1) * sc]);
+            let first = i * BWD_GROUP;
+            let members = &lens[first..(first + BWD_GROUP).min(lens.len())];
+            let (us, cs) = (split_rows(gu, members, 3 * d), split_rows(gc, members, 2 * n));
+            for (j, (ou, oc)) in us.into_iter().zip(cs).enumerate() {
+                let b = first + j;
+                let (lo, hi) = (at[b], at[b + 1]);
+                let (u, c, g) = (&upz[lo * 3 * d..hi * 3 * d], &bc[lo * 2 * n..hi * 2 * n], &gy[lo * d..hi * d]);
                 simd_dispatch!(backward_seq, nonpos, (s, &q, u, c, g, ou, oc, &mut gas));
             }
             gas
@@ -364,7 +405,8 @@ fn backward(upz: &[f32], ad: &[f32], bc: &[f32], gy: &[f32], s: Dims) -> (Vec<f3
     (gupz, gad, gbc)
 }
 
-struct Scan;
+/// The scan over packed rows, the sequences of the given lengths one after the other.
+struct Scan(Vec<usize>);
 
 impl CustomOp3 for Scan {
     fn name(&self) -> &'static str {
@@ -380,9 +422,9 @@ impl CustomOp3 for Scan {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let s = dims(l1, l2, l3)?;
-        let y = forward(contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?, s);
-        Ok((CpuStorage::F32(y), Shape::from((s.b, s.l, s.d))))
+        let s = dims(l1, l2, l3, &self.0)?;
+        let y = forward(contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?, s, &self.0);
+        Ok((CpuStorage::F32(y), Shape::from((l1.shape().dims()[0], s.d))))
     }
 
     fn bwd(
@@ -394,19 +436,18 @@ impl CustomOp3 for Scan {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The gradients are leaves (no double backward): computed on plain vectors.
-        let (nb, l, d3) = upz.dims3()?;
-        let (d, n1) = ad.dims2()?;
-        let s = Dims { b: nb, l, d, n: n1 - 1 };
-        if d3 != 3 * d || grad.dims3()? != (nb, l, d) {
+        let s = dims(upz.layout(), ad.layout(), bc.layout(), &self.0)?;
+        let rows = upz.dim(0)?;
+        if grad.dims2()? != (rows, s.d) {
             candle_core::bail!("selective scan backward: gradient {:?} for u‖p‖z {:?}", grad.shape(), upz.shape());
         }
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (gupz, gad, gbc) = backward(&flat(upz)?, &flat(ad)?, &flat(bc)?, &flat(grad)?, s);
+        let (gupz, gad, gbc) = backward(&flat(upz)?, &flat(ad)?, &flat(bc)?, &flat(grad)?, s, &self.0);
         let dev = upz.device();
         Ok((
-            Some(Tensor::from_vec(gupz, (nb, l, 3 * d), dev)?),
-            Some(Tensor::from_vec(gad, (d, n1), dev)?),
-            Some(Tensor::from_vec(gbc, (nb, l, 2 * s.n), dev)?),
+            Some(Tensor::from_vec(gupz, (rows, 3 * s.d), dev)?),
+            Some(Tensor::from_vec(gad, (s.d, s.n + 1), dev)?),
+            Some(Tensor::from_vec(gbc, (rows, 2 * s.n), dev)?),
         ))
     }
 }
@@ -425,44 +466,99 @@ pub fn selective_scan(
     d: &Tensor,
     z: &Tensor,
 ) -> Result<Tensor> {
-    let upz = Tensor::cat(&[u, p, z], 2)?.contiguous()?;
+    let (nb, l, dim) = u.dims3()?;
+    let n = a.dim(1)?;
+    let flat = |t: &Tensor, w: usize| t.reshape((nb * l, w));
+    let y = selective_scan_packed(
+        &flat(u, dim)?,
+        &flat(p, dim)?,
+        a,
+        &flat(b, n)?,
+        &flat(c, n)?,
+        d,
+        &flat(z, dim)?,
+        &vec![l; nb],
+    )?;
+    y.reshape((nb, l, dim))
+}
+
+/// The selective scan over packed sequences without padding: `u`, `p`, `z` `[R, D]` and `b`,
+/// `c` `[R, N]` hold the sequences of `lens` (summing to `R`) one after the other, each scanned
+/// from a zero state; `y` is `[R, D]`. Otherwise as [`selective_scan`].
+#[allow(clippy::too_many_arguments)]
+pub fn selective_scan_packed(
+    u: &Tensor,
+    p: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    d: &Tensor,
+    z: &Tensor,
+    lens: &[usize],
+) -> Result<Tensor> {
+    let upz = Tensor::cat(&[u, p, z], 1)?.contiguous()?;
     let ad = Tensor::cat(&[a, &d.reshape((d.elem_count(), 1))?], 1)?.contiguous()?;
-    let bc = Tensor::cat(&[b, c], 2)?.contiguous()?;
-    upz.apply_op3(&ad, &bc, Scan)
+    let bc = Tensor::cat(&[b, c], 1)?.contiguous()?;
+    upz.apply_op3(&ad, &bc, Scan(lens.to_vec()))
 }
 
 /// Mamba's causal depthwise convolution with its SiLU, `[B, L, D]` → `[B, L, D]`:
 /// `y[b,t,c] = SiLU(bias[c] + Σ_j w[c,j] · x[b, t + j − (K − 1), c])` (steps before 0 are 0),
 /// `w` `[D, K]`, `bias` `[D]`; f32 on CPU, differentiable in every input.
 pub fn causal_conv_silu(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (b, l, d) = x.dims3()?;
+    causal_conv_silu_packed(&x.reshape((b * l, d))?, w, bias, &vec![l; b])?.reshape((b, l, d))
+}
+
+/// The causal convolution over packed sequences without padding: `x` `[R, D]` holds the
+/// sequences of `lens` (summing to `R`) one after the other, each convolved on its own.
+pub fn causal_conv_silu_packed(x: &Tensor, w: &Tensor, bias: &Tensor, lens: &[usize]) -> Result<Tensor> {
     let wb = Tensor::cat(&[w, &bias.reshape((bias.elem_count(), 1))?], 1)?.contiguous()?;
-    x.contiguous()?.apply_op2(&wb, Conv)
+    x.contiguous()?.apply_op2(&wb, Conv(lens.to_vec()))
 }
 
-struct Conv;
+/// The convolution over packed rows, the sequences of the given lengths one after the other.
+struct Conv(Vec<usize>);
 
-/// Sizes of a [`Conv`]: batch, length, channels, width.
-fn conv_dims(x: &Layout, wb: &Layout) -> Result<(usize, usize, usize, usize)> {
-    let (b, l, d) = x.shape().dims3()?;
+/// Sizes of a [`Conv`]: rows, channels, width.
+fn conv_dims(x: &Layout, wb: &Layout, lens: &[usize]) -> Result<(usize, usize, usize)> {
+    let (r, d) = x.shape().dims2()?;
     let (d2, k1) = wb.shape().dims2()?;
-    if d2 != d || k1 < 2 {
-        candle_core::bail!("causal convolution: input {:?} and weights ‖ bias {:?} do not fit", x.shape(), wb.shape());
+    if d2 != d || k1 < 2 || lens.iter().sum::<usize>() != r {
+        candle_core::bail!(
+            "causal convolution: input {:?}, weights ‖ bias {:?} and {} sequences of {} rows do not fit",
+            x.shape(),
+            wb.shape(),
+            lens.len(),
+            lens.iter().sum::<usize>()
+        );
     }
-    Ok((b, l, d, k1 - 1))
+    Ok((r, d, k1 - 1))
 }
 
-/// Pre-activations of one sequence `xb [L, D]`.
-fn conv_pre(xb: &[f32], wb: &[f32], l: usize, d: usize, k: usize) -> Vec<f32> {
+/// `w ‖ bias` `[D, K + 1]` transposed to `[K + 1, D]` (channels innermost).
+fn conv_weights_t(wb: &[f32], d: usize, k: usize) -> Vec<f32> {
+    let mut wt = vec![0f32; (k + 1) * d];
+    for c in 0..d {
+        for j in 0..=k {
+            wt[j * d + c] = wb[c * (k + 1) + j];
+        }
+    }
+    wt
+}
+
+/// Pre-activations of one sequence `xb [L, D]` with the transposed weights `wt [K + 1, D]`;
+/// the channel loops are innermost (they vectorise).
+fn conv_pre(xb: &[f32], wt: &[f32], l: usize, d: usize, k: usize) -> Vec<f32> {
     let mut out = vec![0f32; l * d];
     for t in 0..l {
-        for c in 0..d {
-            let mut acc = wb[c * (k + 1) + k];
-            for j in 0..k {
-                if t + j + 1 >= k {
-                    acc += wb[c * (k + 1) + j] * xb[(t + j + 1 - k) * d + c];
-                }
+        let o = &mut out[t * d..(t + 1) * d];
+        o.copy_from_slice(&wt[k * d..(k + 1) * d]);
+        for j in 0..k {
+            if t + j + 1 >= k {
+                let src = &xb[(t + j + 1 - k) * d..(t + j + 2 - k) * d];
+                o.iter_mut().zip(src).zip(&wt[j * d..(j + 1) * d]).for_each(|((a, &x), &w)| *a += w * x);
             }
-            out[t * d + c] = acc;
         }
     }
     out
@@ -474,54 +570,71 @@ impl candle_core::CustomOp2 for Conv {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, l, d, k) = conv_dims(l1, l2)?;
+        let (r, d, k) = conv_dims(l1, l2, &self.0)?;
         let (x, wb) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let mut y = vec![0f32; b * l * d];
-        y.par_chunks_mut((l * d).max(1)).enumerate().for_each(|(i, yb)| {
-            let pre = conv_pre(&x[i * l * d..(i + 1) * l * d], wb, l, d, k);
+        let wt = conv_weights_t(wb, d, k);
+        let at = starts(&self.0);
+        let mut y = vec![0f32; r * d];
+        split_rows(&mut y, &self.0, d).into_par_iter().enumerate().for_each(|(i, yb)| {
+            let pre = conv_pre(&x[at[i] * d..at[i + 1] * d], &wt, self.0[i], d, k);
             yb.iter_mut().zip(pre).for_each(|(o, a)| *o = a * sigmoid(a));
         });
-        Ok((CpuStorage::F32(y), Shape::from((b, l, d))))
+        Ok((CpuStorage::F32(y), Shape::from((r, d))))
     }
 
     fn bwd(&self, x: &Tensor, wb: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (b, l, d) = x.dims3()?;
-        let k = wb.dim(1)? - 1;
+        let (r, d, k) = conv_dims(x.layout(), wb.layout(), &self.0)?;
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
         let (xv, wv, gv) = (flat(x)?, flat(wb)?, flat(grad)?);
-        let per: Vec<(Vec<f32>, Vec<f32>)> = (0..b)
+        let wt = conv_weights_t(&wv, d, k);
+        let at = starts(&self.0);
+        let per: Vec<(Vec<f32>, Vec<f32>)> = (0..self.0.len())
             .into_par_iter()
             .map(|i| {
-                let xb = &xv[i * l * d..(i + 1) * l * d];
-                let pre = conv_pre(xb, &wv, l, d, k);
+                let (lo, l) = (at[i], self.0[i]);
+                let xb = &xv[lo * d..(lo + l) * d];
+                let pre = conv_pre(xb, &wt, l, d, k);
                 let mut gx = vec![0f32; l * d];
-                let mut gw = vec![0f32; d * (k + 1)];
+                // Weight gradients transposed, [K + 1, D], like `wt`.
+                let mut gwt = vec![0f32; (k + 1) * d];
+                let mut g = vec![0f32; d];
                 for t in 0..l {
-                    for c in 0..d {
-                        let a = pre[t * d + c];
-                        let s = sigmoid(a);
-                        let g = gv[(i * l + t) * d + c] * s * (1.0 + a * (1.0 - s));
-                        gw[c * (k + 1) + k] += g;
-                        for j in 0..k {
-                            if t + j + 1 >= k {
-                                let src = (t + j + 1 - k) * d + c;
-                                gw[c * (k + 1) + j] += g * xb[src];
-                                gx[src] += g * wv[c * (k + 1) + j];
+                    let (a, gout) = (&pre[t * d..(t + 1) * d], &gv[(lo + t) * d..(lo + t + 1) * d]);
+                    for ((gc, &ac), &go) in g.iter_mut().zip(a).zip(gout) {
+                        let s = sigmoid(ac);
+                        *gc = go * s * (1.0 + ac * (1.0 - s));
+                    }
+                    gwt[k * d..].iter_mut().zip(&g).for_each(|(o, &v)| *o += v);
+                    for j in 0..k {
+                        if t + j + 1 >= k {
+                            let src = (t + j + 1 - k) * d;
+                            let (gwj, wj) = (&mut gwt[j * d..(j + 1) * d], &wt[j * d..(j + 1) * d]);
+                            for (((gw, gxv), (&xv, &w)), &gc) in
+                                gwj.iter_mut().zip(&mut gx[src..src + d]).zip(xb[src..src + d].iter().zip(wj)).zip(&g)
+                            {
+                                *gw += gc * xv;
+                                *gxv += gc * w;
                             }
                         }
+                    }
+                }
+                let mut gw = vec![0f32; d * (k + 1)];
+                for c in 0..d {
+                    for j in 0..=k {
+                        gw[c * (k + 1) + j] = gwt[j * d + c];
                     }
                 }
                 (gx, gw)
             })
             .collect();
-        let mut gx = Vec::with_capacity(b * l * d);
+        let mut gx = Vec::with_capacity(r * d);
         let mut gw = vec![0f32; d * (k + 1)];
         for (x, w) in per {
             gx.extend(x);
             gw.iter_mut().zip(w).for_each(|(a, b)| *a += b);
         }
         let dev = x.device();
-        Ok((Some(Tensor::from_vec(gx, (b, l, d), dev)?), Some(Tensor::from_vec(gw, (d, k + 1), dev)?)))
+        Ok((Some(Tensor::from_vec(gx, (r, d), dev)?), Some(Tensor::from_vec(gw, (d, k + 1), dev)?)))
     }
 }
 
@@ -650,6 +763,53 @@ mod tests {
         assert!(worst_sp < 1e-6, "softplus relative error {worst_sp}");
         assert!(worst_sg < 1e-6, "sigmoid relative error {worst_sg}");
         assert_eq!(lane_sum(&(1..=37).map(|v| v as f32).collect::<Vec<_>>()), 703.0);
+    }
+
+    #[test]
+    fn packed_sequences_equal_each_sequence_alone() {
+        // Three sequences of lengths 5, 1 and 9 packed into 15 rows, against each scanned (and
+        // convolved) on its own as a batch of one, in value and every gradient.
+        let (lens, d, n, k) = ([5usize, 1, 9], 6, 3, 4);
+        let r: usize = lens.iter().sum();
+        let row = |seed, w, lo, hi| {
+            let v = var((1, r, w), seed, lo, hi);
+            Var::from_tensor(&v.as_tensor().reshape((r, w)).unwrap()).unwrap()
+        };
+        let (u, p, z) = (row(31, d, -1.0, 1.0), row(32, d, -2.0, 1.0), row(33, d, -2.0, 2.0));
+        let (b, c) = (row(34, n, -1.0, 1.0), row(35, n, -1.0, 1.0));
+        let a = Var::from_tensor(&var((1, d, n), 36, -2.0, -0.1).as_tensor().reshape((d, n)).unwrap()).unwrap();
+        let dskip = Var::from_tensor(&var((1, 1, d), 37, -1.0, 1.0).as_tensor().reshape(d).unwrap()).unwrap();
+        let w = Var::from_tensor(&var((1, d, k), 38, -1.0, 1.0).as_tensor().reshape((d, k)).unwrap()).unwrap();
+        let bias = Var::from_tensor(&var((1, 1, d), 39, -0.5, 0.5).as_tensor().reshape(d).unwrap()).unwrap();
+        let probe = var((1, r, d), 40, -1.0, 1.0).as_tensor().reshape((r, d)).unwrap();
+        let packed = {
+            let x = causal_conv_silu_packed(&u, &w, &bias, &lens).unwrap();
+            selective_scan_packed(&x, &p, &a, &b, &c, &dskip, &z, &lens).unwrap()
+        };
+        let mut parts = Vec::new();
+        let mut lo = 0;
+        for &l in &lens {
+            let one = |t: &Var| t.narrow(0, lo, l).unwrap().unsqueeze(0).unwrap();
+            let x = causal_conv_silu(&one(&u), &w, &bias).unwrap();
+            let y = selective_scan(&x, &one(&p), &a, &one(&b), &one(&c), &dskip, &one(&z)).unwrap();
+            parts.push(y.squeeze(0).unwrap());
+            lo += l;
+        }
+        let alone = Tensor::cat(&parts, 0).unwrap();
+        let diff = (&packed - &alone).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+        let g1 = (packed * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (alone * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&u, &p, &z, &b, &c, &a, &dskip, &w, &bias] {
+            let x = g1.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = g2.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(x.iter().zip(&y).all(|(p, q)| (p - q).abs() < 1e-5 * (1.0 + q.abs())), "{x:?} vs {y:?}");
+        }
+        // Lengths that do not add up to the rows are refused.
+        let e = selective_scan_packed(&u, &p, &a, &b, &c, &dskip, &z, &[5, 1]).unwrap_err().to_string();
+        assert!(e.contains("2 sequences of 6 rows"), "{e}");
+        let e = causal_conv_silu_packed(&u, &w, &bias, &[16]).unwrap_err().to_string();
+        assert!(e.contains("1 sequences of 16 rows"), "{e}");
     }
 
     #[test]

@@ -30,9 +30,9 @@
 //! language model), the graph vector `[W, 2d]` (what [`Readout::forward`] returns) and the gate
 //! choice of every layer and window (the paper's Fig. 5).
 
-use aa_graph::dense::gelu_erf;
 use aa_graph::kernels::scatter_mean;
 use aa_graph::linear::Linear;
+use aa_graph::moe::routed_experts;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -336,7 +336,6 @@ impl Hsa {
                 mask[r * e + k] = 1.0;
             }
         }
-        // Each expert runs on the tokens routed to it only (top-k of E: k/E of the work).
         let routed: Vec<Vec<u32>> =
             (0..e).map(|k| (0..w * n).filter(|&r| mask[r * e + k] > 0.0).map(|r| r as u32).collect()).collect();
         let mask = Tensor::from_vec(mask, (w * n, e), x.device())?.to_dtype(x.dtype())?;
@@ -346,18 +345,10 @@ impl Hsa {
         } else {
             mask
         };
-        let coeff = coeff.contiguous()?;
-        let mut y = x.clone();
-        for (k, (expert, rows)) in self.experts.iter().zip(&routed).enumerate() {
-            if rows.is_empty() {
-                continue;
-            }
-            let idx = Tensor::from_slice(rows, rows.len(), x.device())?;
-            let xs = x.index_select(&idx, 0)?;
-            let out = expert.fc2.forward(&gelu_erf(&expert.fc1.forward(&xs)?)?)?;
-            let c = coeff.index_select(&idx, 0)?.narrow(1, k, 1)?;
-            y = y.index_add(&idx, &out.broadcast_mul(&c)?, 0)?;
-        }
+        // Each expert runs on the tokens routed to it only (top-k of E: k/E of the work), with
+        // the residual, in one kernel.
+        let experts: Vec<(&Linear, &Linear)> = self.experts.iter().map(|x| (&x.fc1, &x.fc2)).collect();
+        let y = routed_experts(&x, &coeff, &routed, &experts)?;
         y.reshape((w, n, d))
     }
 }

@@ -9,9 +9,9 @@
 //!   order), a sinusoidal position added, one pre-norm residual Mamba block (RMSNorm →
 //!   in-projection to `x ‖ gate` → depthwise causal convolution of width 4 → SiLU → selective
 //!   scan → `· SiLU(gate)` → out-projection), and the output sequence cut into `T` contiguous
-//!   segments whose means are the tokens. Windows run in groups of similar length
-//!   ([`length_buckets`]), each padded to its own longest (the block is causal: padding at the
-//!   end never reaches a real position). MOL-Mamba's *graph selective scan* mixes a distance
+//!   segments whose means are the tokens. All windows' serialised rows are packed one after the
+//!   other without padding and the block runs once over them; its convolution and scan restart
+//!   at each window (`aa_graph::scan`'s packed kernels). MOL-Mamba's *graph selective scan* mixes a distance
 //!   matrix into the step size Δ; its code multiplies Δ's channels by a node × node matrix
 //!   truncated or padded to the channel count, which only works by accident of shapes. Here the
 //!   distance enters per step: when the windows have coordinates, the distance from the previous
@@ -23,7 +23,7 @@ use aa_graph::dense::LayerNorm;
 use aa_graph::kernels::{scatter_mean, scatter_softmax, segment_attention_pool};
 use aa_graph::linear::Linear;
 use aa_graph::norm::rms_norm;
-use aa_graph::scan::{causal_conv_silu, selective_scan};
+use aa_graph::scan::{causal_conv_silu_packed, selective_scan_packed};
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -170,19 +170,6 @@ fn serialise(rows: &LayerRows) -> Serialised {
     Serialised { members, steps }
 }
 
-/// Windows grouped by sequence length, each group padded only to its own longest: lengths
-/// `1`, `2`, `3–4`, `5–8`, … (powers of two), so padding at most doubles a group's rows —
-/// against one `[W, Lmax]` batch, where one long glycan pads every short one.
-fn length_buckets(members: &[Vec<u32>]) -> Vec<Vec<usize>> {
-    let mut buckets: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
-    for (w, m) in members.iter().enumerate() {
-        if !m.is_empty() {
-            buckets.entry(m.len().next_power_of_two()).or_default().push(w);
-        }
-    }
-    buckets.into_values().collect()
-}
-
 /// MOL-Mamba's normalised sinusoidal positions (`PosEmbedSine(normalize=True)`) of a length-`len`
 /// sequence, `[len, dim]`: position `i` is `x = (i + 1) / L · 2π`; channel `j` of the first half
 /// is `sin(x / 10000^(2⌊j/2⌋/d))` for even `j`, of the second half `cos` for odd `j`.
@@ -234,103 +221,86 @@ impl GraphMamba {
         })
     }
 
-    /// Tokens `[W, T, d]` (zeros for a window without rows).
+    /// Tokens `[W, T, d]` (zeros for a window without rows). The windows' serialised rows are
+    /// packed one after the other without padding, and the block runs once over all of them
+    /// (the convolution and the scan restart at each window).
     pub fn forward(&self, rows: &LayerRows) -> Result<Tensor> {
         let (d, dev) = (rows.x.dim(1)?, rows.x.device().clone());
         let s = serialise(rows);
-        let padded = Tensor::cat(&[rows.x, &Tensor::zeros((1, d), rows.x.dtype(), &dev)?], 0)?;
-        let zero_row = rows.x.dim(0)? as u32;
-        let (mut parts, mut order) = (Vec::new(), Vec::new());
-        for bucket in length_buckets(&s.members) {
-            parts.push(self.bucket(&padded, zero_row, &s, &bucket)?);
-            order.extend(bucket);
+        let lens: Vec<usize> = s.members.iter().map(Vec::len).filter(|&l| l > 0).collect();
+        let order: Vec<u32> = s.members.iter().flatten().copied().collect();
+        let r = order.len();
+        if r == 0 {
+            return Tensor::zeros((rows.windows, self.tokens, d), rows.x.dtype(), &dev);
         }
-        let t = self.tokens;
-        // Back to window order; windows without rows read the zero block at the end.
-        let mut slot = vec![order.len() as u32; rows.windows];
-        for (k, &w) in order.iter().enumerate() {
-            slot[w] = k as u32;
-        }
-        parts.push(Tensor::zeros((1, t, d), rows.x.dtype(), &dev)?);
-        let all = Tensor::cat(&parts, 0)?;
-        all.index_select(&Tensor::from_vec(slot, rows.windows, &dev)?, 0)
-    }
-
-    /// Tokens `[windows.len(), T, d]` of some windows, padded to their longest.
-    fn bucket(&self, padded: &Tensor, zero_row: u32, s: &Serialised, windows: &[usize]) -> Result<Tensor> {
-        let d = padded.dim(1)?;
-        let dev = padded.device().clone();
-        let w = windows.len();
-        let l = windows.iter().map(|&k| s.members[k].len()).max().unwrap_or(1).max(1);
-        let mut index = vec![zero_row; w * l];
-        let mut pe = vec![0f32; w * l * d];
-        let mut steps = s.steps.as_ref().map(|_| vec![0f32; w * l]);
         // Positions depend on the window's length only: computed once per length.
         let mut positions: std::collections::HashMap<usize, Vec<f32>> = Default::default();
-        for (i, &k) in windows.iter().enumerate() {
-            let m = &s.members[k];
-            index[i * l..i * l + m.len()].copy_from_slice(m);
-            let pos = positions.entry(m.len()).or_insert_with(|| sine_positions(m.len(), d));
-            pe[i * l * d..(i * l + m.len()) * d].copy_from_slice(pos);
-            if let (Some(out), Some(st)) = (steps.as_mut(), s.steps.as_ref()) {
-                out[i * l..i * l + m.len()].copy_from_slice(&st[k]);
-            }
+        let mut pe = Vec::with_capacity(r * d);
+        for &l in &lens {
+            pe.extend_from_slice(positions.entry(l).or_insert_with(|| sine_positions(l, d)));
         }
-        let xs = padded.index_select(&Tensor::from_vec(index, w * l, &dev)?, 0)?.reshape((w, l, d))?;
-        let xs = (xs + Tensor::from_vec(pe, (w, l, d), &dev)?)?;
-        let bias = match &steps {
-            Some(st) => Some(self.distance_bias(st, w, l, &dev)?),
+        let xs = rows.x.index_select(&Tensor::from_vec(order, r, &dev)?, 0)?;
+        let xs = (xs + Tensor::from_vec(pe, (r, d), &dev)?)?;
+        let bias = match &s.steps {
+            Some(st) => Some(self.distance_bias(&st.concat(), &dev)?),
             None => None,
         };
-        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm, 1e-5)?, bias.as_ref())?)?;
+        let ys = (&xs + self.block(&rms_norm(&xs, &self.norm, 1e-5)?, bias.as_ref(), &lens)?)?;
         // Segment means: token t of a length-L window averages positions ⌊tL/T⌋ … ⌊(t+1)L/T⌋ − 1
         // (at least one position).
         let t = self.tokens;
-        let (mut src, mut seg) = (Vec::new(), Vec::new());
-        for (i, &k) in windows.iter().enumerate() {
-            let len = s.members[k].len();
+        let (mut seg, mut start) = (Vec::with_capacity(r), 0usize);
+        let mut src = Vec::with_capacity(r);
+        for (w, m) in s.members.iter().enumerate() {
+            let len = m.len();
+            if len == 0 {
+                continue;
+            }
             for j in 0..t {
                 let lo = j * len / t;
                 let hi = ((j + 1) * len / t).max(lo + 1);
                 for p in lo..hi {
-                    src.push((i * l + p) as u32);
-                    seg.push((i * t + j) as u32);
+                    src.push((start + p) as u32);
+                    seg.push((w * t + j) as u32);
                 }
             }
+            start += len;
         }
         let n = src.len();
-        let picked = ys.reshape((w * l, d))?.index_select(&Tensor::from_vec(src, n, &dev)?, 0)?;
-        scatter_mean(&picked, &Tensor::from_vec(seg, n, &dev)?, w * t)?.reshape((w, t, d))
+        let picked = ys.index_select(&Tensor::from_vec(src, n, &dev)?, 0)?;
+        scatter_mean(&picked, &Tensor::from_vec(seg, n, &dev)?, rows.windows * t)?.reshape((rows.windows, t, d))
     }
 
-    fn distance_bias(&self, steps: &[f32], w: usize, l: usize, dev: &Device) -> Result<Tensor> {
+    /// The Gaussian-smeared distance of each packed row from the previous unit, mapped to the
+    /// channels, `[R, d]`.
+    fn distance_bias(&self, steps: &[f32], dev: &Device) -> Result<Tensor> {
         let spacing = DIST_MAX / (DIST_CENTRES - 1) as f32;
         let coeff = -0.5 / (spacing * spacing);
         let rbf: Vec<f32> = steps
             .iter()
             .flat_map(|&r| (0..DIST_CENTRES).map(move |k| (coeff * (r - k as f32 * spacing).powi(2)).exp()))
             .collect();
-        self.dist.forward(&Tensor::from_vec(rbf, (w, l, DIST_CENTRES), dev)?)
+        self.dist.forward(&Tensor::from_vec(rbf, (steps.len(), DIST_CENTRES), dev)?)
     }
 
-    /// The Mamba block on `[W, L, d]`.
-    fn block(&self, z: &Tensor, dist_bias: Option<&Tensor>) -> Result<Tensor> {
-        let d = z.dim(2)?;
+    /// The Mamba block on packed rows `[R, d]`, the sequences of `lens` one after the other.
+    fn block(&self, z: &Tensor, dist_bias: Option<&Tensor>, lens: &[usize]) -> Result<Tensor> {
+        let d = z.dim(1)?;
         let xr = self.in_proj.forward(z)?;
-        let (x, res) = (xr.narrow(2, 0, d)?, xr.narrow(2, d, d)?);
+        let (x, res) = (xr.narrow(1, 0, d)?, xr.narrow(1, d, d)?);
         // Causal depthwise convolution of width CONV and its SiLU, one kernel.
-        let x = causal_conv_silu(&x, &self.conv_w, &self.conv_b)?;
+        let x = causal_conv_silu_packed(&x, &self.conv_w, &self.conv_b, lens)?;
         let dbl = self.x_proj.forward(&x)?;
-        let dt = dbl.narrow(2, 0, self.rank)?;
-        let b = dbl.narrow(2, self.rank, self.state)?.contiguous()?;
-        let c = dbl.narrow(2, self.rank + self.state, self.state)?.contiguous()?;
+        let dt = dbl.narrow(1, 0, self.rank)?;
+        let b = dbl.narrow(1, self.rank, self.state)?.contiguous()?;
+        let c = dbl.narrow(1, self.rank + self.state, self.state)?.contiguous()?;
         let mut pre = self.dt_proj.forward(&dt.contiguous()?)?;
         if let Some(bias) = dist_bias {
             pre = (pre + bias)?;
         }
         // Δ = softplus(pre), the skip D·x and the gate SiLU(res) happen inside the scan kernel.
         let a = self.a_shift.exp()?.mul(&self.a_base)?;
-        let y = selective_scan(&x, &pre, &a, &b, &c, &self.d_skip, &res)?;
+        let y = selective_scan_packed(&x, &pre, &a, &b, &c, &self.d_skip, &res, lens)?;
         self.out_proj.forward(&y)
     }
 }
