@@ -5,6 +5,12 @@
 //! `Null` atom type (`units + 0`). One MLP (384 → 384 → node types, ReLU; `mlp.layers.{0,1}`)
 //! reads the concatenated node features and predicts the original types; the loss is the sum
 //! of the monosaccharide and atom cross-entropies.
+//!
+//! The same objective runs on the true-molecule featurisation
+//! ([`crate::model::molecule_compat`], [`PreGlycanAA::on_molecules`]): there every atom of the
+//! molecule is a node — the substituents' too (sulfate, phosphate, acetyl, …) — so masking a
+//! monosaccharide masks its substituent atoms with it, and the drawn atoms include them. The
+//! mask tokens are the unknown-core unit slot and atom type `units + 0` ([`MaskTokens`]).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +38,60 @@ impl Default for MaskingConfig {
     }
 }
 
+/// The node types masked nodes take, and where a unit's atoms are listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskTokens {
+    /// Type of a masked monosaccharide.
+    pub unit: u32,
+    /// Type of a masked atom.
+    pub atom: u32,
+    /// Relation of the unit → atom membership edges; `None`: the graph's `cumsum` lists each
+    /// unit's atoms (the official featurisation).
+    pub membership: Option<u32>,
+}
+
+impl MaskTokens {
+    /// The official featurisation's: the vocabulary's `Unknown` unit and the `Null` atom
+    /// (`units + 0`).
+    pub fn official(vocab: &CompatVocab) -> Result<MaskTokens> {
+        let unit =
+            vocab.units.iter().position(|u| u == "Unknown").ok_or_else(|| {
+                candle_core::Error::Msg("the vocabulary has no 'Unknown' unit (the mask token)".into())
+            })?;
+        Ok(MaskTokens { unit: unit as u32, atom: vocab.units.len() as u32, membership: None })
+    }
+
+    /// The true-molecule featurisation's: the unknown-core unit slot, atom type `units + 0`
+    /// (no element has atomic number 0) and the membership relation.
+    pub fn molecule() -> MaskTokens {
+        MaskTokens {
+            unit: crate::residue::CORES.len() as u32,
+            atom: crate::model::molecule_units() as u32,
+            membership: Some(crate::model::molecule_relations() as u32 - 1),
+        }
+    }
+
+    /// Atom node indices of each unit of `g`.
+    fn unit_atoms(&self, g: &CompatGraph) -> Result<Vec<Vec<u32>>> {
+        let nu = g.num_units;
+        match self.membership {
+            None if g.cumsum.len() == nu + 1 => Ok((0..nu).map(|u| (g.cumsum[u]..g.cumsum[u + 1]).collect()).collect()),
+            None => {
+                candle_core::bail!("masking: the graph lists no atoms per unit (not an official-featurisation graph?)")
+            }
+            Some(r) => {
+                let mut out = vec![Vec::new(); nu];
+                for &[a, b, rel] in &g.edges {
+                    if rel == r && (a as usize) < nu && b as usize >= nu {
+                        out[a as usize].push(b);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// One glycan's masking: node indices (within the glycan) and their original types.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Masked {
@@ -43,27 +103,20 @@ pub struct Masked {
     pub atoms: Vec<(u32, u32)>,
 }
 
-/// Draws the official masking for one glycan.
-pub fn mask_glycan(g: &CompatGraph, vocab: &CompatVocab, cfg: &MaskingConfig, rng: &mut Rng) -> Result<Masked> {
+/// Draws the official masking for one glycan, with the featurisation's mask tokens.
+pub fn mask_glycan(g: &CompatGraph, tokens: &MaskTokens, cfg: &MaskingConfig, rng: &mut Rng) -> Result<Masked> {
     let nu = g.num_units;
     let n_atoms = g.node_type.len() - nu;
-    let unknown = vocab
-        .units
-        .iter()
-        .position(|u| u == "Unknown")
-        .ok_or_else(|| candle_core::Error::Msg("the vocabulary has no 'Unknown' unit (the mask token)".into()))?
-        as u32;
-    let null_atom = vocab.units.len() as u32;
+    let (unknown, null_atom) = (tokens.unit, tokens.atom);
     let mut mono = std::collections::BTreeSet::new();
     let mut atom = std::collections::BTreeSet::new();
     if cfg.mono_mask_rate > 0.0 && nu > 0 {
+        let members = tokens.unit_atoms(g)?;
         let k = ((nu as f64 * cfg.mono_mask_rate) as usize).max(1);
         for _ in 0..k {
             let u = rng.below(nu as u64) as usize;
             mono.insert(u as u32);
-            for a in g.cumsum[u]..g.cumsum[u + 1] {
-                atom.insert(a);
-            }
+            atom.extend(members[u].iter().copied());
         }
     }
     if cfg.atom_mask_rate > 0.0 && n_atoms > 0 {
@@ -92,6 +145,8 @@ pub struct PreGlycanAA {
     layer1: Linear,
     /// Vocabulary of the featurisation.
     pub vocab: CompatVocab,
+    /// Its mask tokens.
+    pub tokens: MaskTokens,
     /// Masking rates.
     pub masking: MaskingConfig,
     device: Device,
@@ -129,13 +184,41 @@ pub struct MaskedOutput {
 }
 
 impl PreGlycanAA {
-    /// Loads or creates the encoder (official names) and `mlp.layers.{0,1}` under `vb`.
+    /// Loads or creates the encoder (official names) and `mlp.layers.{0,1}` under `vb`, on the
+    /// official featurisation with `vocab`.
     pub fn new(vb: VarBuilder, config: &GlycanAAConfig, vocab: CompatVocab, masking: MaskingConfig) -> Result<Self> {
+        let tokens = MaskTokens::official(&vocab)?;
+        Self::build(vb, config, vocab, tokens, masking)
+    }
+
+    /// The same on the true-molecule featurisation ([`crate::model::molecule_compat`] graphs;
+    /// `config` sized for it, as [`GlycanAAConfig::paper_on_molecules`]).
+    pub fn on_molecules(vb: VarBuilder, config: &GlycanAAConfig, masking: MaskingConfig) -> Result<Self> {
+        let want = GlycanAAConfig::paper_on_molecules();
+        if (config.num_unit, config.num_relation) != (want.num_unit, want.num_relation) {
+            candle_core::bail!(
+                "PreGlycanAA on molecules: num_unit/num_relation are {}/{}, the all-atom vocabulary gives {}/{}",
+                config.num_unit,
+                config.num_relation,
+                want.num_unit,
+                want.num_relation
+            );
+        }
+        Self::build(vb, config, crate::model::molecule_vocab(), MaskTokens::molecule(), masking)
+    }
+
+    fn build(
+        vb: VarBuilder,
+        config: &GlycanAAConfig,
+        vocab: CompatVocab,
+        tokens: MaskTokens,
+        masking: MaskingConfig,
+    ) -> Result<Self> {
         let encoder = GlycanAA::new(vb.clone(), config)?;
         let d = config.node_dim();
         let layer0 = candle_nn::linear(d, d, vb.pp("mlp.layers.0"))?;
         let layer1 = candle_nn::linear(d, config.num_unit, vb.pp("mlp.layers.1"))?;
-        Ok(PreGlycanAA { encoder, layer0, layer1, vocab, masking, device: vb.device().clone() })
+        Ok(PreGlycanAA { encoder, layer0, layer1, vocab, tokens, masking, device: vb.device().clone() })
     }
 
     /// Forward on already-masked glycans (`train` selects batch statistics).
@@ -208,7 +291,7 @@ impl Objective for PreGlycanAA {
 
     fn prepare(&self, items: &[&CompatGraph], rng: &mut Rng) -> Result<MaskedBatch> {
         let masked =
-            items.iter().map(|g| mask_glycan(g, &self.vocab, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
+            items.iter().map(|g| mask_glycan(g, &self.tokens, &self.masking, rng)).collect::<Result<Vec<_>>>()?;
         self.collate_masked(&masked)
     }
 
@@ -233,7 +316,7 @@ impl Objective for PreGlycanAA {
         for chunk in items.chunks(256) {
             let masked = chunk
                 .iter()
-                .map(|g| mask_glycan(g, &self.vocab, &self.masking, &mut rng))
+                .map(|g| mask_glycan(g, &self.tokens, &self.masking, &mut rng))
                 .collect::<Result<Vec<_>>>()?;
             let out = self.forward_masked(&masked, false)?;
             mc += out.mono_correct.0;
@@ -264,7 +347,8 @@ mod tests {
         let (nu, na) = (g.num_units, g.node_type.len() - g.num_units);
         let mut rng = Rng::new(3);
         for _ in 0..50 {
-            let m = mask_glycan(&g, &vocab, &MaskingConfig::default(), &mut rng).unwrap();
+            let m =
+                mask_glycan(&g, &MaskTokens::official(&vocab).unwrap(), &MaskingConfig::default(), &mut rng).unwrap();
             // ⌊0.15·8⌋ = 1 monosaccharide (clamped to ≥ 1), drawn with replacement.
             assert_eq!(m.monos.len(), 1);
             let (u, t) = m.monos[0];
@@ -284,5 +368,44 @@ mod tests {
                 assert_eq!(m.graph.node_type[i as usize] as usize, vocab.units.len(), "Null atom token");
             }
         }
+    }
+
+    #[test]
+    fn molecule_masking_takes_substituent_atoms_with_their_monosaccharide() {
+        let g = crate::Glycan::from_iupac("GlcNAc6S(b1-3)Gal").unwrap();
+        let c = crate::model::molecule_compat(&g.molecule.graph, None);
+        let tokens = MaskTokens::molecule();
+        let (nu, n) = (c.num_units, c.node_type.len());
+        let members = tokens.unit_atoms(&c).unwrap();
+        // Every atom belongs to exactly one unit.
+        let mut all: Vec<u32> = members.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (nu as u32..n as u32).collect::<Vec<_>>());
+        let sulfur_type = crate::model::molecule_units() as u32 + 16;
+        let s_atom = (nu..n).find(|&i| c.node_type[i] == sulfur_type).expect("the sulfate's S") as u32;
+        let s_unit = members.iter().position(|m| m.contains(&s_atom)).unwrap() as u32;
+        assert_eq!(g.molecule.graph.units[s_unit as usize].name, "GlcNAc6S", "{:?}", g.molecule.graph.units);
+        let cfg = MaskingConfig { mono_mask_rate: 0.5, atom_mask_rate: 0.0 };
+        let mut rng = Rng::new(1);
+        let mut seen = 0;
+        for _ in 0..40 {
+            let m = mask_glycan(&c, &tokens, &cfg, &mut rng).unwrap();
+            assert_eq!(m.monos.len(), 1);
+            let (u, t) = m.monos[0];
+            assert_eq!(m.graph.node_type[u as usize], tokens.unit);
+            assert_eq!(t, c.node_type[u as usize]);
+            let own = &members[u as usize];
+            assert_eq!(m.atoms.iter().map(|&(i, _)| i).collect::<Vec<_>>(), *own, "exactly the unit's atoms");
+            if u == s_unit {
+                seen += 1;
+                assert!(m.atoms.contains(&(s_atom, sulfur_type)));
+                assert_eq!(m.graph.node_type[s_atom as usize], tokens.atom);
+            }
+        }
+        assert!(seen > 0, "the sulfated unit was drawn");
+        // An official-featurisation mask on a molecule graph is refused (no atom lists there).
+        let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &[], 84);
+        let e = mask_glycan(&c, &MaskTokens::official(&vocab).unwrap(), &cfg, &mut rng).unwrap_err().to_string();
+        assert!(e.contains("lists no atoms per unit"), "{e}");
     }
 }

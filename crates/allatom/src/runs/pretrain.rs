@@ -10,7 +10,7 @@ use aa_sparse_attn::{Vabs, VabsConfig};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
 use glycan_aa::compat::{featurize, CompatVocab};
-use glycan_aa::model::GlycanAAConfig;
+use glycan_aa::model::{molecule_compat, GlycanAAConfig};
 use glycan_aa::pretrain::{MaskingConfig, PreGlycanAA};
 use protein_aa::esm_pretrain::{residue_windows, EsmAaMasking, EsmAaPretrain};
 use protein_aa::vabs::{SpanMasking, VabsSmpc};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::resolve_lm;
+use crate::families::glycanaa::{Featurisation, GlycanAAFamilyConfig};
 use crate::families::vabs::VabsFamilyConfig;
 use crate::inputs::{read_glycan_file, read_structures};
 
@@ -63,6 +64,10 @@ pub struct PreGlycanAARun {
     pub data: GlycanData,
     /// The encoder (`num_unit`/`num_relation` 0: sized from the vocabulary).
     pub model: GlycanAAConfig,
+    /// Which graph it reads: `official` (GlycanML's glycoword vocabulary, what official weights
+    /// need) or `molecule` (the true molecule: every heavy atom, substituents included).
+    #[serde(default)]
+    pub featurisation: Featurisation,
     /// Masking rates.
     #[serde(default)]
     pub masking: MaskingConfig,
@@ -145,13 +150,16 @@ fn pretraining_spec<'a>(
     }
 }
 
-/// PreGlycanAA on a glycan file in the official featurisation.
+/// PreGlycanAA on a glycan file, in the official or the true-molecule featurisation.
 pub(super) fn preglycanaa(config_path: &Path, cfg: &PreGlycanAARun, run_dir: &Path) -> Result<Value> {
     let mut cfg = cfg.clone();
     if !(0.0..1.0).contains(&cfg.data.valid_fraction) {
         bail!("data.valid_fraction must be in [0, 1)");
     }
     let mut glycans = read_glycan_file(&resolve(config_path, &cfg.data.glycans), cfg.data.column.as_deref())?;
+    if cfg.featurisation == Featurisation::Molecule {
+        return preglycanaa_molecules(cfg, glycans, run_dir);
+    }
     // The vocabulary comes from the whole file, so `limit` does not change the model's shape.
     let vocab = CompatVocab::with_frequent_links(CompatVocab::official_unit_names(), &glycans, cfg.data.vocab_links);
     if let Some(n) = cfg.data.limit {
@@ -176,6 +184,42 @@ pub(super) fn preglycanaa(config_path: &Path, cfg: &PreGlycanAARun, run_dir: &Pa
     let encoder = json!({ "family": "glycanaa", "model": cfg.model, "featurisation": "official", "vocab": vocab });
     let metadata =
         json!({ "objective": "preglycanaa", "config": cfg, "vocab": vocab, "encoder": encoder, "task": "PreGlycanAA" });
+    let counts = json!({ "train_glycans": train.len(), "valid_glycans": valid.len(), "skipped_glycans": failed });
+    let t = std::time::Instant::now();
+    let report = fit(pretraining_spec(run_dir, &cfg.train, store.all(), metadata), &model, &train, &valid)?;
+    Ok(write_summary(run_dir, &report, counts, t.elapsed().as_secs_f64(), "glycans")?)
+}
+
+/// PreGlycanAA on true molecules ([`glycan_aa::model::molecule_compat`]): glycans the molecule
+/// builder cannot build are skipped and counted.
+fn preglycanaa_molecules(mut cfg: PreGlycanAARun, mut glycans: Vec<String>, run_dir: &Path) -> Result<Value> {
+    let family = GlycanAAFamilyConfig { model: cfg.model.clone(), featurisation: Featurisation::Molecule, vocab: None };
+    cfg.model = family.complete()?.model;
+    if let Some(n) = cfg.data.limit {
+        glycans.truncate(n);
+    }
+    let started = std::time::Instant::now();
+    let built: Vec<_> = glycans
+        .par_iter()
+        .map(|g| glycan_aa::Glycan::parse(g).map(|g| molecule_compat(&g.molecule.graph, None)))
+        .collect();
+    let failed = built.iter().filter(|r| r.is_err()).count();
+    let items: Vec<_> = built.into_iter().filter_map(|r| r.ok()).collect();
+    eprintln!(
+        "{} glycans built as molecules in {:.1} s ({failed} the molecule builder cannot build skipped)",
+        items.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if items.is_empty() {
+        bail!("no glycan of the file could be built as a molecule");
+    }
+    let n_valid = (items.len() as f64 * cfg.data.valid_fraction).round() as usize;
+    let [train, valid, _] = split_counts(items, cfg.train.seed, n_valid, 0);
+    let store = aa_pretrain::init::SeededVarMap::new(cfg.train.seed);
+    let model =
+        PreGlycanAA::on_molecules(store.var_builder(DType::F32, &Device::Cpu), &cfg.model, cfg.masking.clone())?;
+    let encoder = json!({ "family": "glycanaa", "model": cfg.model, "featurisation": "molecule" });
+    let metadata = json!({ "objective": "preglycanaa", "config": cfg, "encoder": encoder, "task": "PreGlycanAA" });
     let counts = json!({ "train_glycans": train.len(), "valid_glycans": valid.len(), "skipped_glycans": failed });
     let t = std::time::Instant::now();
     let report = fit(pretraining_spec(run_dir, &cfg.train, store.all(), metadata), &model, &train, &valid)?;
