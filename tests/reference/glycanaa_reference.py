@@ -11,6 +11,10 @@ statistics), every node's features and the glycan embeddings.
     /tmp/refenv/bin/pip install numpy safetensors
     /tmp/refenv/bin/python tests/reference/glycanaa_reference.py crates/glycan-aa/tests/fixtures
 
+`glycanaa_reference.py DIR BATCH OUT` reads the batch from BATCH and writes OUT instead (the
+weights and config still from DIR): the `allatom convert` check of an official checkpoint, on
+the official glycoword vocabulary's featurisation (`glycanaa_parity_inputs --official`).
+
 TorchDrug's RelationalGraphConv, as used here (dense over all relations, like the original):
     update[i, r] = sum_{j->i, rel r} x[j] / (count[i, r] + 1e-10)        # mean, zero if none
     out = linear(update.reshape(N, R*D)) + self_loop(x); out = batch_norm(out); out = gelu(out)
@@ -60,7 +64,9 @@ def rgconv(x, edges, w, prefix, num_relation, train):
 
 def main():
     root = sys.argv[1]
-    batch = json.load(open(f"{root}/glycanaa_batch.json"))
+    batch_path = sys.argv[2] if len(sys.argv) > 3 else f"{root}/glycanaa_batch.json"
+    out_path = sys.argv[3] if len(sys.argv) > 3 else f"{root}/glycanaa_expected.safetensors"
+    batch = json.load(open(batch_path))
     cfg = json.load(open(f"{root}/glycanaa_config.json"))
     w = {k: v.astype(np.float64) for k, v in load_file(f"{root}/glycanaa_weights.safetensors").items()}
     nu = len(batch["vocab"]["units"])
@@ -102,7 +108,7 @@ def main():
             mx[gi] = sel.max(axis=0)
         out[f"{mode}.all_node_feature"] = allf.astype(np.float32)
         out[f"{mode}.graph_feature"] = np.concatenate([mean, mx], axis=1).astype(np.float32)
-    save_file(out, f"{root}/glycanaa_expected.safetensors")
+    save_file(out, out_path)
     print({k: v.shape for k, v in out.items()})
 
 

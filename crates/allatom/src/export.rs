@@ -395,3 +395,149 @@ pub fn convert_vabs(path: &Path, out: &Path, heads: Option<usize>, lm: Option<&s
     write_package(out, &package, &kept, DType::F32, Some(&readme), &[])?;
     Ok(ConvertedVabs { config, dropped })
 }
+
+/// What [`convert_glycanaa`] wrote.
+#[derive(Clone, Debug)]
+pub struct ConvertedGlycanAA {
+    /// The inferred configuration.
+    pub config: glycan_aa::model::GlycanAAConfig,
+    /// Tensors of the checkpoint left out (the pretraining or task head, `mlp.`).
+    pub dropped: Vec<String>,
+}
+
+/// The encoder's weight prefixes in the official GlycanAA names.
+const GLYCANAA_ENCODER: [&str; 5] = ["embedding.", "atom_layers.", "cross_layers.", "mono_layers.", "hidden_layers."];
+
+/// The GlycanAA state dict of a torch checkpoint: a TorchDrug engine checkpoint
+/// (`{"model": task.state_dict(), "optimizer": …}`, keys `model.…` for the encoder), a task
+/// state dict (`model.…`, `mlp.…`) or the encoder's own; `None` when it is none of these.
+fn glycanaa_state_dict(path: &Path) -> Option<HashMap<String, Tensor>> {
+    for key in [Some("model"), None] {
+        if let Ok(t) = candle_core::pickle::read_all_with_key(path, key) {
+            let strip = |k: &str| k.strip_prefix("model.").unwrap_or(k).to_string();
+            let map: HashMap<String, Tensor> = t.into_iter().map(|(k, v)| (strip(&k), v)).collect();
+            if map.contains_key("embedding.weight")
+                && (map.contains_key("atom_layers.0.linear.weight")
+                    || map.contains_key("hidden_layers.0.linear.weight"))
+            {
+                return Some(map);
+            }
+        }
+    }
+    None
+}
+
+/// Whether a torch checkpoint holds an official GlycanAA / PreGlycanAA encoder (after
+/// [`crate::torch::data_pkl`]'s limits).
+pub fn is_glycanaa_checkpoint(path: &Path) -> Result<bool> {
+    if !path.is_file() {
+        bail!("{}: no such checkpoint file", path.display());
+    }
+    crate::torch::data_pkl(path)?;
+    const KEYS: [&str; 2] = ["atom_layers.0.linear.weight", "hidden_layers.0.linear.weight"];
+    Ok([Some("model"), None].into_iter().any(|key| {
+        candle_core::pickle::read_pth_tensor_info(path, false, key).is_ok_and(|infos| {
+            infos.iter().any(|i| KEYS.iter().any(|k| i.name == *k || i.name.strip_prefix("model.") == Some(*k)))
+        })
+    }))
+}
+
+/// Converts an official GlycanAA / PreGlycanAA checkpoint (kasawa1234/GlycanAA, TorchDrug:
+/// the encoder under `model.`, the masking or task head under `mlp.`, dropped) into a
+/// `family: glycanaa` package in the official featurisation with `vocab` (GlycanML's glycoword
+/// vocabulary: [`glycan_aa::compat::CompatVocab::official`] unless another is given). Widths,
+/// layers, relations and batch norm come from the tensors; activation, concatenation and
+/// readout are the official configuration's (GELU, concatenated, monosaccharides). The model
+/// is built once from the tensors before anything is written.
+pub fn convert_glycanaa(
+    path: &Path,
+    out: &Path,
+    vocab: Option<glycan_aa::compat::CompatVocab>,
+) -> Result<ConvertedGlycanAA> {
+    use glycan_aa::model::{GlycanAA, GlycanAAConfig, Variant};
+    if !path.is_file() {
+        bail!("{}: no such checkpoint file", path.display());
+    }
+    crate::torch::data_pkl(path)?;
+    let tensors = glycanaa_state_dict(path)
+        .with_context(|| format!("{}: not a GlycanAA checkpoint (no embedding and layer-0 weights)", path.display()))?;
+    let vocab = vocab.unwrap_or_else(glycan_aa::compat::CompatVocab::official);
+    let (mut kept, mut dropped) = (HashMap::new(), Vec::new());
+    for (k, v) in tensors {
+        if k.ends_with(".num_batches_tracked") {
+            // BatchNorm's step counter: nothing the encoder reads.
+            continue;
+        }
+        if GLYCANAA_ENCODER.iter().any(|p| k.starts_with(p)) {
+            kept.insert(k, v.to_dtype(DType::F32)?);
+        } else if k.starts_with("mlp.") {
+            dropped.push(k);
+        } else {
+            bail!("{}: tensor {k} belongs to no part of a GlycanAA encoder or its head", path.display());
+        }
+    }
+    dropped.sort();
+    let dims2 = |k: &str| -> Result<(usize, usize)> {
+        let t = kept.get(k).with_context(|| format!("{}: no {k}", path.display()))?;
+        t.dims2().with_context(|| format!("{}: {k} is {:?}, not a matrix", path.display(), t.shape()))
+    };
+    let (num_unit, input_dim) = dims2("embedding.weight")?;
+    let (variant, conv) = if kept.contains_key("atom_layers.0.linear.weight") {
+        (Variant::Hierarchical, "atom_layers")
+    } else {
+        (Variant::Flat, "hidden_layers")
+    };
+    let mut hidden_dims = Vec::new();
+    while kept.contains_key(&format!("{conv}.{}.linear.weight", hidden_dims.len())) {
+        hidden_dims.push(dims2(&format!("{conv}.{}.linear.weight", hidden_dims.len()))?.0);
+    }
+    let (_, cols) = dims2(&format!("{conv}.0.linear.weight"))?;
+    if input_dim == 0 || !cols.is_multiple_of(input_dim) {
+        bail!(
+            "{}: {conv}.0.linear.weight has {cols} columns, not a multiple of the {input_dim}-wide embedding",
+            path.display()
+        );
+    }
+    let paper = GlycanAAConfig::paper();
+    let config = GlycanAAConfig {
+        num_unit,
+        num_relation: cols / input_dim,
+        input_dim,
+        hidden_dims,
+        batch_norm: kept.contains_key(&format!("{conv}.0.batch_norm.weight")),
+        variant,
+        ..paper
+    };
+    if (config.num_unit, config.num_relation) != (vocab.num_node_types(), vocab.num_relations()) {
+        bail!(
+            "{}: the checkpoint has {} node types and {} relations, the vocabulary {} and {} ({} units, {} links)",
+            path.display(),
+            config.num_unit,
+            config.num_relation,
+            vocab.num_node_types(),
+            vocab.num_relations(),
+            vocab.units.len(),
+            vocab.links.len()
+        );
+    }
+    let vb = candle_nn::VarBuilder::from_tensors(kept.clone(), DType::F32, &Device::Cpu);
+    GlycanAA::new(vb, &config).with_context(|| format!("{}: does not fit the inferred config", path.display()))?;
+    let family = crate::families::family("glycanaa")?;
+    let part = json!({ "model": config, "featurisation": "official", "vocab": vocab });
+    let package = package_config(family, &part);
+    let readme = format!(
+        "# {}\n\nOfficial GlycanAA (kasawa1234/GlycanAA, Apache-2.0) converted by `allatom convert` from `{}`: \
+         {} blocks of widths {:?}, {} node types, {} relations, official featurisation with GlycanML's glycoword \
+         vocabulary (kasawa1234/GlycanAA `module/custom_data/glycoword_vocab.pkl`, Apache License 2.0).{}\n",
+        out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        path.display(),
+        config.hidden_dims.len(),
+        config.hidden_dims,
+        config.num_unit,
+        config.num_relation,
+        if dropped.is_empty() { String::new() } else { format!(" Left out: {} head tensors.", dropped.len()) }
+    );
+    write_package(out, &package, &kept, DType::F32, Some(&readme), &[])?;
+    Model::from_dir(out).with_context(|| format!("reading back {}", out.display()))?;
+    Ok(ConvertedGlycanAA { config, dropped })
+}

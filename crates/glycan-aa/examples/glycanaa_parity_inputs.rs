@@ -4,6 +4,10 @@
 //! expected outputs from these files.
 //!
 //! `cargo run --release -p glycan-aa --example glycanaa_parity_inputs -- OUT_DIR`
+//!
+//! With `--official OUT_FILE` instead it writes only the official featurisation of 40 real
+//! glycans with GlycanML's official glycoword vocabulary (`CompatVocab::official`), the input of
+//! the `allatom convert` check of an official checkpoint.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -11,9 +15,33 @@ use glycan_aa::compat::{featurize, CompatVocab};
 use glycan_aa::model::{GlycanAA, GlycanAAConfig};
 
 fn main() -> anyhow::Result<()> {
-    let out = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: glycanaa_parity_inputs OUT_DIR"));
-    std::fs::create_dir_all(&out)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if args.first().map(String::as_str) == Some("--official") {
+        let out = args.get(1).expect("usage: glycanaa_parity_inputs --official OUT_FILE");
+        let mut rdr = csv::Reader::from_path(root.join("../../../shared/data/glycans/glycan_pretrain.csv"))?;
+        let vocab = CompatVocab::official();
+        let mut chosen = Vec::new();
+        // Every 500th glycan the official featurisation takes (with atoms), 40 in all.
+        for (i, r) in rdr.records().enumerate() {
+            let g = r?[0].to_string();
+            if i % 500 == 0 {
+                if let Ok(f) = featurize(&g, &vocab) {
+                    if f.node_type.len() > f.num_units {
+                        chosen.push(serde_json::json!({"iupac": g, "graph": f}));
+                    }
+                }
+            }
+            if chosen.len() == 40 {
+                break;
+            }
+        }
+        std::fs::write(out, serde_json::to_string(&serde_json::json!({"vocab": vocab, "glycans": chosen}))?)?;
+        println!("{} glycans in {out}", chosen.len());
+        return Ok(());
+    }
+    let out = std::path::PathBuf::from(args.first().expect("usage: glycanaa_parity_inputs OUT_DIR"));
+    std::fs::create_dir_all(&out)?;
     // Vocabulary: the official 127 unit names and the 84 most frequent links of the
     // pretraining set (the official id order is not available here; see compat docs).
     let mut rdr = csv::Reader::from_path(root.join("../../../shared/data/glycans/glycan_pretrain.csv"))?;

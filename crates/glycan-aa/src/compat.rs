@@ -58,14 +58,31 @@ impl CompatVocab {
         CompatVocab { units, links }
     }
 
-    /// Reads either `{"units": [...], "links": [...]}` or the pickle's plain entity list.
+    /// Reads `{"units": [...], "links": [...]}`, the pickle's plain entity list, or an object
+    /// with that list under `glycowords` (the form of the bundled official vocabulary).
     pub fn from_json(s: &str) -> Result<CompatVocab, VocabError> {
         if let Ok(v) = serde_json::from_str::<CompatVocab>(s) {
             return Ok(v);
         }
+        #[derive(Deserialize)]
+        struct Words {
+            glycowords: Vec<String>,
+        }
+        if let Ok(w) = serde_json::from_str::<Words>(s) {
+            return Ok(CompatVocab::from_entities(&w.glycowords));
+        }
         let entities: Vec<String> = serde_json::from_str(s)
             .map_err(|e| VocabError::Invalid(format!("expected {{\"units\", \"links\"}} or a list of words: {e}")))?;
         Ok(CompatVocab::from_entities(&entities))
+    }
+
+    /// GlycanML's official glycoword vocabulary — the 211 words of kasawa1234/GlycanAA @ 7ba3899
+    /// `module/custom_data/glycoword_vocab.pkl` (Apache License 2.0), bundled as
+    /// `data/glycoword_vocab.json` with its provenance — split by the official rule into 127
+    /// units and 84 links in official id order: the ids official GlycanAA / PreGlycanAA weights
+    /// were trained with.
+    pub fn official() -> CompatVocab {
+        CompatVocab::from_json(include_str!("../data/glycoword_vocab.json")).expect("the bundled vocabulary parses")
     }
 
     /// A stand-in vocabulary for tests and benchmarks when the official pickle is not at hand:
@@ -538,6 +555,22 @@ pub fn featurize(iupac: &str, vocab: &CompatVocab) -> Result<CompatGraph, Glycan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bundled_official_vocabulary_has_the_release_shape() {
+        let v = CompatVocab::official();
+        assert_eq!((v.units.len(), v.links.len()), (127, 84));
+        assert_eq!((v.num_node_types(), v.num_relations()), (210, 89));
+        // The official id order: the pickle's first words.
+        assert_eq!(&v.units[..3], ["dHex", "Gal", "AltN"]);
+        assert_eq!(&v.links[..2], ["1-1", "1-2"]);
+        // The same unit names as the official residue table, in another order.
+        let (mut a, mut b) = (v.units.clone(), CompatVocab::official_unit_names());
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert!(v.units.iter().any(|u| u == "Unknown"), "the mask token");
+    }
 
     #[test]
     fn cores_like_glycowork() {
