@@ -49,7 +49,9 @@ pub struct Args {
     fasta: Option<PathBuf>,
     /// The encoder: a package directory (`allatom export`/`convert`), a Hugging Face Hub
     /// repository id (owner/name[@revision]; HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE are
-    /// honoured), or preglycanaa-small, the model built into this binary (the default). Any
+    /// honoured), or a model built into this binary: preglycanaa-small (the default; GlycanML's
+    /// featurisation) or preglycanaa-molecule-small (true molecules: tells sulfated,
+    /// phosphorylated, O-acetylated glycans from unmodified ones). Any
     /// family: GlycanAA, RGCN, Vabs-Net (structures), ESM-2 / ESM-AA (Hugging Face
     /// `EsmForMaskedLM` repositories load as they are).
     #[arg(long)]

@@ -372,8 +372,9 @@ fn a_full_disk_leaves_the_previous_pair_intact() {
 
 /// PreGlycanAA on true molecules (`"featurisation": "molecule"`): the run pretrains and
 /// reports recovery accuracies, the exported package embeds, and sulfated / unsulfated (and
-/// phosphorylated, O-acetylated) pairs get different vectors — which the official
-/// featurisation of the built-in model cannot tell apart.
+/// phosphorylated, O-acetylated) pairs get different vectors, as with the built-in
+/// `preglycanaa-molecule-small` — which the official featurisation of the built-in default
+/// cannot tell apart.
 #[test]
 fn a_molecule_pretrained_model_tells_modified_from_unmodified_glycans() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,7 +410,11 @@ fn a_molecule_pretrained_model_tells_modified_from_unmodified_glycans() {
     ];
     let glycans: Vec<&str> = pairs.iter().flat_map(|(a, b)| [*a, *b]).collect();
     std::fs::write(d.join("in.txt"), glycans.join("\n") + "\n").unwrap();
-    for (model, differ) in [(d.join("pkg").to_string_lossy().into_owned(), true), ("preglycanaa-small".into(), false)] {
+    for (model, differ) in [
+        (d.join("pkg").to_string_lossy().into_owned(), true),
+        ("preglycanaa-molecule-small".into(), true),
+        ("preglycanaa-small".into(), false),
+    ] {
         ok(allatom()
             .args(["embed", "--model", &model, "--glycans"])
             .arg(d.join("in.txt"))

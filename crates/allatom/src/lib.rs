@@ -35,7 +35,7 @@ pub use aa_encoder::{
     check_pairing, tasks, AtomRows, DataTraits, Encoder, EncoderOutput, Featurized, LayerStates, MeanMax, PoolNodes,
     Readout, Requirements, Window,
 };
-pub use package::{write_package, Model, DEFAULT_MODEL};
+pub use package::{write_package, Model, DEFAULT_MODEL, MOLECULE_MODEL};
 
 /// The crate README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -24,10 +24,25 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Name of the model built into the library (`models/preglycanaa-small`).
 pub const DEFAULT_MODEL: &str = "preglycanaa-small";
 
+/// Name of the built-in model pretrained on true molecules
+/// (`models/preglycanaa-molecule-small`: PreGlycanAA 3 × 48 on the molecule featurisation,
+/// stored as f16), which tells modified glycans (sulfated, phosphorylated, O-acetylated, …)
+/// from unmodified ones.
+pub const MOLECULE_MODEL: &str = "preglycanaa-molecule-small";
+
 /// The built-in model's files (embedded once).
 static BUILTIN_CONFIG: &[u8] = include_bytes!("../../../models/preglycanaa-small/config.json");
 static BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../../models/preglycanaa-small/model.safetensors");
 const BUILTIN_ORIGIN: &str = "the built-in preglycanaa-small";
+static MOLECULE_CONFIG: &[u8] = include_bytes!("../../../models/preglycanaa-molecule-small/config.json");
+static MOLECULE_WEIGHTS: &[u8] = include_bytes!("../../../models/preglycanaa-molecule-small/model.safetensors");
+const MOLECULE_ORIGIN: &str = "the built-in preglycanaa-molecule-small";
+
+/// The built-in models: name, configuration, weights, origin.
+const BUILTINS: [(&str, &[u8], &[u8], &str); 2] = [
+    (DEFAULT_MODEL, BUILTIN_CONFIG, BUILTIN_WEIGHTS, BUILTIN_ORIGIN),
+    (MOLECULE_MODEL, MOLECULE_CONFIG, MOLECULE_WEIGHTS, MOLECULE_ORIGIN),
+];
 
 /// A loaded encoder package.
 pub struct Model {
@@ -51,7 +66,7 @@ impl PackageFiles for DirFiles {
 }
 
 impl Model {
-    /// Loads `name`: [`DEFAULT_MODEL`] (built in), a package directory, or a Hugging Face Hub
+    /// Loads `name`: [`DEFAULT_MODEL`] or [`MOLECULE_MODEL`] (built in), a package directory, or a Hugging Face Hub
     /// repository id (`owner/name[@revision]`; downloads go to the shared `huggingface_hub`
     /// cache and are checked against the hub's checksums, see [`aa_pretrain::hub`]).
     pub fn from_pretrained(name: &str, opts: &HubOptions) -> Result<Model> {
@@ -61,14 +76,8 @@ impl Model {
     /// [`Model::from_pretrained`] with `patch` (a JSON object) merged into the family's
     /// configuration before the encoder is built, e.g. `{"unzip": "all"}` for ESM-AA atom tokens.
     pub fn from_pretrained_with(name: &str, opts: &HubOptions, patch: &Value) -> Result<Model> {
-        if name == DEFAULT_MODEL {
-            return Model::from_bytes_with(
-                BUILTIN_CONFIG,
-                BUILTIN_WEIGHTS,
-                BUILTIN_ORIGIN,
-                &crate::families::NoFiles,
-                patch,
-            );
+        if let Some((_, config, weights, origin)) = BUILTINS.iter().find(|b| b.0 == name) {
+            return Model::from_bytes_with(config, weights, origin, &crate::families::NoFiles, patch);
         }
         let local = Path::new(name);
         if local.is_dir() && !local.join(CONFIG_FILE).exists() {
