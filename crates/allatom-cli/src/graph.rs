@@ -49,8 +49,8 @@ pub fn parse_notation(s: &str) -> Result<Notation, String> {
     s.parse()
 }
 
-/// The JSON record for one glycan line; `iupac` is the IUPAC-condensed form a WURCS or GlycoCT
-/// input was read as.
+/// The JSON record for one glycan line; `iupac` is the IUPAC-condensed form a WURCS, GlycoCT
+/// or loosely written IUPAC input was read as, `aglycone` the spacer a short form named.
 fn glycan_record(input: &str, format: Option<Notation>) -> (Value, bool) {
     let notation = format.unwrap_or_else(|| Notation::detect(input));
     match glycan_aa::Glycan::parse_as(input, notation) {
@@ -68,6 +68,7 @@ fn glycan_record(input: &str, format: Option<Notation>) -> (Value, bool) {
                     "heavy": gr.heavy_composition(),
                     "formula": gr.formula(),
                     "flags": g.molecule.flags,
+                    "aglycone": g.aglycone,
                 }),
                 true,
             )
@@ -103,6 +104,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
             if !flags.is_empty() {
                 text.push_str(&format!("flags    {}\n", flags.join(", ")));
+            }
+            if let Some(a) = rec["aglycone"].as_str() {
+                text.push_str(&format!("aglycone {a} (not part of the molecule)\n"));
             }
             allatom::output::print(&text)?;
         }
@@ -189,6 +193,8 @@ fn structures(path: &Path, a: &Args) -> Result<ExitCode> {
     run_all(&files, "structures", |f| structure_record(f, &opts), a.jsonl.as_deref())
 }
 
+/// Whether the input was IUPAC-condensed as it stands (not a WURCS or GlycoCT input, nor a
+/// loose form rewritten into IUPAC-condensed).
 fn notation_is_iupac(rec: &Value) -> bool {
-    rec["notation"].as_str() == Some("iupac")
+    rec["notation"].as_str() == Some("iupac") && rec["iupac"] == rec["input"]
 }

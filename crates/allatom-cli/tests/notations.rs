@@ -61,3 +61,38 @@ fn graph_reads_a_mixed_file_and_honours_format() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("at character 38: unknown element 'X'"), "{err}");
 }
+
+/// Loosely written IUPAC (IUPAC-extended, glycan-array short forms with a spacer, Greek and
+/// typographic artefacts) embeds to the condensed string's bytes; `graph` reports the
+/// condensed form read and the spacer.
+#[test]
+fn loose_forms_embed_like_their_condensed_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let forms = [
+        "Neu5Ac(a2-3)Gal(b1-4)GlcNAc6S",
+        "α-Neu5Ac-(2→3)-β-D-Galp-(1→4)-GlcNAc6S",
+        "Neu5Aca2-3Galb1-4GlcNAc6S",
+        "“Neu5Ac(α2‐3)Gal(β1‐4)GlcNAc6S”",
+        "NeuAc-α-2,3-Gal-β-1,4-GlcNAc6S",
+    ];
+    let mut bytes = Vec::new();
+    for (k, g) in forms.iter().enumerate() {
+        let out = dir.path().join(format!("e{k}.npy"));
+        let o = allatom().args(["embed", "--glycan", g, "--out"]).arg(&out).output().unwrap();
+        assert!(o.status.success(), "{g}: {}", String::from_utf8_lossy(&o.stderr));
+        bytes.push(std::fs::read(&out).unwrap());
+    }
+    assert!(bytes.iter().all(|b| *b == bytes[0]), "a loose form embeds differently");
+    let o = allatom().args(["graph", "--json", "--glycan", "Galb1-4GlcNAcb-Sp8"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["iupac"], "Gal(b1-4)GlcNAc(b1-", "{rec}");
+    assert_eq!(rec["aglycone"], "Sp8", "{rec}");
+    let o = allatom().args(["graph", "--glycan", "Galb1-4GlcNAcb-Sp8"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("iupac    Gal(b1-4)GlcNAc(b1-") && text.contains("aglycone Sp8"), "{text}");
+    // What no form fits stays a positioned error.
+    let o = allatom().args(["graph", "--glycan", "Galb9-4GlcNAc("]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at character"), "{}", String::from_utf8_lossy(&o.stderr));
+}

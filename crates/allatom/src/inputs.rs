@@ -31,14 +31,26 @@ impl GlycanGraphs {
         self.graph_as(glycan, Notation::detect(glycan))
     }
 
-    /// [`GlycanGraphs::graph`] of a glycan written in `notation`; a WURCS or GlycoCT glycan is
-    /// read into its IUPAC-condensed form first (errors point into `glycan`).
+    /// [`GlycanGraphs::graph`] of a glycan written in `notation`; a WURCS or GlycoCT glycan, or
+    /// a loosely written IUPAC one, is read into its IUPAC-condensed form first (errors point
+    /// into `glycan`).
     pub fn graph_as(&self, glycan: &str, notation: Notation) -> Result<HeteroGraph, GlycanError> {
         if notation == Notation::Iupac {
-            if let GlycanGraphs::Official(_) = self {
-                glycan_aa::compat::check_names(glycan)?;
-            }
-            return self.graph_as_glycanml(glycan);
+            let strict = |iupac: &str| {
+                if let GlycanGraphs::Official(_) = self {
+                    glycan_aa::compat::check_names(iupac)?;
+                }
+                self.graph_as_glycanml(iupac)
+            };
+            // Loosely written IUPAC (extended, short forms, copy-paste artefacts) only when the
+            // string is not IUPAC-condensed as it stands; the strict error otherwise.
+            return strict(glycan).or_else(|e| match glycan_aa::Glycan::parse_as(glycan, notation) {
+                Ok(g) if g.iupac != glycan => match self {
+                    GlycanGraphs::Molecule => Ok(g.molecule.graph),
+                    GlycanGraphs::Official(_) => strict(&g.iupac),
+                },
+                _ => Err(e),
+            });
         }
         let g = glycan_aa::Glycan::parse_as(glycan, notation)?;
         match self {

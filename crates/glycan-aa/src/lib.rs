@@ -77,6 +77,9 @@ pub struct Glycan {
     pub tree: ParsedGlycan,
     /// The all-atom molecule.
     pub molecule: GlycanMolecule,
+    /// The spacer or aglycone written at the reducing end of a short-form input (`Sp8` of
+    /// `…GlcNAcb-Sp8`); the molecule holds the glycan alone, ending in an open link.
+    pub aglycone: Option<String>,
 }
 
 impl Glycan {
@@ -84,7 +87,7 @@ impl Glycan {
     pub fn from_iupac(s: &str) -> Result<Glycan, GlycanError> {
         let tree = parse_iupac(s)?;
         let molecule = molecule::build(&tree)?;
-        Ok(Glycan { iupac: s.to_string(), tree, molecule })
+        Ok(Glycan { iupac: s.to_string(), tree, molecule, aglycone: None })
     }
 }
 

@@ -30,6 +30,17 @@ proptest! {
         check(&s);
     }
 
+    /// The loose forms (`Glycan::parse`): Greek anomers, arrows, quotes, spaces, spacers and
+    /// glued short-form links never panic either, and errors stay inside the input.
+    #[test]
+    fn loose_forms(s in "[A-Za-z0-9()\\[\\]?,/\\-αβ→‐ \"']{0,40}", k in 0usize..4, glue in "(Sp[0-9]?|b[0-9]|a[0-9]-[0-9]|-a-2,6-|-P-)?") {
+        for t in [s.clone(), format!("{}{glue}{}", REAL[k], s)] {
+            if let Err(e) = Glycan::parse(&t) {
+                assert!(e.position() <= t.len(), "{t:?}: position {} beyond input", e.position());
+            }
+        }
+    }
+
     #[test]
     fn mutated_real_glycans(k in 0usize..4, cut in 0usize..200, len in 0usize..6, ins in "[A-Za-z0-9()\\[\\]{}?\\-]{0,4}") {
         let base = REAL[k];

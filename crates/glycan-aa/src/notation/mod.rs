@@ -13,6 +13,7 @@
 //! ```
 
 mod glycoct;
+mod loose;
 mod mono;
 mod write;
 mod wurcs;
@@ -24,7 +25,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Notation {
-    /// IUPAC-condensed (`Gal(b1-4)GlcNAc`), as glycowork and GlycanML write it.
+    /// IUPAC-condensed (`Gal(b1-4)GlcNAc`), as glycowork and GlycanML write it — and, when
+    /// that does not parse, IUPAC as researchers paste it: copy-paste artefacts, IUPAC-extended
+    /// (`β-D-Galp-(1→4)-β-D-GlcpNAc`), the short forms of glycan arrays (`Galb1-4GlcNAcb-Sp8`,
+    /// `Fuca2Galb3GalNAc`, round-bracket branches); see the `loose` module.
     Iupac,
     /// WURCS 2.0 (`WURCS=2.0/…`), as GlyTouCan stores it.
     Wurcs,
@@ -109,7 +113,7 @@ impl Glycan {
     /// IUPAC-condensed form it was built from; errors point into `s`.
     pub fn parse_as(s: &str, notation: Notation) -> Result<Glycan, GlycanError> {
         let Some(c) = convert(s, notation)? else {
-            return Glycan::from_iupac(s);
+            return Glycan::from_iupac(s).or_else(|strict| Glycan::from_loose(s).ok_or(strict));
         };
         Glycan::from_iupac(&c.written.text).map_err(|e| {
             let residue = c.lead + c.tree.source_of(&c.written, e.position());
@@ -119,6 +123,26 @@ impl Glycan {
                 GlycanError::Chemistry { .. } => GlycanError::Chemistry { position: residue, message: detail },
             }
         })
+    }
+}
+
+impl Glycan {
+    /// A loosely written IUPAC string (`loose` module), when its rewrite builds.
+    fn from_loose(s: &str) -> Option<Glycan> {
+        // Real glycans in these forms are far shorter; the rewrite tries residue splits.
+        if s.len() > 8192 {
+            return None;
+        }
+        let cleaned = loose::clean(s);
+        if cleaned != s {
+            if let Ok(g) = Glycan::from_iupac(&cleaned) {
+                return Some(g);
+            }
+        }
+        let l = loose::read(&cleaned)?;
+        let mut g = Glycan::from_iupac(&l.iupac).ok()?;
+        g.aglycone = l.aglycone;
+        Some(g)
     }
 }
 
