@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod attention;
 mod compare;
 mod convert;
+mod draw;
 mod embed;
 mod eval;
 mod export;
@@ -82,11 +83,18 @@ enum Command {
     /// An ESM-AA pretraining run becomes an ESM model directory (with tokenizer.json) for
     /// `embed --model` and for Vabs-Net's `lm` features.
     Export(export::Args),
-    /// Convert a fair-esm ESM-2, official ESM-AA or official Vabs-Net torch checkpoint (.pt)
-    /// into a model directory (config.json, model.safetensors, tokenizer.json for ESM) for
-    /// `embed --model`. This is the only place a pickle is read; the head count comes from the
-    /// checkpoint's config (`--heads` otherwise).
+    /// Convert a fair-esm ESM-2, official ESM-AA, official Vabs-Net or official GlycanAA /
+    /// PreGlycanAA torch checkpoint (.pt, .pth) into a model directory (config.json,
+    /// model.safetensors, tokenizer.json for ESM) for `embed --model`. This is the only place a
+    /// pickle is read; the head count comes from the checkpoint's config (`--heads` otherwise),
+    /// GlycanAA's vocabulary is GlycanML's official one (`--vocab` otherwise).
     Convert(convert::Args),
+    /// Draw a glycan in SNFG symbols (Symbol Nomenclature for Glycans) as SVG or PNG.
+    ///
+    /// The glycan in any notation `graph` reads; the reducing end on the right, links labelled
+    /// with anomer and positions, modifications beside their residue. The format comes from the
+    /// extension of --out (.svg or .png).
+    Draw(draw::Args),
     /// Run a comparative experiment: every encoder on every task it can read, for every seed,
     /// under one training budget, each (encoder, task, seed) a resumable run directory; then
     /// results.md (mean ± sd tables), results.csv and results.json in --out. Pairings an
@@ -130,6 +138,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed::run(a),
         Command::Export(a) => export::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Draw(a) => draw::run(a),
         Command::VabsOfficial(a) => vabs_official::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Attention(a) => attention::run(a),

@@ -22,6 +22,7 @@ pub mod molecule;
 pub mod notation;
 pub mod pretrain;
 pub mod residue;
+pub mod snfg;
 pub mod tasks;
 
 pub use iupac::{parse_iupac, ParsedGlycan};
