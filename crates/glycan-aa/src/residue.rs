@@ -366,10 +366,29 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Skeletons glycowork names but spells by their usual core: perosamine (`Per`, 4-amino-4,6-
+/// dideoxy-D-mannose = `D-Rha4N`) and viosamine (`Vio`, 4-amino-4,6-dideoxy-D-glucose =
+/// `Qui4N`), as glycowork's own SMILES table defines them. An unpositioned N-acyl acylates
+/// that 4-amino group (`PerNAc` = `Rha4NAc`). The molecule graph carries no stereochemistry, so
+/// the D/L of the spelled core does not matter.
+fn skeleton_alias(name: &str) -> Option<String> {
+    let (prefix, body) = match name.get(..2) {
+        Some("D-") | Some("L-") => name.split_at(2),
+        _ => ("", name),
+    };
+    let (core, rest) = [("Per", "Rha4"), ("Vio", "Qui4")].iter().find_map(|(alias, core)| {
+        body.strip_prefix(alias).filter(|r| !r.starts_with(|c: char| c.is_ascii_lowercase())).map(|r| (*core, r))
+    })?;
+    Some(if rest.starts_with('N') { format!("{prefix}{core}{rest}") } else { format!("{prefix}{core}N{rest}") })
+}
+
 /// Parses a residue name. Errors carry the byte offset inside `name`.
 pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     if name.is_empty() {
         return err(0, "empty monosaccharide name");
+    }
+    if let Some(alias) = skeleton_alias(name) {
+        return parse_residue(&alias).map_err(|e| NameError { offset: e.offset.min(name.len()), ..e });
     }
     let mut body = name;
     let mut open = OpenForm::None;
@@ -812,6 +831,28 @@ fn read_group(c: &mut Cursor<'_>, base: usize) -> Result<(&'static Group, u8), N
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perosamine_and_viosamine_are_4_amino_6_deoxy_hexoses() {
+        // glycowork's SMILES table: Per / Vio = a 6-deoxyhexose with N at C4 (C6H13NO4).
+        for (name, formula) in [
+            ("Per", "C6H13NO4"),
+            ("Vio", "C6H13NO4"),
+            ("PerNAc", "C8H15NO5"),
+            ("VioNAc", "C8H15NO5"),
+            ("D-PerNFo", "C7H13NO5"),
+            ("Per2Me", "C7H15NO4"),
+        ] {
+            let g = crate::Glycan::from_iupac(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(g.molecule.graph.formula(), formula, "{name}");
+        }
+        assert_eq!(mods("PerNAc"), mods("Rha4NAc"));
+        assert_eq!(mods("VioNAc"), mods("Qui4NAc"));
+        // Names that merely start with the letters are not the skeletons.
+        assert!(parse_residue("Perx").is_err());
+        let e = parse_residue("PerNAcQ").unwrap_err();
+        assert!(e.offset <= "PerNAcQ".len());
+    }
 
     fn mods(name: &str) -> Vec<String> {
         parse_residue(name)
