@@ -48,6 +48,17 @@ pub use graph::{
 };
 pub use window::Window;
 
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::Tensor;
+
+    /// Largest absolute difference between two tensors of one shape.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+}
+
 /// Errors raised when a graph is inconsistent or cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {

@@ -213,11 +213,8 @@ impl Module for Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-    }
 
     /// Value and every gradient against candle's composite (`broadcast_matmul` + `broadcast_add`),
     /// for 2-D and 3-D inputs, with and without a bias, on sizes that cross the task blocks.

@@ -247,12 +247,9 @@ fn composite(x: &Tensor, coeff: &Tensor, routes: &[Vec<u32>], experts: &[(&Linea
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_diff;
     use candle_core::{Device, Var};
     use candle_nn::{VarBuilder, VarMap};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-    }
 
     #[test]
     fn matches_the_tensor_op_composition_in_value_and_gradients() {

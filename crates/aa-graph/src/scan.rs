@@ -156,6 +156,30 @@ impl Params {
     }
 }
 
+/// One step of the recurrence for every state and channel, in place: `h ← exp(Δ·A) ⊙ h + Δ·B·u`
+/// (`h`, `Aᵀ` as `[N, D]`) and `y += C · h` (`y` `[D]`, the scan's output before skip and gate).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step<const NONPOS: bool>(
+    d: usize,
+    at: &[f32],
+    dt: &[f32],
+    u: &[f32],
+    bt: &[f32],
+    ct: &[f32],
+    h: &mut [f32],
+    y: &mut [f32],
+) {
+    for (k, (hk, ak)) in h.chunks_exact_mut(d).zip(at.chunks_exact(d)).enumerate() {
+        let (bk, ck) = (bt[k], ct[k]);
+        for ((((hv, &a), &dc), &uc), yc) in hk.iter_mut().zip(ak).zip(dt).zip(u).zip(y.iter_mut()) {
+            let v = decay::<NONPOS>(dc * a) * *hv + dc * bk * uc;
+            *hv = v;
+            *yc += ck * v;
+        }
+    }
+}
+
 /// Forward of one sequence: `y [L, D]` from its `u‖p‖z [L, 3D]` and `B‖C [L, 2N]`; the state
 /// `h [N, D]` keeps channels innermost, so every inner loop runs over channels and vectorises.
 #[inline(always)]
@@ -169,14 +193,7 @@ fn forward_seq<const NONPOS: bool>(s: Dims, q: &Params, upz: &[f32], bc: &[f32],
         dt.iter_mut().zip(p).for_each(|(o, &v)| *o = softplus(v));
         let (bt, ct) = bct.split_at(n);
         yt.fill(0.0);
-        for (k, (hk, ak)) in h.chunks_exact_mut(d).zip(q.at.chunks_exact(d)).enumerate() {
-            let (bk, ck) = (bt[k], ct[k]);
-            for ((((hv, &a), &dc), &uc), yc) in hk.iter_mut().zip(ak).zip(&dt).zip(u).zip(yt.iter_mut()) {
-                let v = decay::<NONPOS>(dc * a) * *hv + dc * bk * uc;
-                *hv = v;
-                *yc += ck * v;
-            }
-        }
+        step::<NONPOS>(d, &q.at, &dt, u, bt, ct, &mut h, yt);
         for ((yc, (&uc, &zc)), &sk) in yt.iter_mut().zip(u.iter().zip(z)).zip(&q.skip) {
             *yc = (*yc + sk * uc) * zc * sigmoid(zc);
         }
@@ -212,30 +229,13 @@ fn backward_seq<const NONPOS: bool>(
         let dt = &mut dts[t * d..(t + 1) * d];
         dt.iter_mut().zip(p).for_each(|(o, &v)| *o = softplus(v));
         let (bt, ct) = bc[t * 2 * n..(t + 1) * 2 * n].split_at(n);
+        // The state of step t starts as step t − 1's (zero at t = 0) and is updated in place.
         let (before, now) = hs.split_at_mut(t * nd);
-        let prev = if t > 0 { &before[(t - 1) * nd..] } else { &[][..] };
-        let yt = &mut ys[t * d..(t + 1) * d];
-        for k in 0..n {
-            let hk = &mut now[k * d..(k + 1) * d];
-            let (bk, ck) = (bt[k], ct[k]);
-            if t > 0 {
-                let ak = &q.at[k * d..(k + 1) * d];
-                let pk = &prev[k * d..(k + 1) * d];
-                for (((((hv, &pv), &a), &dc), &uc), yc) in
-                    hk.iter_mut().zip(pk).zip(ak).zip(dt.iter()).zip(u).zip(yt.iter_mut())
-                {
-                    let v = decay::<NONPOS>(dc * a) * pv + dc * bk * uc;
-                    *hv = v;
-                    *yc += ck * v;
-                }
-            } else {
-                for (((hv, &dc), &uc), yc) in hk.iter_mut().zip(dt.iter()).zip(u).zip(yt.iter_mut()) {
-                    let v = dc * bk * uc;
-                    *hv = v;
-                    *yc += ck * v;
-                }
-            }
+        let now = &mut now[..nd];
+        if t > 0 {
+            now.copy_from_slice(&before[(t - 1) * nd..]);
         }
+        step::<NONPOS>(d, &q.at, dt, u, bt, ct, now, &mut ys[t * d..(t + 1) * d]);
     }
     let (gat, gskip) = gas.split_at_mut(nd);
     let gskip = &mut gskip[..d];

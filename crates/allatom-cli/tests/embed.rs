@@ -2,8 +2,12 @@
 //! the CLI's graph embeddings equal the library's, unit rows pool to the graph embedding,
 //! f16 storage stays close to f32, and bad inputs fail clearly without partial output.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::read_npy;
 
 use allatom::{Model, Window};
 use candle_core::Device;
@@ -38,28 +42,6 @@ fn package(dir: &Path) {
             .arg("--out")
             .arg(dir.join(out)));
     }
-}
-
-/// Reads a 2-D little-endian f32 .npy file.
-fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let b = std::fs::read(path).unwrap();
-    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
-    let len = u16::from_le_bytes([b[8], b[9]]) as usize;
-    assert_eq!((10 + len) % 64, 0, "header aligned to 64 bytes");
-    let header = std::str::from_utf8(&b[10..10 + len]).unwrap();
-    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
-    let shape: Vec<usize> = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let data = b[10 + len..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (shape, data)
 }
 
 #[test]

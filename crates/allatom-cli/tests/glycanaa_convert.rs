@@ -5,8 +5,12 @@
 //! (`tests/reference/glycanaa_reference.py` on the official vocabulary's featurisation of 40
 //! real glycans) to 1e-4.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::read_npy;
 
 fn allatom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_allatom"))
@@ -14,25 +18,6 @@ fn allatom() -> Command {
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Reads a 2-D little-endian f32 .npy file.
-fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let b = std::fs::read(path).unwrap();
-    let len = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + len]).unwrap();
-    let shape: Vec<usize> = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let data = b[10 + len..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (shape, data)
 }
 
 #[test]
