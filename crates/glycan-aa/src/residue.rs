@@ -553,9 +553,13 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     // A configuration word naming one stereocentre fewer than the aldose has besides the
     // written deoxy positions (`6dAraHex`: arabino names three, a 6-deoxyhexose has four):
     // the carbon next to the carbonyl is no stereocentre — the sugar is 2-deoxy (6dAraHex is
-    // 2,6-dideoxy-arabino-hexose) unless a modification sits there (`6dAraHexN`: the amino
-    // group at C2, its configuration not given). Only for hexoses named by a pentose word and
-    // pentoses named by a tetrose word; heptose names carry their extra centre in `LD`.
+    // 2,6-dideoxy-arabino-hexose) unless a modification is written at C2, and an unpositioned
+    // amino group goes on the first hydroxyl left free by the links (`6dAraHexN` alone is
+    // 3-amino-2,3,6-trideoxy-arabino-hexose, acosamine's constitution; in `Man(b1-3)6dAraHexN`
+    // the amino sits at C4) — glycowork's SMILES writer reads these names so. A written keto
+    // position (`4Ulo`) is the missing centre instead (`6dXylHexN4Ulo` keeps C2, with its
+    // amino). Only for hexoses named by a pentose word and pentoses named by a tetrose word;
+    // heptose names carry their extra centre in `LD`.
     let mut implied_2_deoxy = false;
     if let Some((w, g)) = stereo_word {
         let word_centres = match w {
@@ -564,7 +568,8 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
             _ => 4,
         };
         let carbons = usize::from(def.carbons);
-        let inner_deoxy = deoxy.iter().filter(|&&d| d > 1 && usize::from(d) < carbons).count();
+        let inner_deoxy = deoxy.iter().filter(|&&d| d > 1 && usize::from(d) < carbons).count()
+            + keto_positions(&body[c.i..]).filter(|&p| p > 1 && p < carbons).count();
         let pairs = matches!((g, word_centres), ("Hex", 3) | ("Pen", 2));
         implied_2_deoxy =
             pairs && spec.anomeric == 1 && !deoxy.contains(&2) && carbons - 2 == word_centres + inner_deoxy + 1;
@@ -573,10 +578,10 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
         spec.mods.push(Modification { positions: vec![d], kind: ModKind::Deoxy, assumed: false });
     }
     if !def.implied.is_empty() {
-        parse_mods(def.implied, 0, def, &mut spec).expect("core table implied modifications parse");
+        parse_mods(def.implied, 0, def, &mut spec, Some(2)).expect("core table implied modifications parse");
     }
     let offset = c.i;
-    parse_mods(&body[offset..], offset, def, &mut spec)?;
+    parse_mods(&body[offset..], offset, def, &mut spec, (!implied_2_deoxy).then_some(2))?;
     if implied_2_deoxy && !spec.mods.iter().any(|m| m.positions.contains(&2)) {
         spec.mods.push(Modification { positions: vec![2], kind: ModKind::Deoxy, assumed: false });
     }
@@ -590,8 +595,19 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     Ok(spec)
 }
 
-/// Parses the modification tail (`6S`, `NAc`, `5,9Ac2`, `OPEtN`, `A`, `4en` …).
-fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Result<(), NameError> {
+/// Positions written as keto groups (`4Ulo`, `6ulo`) in a modification tail, as glycowork
+/// finds them (`\d+(Ulo|ulo)`).
+fn keto_positions(s: &str) -> impl Iterator<Item = usize> + '_ {
+    s.match_indices("lo").filter_map(move |(i, _)| {
+        let head = s[..i].strip_suffix('U').or_else(|| s[..i].strip_suffix('u'))?;
+        let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        head[head.len() - digits..].parse().ok()
+    })
+}
+
+/// Parses the modification tail (`6S`, `NAc`, `5,9Ac2`, `OPEtN`, `A`, `4en` …); an
+/// unpositioned amino group of an aldose without its own goes to `n_at` (`None`: placed on the first free hydroxyl when the molecule is built).
+fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec, n_at: Option<u8>) -> Result<(), NameError> {
     let mut c = Cursor { s, i: 0 };
     let mut after_acid = false;
     let mut unpositioned_n = 0usize;
@@ -691,7 +707,7 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec) -> Re
                 // Names like PseNAcNBut acylate the core's own amino groups in order.
                 vec![def.amino[unpositioned_n]]
             } else if unpositioned_n == def.amino.len() && def.anomeric == 1 && !def.amino.contains(&2) {
-                vec![2]
+                n_at.into_iter().collect()
             } else {
                 vec![]
             };

@@ -123,7 +123,9 @@ fn glycosidic_links_are_unit_links() {
 
 /// Hexoses named by a pentose configuration word have no C2 stereocentre: 2-deoxy.
 /// 6dAraHex = 2,6-dideoxy-arabino-hexose (olivose's constitution, C6H12O4); an explicit inner
-/// deoxy position takes the missing centre's place instead (3,6ddAraHex names C2, C4, C5).
+/// deoxy position (or a keto group) takes the missing centre's place instead (3,6ddAraHex names
+/// C2, C4, C5); an unpositioned amino group then sits on the first free hydroxyl (6dAraHexN =
+/// 3-amino-2,3,6-trideoxy-arabino-hexose, C6H13NO3, as glycowork 1.11's SMILES writer has it).
 #[test]
 fn configuration_named_deoxy_sugars() {
     for (name, formula) in [
@@ -136,8 +138,31 @@ fn configuration_named_deoxy_sugars() {
         ("6dTal", "C6H12O5"),
         ("LDManHep", "C7H14O7"),
         ("EryPen", "C5H10O4"),
+        ("6dAraHexN", "C6H13NO3"),
+        ("D-6dAraHexNAc", "C8H15NO4"),
+        ("6dLyxHexN", "C6H13NO3"),
+        ("6dAraHex4NAc", "C8H15NO4"),
+        ("D-6dXylHex4Ulo", "C6H10O5"),
+        ("D-6dXylHexN4Ulo", "C6H11NO4"),
     ] {
         let g = Glycan::from_iupac(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(g.molecule.graph.formula(), formula, "{name}");
     }
+}
+
+/// Every glycan with a configuration-named deoxy sugar in the PreGlycanAA set and glycowork's
+/// species table, against glycowork 1.11's own SMILES writer and RDKit's formula
+/// (`tests/reference/glycowork_deoxy_formulas.py`, 82 glycans): the same formula for each.
+#[test]
+fn configuration_named_deoxy_sugars_match_glycowork() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glycowork_deoxy_formulas.csv");
+    let mut rdr = csv::Reader::from_path(&path).unwrap();
+    let mut n = 0;
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let g = Glycan::from_iupac(&r[0]).unwrap_or_else(|e| panic!("{}: {e}", &r[0]));
+        assert_eq!(g.molecule.graph.formula(), &r[1], "{}", &r[0]);
+        n += 1;
+    }
+    assert_eq!(n, 82);
 }
