@@ -585,6 +585,15 @@ pub fn parse_residue(name: &str) -> Result<ResidueSpec, NameError> {
     if implied_2_deoxy && !spec.mods.iter().any(|m| m.positions.contains(&2)) {
         spec.mods.push(Modification { positions: vec![2], kind: ModKind::Deoxy, assumed: false });
     }
+    // `2ulo` on an aldose name: the sugar is the 2-ketose of that configuration (`Hex2ulo` =
+    // hex-2-ulose, `Glc2ulo` = D-arabino-hex-2-ulose, fructose's constitution): the anomeric
+    // carbon is C2 and C1 a primary alcohol, not a ketone beside the hemiacetal.
+    if spec.anomeric == 1 && !carbonyl && open == OpenForm::None {
+        if let Some(k) = spec.mods.iter().position(|m| m.kind == ModKind::Keto && m.positions == [2]) {
+            spec.mods.remove(k);
+            spec.anomeric = 2;
+        }
+    }
     // "-onic" on a 2-ulosonic acid (Pse5Ac7Fo-onic) names the acid itself, which stays cyclic.
     if spec.open == OpenForm::Aldonic && def.acid.contains(&1) {
         spec.open = OpenForm::None;
@@ -668,7 +677,7 @@ fn parse_mods(s: &str, base: usize, def: &CoreDef, spec: &mut ResidueSpec, n_at:
             }
             continue;
         }
-        if has_pos && (c.eat("Ulo")) {
+        if has_pos && (c.eat("Ulo") || c.eat("ulo")) {
             for p in groups_at(&positions) {
                 spec.mods.push(Modification { positions: p, kind: ModKind::Keto, assumed: false });
             }

@@ -166,3 +166,19 @@ fn configuration_named_deoxy_sugars_match_glycowork() {
     }
     assert_eq!(n, 82);
 }
+
+/// `2ulo` on an aldose name is the 2-ketose of that configuration: `Hex2ulo` / `Glc2ulo` build
+/// fructose's constitution (anomeric C2, C1 a CH2OH), in a glycoside too; other keto positions
+/// stay ketones (`Gal6ulo`: the C6 aldehyde).
+#[test]
+fn two_ulo_names_a_ketose() {
+    let sig = |g: &str| {
+        let m = Glycan::from_iupac(g).unwrap_or_else(|e| panic!("{g}: {e}")).molecule.graph;
+        (m.formula(), m.bonds.len(), m.ring_count())
+    };
+    assert_eq!(sig("Hex2ulo"), sig("Fru"));
+    assert_eq!(sig("Glc2ulo(b2-1)Glc"), sig("Fru(b2-1)Glc"));
+    assert_eq!(sig("Glc(a1-2)Hex2ulo"), sig("Glc(a1-2)Fru"));
+    assert_eq!(sig("Gal6ulo").0, "C6H10O6");
+    assert_eq!(sig("Gal6ulo"), sig("Gal6Ulo"));
+}
