@@ -36,7 +36,9 @@ enum Command {
     /// (or a CSV column) — IUPAC-condensed, WURCS 2.0 or one-line GlycoCT, detected per line or
     /// set by --format — and writes one JSON object per input line to --jsonl (or stdout) with
     /// fields input, notation, iupac (the IUPAC-condensed form it was read as), units, atoms,
-    /// bonds, rings, heavy, formula, flags — or input and error. With --structure (a PDB/mmCIF file, gzip/bzip2 allowed, or a directory
+    /// bonds, rings, heavy, formula, flags, aglycone (the spacer a glycan-array short form
+    /// names, else null) — or input and error. Loosely written IUPAC (IUPAC-extended, short
+    /// forms such as Galb1-4GlcNAcb-Sp8, Greek anomers, typographic dashes) is read too. With --structure (a PDB/mmCIF file, gzip/bzip2 allowed, or a directory
     /// of them), writes one JSON object per structure with chains, residues, units (by kind),
     /// atoms, bonds, glycans, missing_atoms, warnings — or error. Exits with status 1 if any
     /// input failed, after writing every line.

@@ -32,11 +32,12 @@ fn file_of_glycans_writes_every_line_and_fails_after() {
     let mut got: Vec<&str> = lines[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
     got.sort();
     let mut expected =
-        vec!["input", "notation", "iupac", "units", "atoms", "bonds", "rings", "heavy", "formula", "flags"];
+        vec!["input", "notation", "iupac", "units", "atoms", "bonds", "rings", "heavy", "formula", "flags", "aglycone"];
     expected.sort();
     assert_eq!(got, expected);
     assert_eq!(lines[0]["notation"], "iupac");
     assert_eq!(lines[0]["iupac"], "Neu5Ac(a2-3)Gal(b1-4)Glc");
+    assert!(lines[0]["aglycone"].is_null(), "no spacer written");
     assert_eq!(lines[0]["formula"], "C23H39NO19");
     assert_eq!(lines[0]["heavy"]["N"], 1);
     assert_eq!(lines[0]["rings"], 3);
