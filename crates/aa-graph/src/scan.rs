@@ -300,6 +300,7 @@ macro_rules! simd_dispatch {
             // SAFETY: the level says the CPU has these features.
             SimdLevel::Avx512 => unsafe {
                 #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn run<const P: bool>(s: Dims, q: &Params, a: &[f32], b: &[f32], c: &[f32], d: &mut [f32], e: &mut [f32], f: &mut [f32]) {
                     $body::<P>(s, q, a, b, c, d, e, f)
                 }
@@ -308,6 +309,7 @@ macro_rules! simd_dispatch {
             // SAFETY: as above.
             SimdLevel::Avx2 => unsafe {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn run<const P: bool>(s: Dims, q: &Params, a: &[f32], b: &[f32], c: &[f32], d: &mut [f32], e: &mut [f32], f: &mut [f32]) {
                     $body::<P>(s, q, a, b, c, d, e, f)
                 }
