@@ -54,6 +54,9 @@ pub(crate) struct Mono {
     pub ring_end: Option<u8>,
     /// Substituents.
     pub subs: Vec<Substituent>,
+    /// Anhydro bridges `(a, b)` (WURCS's second ring closure `_3-6`: one oxygen bridging Ca
+    /// and Cb), written as the `a,b-Anhydro-` prefix.
+    pub anhydro: Vec<(u8, u8)>,
 }
 
 /// The table: a name, its skeleton with `a` at the carbonyl carbon (the configuration the
@@ -389,6 +392,9 @@ fn name_uncached(m: &Mono) -> Result<String, String> {
         // Muramic acid: 3-O-lactyl glucosamine has its own name.
         name = name.replacen("GlcN", "MurN", 1);
     }
+    for &(a, b) in m.anhydro.iter().rev() {
+        name.insert_str(0, &format!("{},{}-Anhydro-", a.min(b), a.max(b)));
+    }
     if k.alditol {
         name.push_str("-ol");
     } else if k.open_carbonyl {
@@ -492,7 +498,7 @@ mod tests {
     use super::*;
 
     fn mono(s: &str, subs: Vec<Substituent>) -> Mono {
-        Mono { skeleton: s.as_bytes().to_vec(), anomeric: None, ring_end: None, subs }
+        Mono { skeleton: s.as_bytes().to_vec(), anomeric: None, ring_end: None, subs, anhydro: vec![] }
     }
 
     #[test]

@@ -239,7 +239,16 @@ fn parse_ms(ms: &str, base: usize) -> Result<(Mono, char), Err> {
                     return err(here, format!("'{part}' is neither a ring closure nor a substituent"));
                 };
                 if ring_seen {
-                    return err(here, format!("a second ring closure '{part}' (anhydro bridges are not read)"));
+                    // A second closure is an anhydro bridge (`_3-6`: 3,6-anhydro), both ends
+                    // written and apart from the anomeric carbon.
+                    let (pa, pb) = (a.parse::<u8>(), b.parse::<u8>());
+                    match (pa, pb) {
+                        (Ok(pa), Ok(pb)) if pa > 0 && pb > 0 && pa != pb && Some(pa) != m.anomeric => {
+                            m.anhydro.push((pa, pb));
+                            continue;
+                        }
+                        _ => return err(here, format!("a second ring closure '{part}' that is no anhydro bridge")),
+                    }
                 }
                 ring_seen = true;
                 if a != "?" && m.anomeric.is_some() && a.parse::<u8>().ok() != m.anomeric {
@@ -534,6 +543,20 @@ mod tests {
             iupac("WURCS=2.0/2,2,1/[u2122h_2*NCC/3=O_6*OSO/3=O/3=O][a2112h-1b_1-4_3*OC]/1-2/a4-b1"),
             "Galf3Me(b1-4)GlcNAc6S"
         );
+    }
+
+    #[test]
+    fn anhydro_bridges_become_the_anhydro_prefix() {
+        // Agarobiose's 3,6-anhydro-L-galactose (a second ring closure `_3-6`).
+        let w = "WURCS=2.0/2,2,1/[a2112h-1b_1-5][a1221h-1a_1-5_3-6]/1-2/a3-b1";
+        let text = iupac(w);
+        assert_eq!(text, "3,6-Anhydro-L-Gal(a1-3)Gal(b1-", "{text}");
+        let g = crate::Glycan::parse(w).unwrap();
+        let want = crate::Glycan::from_iupac("3,6-Anhydro-L-Gal(a1-3)Gal").unwrap();
+        assert_eq!(g.molecule.graph.formula(), want.molecule.graph.formula());
+        assert_eq!(g.molecule.graph.bonds.len(), want.molecule.graph.bonds.len());
+        // A second closure at the anomeric carbon is no bridge.
+        assert!(read("WURCS=2.0/1,1,0/[a2112h-1b_1-5_1-4]/1/").is_err());
     }
 
     #[test]
