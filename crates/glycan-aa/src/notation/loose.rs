@@ -5,8 +5,9 @@
 //!
 //! - **Artefacts**: surrounding quotes, whitespace, typographic dashes (‐ ‑ ‒ – — −) and arrows
 //!   (→ ⟶ ->), Greek anomers (α β) and the words alpha/beta, `NeuAc` / `NeuGc` for `Neu5Ac` /
-//!   `Neu5Gc`, `z` for an unknown anomer, and modification lists split by a comma
-//!   (`Neu9Ac,5Ac` = `Neu5Ac9Ac` = `Neu5,9Ac2`).
+//!   `Neu5Gc`, `z` for an unknown anomer, modification lists split by a comma
+//!   (`Neu9Ac,5Ac` = `Neu5Ac9Ac` = `Neu5,9Ac2`) and positions split by a colon
+//!   (`Neu5Ac4:7/8/9Ac2` = `Neu5Ac4,7/8/9Ac2`).
 //! - **IUPAC-extended**: the anomer and configuration before each residue and the link
 //!   between residues, `β-D-Galp-(1→4)-β-D-GlcpNAc` or `bDGalp(1-4)bDGlcpNAc`, branches in
 //!   square brackets; the reducing end's anomer is dropped (a free reducing end).
@@ -60,13 +61,17 @@ pub(crate) fn clean(s: &str) -> String {
     for (from, to) in [("NeuAc", "Neu5Ac"), ("NeuGc", "Neu5Gc")] {
         out = out.replace(from, to);
     }
-    // A comma between a modification and the next position (`Neu9Ac,5Ac`).
+    // A comma between a modification and the next position (`Neu9Ac,5Ac`); a colon between
+    // the positions of one group's copies, one of them with alternatives (`Neu5Ac4:7/8/9Ac2` =
+    // `Neu5Ac4,7/8/9Ac2`: an acetyl at C4 and one at C7, C8 or C9).
     let b: Vec<char> = out.chars().collect();
     let mut merged = String::with_capacity(out.len());
     for (i, &c) in b.iter().enumerate() {
-        let between = i > 0 && i + 1 < b.len() && b[i - 1].is_ascii_alphabetic() && b[i + 1].is_ascii_digit();
-        if !(c == ',' && between) {
-            merged.push(c);
+        let inside = i > 0 && i + 1 < b.len() && b[i + 1].is_ascii_digit();
+        match c {
+            ',' if inside && b[i - 1].is_ascii_alphabetic() => {}
+            ':' if inside && b[i - 1].is_ascii_digit() => merged.push(','),
+            c => merged.push(c),
         }
     }
     merged
@@ -381,6 +386,7 @@ mod tests {
             ("NeuAc(a2-3)Gal", "Neu5Ac(a2-3)Gal"),
             ("NeuGca2-6Gal", "Neu5Gc(a2-6)Gal"),
             ("Neu9Ac,5Ac(a2-6)Gal", "Neu9Ac5Ac(a2-6)Gal"),
+            ("Neu5Ac4:7/8/9Ac2(a2-3)Gal", "Neu5Ac4,7/8/9Ac2(a2-3)Gal"),
             ("Gal(z1-4)Glc", "Gal(?1-4)Glc"),
             ("Rha2Mea1-3Glc", "Rha2Me(a1-3)Glc"),
             ("Galb1-3GalNAc-ol", "Gal(b1-3)GalNAc-ol"),
