@@ -83,6 +83,16 @@ fn loose_forms_embed_like_their_condensed_string() {
         bytes.push(std::fs::read(&out).unwrap());
     }
     assert!(bytes.iter().all(|b| *b == bytes[0]), "a loose form embeds differently");
+    // The embedding's metadata says what a loose form was read as, and its spacer.
+    let out = dir.path().join("sp.npy");
+    let o = allatom().args(["embed", "--glycan", "Galb1-4GlcNAcb-Sp8", "--out"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = std::fs::read_to_string(out.with_extension("jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(meta.lines().next().unwrap()).unwrap();
+    assert_eq!(line["iupac"], "Gal(b1-4)GlcNAc(b1-", "{line}");
+    assert_eq!(line["aglycone"], "Sp8", "{line}");
+    let meta0 = std::fs::read_to_string(dir.path().join("e0.jsonl")).unwrap();
+    assert!(!meta0.contains("\"iupac\""), "a condensed input needs no iupac field: {meta0}");
     let o = allatom().args(["graph", "--json", "--glycan", "Galb1-4GlcNAcb-Sp8"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -43,20 +43,25 @@ fn meta(v: Value) -> Map<String, Value> {
 }
 
 /// Glycans in the graph `model` reads (built in parallel), each in `notation` or, when `None`,
-/// in the notation detected from the string. A WURCS or GlycoCT glycan's metadata also gives
-/// the IUPAC-condensed form it was read as (`iupac`).
+/// in the notation detected from the string. The metadata of a glycan not written in
+/// IUPAC-condensed (WURCS, GlycoCT, IUPAC-extended, a short form) also gives the
+/// IUPAC-condensed form it was read as (`iupac`), and a short form's spacer (`aglycone`).
 pub fn glycan_inputs(model: &Model, glycans: &[String], notation: Option<Notation>) -> Vec<Input> {
     glycans
         .par_iter()
         .map(|g| {
             let n = notation.unwrap_or_else(|| Notation::detect(g));
             let mut m = meta(json!({ "input": g }));
-            if n != Notation::Iupac {
-                if let Ok(iupac) = glycan_aa::notation::to_iupac(g, n) {
+            let window = model.glycans.read_as(g, n).map(|r| {
+                if let Some(iupac) = r.iupac {
                     m.insert("iupac".into(), Value::String(iupac));
                 }
-            }
-            Input { window: model.glycan_window_as(g, n).map_err(|e| e.to_string()), meta: m }
+                if let Some(a) = r.aglycone {
+                    m.insert("aglycone".into(), Value::String(a));
+                }
+                Window::whole(Arc::new(r.graph))
+            });
+            Input { window: window.map_err(|e| e.to_string()), meta: m }
         })
         .collect()
 }

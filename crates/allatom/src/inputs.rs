@@ -35,6 +35,19 @@ impl GlycanGraphs {
     /// a loosely written IUPAC one, is read into its IUPAC-condensed form first (errors point
     /// into `glycan`).
     pub fn graph_as(&self, glycan: &str, notation: Notation) -> Result<HeteroGraph, GlycanError> {
+        Ok(self.read_as(glycan, notation)?.graph)
+    }
+
+    /// [`GlycanGraphs::graph_as`] with what the input was read as: its IUPAC-condensed form
+    /// when that differs from the input (a WURCS, GlycoCT or loosely written IUPAC glycan), and
+    /// the spacer or aglycone a short form named.
+    pub fn read_as(&self, glycan: &str, notation: Notation) -> Result<ReadGlycan, GlycanError> {
+        let plain = |graph| ReadGlycan { graph, iupac: None, aglycone: None };
+        let read = |g: glycan_aa::Glycan, graph| ReadGlycan {
+            graph,
+            iupac: (g.iupac != glycan).then_some(g.iupac),
+            aglycone: g.aglycone,
+        };
         if notation == Notation::Iupac {
             let strict = |iupac: &str| {
                 if let GlycanGraphs::Official(_) = self {
@@ -44,19 +57,23 @@ impl GlycanGraphs {
             };
             // Loosely written IUPAC (extended, short forms, copy-paste artefacts) only when the
             // string is not IUPAC-condensed as it stands; the strict error otherwise.
-            return strict(glycan).or_else(|e| match glycan_aa::Glycan::parse_as(glycan, notation) {
-                Ok(g) if g.iupac != glycan => match self {
-                    GlycanGraphs::Molecule => Ok(g.molecule.graph),
-                    GlycanGraphs::Official(_) => strict(&g.iupac),
-                },
+            return strict(glycan).map(plain).or_else(|e| match glycan_aa::Glycan::parse_as(glycan, notation) {
+                Ok(g) if g.iupac != glycan => {
+                    let graph = match self {
+                        GlycanGraphs::Molecule => g.molecule.graph.clone(),
+                        GlycanGraphs::Official(_) => strict(&g.iupac)?,
+                    };
+                    Ok(read(g, graph))
+                }
                 _ => Err(e),
             });
         }
         let g = glycan_aa::Glycan::parse_as(glycan, notation)?;
-        match self {
-            GlycanGraphs::Molecule => Ok(g.molecule.graph),
-            GlycanGraphs::Official(_) => self.graph_as_glycanml(&g.iupac),
-        }
+        let graph = match self {
+            GlycanGraphs::Molecule => g.molecule.graph.clone(),
+            GlycanGraphs::Official(_) => self.graph_as_glycanml(&g.iupac)?,
+        };
+        Ok(read(g, graph))
     }
 
     /// [`GlycanGraphs::graph`], except that the official featurisation maps names it cannot
@@ -78,6 +95,17 @@ impl GlycanGraphs {
     pub fn window_as(&self, glycan: &str, notation: Notation) -> Result<Window, GlycanError> {
         Ok(Window::whole(Arc::new(self.graph_as(glycan, notation)?)))
     }
+}
+
+/// A glycan's graph and what its input was read as ([`GlycanGraphs::read_as`]).
+#[derive(Clone, Debug)]
+pub struct ReadGlycan {
+    /// The graph in the featurisation's form.
+    pub graph: HeteroGraph,
+    /// The IUPAC-condensed form, when the input was written otherwise.
+    pub iupac: Option<String>,
+    /// The spacer or aglycone a glycan-array short form named.
+    pub aglycone: Option<String>,
 }
 
 const STRUCTURE_SUFFIXES: [&str; 12] = [
