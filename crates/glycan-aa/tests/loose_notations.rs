@@ -1,6 +1,7 @@
 //! The loose forms researchers paste, on real glycans: 2,000 glycans of the PreGlycanAA set
 //! rewritten by simple string rules written here (not by the reader) into Greek anomers,
-//! typographic dashes and arrows with quotes and spaces, the words alpha/beta, glycan-array
+//! typographic dashes and arrows with quotes and spaces, the words alpha/beta, the anomer
+//! before the link's parenthesis (`Galβ(1→4)GlcNAc`), glycan-array
 //! short forms (`Galb1-4GlcNAc`, acceptor-only `Galb4GlcNAc`, round-bracket branches, `-Sp8`),
 //! dash-separated links (`Gal-β-1,4-GlcNAc`) and IUPAC-extended (`β-D-Gal-(1→4)-GlcNAc`). Each
 //! form must be read for ≥ 90 % of the glycans and never into another molecule than the
@@ -127,6 +128,8 @@ fn write(toks: &[Tok], style: &str) -> String {
                     "cfg" | "cfg_short" => format!("{an}{d}-{a}"),
                     "dash" if open => format!("-{}-Sp", greek(an)),
                     "dash" => format!("-{}-{d},{a}-", greek(an)),
+                    "outside" if open => format!("{}({d}-", greek(an)),
+                    "outside" => format!("{}({d}→{a})", greek(an)),
                     "extended" if open => String::new(),
                     "extended" => format!("{}-{last_name}-({d}→{a})-", greek(an)),
                     _ => unreachable!(),
@@ -153,7 +156,7 @@ fn signature(g: &Glycan) -> (String, usize, Vec<String>, Vec<String>) {
 
 #[test]
 fn every_loose_form_of_real_glycans_reads_into_the_same_molecule() {
-    let styles = ["greek", "typographic", "words", "cfg", "cfg_short", "dash", "extended"];
+    let styles = ["greek", "typographic", "words", "outside", "cfg", "cfg_short", "dash", "extended"];
     let (mut read, mut wrong, mut total) = (vec![0usize; styles.len()], vec![Vec::new(); styles.len()], 0usize);
     for g in glycans() {
         let Ok(want) = Glycan::from_iupac(&g) else { continue };

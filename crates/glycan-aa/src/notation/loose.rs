@@ -4,7 +4,8 @@
 //! rewrite is plain syntax (no guessing of residues or positions beyond the one rule below).
 //!
 //! - **Artefacts**: surrounding quotes, whitespace, typographic dashes (‐ ‑ ‒ – — −) and arrows
-//!   (→ ⟶ ->), Greek anomers (α β) and the words alpha/beta, `NeuAc` / `NeuGc` for `Neu5Ac` /
+//!   (→ ⟶ ->), Greek anomers (α β) and the words alpha/beta, the anomer before the link's
+//!   parenthesis (`Galβ(1→4)GlcNAc`), `NeuAc` / `NeuGc` for `Neu5Ac` /
 //!   `Neu5Gc`, `z` for an unknown anomer, modification lists split by a comma
 //!   (`Neu9Ac,5Ac` = `Neu5Ac9Ac` = `Neu5,9Ac2`) and positions split by a colon
 //!   (`Neu5Ac4:7/8/9Ac2` = `Neu5Ac4,7/8/9Ac2`).
@@ -79,11 +80,38 @@ pub(crate) fn clean(s: &str) -> String {
 
 /// Reads `s` (already [`clean`]ed) in one of the loose forms; `None` when no form fits.
 pub(crate) fn read(s: &str) -> Option<Loose> {
-    let unknown_anomer = s.replace("(z", "(?");
-    if unknown_anomer != s && crate::Glycan::from_iupac(&unknown_anomer).is_ok() {
-        return Some(Loose { iupac: unknown_anomer, aglycone: None });
+    for rewrite in [s.replace("(z", "(?"), anomer_outside(s)] {
+        if rewrite != s && crate::Glycan::from_iupac(&rewrite).is_ok() {
+            return Some(Loose { iupac: rewrite, aglycone: None });
+        }
     }
     extended(s).or_else(|| short(&dash_links(s)))
+}
+
+/// The anomer written before the link's parenthesis, as papers do (`Galb(1-4)GlcNAc`,
+/// `Neu5Acα(2→3)Gal`) → `Gal(b1-4)GlcNAc`. (The residue before must still be a valid name:
+/// `Ara(1-3)` would become `Ar(a1-3)` and is refused.)
+fn anomer_outside(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let moved = i > 0
+            && b[i - 1].is_ascii_alphanumeric()
+            && anomer(c as char).is_some()
+            && b.get(i + 1) == Some(&b'(')
+            && b.get(i + 2).is_some_and(|&d| d.is_ascii_digit() || d == b'?');
+        if moved {
+            out.push('(');
+            out.push(anomer(c as char).unwrap_or('?'));
+            i += 2;
+            continue;
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    out
 }
 
 /// Whether a residue name parses.
@@ -388,6 +416,11 @@ mod tests {
             ("Neu9Ac,5Ac(a2-6)Gal", "Neu9Ac5Ac(a2-6)Gal"),
             ("Neu5Ac4:7/8/9Ac2(a2-3)Gal", "Neu5Ac4,7/8/9Ac2(a2-3)Gal"),
             ("Gal(z1-4)Glc", "Gal(?1-4)Glc"),
+            ("Galβ(1→4)GlcNAc", "Gal(b1-4)GlcNAc"),
+            ("Neu5Acα(2→3)Galβ(1→4)[Fucα(1→3)]GlcNAc", "Neu5Ac(a2-3)Gal(b1-4)[Fuc(a1-3)]GlcNAc"),
+            ("Ribb(1-4)Glc", "Rib(b1-4)Glc"),
+            // Already condensed (no anomer written): read as it stands, not as `Ar(a1-3)`.
+            ("Ara(1-3)Gal", "Ara(1-3)Gal"),
             ("Rha2Mea1-3Glc", "Rha2Me(a1-3)Glc"),
             ("Galb1-3GalNAc-ol", "Gal(b1-3)GalNAc-ol"),
         ] {
