@@ -66,10 +66,48 @@ pub struct Args {
     /// Inputs per forward pass (at most 8,192 units a batch).
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// Embed only part K of N of the inputs (`--shard 0/4` … `--shard 3/4`): contiguous parts
+    /// of the glycan or sequence list, or of the sorted structure files, so the N outputs'
+    /// rows concatenated in shard order are the unsharded output (a job array over one list).
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Worker threads (default: RAYON_NUM_THREADS, else OMP_NUM_THREADS, else every core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// `K/N` with `0 ≤ K < N`.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s.split_once('/').ok_or_else(|| format!("--shard {s}: expected K/N, e.g. 0/4"))?;
+    let (k, n) = (k.trim().parse::<usize>(), n.trim().parse::<usize>());
+    match (k, n) {
+        (Ok(k), Ok(n)) if n > 0 && k < n => Ok((k, n)),
+        _ => Err(format!("--shard {s}: expected K/N with 0 ≤ K < N, e.g. 0/4")),
+    }
+}
+
+/// Sets the worker threads before any pool starts: `threads`, else `RAYON_NUM_THREADS`, else
+/// `OMP_NUM_THREADS` (what Ray and Slurm set), else rayon's default (every core).
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
+    let Some(n) = threads.or_else(|| env("RAYON_NUM_THREADS")).or_else(|| env("OMP_NUM_THREADS")) else {
+        return Ok(());
+    };
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    // candle's element-wise pool reads these when it starts (after this).
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))
 }
 
 /// `allatom embed`.
 pub fn run(a: Args) -> Result<ExitCode> {
+    set_threads(a.threads)?;
     let rows = match a.level {
         Level::Graph => Rows::Graph,
         Level::Unit => Rows::Unit,
@@ -86,19 +124,27 @@ pub fn run(a: Args) -> Result<ExitCode> {
         model = Model::from_pretrained_with(name, &opts, &serde_json::json!({ "unzip": "all" }))?;
     }
     let inputs = match (&a.glycan, &a.glycans, &a.structure, &a.sequence, &a.fasta) {
-        (Some(g), None, None, None, None) => job::glycan_inputs(&model, std::slice::from_ref(g), a.format),
-        (None, Some(p), None, None, None) => {
-            job::glycan_inputs(&model, &allatom::inputs::read_glycan_file(p, a.column.as_deref())?, a.format)
+        (Some(g), None, None, None, None) => {
+            job::glycan_inputs(&model, job::shard_of(std::slice::from_ref(g), a.shard), a.format)
         }
-        (None, None, Some(p), None, None) => job::structure_inputs(&model, p)?,
-        (None, None, None, Some(s), None) => job::sequence_inputs(&[(s.clone(), s.clone())]),
-        (None, None, None, None, Some(f)) => job::sequence_inputs(&allatom::inputs::read_fasta(f)?),
+        (None, Some(p), None, None, None) => {
+            let list = allatom::inputs::read_glycan_file(p, a.column.as_deref())?;
+            job::glycan_inputs(&model, job::shard_of(&list, a.shard), a.format)
+        }
+        (None, None, Some(p), None, None) => job::structure_inputs_shard(&model, p, a.shard)?,
+        (None, None, None, Some(s), None) => job::sequence_inputs(job::shard_of(&[(s.clone(), s.clone())], a.shard)),
+        (None, None, None, None, Some(f)) => {
+            job::sequence_inputs(job::shard_of(&allatom::inputs::read_fasta(f)?, a.shard))
+        }
         _ => {
             bail!("give one of --glycan STRING, --glycans FILE, --structure FILE|DIR, --sequence STRING, --fasta FILE")
         }
     };
     if inputs.is_empty() {
-        bail!("nothing to embed: the input holds no glycans, sequences or structures");
+        match a.shard {
+            Some((k, n)) => bail!("nothing to embed: shard {k}/{n} of the input holds no inputs"),
+            None => bail!("nothing to embed: the input holds no glycans, sequences or structures"),
+        }
     }
     let started = std::time::Instant::now();
     // Unit and atom rows wait in a temporary file beside the output (gigabytes for large

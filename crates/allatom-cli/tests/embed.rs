@@ -411,3 +411,53 @@ fn a_molecule_pretrained_model_tells_modified_from_unmodified_glycans() {
         }
     }
 }
+
+/// `--shard K/N`: the shards cover every input once, in order, and their rows concatenated are
+/// the unsharded output to float rounding (≤ 1e-5: batches are formed by size over the whole
+/// input, and the kernels' rounding depends on a batch's composition — not bit for bit yet);
+/// `--threads 1` likewise; a shard outside `0 ≤ K < N` is a usage error.
+#[test]
+fn shards_concatenate_to_the_unsharded_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = std::fs::read_to_string(GLYCANS).expect("run `cargo xtask data` first");
+    let rows: Vec<&str> = text.lines().take(1).chain(text.lines().skip(1).step_by(200)).collect();
+    std::fs::write(d.join("g.csv"), rows.join("\n") + "\n").unwrap();
+    let embed = |out: &str, extra: &[&str]| {
+        ok(allatom().args(["embed", "--glycans"]).arg(d.join("g.csv")).arg("--out").arg(d.join(out)).args(extra));
+        let (shape, v) = read_npy(&d.join(out));
+        let meta = std::fs::read_to_string(d.join(out).with_extension("jsonl")).unwrap();
+        let inputs: Vec<String> = meta
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["input"].as_str().unwrap().to_string())
+            .collect();
+        (shape, v, inputs)
+    };
+    let (shape, all, names) = embed("all.npy", &[]);
+    assert!(shape[0] > 50, "{shape:?}");
+    let (mut rows_cat, mut names_cat) = (Vec::new(), Vec::new());
+    for k in 0..3 {
+        let (s, v, n) = embed(&format!("s{k}.npy"), &["--shard", &format!("{k}/3")]);
+        assert_eq!(s[1], shape[1]);
+        rows_cat.extend(v);
+        names_cat.extend(n);
+    }
+    assert_eq!(names_cat, names, "the shards cover every input once, in order");
+    let worst = |x: &[f32]| x.iter().zip(&all).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0f32, f32::max);
+    assert_eq!(rows_cat.len(), all.len());
+    assert!(worst(&rows_cat) < 1e-5, "shards differ from the whole by {}", worst(&rows_cat));
+    let (_, one, _) = embed("t1.npy", &["--threads", "1"]);
+    assert_eq!(one.len(), all.len());
+    assert!(worst(&one) < 1e-5, "one thread differs by {}", worst(&one));
+    for bad in ["3/3", "1/0", "x"] {
+        let o = allatom()
+            .args(["embed", "--shard", bad, "--glycans"])
+            .arg(d.join("g.csv"))
+            .arg("--out")
+            .arg(d.join("bad.npy"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "--shard {bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("K/N"), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -77,11 +77,43 @@ pub fn sequence_inputs(records: &[(String, String)]) -> Vec<Input> {
         .collect()
 }
 
+/// The contiguous part `k` of `n` (`0 ≤ k < n`) of `len` items, `[⌊k·len/n⌋, ⌊(k+1)·len/n⌋)`:
+/// the shards `0/n … (n−1)/n` cover every item once, in order, so their outputs concatenated
+/// are the unsharded output.
+pub fn shard_range(len: usize, (k, n): (usize, usize)) -> std::ops::Range<usize> {
+    let n = n.max(1);
+    let k = k.min(n - 1);
+    (k * len / n)..((k + 1) * len / n)
+}
+
+/// The items of shard `k` of `n` of a list (all of it without a shard).
+pub fn shard_of<T>(items: &[T], shard: Option<(usize, usize)>) -> &[T] {
+    match shard {
+        Some(s) => &items[shard_range(items.len(), s)],
+        None => items,
+    }
+}
+
+/// [`structure_inputs`] of one shard of the structure files (or SDF records): `shard` =
+/// `(k, n)` takes the `k`-th of `n` contiguous parts of the sorted file list.
+pub fn structure_inputs_shard(model: &Model, path: &Path, shard: Option<(usize, usize)>) -> Result<Vec<Input>> {
+    let mut all = structure_inputs_of(model, path, shard)?;
+    if protein_aa::molfile::is_molfile(path) {
+        let r = shard.map(|s| shard_range(all.len(), s)).unwrap_or(0..all.len());
+        all = all.drain(r).collect();
+    }
+    Ok(all)
+}
+
 /// The windows of structure files (a file, or a directory of them). Official-featurisation
 /// glycan models read every glycan tree in them through its IUPAC string; other models read one
 /// window per chain of amino-acid residues and (unless they read residues only) one per glycan
 /// tree, with their coordinates. `.sdf` / `.mol` files give one window per molecule.
 pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
+    structure_inputs_of(model, path, None)
+}
+
+fn structure_inputs_of(model: &Model, path: &Path, shard: Option<(usize, usize)>) -> Result<Vec<Input>> {
     if protein_aa::molfile::is_molfile(path) {
         let text = String::from_utf8(crate::inputs::read_capped(path)?)
             .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
@@ -100,6 +132,7 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
             .collect());
     }
     let files = structure_files(path)?;
+    let files = shard_of(&files, shard);
     let glycans_readable = model.encoder.requirements().refuses(UnitKind::Monosaccharide).is_none();
     let official = matches!(model.glycans, GlycanGraphs::Official(_));
     let opts = protein_aa::StructureOptions { atom_knn: None, unit_knn: None, ..Default::default() };
