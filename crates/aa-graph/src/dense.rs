@@ -129,6 +129,11 @@ unsafe fn body_avx512<K: RowKernel>(kernel: &K, o: &mut [f32], x: &[f32], y: &[f
     kernel.body(o, x, y)
 }
 
+/// A tensor's values as one f32 vector (what the fused kernels' backward passes read).
+pub fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
 /// The contiguous f32 slice of a CPU storage (fused kernels take contiguous f32 only).
 pub fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { candle_core::bail!("fused CPU kernel: f32 only") };

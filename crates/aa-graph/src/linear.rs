@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::dense::{contiguous_f32, gemm_f32};
+use crate::dense::{contiguous_f32, gemm_f32, vec_of};
 
 /// Rows per task of the bias-gradient column sums.
 const SUM_ROWS: usize = 256;
@@ -66,10 +66,6 @@ fn sizes(x: &Layout, w: &Layout) -> Result<(usize, usize, usize)> {
         candle_core::bail!("linear: input {:?} and weight {:?} do not fit", x.shape(), w.shape());
     }
     Ok((r, k, n))
-}
-
-fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
 }
 
 /// The kernel with a bias.

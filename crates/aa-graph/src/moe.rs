@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::dense::{contiguous_f32, gelu_erf, par_rows, GeluMap, GeluMapGrad};
+use crate::dense::{contiguous_f32, gelu_erf, par_rows, vec_of, GeluMap, GeluMapGrad};
 use crate::linear::{self, Linear};
 
 /// Sizes of the packed experts: width `d`, hidden width `h`, count `e`.
@@ -143,8 +143,7 @@ impl CustomOp3 for Routed {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Sizes { d, h, e } = self.s;
         let r = x.dim(0)?;
-        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (xv, cv, pv, gy) = (flat(x)?, flat(coeff)?, flat(pack)?, flat(grad)?);
+        let (xv, cv, pv, gy) = (vec_of(x)?, vec_of(coeff)?, vec_of(pack)?, vec_of(grad)?);
         let guard = self.saved.lock().map_err(|_| candle_core::Error::Msg("routed experts: poisoned cache".into()))?;
         let saved = guard
             .as_ref()

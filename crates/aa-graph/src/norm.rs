@@ -14,7 +14,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::dense::contiguous_f32;
+use crate::dense::{contiguous_f32, vec_of};
 
 /// Rows per parallel task (and per partial sum of the parameter gradients).
 const BLOCK_ROWS: usize = 128;
@@ -103,10 +103,6 @@ fn check(x: &Layout, w: &Layout, b: Option<&Layout>, what: &str) -> Result<()> {
         candle_core::bail!("{what}: input {:?} and parameters {:?} do not fit", x.shape(), w.shape());
     }
     Ok(())
-}
-
-fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
 }
 
 /// LayerNorm (`x`, weight, bias).

@@ -23,7 +23,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::dense::{contiguous_f32, exp_nonpositive};
+use crate::dense::{contiguous_f32, exp_nonpositive, vec_of};
 use crate::kernels::{simd_level, SimdLevel};
 
 /// Channel and state sizes of one scan.
@@ -443,8 +443,7 @@ impl CustomOp3 for Scan {
         if grad.dims2()? != (rows, s.d) {
             candle_core::bail!("selective scan backward: gradient {:?} for u‖p‖z {:?}", grad.shape(), upz.shape());
         }
-        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (gupz, gad, gbc) = backward(&flat(upz)?, &flat(ad)?, &flat(bc)?, &flat(grad)?, s, &self.0);
+        let (gupz, gad, gbc) = backward(&vec_of(upz)?, &vec_of(ad)?, &vec_of(bc)?, &vec_of(grad)?, s, &self.0);
         let dev = upz.device();
         Ok((
             Some(Tensor::from_vec(gupz, (rows, 3 * s.d), dev)?),
@@ -586,8 +585,7 @@ impl candle_core::CustomOp2 for Conv {
 
     fn bwd(&self, x: &Tensor, wb: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (r, d, k) = conv_dims(x.layout(), wb.layout(), &self.0)?;
-        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (xv, wv, gv) = (flat(x)?, flat(wb)?, flat(grad)?);
+        let (xv, wv, gv) = (vec_of(x)?, vec_of(wb)?, vec_of(grad)?);
         let wt = conv_weights_t(&wv, d, k);
         let at = starts(&self.0);
         let per: Vec<(Vec<f32>, Vec<f32>)> = (0..self.0.len())

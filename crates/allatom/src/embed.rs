@@ -94,26 +94,17 @@ pub fn shard_of<T>(items: &[T], shard: Option<(usize, usize)>) -> &[T] {
     }
 }
 
-/// [`structure_inputs`] of one shard of the structure files (or SDF records): `shard` =
-/// `(k, n)` takes the `k`-th of `n` contiguous parts of the sorted file list.
-pub fn structure_inputs_shard(model: &Model, path: &Path, shard: Option<(usize, usize)>) -> Result<Vec<Input>> {
-    let mut all = structure_inputs_of(model, path, shard)?;
-    if protein_aa::molfile::is_molfile(path) {
-        let r = shard.map(|s| shard_range(all.len(), s)).unwrap_or(0..all.len());
-        all = all.drain(r).collect();
-    }
-    Ok(all)
-}
-
 /// The windows of structure files (a file, or a directory of them). Official-featurisation
 /// glycan models read every glycan tree in them through its IUPAC string; other models read one
 /// window per chain of amino-acid residues and (unless they read residues only) one per glycan
 /// tree, with their coordinates. `.sdf` / `.mol` files give one window per molecule.
 pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
-    structure_inputs_of(model, path, None)
+    structure_inputs_shard(model, path, None)
 }
 
-fn structure_inputs_of(model: &Model, path: &Path, shard: Option<(usize, usize)>) -> Result<Vec<Input>> {
+/// [`structure_inputs`] of one shard: `shard` = `(k, n)` takes the `k`-th of `n` contiguous
+/// parts of the sorted file list (of the records of an `.sdf` file).
+pub fn structure_inputs_shard(model: &Model, path: &Path, shard: Option<(usize, usize)>) -> Result<Vec<Input>> {
     if protein_aa::molfile::is_molfile(path) {
         let text = String::from_utf8(crate::inputs::read_capped(path)?)
             .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
@@ -121,9 +112,12 @@ fn structure_inputs_of(model: &Model, path: &Path, shard: Option<(usize, usize)>
             e.path = Some(path.display().to_string());
             e
         })?;
+        let range = shard.map_or(0..mols.len(), |sh| shard_range(mols.len(), sh));
         return Ok(mols
             .into_iter()
             .enumerate()
+            .skip(range.start)
+            .take(range.len())
             .map(|(k, g)| {
                 let m =
                     meta(json!({ "input": g.units.first().map(|u| u.name.clone()), "structure": path, "record": k }));

@@ -42,38 +42,32 @@ impl GlycanGraphs {
     /// when that differs from the input (a WURCS, GlycoCT or loosely written IUPAC glycan), and
     /// the spacer or aglycone a short form named.
     pub fn read_as(&self, glycan: &str, notation: Notation) -> Result<ReadGlycan, GlycanError> {
-        let plain = |graph| ReadGlycan { graph, iupac: None, aglycone: None };
-        let read = |g: glycan_aa::Glycan, graph| ReadGlycan {
-            graph,
-            iupac: (g.iupac != glycan).then_some(g.iupac),
-            aglycone: g.aglycone,
+        let strict = |iupac: &str| {
+            if let GlycanGraphs::Official(_) = self {
+                glycan_aa::compat::check_names(iupac)?;
+            }
+            self.graph_as_glycanml(iupac)
+        };
+        // The graph of a glycan read from another form (its molecule moved, not copied).
+        let read = |g: glycan_aa::Glycan, check_names: bool| -> Result<ReadGlycan, GlycanError> {
+            let graph = match self {
+                GlycanGraphs::Molecule => g.molecule.graph,
+                GlycanGraphs::Official(_) if check_names => strict(&g.iupac)?,
+                GlycanGraphs::Official(_) => self.graph_as_glycanml(&g.iupac)?,
+            };
+            Ok(ReadGlycan { graph, iupac: (g.iupac != glycan).then_some(g.iupac), aglycone: g.aglycone })
         };
         if notation == Notation::Iupac {
-            let strict = |iupac: &str| {
-                if let GlycanGraphs::Official(_) = self {
-                    glycan_aa::compat::check_names(iupac)?;
-                }
-                self.graph_as_glycanml(iupac)
-            };
             // Loosely written IUPAC (extended, short forms, copy-paste artefacts) only when the
             // string is not IUPAC-condensed as it stands; the strict error otherwise.
-            return strict(glycan).map(plain).or_else(|e| match glycan_aa::Glycan::parse_as(glycan, notation) {
-                Ok(g) if g.iupac != glycan => {
-                    let graph = match self {
-                        GlycanGraphs::Molecule => g.molecule.graph.clone(),
-                        GlycanGraphs::Official(_) => strict(&g.iupac)?,
-                    };
-                    Ok(read(g, graph))
+            return strict(glycan).map(|graph| ReadGlycan { graph, iupac: None, aglycone: None }).or_else(|e| {
+                match glycan_aa::Glycan::parse_as(glycan, notation) {
+                    Ok(g) if g.iupac != glycan => read(g, true),
+                    _ => Err(e),
                 }
-                _ => Err(e),
             });
         }
-        let g = glycan_aa::Glycan::parse_as(glycan, notation)?;
-        let graph = match self {
-            GlycanGraphs::Molecule => g.molecule.graph.clone(),
-            GlycanGraphs::Official(_) => self.graph_as_glycanml(&g.iupac)?,
-        };
-        Ok(read(g, graph))
+        read(glycan_aa::Glycan::parse_as(glycan, notation)?, false)
     }
 
     /// [`GlycanGraphs::graph`], except that the official featurisation maps names it cannot

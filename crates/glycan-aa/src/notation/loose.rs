@@ -22,13 +22,13 @@
 
 use crate::residue::parse_residue;
 
-/// A rewrite of a loosely written glycan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Loose {
-    /// The IUPAC-condensed form.
-    pub iupac: String,
-    /// The spacer or aglycone written at the reducing end, if any.
-    pub aglycone: Option<String>,
+use crate::Glycan;
+
+/// The glycan a rewrite builds (checking a rewrite is building it, so it is built once).
+fn built(iupac: &str, aglycone: Option<String>) -> Option<Glycan> {
+    let mut g = Glycan::from_iupac(iupac).ok()?;
+    g.aglycone = aglycone;
+    Some(g)
 }
 
 /// Aglycones and spacers recognised at the reducing end (after `-` or directly after an
@@ -78,11 +78,15 @@ pub(crate) fn clean(s: &str) -> String {
     merged
 }
 
-/// Reads `s` (already [`clean`]ed) in one of the loose forms; `None` when no form fits.
-pub(crate) fn read(s: &str) -> Option<Loose> {
+/// Reads `s` (already [`clean`]ed) in one of the loose forms into the glycan of its
+/// IUPAC-condensed rewrite (`Glycan::iupac`; a short form's spacer in `Glycan::aglycone`);
+/// `None` when no form fits.
+pub(crate) fn read(s: &str) -> Option<Glycan> {
     for rewrite in [s.replace("(z", "(?"), anomer_outside(s)] {
-        if rewrite != s && crate::Glycan::from_iupac(&rewrite).is_ok() {
-            return Some(Loose { iupac: rewrite, aglycone: None });
+        if rewrite != s {
+            if let Some(g) = built(&rewrite, None) {
+                return Some(g);
+            }
         }
     }
     extended(s).or_else(|| short(&dash_links(s)))
@@ -146,7 +150,7 @@ fn position(s: &str) -> Option<(&str, &str)> {
 // ---------------------------------------------------------------- IUPAC-extended
 
 /// `β-D-Galp-(1→4)-[α-L-Fucp-(1→3)]-β-D-GlcpNAc` (cleaned) → `D-Galp(b1-4)[L-Fucp(a1-3)]D-GlcpNAc`.
-fn extended(s: &str) -> Option<Loose> {
+fn extended(s: &str) -> Option<Glycan> {
     let mut out = String::new();
     let mut rest = s;
     let mut links = 0;
@@ -207,7 +211,10 @@ fn extended(s: &str) -> Option<Loose> {
             }
         }
     }
-    (links > 0 && crate::Glycan::from_iupac(&out).is_ok()).then_some(Loose { iupac: out, aglycone: None })
+    if links == 0 {
+        return None;
+    }
+    built(&out, None)
 }
 
 // ---------------------------------------------------------------- short forms
@@ -305,7 +312,7 @@ fn glued_link(s: &str) -> Option<(String, char, String, String, &str)> {
 }
 
 /// `Fuca1-2Galb1-3(Fuca1-4)GlcNAcb-Sp8` → `Fuc(a1-2)Gal(b1-3)[Fuc(a1-4)]GlcNAc(b1-`, aglycone `Sp8`.
-fn short(s: &str) -> Option<Loose> {
+fn short(s: &str) -> Option<Glycan> {
     let mut out = String::new();
     let mut rest = s;
     let mut depth = 0usize;
@@ -358,7 +365,7 @@ fn short(s: &str) -> Option<Loose> {
         let spec = parse_residue(name).ok()?;
         out.push_str(&format!("({}{}-", open.unwrap_or('?'), spec.anomeric));
     }
-    crate::Glycan::from_iupac(&out).is_ok().then_some(Loose { iupac: out, aglycone })
+    built(&out, aglycone)
 }
 
 /// The reducing-end residue (with its anomer) and the spacer or aglycone after it.
@@ -385,10 +392,10 @@ mod tests {
 
     fn iupac(s: &str) -> Option<String> {
         let c = clean(s);
-        if crate::Glycan::from_iupac(&c).is_ok() {
+        if Glycan::from_iupac(&c).is_ok() {
             return Some(c);
         }
-        read(&c).map(|l| l.iupac)
+        read(&c).map(|g| g.iupac)
     }
 
     #[test]

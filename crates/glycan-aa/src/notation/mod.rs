@@ -139,10 +139,7 @@ impl Glycan {
                 return Some(g);
             }
         }
-        let l = loose::read(&cleaned)?;
-        let mut g = Glycan::from_iupac(&l.iupac).ok()?;
-        g.aglycone = l.aglycone;
-        Some(g)
+        loose::read(&cleaned)
     }
 }
 
