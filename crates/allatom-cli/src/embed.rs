@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aa_pretrain::hub::HubOptions;
+use allatom::embed::job::{Items, Job};
 use allatom::embed::{self as job, Level as Rows};
 use allatom::{Model, DEFAULT_MODEL};
 use anyhow::{bail, Result};
@@ -41,11 +42,15 @@ pub struct Args {
     /// attachment (e.g. `ASN 90 chain A`) and every unit.
     #[arg(long, conflicts_with = "glycan")]
     structure: Option<PathBuf>,
+    /// A text file listing structure files, one path per line (`#` comments; relative to the
+    /// working directory): for lists too long for a command line or a directory.
+    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure"])]
+    files_from: Option<PathBuf>,
     /// One protein sequence (one-letter codes), for sequence models (ESM).
-    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure", "fasta"])]
+    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure", "fasta", "files_from"])]
     sequence: Option<String>,
     /// A FASTA file of protein sequences.
-    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure"])]
+    #[arg(long, conflicts_with_all = ["glycan", "glycans", "structure", "files_from"])]
     fasta: Option<PathBuf>,
     /// The encoder: a package directory (`allatom export`/`convert`), a Hugging Face Hub
     /// repository id (owner/name[@revision]; HF_ENDPOINT, HF_TOKEN, HF_HOME, HF_HUB_OFFLINE are
@@ -66,14 +71,34 @@ pub struct Args {
     /// Inputs per forward pass (at most 8,192 units a batch).
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
-    /// Embed only part K of N of the inputs (`--shard 0/4` … `--shard 3/4`): contiguous parts
-    /// of the glycan or sequence list, or of the sorted structure files, so the N outputs'
-    /// rows concatenated in shard order are the unsharded output (a job array over one list).
+    /// Items (glycans, sequences, structure files, SDF records) featurised, embedded and written
+    /// at a time: memory stays at one chunk however long the list. Rows depend on the chunk
+    /// they are computed in, so runs to be compared or joined use the same --chunk.
+    #[arg(long, default_value_t = allatom::embed::job::DEFAULT_CHUNK, value_parser = parse_chunk)]
+    chunk: usize,
+    /// Embed only part K of N (`--shard 0/4` … `--shard 3/4`): a contiguous run of whole chunks
+    /// of the glycan or sequence list, the sorted structure files or the SDF records, so the N
+    /// outputs' rows concatenated in shard order are byte for byte the unsharded output (a job
+    /// array over one list). With fewer chunks than shards some shards are empty (an empty
+    /// output, exit status 0).
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Resume: keep the chunks an interrupted run of the same job left in `<out>.parts/`, and do
+    /// nothing when the output and its metadata already exist.
+    #[arg(long)]
+    skip_existing: bool,
     /// Worker threads (default: RAYON_NUM_THREADS, else OMP_NUM_THREADS, else every core).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// A chunk size of at least 1.
+fn parse_chunk(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("--chunk {s}: expected a number of items ≥ 1"))
 }
 
 /// `K/N` with `0 ≤ K < N`.
@@ -114,7 +139,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Level::Atom => Rows::Atom,
     };
     let given: Vec<&std::path::Path> =
-        [&a.glycans, &a.structure, &a.fasta].into_iter().flatten().map(|p| p.as_path()).collect();
+        [&a.glycans, &a.structure, &a.fasta, &a.files_from].into_iter().flatten().map(|p| p.as_path()).collect();
     job::check_output(&a.out, rows, &given)?;
     let name = a.model.as_deref().unwrap_or(DEFAULT_MODEL);
     let opts = HubOptions::from_env();
@@ -123,69 +148,83 @@ pub fn run(a: Args) -> Result<ExitCode> {
         // Atom rows of a sequence model: every residue unzipped into atom tokens (ESM-AA).
         model = Model::from_pretrained_with(name, &opts, &serde_json::json!({ "unzip": "all" }))?;
     }
-    let inputs = match (&a.glycan, &a.glycans, &a.structure, &a.sequence, &a.fasta) {
-        (Some(g), None, None, None, None) => {
-            job::glycan_inputs(&model, job::shard_of(std::slice::from_ref(g), a.shard), a.format)
+    let notation = a.format;
+    let items = match (&a.glycan, &a.glycans, &a.structure, &a.sequence, &a.fasta, &a.files_from) {
+        (Some(g), None, None, None, None, None) => Items::Glycans { glycans: vec![g.clone()], notation },
+        (None, Some(p), None, None, None, None) => {
+            Items::Glycans { glycans: allatom::inputs::read_glycan_file(p, a.column.as_deref())?, notation }
         }
-        (None, Some(p), None, None, None) => {
-            let list = allatom::inputs::read_glycan_file(p, a.column.as_deref())?;
-            job::glycan_inputs(&model, job::shard_of(&list, a.shard), a.format)
-        }
-        (None, None, Some(p), None, None) => job::structure_inputs_shard(&model, p, a.shard)?,
-        (None, None, None, Some(s), None) => job::sequence_inputs(job::shard_of(&[(s.clone(), s.clone())], a.shard)),
-        (None, None, None, None, Some(f)) => {
-            job::sequence_inputs(job::shard_of(&allatom::inputs::read_fasta(f)?, a.shard))
-        }
-        _ => {
-            bail!("give one of --glycan STRING, --glycans FILE, --structure FILE|DIR, --sequence STRING, --fasta FILE")
-        }
+        (None, None, Some(p), None, None, None) => Items::structures(p)?,
+        (None, None, None, None, None, Some(p)) => Items::Files(allatom::inputs::read_file_list(p)?),
+        (None, None, None, Some(s), None, None) => Items::Sequences(vec![(s.clone(), s.clone())]),
+        (None, None, None, None, Some(f), None) => Items::Sequences(allatom::inputs::read_fasta(f)?),
+        _ => bail!(
+            "give one of --glycan STRING, --glycans FILE, --structure FILE|DIR, --files-from LIST, --sequence STRING, --fasta FILE"
+        ),
     };
-    if inputs.is_empty() {
-        match a.shard {
-            Some((k, n)) => bail!("nothing to embed: shard {k}/{n} of the input holds no inputs"),
-            None => bail!("nothing to embed: the input holds no glycans, sequences or structures"),
-        }
+    if items.is_empty() {
+        bail!("nothing to embed: the input holds no glycans, sequences or structures");
     }
-    let started = std::time::Instant::now();
-    // Unit and atom rows wait in a temporary file beside the output (gigabytes for large
-    // inputs), not in memory; a device output spills to the temporary folder.
-    let spill = match a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        _ if rows == Rows::Graph => None,
-        _ if aa_pretrain::checkpoint::is_special(&a.out) => Some(std::env::temp_dir()),
-        Some(dir) => Some(dir.to_path_buf()),
-        None => Some(std::path::PathBuf::from(".")),
-    };
-    let e = job::embed(&model, &inputs, rows, a.batch_size, spill.as_deref())?;
     if a.glycan.is_some() || a.sequence.is_some() {
-        // One input: its error is the command's.
-        if let Some(err) = e
-            .jsonl
-            .lines()
-            .next()
-            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .and_then(|r| r["error"].as_str().map(String::from))
-        {
+        // One input: its error is the command's, before anything is written.
+        let first = items.inputs(&model, 0..1).into_iter().next().map(|i| i.window);
+        let err = match first {
+            Some(Ok(w)) => job::window_error(model.encoder.as_ref(), &w),
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        if let Some(err) = err {
             let what = if a.glycan.is_some() { "glycan" } else { "sequence" };
             bail!("{what} {:?}: {err}", a.glycan.as_ref().or(a.sequence.as_ref()).cloned().unwrap_or_default());
         }
     }
-    let meta = match job::write(&a.out, &e, rows)? {
+    let started = std::time::Instant::now();
+    let job =
+        Job { model: &model, items: &items, level: rows, batch_size: a.batch_size, chunk: a.chunk, shard: a.shard };
+    let meta_path = job::metadata_path(&a.out);
+    let parts = {
+        let mut n = a.out.file_name().unwrap_or_default().to_os_string();
+        n.push(".parts");
+        a.out.with_file_name(n)
+    };
+    if a.skip_existing && a.out.is_file() && meta_path.is_file() && !parts.exists() {
+        eprintln!("{} and {} exist: nothing to do (--skip-existing)", a.out.display(), meta_path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chunks = job.plan().len();
+    if chunks == 0 {
+        let (k, n) = a.shard.unwrap_or((0, 1));
+        eprintln!(
+            "shard {k}/{n} holds no chunks ({} items make {} chunks of --chunk {}): writing an empty output",
+            items.len(),
+            items.len().div_ceil(a.chunk),
+            a.chunk
+        );
+    }
+    let s = job.to_file(&a.out, a.skip_existing, &mut |p| {
+        if chunks > 1 {
+            // One line per chunk: readable in a batch system's log, not only on a terminal.
+            eprintln!("embed: {p}");
+        }
+    })?;
+    let meta = match &s.metadata {
         Some(p) => p.display().to_string(),
         None => "no metadata (the output is a device)".to_string(),
     };
     eprintln!(
-        "{} of {} inputs embedded by {} ({} rows × {}) in {:.2} s → {} and {}",
-        e.embedded,
-        inputs.len(),
+        "{} of {} inputs embedded by {} ({} rows × {}) in {:.2} s{} → {} and {}",
+        s.embedded,
+        s.inputs,
         model.family().name(),
-        e.rows,
-        e.width,
+        s.rows,
+        s.width,
         started.elapsed().as_secs_f64(),
+        if s.resumed > 0 { format!(" ({} chunks kept from an earlier run)", s.resumed) } else { String::new() },
         a.out.display(),
         meta
     );
-    if e.failed > 0 {
-        eprintln!("{} inputs failed (see the \"error\" lines in {meta})", e.failed);
+    if s.failed > 0 {
+        eprintln!("{} inputs failed (see the \"error\" lines in {meta})", s.failed);
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -331,9 +331,12 @@ fn a_full_disk_leaves_the_previous_pair_intact() {
     ok(&mut first);
     let (old_rows, old_meta) = (std::fs::read(&out).unwrap(), std::fs::read(d.join("e.jsonl")).unwrap());
     assert!(old_rows.len() > 32 * 1024, "the rows outgrow the limit below");
+    // Temporary files beside the output and in the job's parts folder.
     let tmps = || -> Vec<String> {
-        std::fs::read_dir(d)
-            .unwrap()
+        [d.to_path_buf(), d.join("e.npy.parts")]
+            .iter()
+            .filter_map(|p| std::fs::read_dir(p).ok())
+            .flatten()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(".tmp-"))
             .collect()
@@ -412,52 +415,219 @@ fn a_molecule_pretrained_model_tells_modified_from_unmodified_glycans() {
     }
 }
 
-/// `--shard K/N`: the shards cover every input once, in order, and their rows concatenated are
-/// the unsharded output to float rounding (≤ 1e-5: batches are formed by size over the whole
-/// input, and the kernels' rounding depends on a batch's composition — not bit for bit yet);
-/// `--threads 1` likewise; a shard outside `0 ≤ K < N` is a usage error.
+/// The rows of an `.npy` file (its bytes after the header).
+fn npy_data(path: &Path) -> Vec<u8> {
+    let b = std::fs::read(path).unwrap();
+    let n = u16::from_le_bytes([b[8], b[9]]) as usize;
+    b[10 + n..].to_vec()
+}
+
+/// The metadata records without their output-relative numbering (`index`, `rows`).
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path.with_extension("jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut r: serde_json::Value = serde_json::from_str(l).unwrap();
+            r.as_object_mut().unwrap().remove("index");
+            r.as_object_mut().unwrap().remove("rows");
+            r
+        })
+        .collect()
+}
+
+/// `--shard K/N` takes whole chunks: the shards cover every input once, in order, and their
+/// rows concatenated are byte for byte the unsharded output's (so is `--threads 1`); with
+/// fewer chunks than shards a shard writes an empty output and succeeds; a shard outside
+/// `0 ≤ K < N` or a zero chunk is a usage error.
 #[test]
-fn shards_concatenate_to_the_unsharded_output() {
+fn shards_concatenate_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let text = std::fs::read_to_string(GLYCANS).expect("run `cargo xtask data` first");
     let rows: Vec<&str> = text.lines().take(1).chain(text.lines().skip(1).step_by(200)).collect();
     std::fs::write(d.join("g.csv"), rows.join("\n") + "\n").unwrap();
     let embed = |out: &str, extra: &[&str]| {
-        ok(allatom().args(["embed", "--glycans"]).arg(d.join("g.csv")).arg("--out").arg(d.join(out)).args(extra));
-        let (shape, v) = read_npy(&d.join(out));
-        let meta = std::fs::read_to_string(d.join(out).with_extension("jsonl")).unwrap();
-        let inputs: Vec<String> = meta
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["input"].as_str().unwrap().to_string())
-            .collect();
-        (shape, v, inputs)
+        let o = ok(allatom()
+            .args(["embed", "--chunk", "24", "--glycans"])
+            .arg(d.join("g.csv"))
+            .arg("--out")
+            .arg(d.join(out))
+            .args(extra));
+        assert!(!d.join(format!("{out}.parts")).exists(), "the parts folder is removed at the end");
+        (npy_data(&d.join(out)), records(&d.join(out)), String::from_utf8_lossy(&o.stderr).to_string())
     };
-    let (shape, all, names) = embed("all.npy", &[]);
-    assert!(shape[0] > 50, "{shape:?}");
-    let (mut rows_cat, mut names_cat) = (Vec::new(), Vec::new());
+    let (all, recs, log) = embed("all.npy", &[]);
+    assert!(recs.len() > 100, "{}", recs.len());
+    assert!(log.contains("embed: chunk 2/"), "one progress line per chunk: {log}");
+    let (mut cat, mut recs_cat) = (Vec::new(), Vec::new());
     for k in 0..3 {
-        let (s, v, n) = embed(&format!("s{k}.npy"), &["--shard", &format!("{k}/3")]);
-        assert_eq!(s[1], shape[1]);
-        rows_cat.extend(v);
-        names_cat.extend(n);
+        let (v, r, _) = embed(&format!("s{k}.npy"), &["--shard", &format!("{k}/3")]);
+        assert!(!v.is_empty());
+        cat.extend(v);
+        recs_cat.extend(r);
     }
-    assert_eq!(names_cat, names, "the shards cover every input once, in order");
-    let worst = |x: &[f32]| x.iter().zip(&all).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0f32, f32::max);
-    assert_eq!(rows_cat.len(), all.len());
-    assert!(worst(&rows_cat) < 1e-5, "shards differ from the whole by {}", worst(&rows_cat));
-    let (_, one, _) = embed("t1.npy", &["--threads", "1"]);
-    assert_eq!(one.len(), all.len());
-    assert!(worst(&one) < 1e-5, "one thread differs by {}", worst(&one));
-    for bad in ["3/3", "1/0", "x"] {
+    assert_eq!(recs_cat, recs, "the shards cover every input once, in order");
+    assert!(cat == all, "the shards' rows are the whole run's, byte for byte");
+    let (one, _, _) = embed("t1.npy", &["--threads", "1"]);
+    assert!(one == all, "one thread gives the same bytes");
+    // 5 chunks of 24 over 6 shards: one shard is empty.
+    let (v, r, log) = embed("e.npy", &["--shard", "0/6"]);
+    let (shape, _) = read_npy(&d.join("e.npy"));
+    assert!(v.is_empty() && r.is_empty() && shape[0] == 0, "{shape:?}");
+    assert!(log.contains("holds no chunks"), "{log}");
+    for bad in [&["--shard", "3/3"][..], &["--shard", "1/0"], &["--shard", "x"], &["--chunk", "0"]] {
         let o = allatom()
-            .args(["embed", "--shard", bad, "--glycans"])
+            .args(["embed", "--glycans"])
             .arg(d.join("g.csv"))
             .arg("--out")
             .arg(d.join("bad.npy"))
+            .args(bad)
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(2), "--shard {bad}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("K/N"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("K/N") || err.contains("--chunk"), "{err}");
     }
+}
+
+/// A job killed with SIGKILL mid-way leaves its finished chunks in `<out>.parts/` and no
+/// output; rerun with `--skip-existing` it keeps them and ends with the output an
+/// uninterrupted run writes, byte for byte (rows and metadata); run again it does nothing;
+/// parts of a different job (another chunk size) are refused, not mixed in.
+#[test]
+fn a_killed_job_resumes_to_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = std::fs::read_to_string(GLYCANS).expect("run `cargo xtask data` first");
+    let rows: Vec<&str> = text.lines().take(3001).collect();
+    std::fs::write(d.join("g.csv"), rows.join("\n") + "\n").unwrap();
+    let job = |out: &str| {
+        let mut c = allatom();
+        c.args(["embed", "--chunk", "100", "--threads", "1", "--glycans"])
+            .arg(d.join("g.csv"))
+            .arg("--out")
+            .arg(d.join(out));
+        c
+    };
+    let status = |c: &mut Command| c.output().unwrap().status.code();
+    let clean = status(&mut job("clean.npy"));
+    assert!(matches!(clean, Some(0 | 1)), "{clean:?}");
+    let parts = d.join("cut.npy.parts");
+    let mut child = job("cut.npy").stderr(std::process::Stdio::null()).spawn().unwrap();
+    let finished = |p: &Path| {
+        std::fs::read_dir(p)
+            .map_or(0, |r| r.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "jsonl")).count())
+    };
+    let t = std::time::Instant::now();
+    while finished(&parts) < 2 {
+        assert!(t.elapsed().as_secs() < 300, "no chunk finished");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!d.join("cut.npy").exists() && !d.join("cut.jsonl").exists(), "no output from a killed job");
+    let kept = finished(&parts);
+    assert!((2..30).contains(&kept), "{kept} chunks finished before the kill");
+    // A different job does not take these parts.
+    let o = allatom()
+        .args(["embed", "--chunk", "50", "--skip-existing", "--glycans"])
+        .arg(d.join("g.csv"))
+        .arg("--out")
+        .arg(d.join("cut.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("different job"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = job("cut.npy").arg("--skip-existing").output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), clean, "{log}");
+    assert!(log.contains("chunks kept from an earlier run"), "{log}");
+    assert!(std::fs::read(d.join("cut.npy")).unwrap() == std::fs::read(d.join("clean.npy")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(d.join("cut.jsonl")).unwrap(),
+        std::fs::read_to_string(d.join("clean.jsonl")).unwrap()
+    );
+    assert!(!parts.exists());
+    let o = ok(job("cut.npy").arg("--skip-existing"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to do"));
+}
+
+/// Unit- and atom-level jobs in several chunks renumber what a chunk numbers locally: the
+/// assembled file equals the one-chunk run's (input indices, rows, record spans), and a
+/// `--files-from` list embeds the listed structure files, a missing one costing its own record.
+#[test]
+fn chunked_unit_and_atom_outputs_equal_the_one_chunk_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let glycans = [
+        "Neu5Ac(a2-3)Gal(b1-4)GlcNAc",
+        "Fuc(a1-2)Gal(b1-3)GalNAc",
+        "Gal(b1-4)Glc",
+        "Man(a1-3)[Man(a1-6)]Man(b1-4)GlcNAc(b1-4)GlcNAc",
+        "GlcNAc",
+    ];
+    std::fs::write(d.join("in.txt"), glycans.join("\n") + "\n").unwrap();
+    for level in ["unit", "atom"] {
+        let run = |out: &str, chunk: &str| {
+            ok(allatom()
+                .args([
+                    "embed",
+                    "--model",
+                    "preglycanaa-molecule-small",
+                    "--level",
+                    level,
+                    "--chunk",
+                    chunk,
+                    "--glycans",
+                ])
+                .arg(d.join("in.txt"))
+                .arg("--out")
+                .arg(d.join(out)));
+            (std::fs::read(d.join(out)).unwrap(), std::fs::read_to_string(d.join(out).with_extension("jsonl")).unwrap())
+        };
+        let whole = run(&format!("{level}1.safetensors"), "100");
+        let chunked = run(&format!("{level}2.safetensors"), "2");
+        // Rows depend on the chunk they are computed in (rounding), indices and records do not.
+        assert_eq!(whole.1, chunked.1, "{level}: the chunked metadata differs");
+        let load =
+            |n: u8| candle_core::safetensors::load(d.join(format!("{level}{n}.safetensors")), &Device::Cpu).unwrap();
+        let (w, c) = (load(1), load(2));
+        assert_eq!(w.len(), c.len());
+        for (name, t) in &w {
+            if name == "embeddings" {
+                let diff = (t - &c[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(diff < 1e-4, "{level}: rows differ by {diff}");
+            } else {
+                assert_eq!(t.to_vec1::<u32>().unwrap(), c[name].to_vec1::<u32>().unwrap(), "{level}: {name}");
+            }
+        }
+    }
+    // Structure files from a list, one per chunk; a missing file is its own failed record.
+    let structures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fetched/structures/biopython");
+    let list = format!(
+        "# two structures and a missing file\n{}\n\n{}\n{}\n",
+        structures.join("7DDO.pdb").display(),
+        d.join("missing.pdb").display(),
+        structures.join("7DDO.pdb").display()
+    );
+    std::fs::write(d.join("list.txt"), list).unwrap();
+    let o = allatom()
+        .args(["embed", "--chunk", "1", "--files-from"])
+        .arg(d.join("list.txt"))
+        .arg("--out")
+        .arg(d.join("f.npy"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta: Vec<serde_json::Value> =
+        std::fs::read_to_string(d.join("f.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let failed: Vec<&serde_json::Value> = meta.iter().filter(|r| r.get("error").is_some()).collect();
+    assert_eq!(failed.len(), 1, "{meta:?}");
+    assert!(failed[0]["structure"].as_str().unwrap().ends_with("missing.pdb"));
+    let ok_rows: Vec<&serde_json::Value> = meta.iter().filter(|r| r.get("rows").is_some()).collect();
+    assert!(ok_rows.len() >= 2 && ok_rows.len() % 2 == 0, "both copies of 7DDO embed alike: {meta:?}");
+    let (shape, v) = read_npy(&d.join("f.npy"));
+    let half = shape[0] / 2 * shape[1];
+    assert!(v[..half] == v[half..], "the same file in two chunks gives the same rows");
 }

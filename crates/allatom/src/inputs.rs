@@ -141,6 +141,21 @@ pub fn structure_files(path: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// The structure files a list names, one path per line (blank lines and `#` comments
+/// skipped; relative paths are relative to the working directory, as `tar -T` reads them).
+/// A listed file that is missing or unreadable becomes that input's error, not the job's.
+pub fn read_file_list(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = String::from_utf8(read_capped(path)?).map_err(|e| {
+        anyhow::anyhow!("{}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+    })?;
+    let files: Vec<PathBuf> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(PathBuf::from).collect();
+    if files.is_empty() {
+        bail!("{}: lists no files", path.display());
+    }
+    Ok(files)
+}
+
 /// Largest glycan, FASTA or SD file read (1 GiB, like the decompressed-structure cap);
 /// `ALLATOM_MAX_INPUT_BYTES` overrides it.
 pub const MAX_INPUT_BYTES: u64 = 1 << 30;

@@ -134,7 +134,7 @@ fn protein_rows(
     let readable: Vec<bool> = inputs.iter().map(|i| i.window.is_ok()).collect();
     let ok_inputs: Vec<_> = inputs.into_iter().filter(|i| i.window.is_ok()).collect();
     let started = std::time::Instant::now();
-    let e = embed(&model, &ok_inputs, Level::Graph, 8, None)?;
+    let e = embed(&model, &ok_inputs, Level::Graph, 8)?;
     if e.embedded != ok_inputs.len() {
         bail!("protein_model {}: {} of {} sequences failed to embed", cfg.protein_model, e.failed, ok_inputs.len());
     }
