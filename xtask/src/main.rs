@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod fuzz;
+mod python;
 mod results;
 mod tasks;
 use clap::{Parser, Subcommand};
@@ -58,6 +59,17 @@ enum Cmd {
         #[arg(long, default_value = "0,1,2")]
         seeds: String,
     },
+    /// The Python package's tests: builds the CLI and the wheel, installs it into
+    /// target/python-tests/venv (maturin, numpy, pytest from PyPI on first use) and runs pytest
+    /// on crates/allatom-py/tests (arguments after `--` go to pytest).
+    PythonTests {
+        /// Release builds (for timing; the default matches `cargo test`'s profile).
+        #[arg(long)]
+        release: bool,
+        /// Extra pytest arguments.
+        #[arg(last = true)]
+        pytest: Vec<String>,
+    },
     /// Fuzz every reader of user data (cargo-fuzz on nightly; see fuzz/README.md): builds the
     /// targets, runs each for `--runs` executions from fuzz/seeds, prints the table of
     /// fuzz/README.md, fails on any crash (its input in fuzz/artifacts/).
@@ -104,6 +116,7 @@ fn main() -> Result<()> {
             results::run(&root(), &results::Plan { models: list(&models), tasks: list(&tasks), seeds })
         }
         Cmd::FetchStructures => fetch_structures(&fetched),
+        Cmd::PythonTests { release, pytest } => python::run(&root(), release, &pytest),
         Cmd::Fuzz { runs, targets, jobs } => {
             let targets: Vec<String> = match targets {
                 Some(t) => t.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
