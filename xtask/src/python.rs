@@ -1,16 +1,17 @@
 //! `cargo xtask python-tests`: the Python package's test suite on a fresh wheel. Builds the CLI
 //! and the `allatom` wheel (maturin, the development profile `cargo test` uses, so the Python
 //! rows can be compared with the CLI's bit for bit), installs the wheel into
-//! `target/python-tests/venv` (made with `python3 -m venv`; maturin 1.16, NumPy and pytest from
-//! PyPI on first use) and runs pytest on `crates/allatom-py/tests/`.
+//! `target/python-tests/venv` (made with `python3 -m venv`; maturin 1.16, NumPy, pytest and ray 2.60
+//! from PyPI on first use) and runs pytest on `crates/allatom-py/tests/`.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// Python packages the suite needs (`maturin` builds the wheel).
-const PACKAGES: [&str; 3] = ["maturin==1.16.0", "numpy", "pytest"];
+/// Python packages the suite needs (`maturin` builds the wheel; ray for the Ray Data recipe,
+/// about 20 s to install here).
+const PACKAGES: [&str; 4] = ["maturin==1.16.0", "numpy", "pytest", "ray[data]==2.60.0"];
 
 pub fn run(root: &Path, release: bool, pytest_args: &[String]) -> Result<()> {
     let target = root.join("target");
@@ -33,11 +34,11 @@ pub fn run(root: &Path, release: bool, pytest_args: &[String]) -> Result<()> {
     }
     let python = bin.join("python");
     let ready = bin.join("maturin").exists()
-        && Command::new(&python).args(["-c", "import numpy, pytest"]).status().is_ok_and(|s| s.success());
+        && Command::new(&python).args(["-c", "import numpy, pytest, ray"]).status().is_ok_and(|s| s.success());
     if !ready {
         let mut pip = Command::new(&python);
         pip.args(["-m", "pip", "install", "-q"]).args(PACKAGES);
-        super::run(&mut pip, "installing maturin, numpy and pytest into the test venv")?;
+        super::run(&mut pip, "installing maturin, numpy, pytest and ray into the test venv")?;
     }
     let wheels = dir.join("wheels");
     let _ = std::fs::remove_dir_all(&wheels);

@@ -206,12 +206,15 @@ impl Encoder {
     /// `level="graph"`: one row per input, a float32 array `[inputs, dim]` (a single glycan or
     /// sequence gives `[dim]`; a structure file is one input per chain and per glycan tree, in
     /// the order of `allatom embed`'s records); a failed input's row is NaN and an
-    /// `allatom.InputWarning` names it.
+    /// `allatom.InputWarning` names it — or, with `return_records=True`, no warning and the
+    /// pair `(rows, records)`: per input the metadata `allatom embed` writes (`input`, and for
+    /// structures `structure`, `chain` or `attached_to`; `error` when it failed).
     /// `level="unit"` / `"atom"`: an `allatom.Embeddings` (rows, per-input offsets, index
     /// arrays, per-input errors). A single bad input raises (`GlycanParseError`,
     /// `StructureError`, `ModelError`). The rows equal `allatom embed`'s for the same
     /// `batch_size` and `chunk`; the GIL is released while they are computed.
-    #[pyo3(signature = (inputs, level="graph", kind=None, format=None, batch_size=256, chunk=DEFAULT_CHUNK))]
+    #[pyo3(signature = (inputs, level="graph", kind=None, format=None, batch_size=256, chunk=DEFAULT_CHUNK, return_records=false))]
+    #[allow(clippy::too_many_arguments)]
     fn embed<'py>(
         &self,
         py: Python<'py>,
@@ -221,6 +224,7 @@ impl Encoder {
         format: Option<&str>,
         batch_size: usize,
         chunk: usize,
+        return_records: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let level = self::level(level)?;
         let notation = notation(format)?;
@@ -282,6 +286,15 @@ impl Encoder {
                     }
                     None => failed.push(format!("input {i}: {}", r["error"].as_str().unwrap_or("not embedded"))),
                 }
+            }
+            if return_records {
+                let m = matrix(py, full, records.len(), width)?;
+                let loads = py.import("json")?.getattr("loads")?;
+                let recs = PyList::empty(py);
+                for line in e.jsonl.lines() {
+                    recs.append(loads.call1((line,))?)?;
+                }
+                return Ok(PyTuple::new(py, [m, recs.into_any()])?.into_any());
             }
             if !failed.is_empty() {
                 let warning = py.import("allatom")?.getattr("InputWarning")?;

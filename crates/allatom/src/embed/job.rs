@@ -509,27 +509,36 @@ fn assemble(out: &Path, parts: &[PathBuf], level: Level, width: usize) -> Result
         bail!("{}: rows {} wide, the job's are {width}", p.display(), i.width);
     }
     let rows: usize = infos.iter().map(|i| i.rows).sum();
-    // Records first (their counts place each part's input indices).
-    let mut jsonl = String::new();
-    let mut bases = Vec::with_capacity(parts.len());
-    let (mut inputs, mut row_base, mut failed, mut first_error) = (0, 0, 0, None);
-    for (p, info) in parts.iter().zip(&infos) {
-        let base = inputs;
-        bases.push(base);
+    // Records counted first (the counts place each part's input indices); they are streamed
+    // into the output's metadata part by part, never held whole.
+    let mut bases = Vec::with_capacity(parts.len() + 1);
+    let (mut inputs, mut failed, mut first_error) = (0, 0, None);
+    for p in parts {
+        bases.push(inputs);
         let m = super::metadata_path(p);
         let text = std::fs::read_to_string(&m).with_context(|| format!("cannot read {}", m.display()))?;
         for line in text.lines() {
-            let (rec, err) = shift_record(line, base, row_base).with_context(|| m.display().to_string())?;
-            jsonl.push_str(&rec);
-            jsonl.push('\n');
+            let (_, err) = shift_record(line, 0, 0).with_context(|| m.display().to_string())?;
             if err.is_some() {
                 failed += 1;
                 first_error = first_error.or(err);
             }
             inputs += 1;
         }
-        row_base += info.rows;
     }
+    let mut records = |w: &mut dyn Write| -> std::io::Result<()> {
+        let mut row_base = 0;
+        for ((p, info), base) in parts.iter().zip(&infos).zip(&bases) {
+            let mut out = String::new();
+            for line in std::fs::read_to_string(super::metadata_path(p))?.lines() {
+                out.push_str(&shift_record(line, *base, row_base).map_err(std::io::Error::other)?.0);
+                out.push('\n');
+            }
+            w.write_all(out.as_bytes())?;
+            row_base += info.rows;
+        }
+        Ok(())
+    };
     let totals: Vec<(String, usize)> = index_names(level)
         .iter()
         .map(|n| (n.to_string(), infos.iter().map(|i| i.index.iter().find(|x| x.0 == *n).map_or(0, |x| x.2)).sum()))
@@ -573,7 +582,7 @@ fn assemble(out: &Path, parts: &[PathBuf], level: Level, width: usize) -> Result
         if meta == out {
             bail!("{}: the output needs an extension other than .jsonl (.npy or .safetensors)", out.display());
         }
-        write_set_streamed(&mut [(out, Body::Stream(&mut body)), (&meta, Body::Bytes(jsonl.as_bytes()))])?;
+        write_set_streamed(&mut [(out, Body::Stream(&mut body)), (&meta, Body::Stream(&mut records))])?;
         Some(meta)
     };
     Ok(Summary { inputs, embedded: inputs - failed, failed, rows, width, first_error, resumed: 0, metadata })
