@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod fuzz;
+mod package;
 mod python;
 mod results;
 mod tasks;
@@ -70,6 +71,15 @@ enum Cmd {
         #[arg(last = true)]
         pytest: Vec<String>,
     },
+    /// What `cargo install allatom-cli` from crates.io would do, offline: packages the crates
+    /// (verifying each builds unless --no-verify), installs the packaged CLI from a directory
+    /// registry of them plus the vendored dependencies into target/package-check/root, and runs
+    /// the built-in default embedding. A release build from scratch: many minutes.
+    PackageCheck {
+        /// Skip `cargo package`'s build of each packaged crate.
+        #[arg(long)]
+        no_verify: bool,
+    },
     /// Fuzz every reader of user data (cargo-fuzz on nightly; see fuzz/README.md): builds the
     /// targets, runs each for `--runs` executions from fuzz/seeds, prints the table of
     /// fuzz/README.md, fails on any crash (its input in fuzz/artifacts/).
@@ -116,6 +126,7 @@ fn main() -> Result<()> {
             results::run(&root(), &results::Plan { models: list(&models), tasks: list(&tasks), seeds })
         }
         Cmd::FetchStructures => fetch_structures(&fetched),
+        Cmd::PackageCheck { no_verify } => package::run(&root(), !no_verify),
         Cmd::PythonTests { release, pytest } => python::run(&root(), release, &pytest),
         Cmd::Fuzz { runs, targets, jobs } => {
             let targets: Vec<String> = match targets {

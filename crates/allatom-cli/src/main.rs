@@ -117,6 +117,14 @@ enum Command {
     /// non-neighbour / neighbour mean-weight ratio, precision / recall / F1 of the strongest
     /// entries) and the strongest entries per row (`graph`); the PNG holds the heat maps.
     Attention(attention::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout, e.g.
+    /// `allatom completions bash > ~/.local/share/bash-completion/completions/allatom`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `allatom manpage > allatom.1 && man ./allatom.1`.
+    Manpage,
 }
 
 /// Tells mimalloc to keep freed memory instead of returning it to the OS after 10 ms: large
@@ -127,6 +135,19 @@ fn keep_freed_memory() {
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a process-wide allocator option; mimalloc allows this at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
+/// The manual page of `allatom` and its commands, one roff document, to stdout.
+fn manpage() -> anyhow::Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("allatom-{}", sub.get_name());
+        clap_mangen::Man::new(sub.clone().name(name)).render(&mut out)?;
+    }
+    allatom::output::print(&String::from_utf8_lossy(&out))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -144,6 +165,12 @@ fn main() -> ExitCode {
         Command::VabsOfficial(a) => vabs_official::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Attention(a) => attention::run(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "allatom", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => manpage(),
     };
     match result {
         Ok(code) => code,

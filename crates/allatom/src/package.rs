@@ -30,17 +30,22 @@ pub const DEFAULT_MODEL: &str = "preglycanaa-small";
 /// from unmodified ones.
 pub const MOLECULE_MODEL: &str = "preglycanaa-molecule-small";
 
-/// The built-in model's files (embedded once).
-static BUILTIN_CONFIG: &[u8] = include_bytes!("../../../models/preglycanaa-small/config.json");
-static BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../../models/preglycanaa-small/model.safetensors");
+/// The built-in model's files (embedded once; `models/` links to the workspace's models).
+static BUILTIN_CONFIG: &[u8] = include_bytes!("../models/preglycanaa-small/config.json");
+static BUILTIN_WEIGHTS: &[u8] = include_bytes!("../models/preglycanaa-small/model.safetensors");
 const BUILTIN_ORIGIN: &str = "the built-in preglycanaa-small";
-static MOLECULE_CONFIG: &[u8] = include_bytes!("../../../models/preglycanaa-molecule-small/config.json");
-static MOLECULE_WEIGHTS: &[u8] = include_bytes!("../../../models/preglycanaa-molecule-small/model.safetensors");
+#[cfg(molecule_model)]
+static MOLECULE_CONFIG: &[u8] = include_bytes!("../models/preglycanaa-molecule-small/config.json");
+#[cfg(molecule_model)]
+static MOLECULE_WEIGHTS: &[u8] = include_bytes!("../models/preglycanaa-molecule-small/model.safetensors");
+#[cfg(molecule_model)]
 const MOLECULE_ORIGIN: &str = "the built-in preglycanaa-molecule-small";
 
-/// The built-in models: name, configuration, weights, origin.
-const BUILTINS: [(&str, &[u8], &[u8], &str); 2] = [
+/// The built-in models: name, configuration, weights, origin. The molecule model is built in
+/// from a checkout only (a packaged crate leaves it out, see build.rs).
+const BUILTINS: &[(&str, &[u8], &[u8], &str)] = &[
     (DEFAULT_MODEL, BUILTIN_CONFIG, BUILTIN_WEIGHTS, BUILTIN_ORIGIN),
+    #[cfg(molecule_model)]
     (MOLECULE_MODEL, MOLECULE_CONFIG, MOLECULE_WEIGHTS, MOLECULE_ORIGIN),
 ];
 
@@ -78,6 +83,14 @@ impl Model {
     pub fn from_pretrained_with(name: &str, opts: &HubOptions, patch: &Value) -> Result<Model> {
         if let Some((_, config, weights, origin)) = BUILTINS.iter().find(|b| b.0 == name) {
             return Model::from_bytes_with(config, weights, origin, &crate::families::NoFiles, patch);
+        }
+        #[cfg(not(molecule_model))]
+        if name == MOLECULE_MODEL {
+            bail!(
+                "{MOLECULE_MODEL} is not built into this binary (a packaged allatom crate carries only \
+                 {DEFAULT_MODEL}: crates.io limits a crate to 10 MB); give the package directory \
+                 models/{MOLECULE_MODEL} of the allatom repository as --model"
+            );
         }
         let local = Path::new(name);
         if local.is_dir() && !local.join(CONFIG_FILE).exists() {
