@@ -19,6 +19,8 @@
 //!   (`Neu5Ac-α-2,6-Gal-β-1,3-GlcNAc`); a spacer or aglycone at the reducing end (`-Sp`,
 //!   `-Sp8`, `b-Sp14`, `-OMe`, `-Ser`, `-Thr`, `-Asn`, `-R`, `-OH`) is reported as the glycan's
 //!   aglycone and the glycan ends in an open link (`GlcNAc(b1-`).
+//! - **GLYCAM condensed** (`DGalpb1-4DGlcpNAcb1-OH`, GLYCAM-Web's builder input): see the
+//!   `glycam` module.
 
 use crate::residue::parse_residue;
 
@@ -88,6 +90,10 @@ pub(crate) fn read(s: &str) -> Option<Glycan> {
                 return Some(g);
             }
         }
+    }
+    if let Some(iupac) = super::glycam::to_iupac(s) {
+        // Only GLYCAM reads as GLYCAM (`D`/`L` + stem + ring on every residue): it is that or nothing.
+        return built(&iupac, None);
     }
     extended(s).or_else(|| short(&dash_links(s)))
 }

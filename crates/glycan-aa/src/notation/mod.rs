@@ -12,6 +12,7 @@
 //! assert_eq!(Notation::detect(w), Notation::Wurcs);
 //! ```
 
+mod glycam;
 mod glycoct;
 mod loose;
 mod mono;
@@ -28,7 +29,8 @@ pub enum Notation {
     /// IUPAC-condensed (`Gal(b1-4)GlcNAc`), as glycowork and GlycanML write it — and, when
     /// that does not parse, IUPAC as researchers paste it: copy-paste artefacts, IUPAC-extended
     /// (`β-D-Galp-(1→4)-β-D-GlcpNAc`), the short forms of glycan arrays (`Galb1-4GlcNAcb-Sp8`,
-    /// `Fuca2Galb3GalNAc`, round-bracket branches); see the `loose` module.
+    /// `Fuca2Galb3GalNAc`, round-bracket branches) and GLYCAM condensed
+    /// (`DGalpb1-4DGlcpNAcb1-OH`); see the `loose` and `glycam` modules.
     Iupac,
     /// WURCS 2.0 (`WURCS=2.0/…`), as GlyTouCan stores it.
     Wurcs,
