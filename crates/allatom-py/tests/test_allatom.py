@@ -273,3 +273,35 @@ def test_read_structure():
 def test_docstring_examples():
     failures, tried = doctest.testmod(allatom, verbose=False)
     assert tried > 0 and failures == 0
+
+
+def test_hub_ids_from_a_local_cache(tmp_path):
+    """A hub id resolved from a huggingface_hub-layout cache (`cache_dir`), offline
+    (`local_files_only`), at a branch or a `revision`; nothing cached is a ModelError."""
+    import hashlib
+
+    commits = {"main": "a" * 40, "v1": "b" * 40}
+    repo = tmp_path / "models--someone--esm-tiny"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    for ref, commit in commits.items():
+        snap = repo / "snapshots" / commit
+        snap.mkdir(parents=True)
+        for f in ESM_TINY.iterdir():
+            # The hub layout: content in blobs/<sha256>, snapshots link to it.
+            data = f.read_bytes()
+            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            (snap / f.name).symlink_to(os.path.relpath(blob, snap))
+        (repo / "refs" / ref).write_text(commit)
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "GSHMLEDPVDAFQ"]
+    want = allatom.Encoder.from_pretrained(ESM_TINY).embed(seqs)
+    for revision in [None, "v1"]:
+        e = allatom.Encoder.from_pretrained("someone/esm-tiny", revision=revision, cache_dir=tmp_path, local_files_only=True)
+        assert e.family == "esm" and commits[revision or "main"] in e.origin
+        assert e.embed(seqs).tobytes() == want.tobytes()
+        assert pickle.loads(pickle.dumps(e)).embed(seqs).tobytes() == want.tobytes()
+    with pytest.raises(allatom.ModelError):
+        allatom.Encoder.from_pretrained("someone/other", cache_dir=tmp_path, local_files_only=True)
+    with pytest.raises(allatom.ModelError, match="revision"):
+        allatom.Encoder.from_pretrained("preglycanaa-small", revision="v1")
