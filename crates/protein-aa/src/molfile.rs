@@ -7,7 +7,7 @@ use aa_graph::{Atom, Bond, BondOrder, Element, HeteroGraph, Unit, UnitKind};
 
 use crate::StructureError;
 
-fn field<'a>(line: &'a str, a: usize, b: usize) -> &'a str {
+fn field(line: &str, a: usize, b: usize) -> &str {
     line.get(a..b.min(line.len())).unwrap_or("").trim()
 }
 

@@ -2,6 +2,7 @@
 //! name) into flat atom records plus the connection records that carry inter-residue bonds
 //! (PDB `LINK`/`CONECT`, mmCIF `_struct_conn`).
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use aa_graph::Element;
@@ -374,25 +375,33 @@ pub fn parse_pdb(text: &str) -> Result<RawStructure, StructureError> {
     Ok(s)
 }
 
-/// A CIF table: column names and rows of values (`.`/`?` kept as written).
+/// A CIF table: column names and its values row after row (`.`/`?` kept as written), all
+/// borrowed from the tokens.
 #[derive(Debug, Default)]
-struct Table {
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
+struct Table<'t> {
+    columns: Vec<&'t str>,
+    values: Vec<&'t str>,
     line: usize,
 }
 
-impl Table {
+impl<'t> Table<'t> {
+    /// The rows.
+    fn rows(&self) -> std::slice::Chunks<'_, &'t str> {
+        self.values.chunks(self.columns.len().max(1))
+    }
+
     fn col(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c == name)
+        self.columns.iter().position(|c| *c == name)
     }
 }
 
 /// A CIF token: text, line, and whether it was quoted (a quoted `_x` is a value, not a tag).
-type Token = (String, usize, bool);
+/// Borrowed from the file's text, so a token costs no allocation (a multi-line `;` text field,
+/// whose lines are joined, excepted).
+type Token<'a> = (Cow<'a, str>, usize, bool);
 
 /// Splits CIF text into tokens with their line numbers (quotes and `;` text fields handled).
-fn cif_tokens(text: &str) -> Result<Vec<Token>, StructureError> {
+fn cif_tokens(text: &str) -> Result<Vec<Token<'_>>, StructureError> {
     let mut out = Vec::new();
     let mut lines = text.lines().enumerate().peekable();
     while let Some((k, line)) = lines.next() {
@@ -411,7 +420,7 @@ fn cif_tokens(text: &str) -> Result<Vec<Token>, StructureError> {
             if !closed {
                 return Err(StructureError::at(ln, "text field starting with ';' is never closed: truncated file?"));
             }
-            out.push((buf, ln, true));
+            out.push((Cow::Owned(buf), ln, true));
             continue;
         }
         let b = line.as_bytes();
@@ -437,7 +446,7 @@ fn cif_tokens(text: &str) -> Result<Vec<Token>, StructureError> {
                     }
                     j += 1;
                 }
-                out.push((line[i + 1..j].to_string(), ln, true));
+                out.push((Cow::Borrowed(&line[i + 1..j]), ln, true));
                 i = j + 1;
                 continue;
             }
@@ -445,65 +454,68 @@ fn cif_tokens(text: &str) -> Result<Vec<Token>, StructureError> {
             while i < b.len() && !b[i].is_ascii_whitespace() {
                 i += 1;
             }
-            out.push((line[start..i].to_string(), ln, false));
+            out.push((Cow::Borrowed(&line[start..i]), ln, false));
         }
     }
     Ok(out)
 }
 
 /// Reads the categories we need from mmCIF into tables (loops and single-row key/value form).
-fn cif_tables(text: &str, wanted: &[&str]) -> Result<Vec<(String, Table)>, StructureError> {
-    let toks = cif_tokens(text)?;
+fn cif_tables<'t>(toks: &'t [Token<'_>], wanted: &[&str]) -> Result<Vec<(String, Table<'t>)>, StructureError> {
     let is_tag = |k: usize| !toks[k].2 && toks[k].0.starts_with('_');
     let is_keyword =
         |k: usize| !toks[k].2 && (toks[k].0.eq_ignore_ascii_case("loop_") || toks[k].0.starts_with("data_"));
-    let mut tables: Vec<(String, Table)> = Vec::new();
+    let mut tables: Vec<(String, Table<'t>)> = Vec::new();
     let mut i = 0;
     let category = |tag: &str| tag.split('.').next().unwrap_or("").to_string();
     while i < toks.len() {
         let (t, ln) = (&toks[i].0, toks[i].1);
         if !toks[i].2 && t.eq_ignore_ascii_case("loop_") {
             i += 1;
-            let mut cols = Vec::new();
+            let mut cols: Vec<&'t str> = Vec::new();
             while i < toks.len() && is_tag(i) {
-                cols.push(toks[i].0.clone());
+                cols.push(&toks[i].0);
                 i += 1;
             }
             if cols.is_empty() {
                 return Err(StructureError::at(ln, "loop_ without column names"));
             }
-            let cat = category(&cols[0]);
-            let mut values = Vec::new();
+            let cat = category(cols[0]);
+            let first = i;
             while i < toks.len() && !is_tag(i) && !is_keyword(i) {
-                values.push(toks[i].0.clone());
                 i += 1;
             }
+            let values = &toks[first..i];
             if wanted.contains(&cat.as_str()) {
-                if values.len() % cols.len() != 0 {
+                if !values.len().is_multiple_of(cols.len()) {
                     return Err(StructureError::at(
                         ln,
                         format!("loop {cat}: {} values for {} columns: truncated file?", values.len(), cols.len()),
                     ));
                 }
-                let columns: Vec<String> = cols.iter().map(|c| c.split('.').nth(1).unwrap_or("").to_string()).collect();
-                let rows = values.chunks(cols.len()).map(|c| c.to_vec()).collect();
-                tables.push((cat, Table { columns, rows, line: ln }));
+                let columns: Vec<&'t str> = cols.iter().map(|c| column_name(c)).collect();
+                let values = values.iter().map(|t| t.0.as_ref()).collect();
+                tables.push((cat, Table { columns, values, line: ln }));
             }
             continue;
         }
         if is_tag(i) {
             let cat = category(t);
-            let col = t.split('.').nth(1).unwrap_or("").to_string();
+            let col = column_name(t);
             let Some((v, _, _)) = toks.get(i + 1) else {
                 return Err(StructureError::at(ln, format!("{t} has no value: truncated file?")));
             };
             if wanted.contains(&cat.as_str()) {
-                match tables.iter_mut().find(|(c, t)| *c == cat && t.rows.len() == 1 && !t.columns.contains(&col)) {
+                // Key/value form: one row, a column per tag.
+                match tables
+                    .iter_mut()
+                    .find(|(c, t)| *c == cat && t.values.len() == t.columns.len() && !t.columns.contains(&col))
+                {
                     Some((_, tab)) => {
                         tab.columns.push(col);
-                        tab.rows[0].push(v.clone());
+                        tab.values.push(v.as_ref());
                     }
-                    None => tables.push((cat, Table { columns: vec![col], rows: vec![vec![v.clone()]], line: ln })),
+                    None => tables.push((cat, Table { columns: vec![col], values: vec![v.as_ref()], line: ln })),
                 }
             }
             i += 2;
@@ -512,6 +524,11 @@ fn cif_tables(text: &str, wanted: &[&str]) -> Result<Vec<(String, Table)>, Struc
         i += 1;
     }
     Ok(tables)
+}
+
+/// The column part of a tag (`_atom_site.Cartn_x` → `Cartn_x`).
+fn column_name(tag: &str) -> &str {
+    tag.split('.').nth(1).unwrap_or("")
 }
 
 fn cif_value(v: &str) -> &str {
@@ -524,7 +541,8 @@ fn cif_value(v: &str) -> &str {
 
 /// Parses mmCIF (`_atom_site` and `_struct_conn`), preferring author names and numbering.
 pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
-    let tables = cif_tables(text, &["_atom_site", "_struct_conn"])?;
+    let toks = cif_tokens(text)?;
+    let tables = cif_tables(&toks, &["_atom_site", "_struct_conn"])?;
     let mut s =
         RawStructure { format: Format::Mmcif, atoms: vec![], connections: vec![], conect: vec![], warnings: vec![] };
     for (cat, t) in &tables {
@@ -546,34 +564,34 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
             let model_c = pick(&["pdbx_PDB_model_num"]);
             let group_c = pick(&["group_PDB"]);
             let id_c = pick(&["id"]);
-            for (k, row) in t.rows.iter().enumerate() {
+            for (k, row) in t.rows().enumerate() {
                 let ln = t.line;
                 let num = |c: usize| -> Result<f64, StructureError> {
                     row[c].parse::<f64>().ok().filter(|v| physical(*v)).ok_or_else(|| {
                         StructureError::at(
                             ln,
-                            format!("_atom_site row {}: bad coordinate {:?}{}", k + 1, row[c], beyond(&row[c])),
+                            format!("_atom_site row {}: bad coordinate {:?}{}", k + 1, row[c], beyond(row[c])),
                         )
                     })
                 };
                 let pos = [num(cx)?, num(cy)?, num(cz)?];
-                let name = Label::new(&row[name_c]);
-                let resseq = match seq_c.map(|c| cif_value(&row[c])) {
+                let name = Label::new(row[name_c]);
+                let resseq = match seq_c.map(|c| cif_value(row[c])) {
                     Some(v) if !v.is_empty() => v.parse::<i32>().map_err(|_| {
                         StructureError::at(ln, format!("_atom_site row {}: bad residue number {v:?}", k + 1))
                     })?,
                     _ => 0,
                 };
-                let el = el_c.map(|c| cif_value(&row[c]).to_string()).unwrap_or_default();
+                let el = el_c.map(|c| cif_value(row[c])).unwrap_or("");
                 s.atoms.push(AtomRecord {
                     serial: id_c.and_then(|c| row[c].parse().ok()),
-                    element: element_column(&el),
+                    element: element_column(el),
                     name,
-                    altloc: alt_c.map(|c| Label::new(cif_value(&row[c]))).unwrap_or_default(),
-                    resname: Label::new(&row[res_c]),
-                    chain: Label::new(cif_value(&row[chain_c])),
+                    altloc: alt_c.map(|c| Label::new(cif_value(row[c]))).unwrap_or_default(),
+                    resname: Label::new(row[res_c]),
+                    chain: Label::new(cif_value(row[chain_c])),
                     resseq,
-                    icode: ins_c.map(|c| Label::new(cif_value(&row[c]))).unwrap_or_default(),
+                    icode: ins_c.map(|c| Label::new(cif_value(row[c]))).unwrap_or_default(),
                     pos,
                     occupancy: occ_c.and_then(|c| row[c].parse::<f32>().ok()).filter(|v| v.is_finite()).unwrap_or(1.0),
                     b_factor: b_c.and_then(|c| row[c].parse::<f32>().ok()).filter(|v| v.is_finite()).unwrap_or(0.0),
@@ -583,9 +601,8 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
                 });
             }
         } else if cat == "_struct_conn" {
-            let side = |p: &str, row: &Vec<String>| -> Option<AtomRef> {
-                let get =
-                    |names: &[String]| names.iter().find_map(|n| t.col(n)).map(|c| Label::new(cif_value(&row[c])));
+            let side = |p: &str, row: &[&str]| -> Option<AtomRef> {
+                let get = |names: &[String]| names.iter().find_map(|n| t.col(n)).map(|c| Label::new(cif_value(row[c])));
                 let f = |a: &str, b: &str| vec![format!("{p}_{a}"), format!("{p}_{b}")];
                 Some(AtomRef {
                     chain: get(&f("auth_asym_id", "label_asym_id"))?,
@@ -597,7 +614,7 @@ pub fn parse_mmcif(text: &str) -> Result<RawStructure, StructureError> {
                 })
             };
             let kind_c = t.col("conn_type_id");
-            for row in &t.rows {
+            for row in t.rows() {
                 match (side("ptnr1", row), side("ptnr2", row)) {
                     (Some(a), Some(b)) => s.connections.push(Connection {
                         a,
@@ -636,7 +653,7 @@ mod tests {
     #[test]
     fn cif_tokens_quotes_and_text() {
         let t = cif_tokens("_a 'it''s x' \"b c\"\n;line1\nline2\n;\nd # comment\n").unwrap();
-        let v: Vec<&str> = t.iter().map(|x| x.0.as_str()).collect();
+        let v: Vec<&str> = t.iter().map(|x| x.0.as_ref()).collect();
         assert_eq!(v, vec!["_a", "it''s x", "b c", "line1\nline2", "d"]);
         assert!(t[1].2 && !t[0].2);
         assert!(cif_tokens(";open\nno close\n").is_err());
