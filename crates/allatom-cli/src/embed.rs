@@ -182,12 +182,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let job =
         Job { model: &model, items: &items, level: rows, batch_size: a.batch_size, chunk: a.chunk, shard: a.shard };
     let meta_path = job::metadata_path(&a.out);
-    let parts = {
-        let mut n = a.out.file_name().unwrap_or_default().to_os_string();
-        n.push(".parts");
-        a.out.with_file_name(n)
-    };
-    if a.skip_existing && a.out.is_file() && meta_path.is_file() && !parts.exists() {
+    if a.skip_existing && a.out.is_file() && meta_path.is_file() && !allatom::embed::job::parts_dir(&a.out).exists() {
         eprintln!("{} and {} exist: nothing to do (--skip-existing)", a.out.display(), meta_path.display());
         return Ok(ExitCode::SUCCESS);
     }

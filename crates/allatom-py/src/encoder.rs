@@ -120,26 +120,26 @@ impl Encoder {
     }
 
     /// Raises the error of a single input, before the job (as `allatom embed --glycan` does).
-    fn check_single(&self, model: &Model, items: &Items, notation: Option<Notation>) -> PyResult<()> {
-        Python::attach(|py| {
-            if let Items::Glycans { glycans, .. } = items {
-                let g = &glycans[0];
-                if let Err(e) = model.glycans.read_as(g, notation.unwrap_or_else(|| Notation::detect(g))) {
-                    return Err(glycan_error(py, g, &e));
-                }
+    fn check_single(py: Python<'_>, model: &Model, items: &Items, notation: Option<Notation>) -> PyResult<()> {
+        if let Items::Glycans { glycans, .. } = items {
+            let g = &glycans[0];
+            if let Err(e) = model.glycans.read_as(g, notation.unwrap_or_else(|| Notation::detect(g))) {
+                return Err(glycan_error(py, g, &e));
             }
-            match items.inputs(model, 0..1).into_iter().next().map(|i| i.window) {
-                Some(Ok(w)) => match window_error(model.encoder.as_ref(), &w) {
-                    Some(e) => Err(ModelError::new_err(e)),
-                    None => Ok(()),
-                },
-                Some(Err(e)) => Err(match items {
-                    Items::Files(_) | Items::Molecules { .. } => StructureError::new_err(e),
-                    _ => AllatomError::new_err(e),
-                }),
-                None => Ok(()),
-            }
-        })
+        }
+        // Featurised without the GIL (a structure file can take a while), the error raised with it.
+        let first = py.detach(|| {
+            let input = items.inputs(model, 0..1).into_iter().next()?;
+            Some(input.window.map(|w| window_error(model.encoder.as_ref(), &w)))
+        });
+        match first {
+            Some(Ok(Some(e))) => Err(ModelError::new_err(e)),
+            Some(Err(e)) => Err(match items {
+                Items::Files(_) | Items::Molecules { .. } => StructureError::new_err(e),
+                _ => AllatomError::new_err(e),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -266,7 +266,7 @@ impl Encoder {
         };
         let model = if level == Level::Atom { self.atom_model()? } else { &self.model };
         if single {
-            py.detach(|| self.check_single(model, &items, notation))?;
+            Self::check_single(py, model, &items, notation)?;
         }
         let job = Job { model, items: &items, level, batch_size, chunk, shard: None };
         let e = py.detach(|| self.pool.install(|| job.in_memory())).map_err(model_error)?;

@@ -98,8 +98,12 @@ pub fn structure_inputs(model: &Model, path: &Path) -> Result<Vec<Input>> {
 
 /// The molecules of an `.sdf` / `.mol` file.
 pub fn read_molecules(path: &Path) -> Result<Vec<aa_graph::HeteroGraph>> {
-    let text = String::from_utf8(crate::inputs::read_capped(path)?)
-        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    parse_molecules(path, crate::inputs::read_capped(path)?)
+}
+
+/// The molecules of an `.sdf` / `.mol` file's bytes (`path` names it in errors).
+pub(crate) fn parse_molecules(path: &Path, bytes: Vec<u8>) -> Result<Vec<aa_graph::HeteroGraph>> {
+    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
     Ok(protein_aa::molfile::parse_sdf(&text).map_err(|mut e| {
         e.path = Some(path.display().to_string());
         e

@@ -67,11 +67,7 @@ impl Items {
     pub fn molecules(path: &Path) -> Result<Items> {
         let bytes = crate::inputs::read_capped(path)?;
         let digest = hex(&Sha256::digest(&bytes));
-        let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
-        let molecules = protein_aa::molfile::parse_sdf(&text).map_err(|mut e| {
-            e.path = Some(path.display().to_string());
-            e
-        })?;
+        let molecules = super::parse_molecules(path, bytes)?;
         Ok(Items::Molecules { path: path.to_path_buf(), molecules, digest })
     }
 
@@ -390,9 +386,7 @@ impl Job<'_> {
             _tmp = tempfile::tempdir().context("cannot make a temporary folder for the chunks")?;
             _tmp.path().to_path_buf()
         } else {
-            let mut name = out.file_name().context("the output needs a file name")?.to_os_string();
-            name.push(".parts");
-            out.with_file_name(name)
+            parts_dir(out)
         };
         let fingerprint = self.fingerprint();
         let marker = dir.join("job.json");
@@ -425,6 +419,13 @@ impl Job<'_> {
         }
         Ok(summary)
     }
+}
+
+/// Where a job writing `out` keeps its finished chunks: `<out>.parts/` beside it.
+pub fn parts_dir(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".parts");
+    out.with_file_name(name)
 }
 
 /// Makes the parts folder ready: kept when resuming the same job, emptied otherwise; a folder
