@@ -80,11 +80,13 @@ def embed_dataset(
     every CPU of the cluster starve them and the job waits forever (e.g. on
     ``ray.init(num_cpus=2)``, two actors with ``num_cpus=0.5``).
     """
+    from ray.data import ActorPoolStrategy
+
     return ds.map_batches(
         EmbedActor,
         fn_constructor_kwargs=dict(model=model, column=column, threads=threads or max(1, round(num_cpus)), **kwargs),
         batch_format="numpy",
         batch_size=batch_size,
-        concurrency=concurrency,
+        compute=ActorPoolStrategy(size=concurrency),
         num_cpus=num_cpus,
     )
