@@ -190,11 +190,18 @@ impl Encoder {
         let n = thread_count(threads)?;
         let source = Source { name, revision, cache_dir, local_files_only, threads };
         let model = py.detach(|| source.load(&serde_json::Value::Null)).map_err(model_error)?;
+        // Threads named by pool and index (`allatom3-0`, within Linux's 15 characters), so a
+        // profiler or `top -H` tells the encoders' pools apart.
+        static POOLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = POOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
-            .thread_name(|i| format!("allatom-{i}"))
+            .thread_name(move |i| format!("allatom{id}-{i}"))
             .build()
             .map_err(|e| AllatomError::new_err(format!("cannot start {n} threads: {e}")))?;
+        // Every worker started (build returns once they are spawned, not once they run) before the
+        // encoder is handed out.
+        pool.broadcast(|_| ());
         Ok(Encoder { model, atom_model: OnceLock::new(), source, pool })
     }
 

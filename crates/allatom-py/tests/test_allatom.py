@@ -185,20 +185,30 @@ def test_pickling_round_trip(enc, tmp_path):
     assert esm2.embed(["MKTAYIAKQ"]).tobytes() == esm.embed(["MKTAYIAKQ"]).tobytes()
 
 
-def _pool_threads():
-    """Threads of this process whose name says they are an allatom worker."""
-    names = [(Path("/proc/self/task") / t / "comm").read_text().strip() for t in os.listdir("/proc/self/task")]
-    return sum(n.startswith("allatom-") for n in names)
+def _worker_names():
+    """Names of this process's allatom worker threads (`allatom<pool>-<i>`)."""
+    names = set()
+    for t in os.listdir("/proc/self/task"):
+        try:
+            n = (Path("/proc/self/task") / t / "comm").read_text().strip()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        if n.startswith("allatom"):
+            names.add(n)
+    return names
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
 def test_threads_setting_is_honoured():
     glycans = real_glycans(120)
-    before = _pool_threads()
+    before = _worker_names()
     one = allatom.Encoder.from_pretrained(threads=1)
+    mid = _worker_names()
     three = allatom.Encoder.from_pretrained(threads=3)
+    after = _worker_names()
     assert (one.threads, three.threads) == (1, 3)
-    assert _pool_threads() - before == 4, "one pool of 1 and one of 3 worker threads"
+    # Each encoder starts a pool of its own, of exactly that many workers.
+    assert len(mid - before) == 1 and len(after - mid) == 3, (before, mid, after)
     assert one.embed(glycans).tobytes() == three.embed(glycans).tobytes()
     with pytest.raises(ValueError):
         allatom.Encoder.from_pretrained(threads=0)
