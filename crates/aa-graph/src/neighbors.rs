@@ -247,10 +247,12 @@ pub fn knn_search(points: &[[f32; 3]], k: usize) -> Search {
     if k == 0 {
         return Search { csr: Csr { offsets: vec![0; n + 1], targets: vec![], edges: vec![] }, truncated: 0 };
     }
-    // Cell size from the density of the occupied cells, aiming at about k/3 points per cell so
-    // that the 27 cells around a point usually hold its k neighbours.
+    // Cell size from the density of the occupied cells, aiming at about k/4.5 points per cell:
+    // the 27 cells around a point then hold ~6k candidates, usually enough for its k neighbours
+    // (k/3 held ~9k, and selecting among them cost more than the extra ring searches k/4.5
+    // needs: +5 % AlphaFold-sized structures/s, 51,688-atom graph 91.6 → 88.5 ms, 2026-12-04).
     let volume: f32 = central_extent(points).iter().product();
-    let target = (k as f32 / 3.0).max(1.0);
+    let target = (k as f32 / 4.5).max(1.0);
     let h0 = (volume * target / n as f32).cbrt().clamp(0.5, 1e4);
     let probe = Grid::new(points, h0);
     let density = n as f32 / (probe.occupied().max(1) as f32 * probe.cell.powi(3));
