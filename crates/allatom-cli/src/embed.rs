@@ -167,13 +167,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if a.glycan.is_some() || a.sequence.is_some() {
         // One input: its error is the command's, before anything is written.
-        let first = items.inputs(&model, 0..1).into_iter().next().map(|i| i.window);
-        let err = match first {
-            Some(Ok(w)) => job::window_error(model.encoder.as_ref(), &w),
-            Some(Err(e)) => Some(e),
-            None => None,
-        };
-        if let Some(err) = err {
+        if let Some(err) = job::first_input_error(&model, &items) {
             let what = if a.glycan.is_some() { "glycan" } else { "sequence" };
             bail!("{what} {:?}: {err}", a.glycan.as_ref().or(a.sequence.as_ref()).cloned().unwrap_or_default());
         }

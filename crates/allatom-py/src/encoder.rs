@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use aa_pretrain::hub::HubOptions;
 use allatom::embed::job::{Items, Job, DEFAULT_CHUNK};
-use allatom::embed::{window_error, Embeddings, Level};
+use allatom::embed::{first_input_error, Embeddings, InputError, Level};
 use allatom::Model;
 use glycan_aa::notation::Notation;
 use numpy::{PyArray1, PyArrayMethods};
@@ -79,10 +79,11 @@ impl Encoder {
     }
 
     /// The inputs as strings and paths, and whether one input (not a list) was given.
-    fn read_inputs<'py>(inputs: &Bound<'py, PyAny>) -> PyResult<(Vec<Bound<'py, PyAny>>, bool)> {
-        let py = inputs.py();
-        let pathlike = py.import("os")?.getattr("PathLike")?;
-        if inputs.is_instance_of::<PyString>() || inputs.is_instance(&pathlike)? {
+    fn read_inputs<'py>(
+        inputs: &Bound<'py, PyAny>,
+        pathlike: &Bound<'py, PyAny>,
+    ) -> PyResult<(Vec<Bound<'py, PyAny>>, bool)> {
+        if inputs.is_instance_of::<PyString>() || inputs.is_instance(pathlike)? {
             return Ok((vec![inputs.clone()], true));
         }
         let items: Vec<Bound<'_, PyAny>> = inputs
@@ -92,7 +93,7 @@ impl Encoder {
         Ok((items, false))
     }
 
-    fn kind(&self, items: &[Bound<'_, PyAny>], kind: Option<&str>) -> PyResult<Kind> {
+    fn kind(&self, items: &[Bound<'_, PyAny>], pathlike: &Bound<'_, PyAny>, kind: Option<&str>) -> PyResult<Kind> {
         Ok(match kind {
             Some("glycan") => Kind::Glycan,
             Some("sequence") => Kind::Sequence,
@@ -101,12 +102,10 @@ impl Encoder {
                 return Err(PyValueError::new_err(format!("kind {k:?}: expected glycan, sequence or structure")))
             }
             None => {
-                let py = match items.first() {
-                    Some(i) => i.py(),
-                    None => return Ok(Kind::Glycan),
-                };
-                let pathlike = py.import("os")?.getattr("PathLike")?;
-                if items.iter().all(|i| i.is_instance(&pathlike).unwrap_or(false))
+                if items.is_empty() {
+                    return Ok(Kind::Glycan);
+                }
+                if items.iter().all(|i| i.is_instance(pathlike).unwrap_or(false))
                     || self.model.encoder.requirements().coordinates
                 {
                     Kind::Structure
@@ -128,17 +127,13 @@ impl Encoder {
             }
         }
         // Featurised without the GIL (a structure file can take a while), the error raised with it.
-        let first = py.detach(|| {
-            let input = items.inputs(model, 0..1).into_iter().next()?;
-            Some(input.window.map(|w| window_error(model.encoder.as_ref(), &w)))
-        });
-        match first {
-            Some(Ok(Some(e))) => Err(ModelError::new_err(e)),
-            Some(Err(e)) => Err(match items {
+        match py.detach(|| first_input_error(model, items)) {
+            Some(InputError::Model(e)) => Err(ModelError::new_err(e)),
+            Some(InputError::Input(e)) => Err(match items {
                 Items::Files(_) | Items::Molecules { .. } => StructureError::new_err(e),
                 _ => AllatomError::new_err(e),
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 }
@@ -238,8 +233,9 @@ impl Encoder {
         if batch_size == 0 || chunk == 0 {
             return Err(PyValueError::new_err("batch_size and chunk must be at least 1"));
         }
-        let (raw, single) = Self::read_inputs(inputs)?;
-        let kind = self.kind(&raw, kind)?;
+        let pathlike = py.import("os")?.getattr("PathLike")?;
+        let (raw, single) = Self::read_inputs(inputs, &pathlike)?;
+        let kind = self.kind(&raw, &pathlike, kind)?;
         let strings = |what: &str| -> PyResult<Vec<String>> {
             raw.iter()
                 .enumerate()

@@ -203,8 +203,35 @@ pub fn unit_label(g: &aa_graph::HeteroGraph, u: u32) -> String {
     }
 }
 
+/// Why the first input of `items` cannot be embedded, if it cannot: its own error (a glycan
+/// that does not parse, a structure file that cannot be read) or the model's refusal. What a
+/// one-input command or call reports before any work is written.
+pub fn first_input_error(model: &Model, items: &job::Items) -> Option<InputError> {
+    match items.inputs(model, 0..1).into_iter().next()?.window {
+        Ok(w) => window_error(model.encoder.as_ref(), &w).map(InputError::Model),
+        Err(e) => Some(InputError::Input(e)),
+    }
+}
+
+/// Why an input cannot be embedded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputError {
+    /// The input itself is bad (parse or read error).
+    Input(String),
+    /// The model cannot read it (missing coordinates, a unit kind it refuses).
+    Model(String),
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::Input(e) | InputError::Model(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Why `encoder` cannot read `w`, if it cannot (before any batch is built).
-pub fn window_error(encoder: &dyn Encoder, w: &Window) -> Option<String> {
+fn window_error(encoder: &dyn Encoder, w: &Window) -> Option<String> {
     let needs = encoder.requirements();
     if needs.coordinates && w.graph.positions.is_none() {
         return Some(format!("{} needs 3D coordinates, and this input has none", encoder.family()));
@@ -359,10 +386,7 @@ pub fn embed(model: &Model, inputs: &[Input], level: Level, batch_size: usize) -
             parts.push((b, p?));
         }
     }
-    let width = match level {
-        Level::Graph => encoder.readout().dim(encoder.unit_dim()),
-        _ => encoder.unit_dim(),
-    };
+    let width = job::row_width(model, level);
     // Assemble in input order.
     let mut by_input: Vec<Option<(usize, usize, usize)>> = vec![None; inputs.len()];
     for (pi, (b, p)) in parts.iter().enumerate() {

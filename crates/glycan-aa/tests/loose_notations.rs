@@ -80,6 +80,15 @@ fn donor_implied(name: &str, donor: &str) -> bool {
         || (donor == "2" && ["Neu", "Kdn", "Kdo"].iter().any(|a| name.starts_with(a)))
 }
 
+/// The anomer as a word (`alpha`, `beta`; `?` stays).
+fn word(an: &str) -> &str {
+    match an {
+        "a" => "alpha",
+        "b" => "beta",
+        _ => "?",
+    }
+}
+
 fn write(toks: &[Tok], style: &str) -> String {
     let mut s = String::new();
     let mut last_name = String::new();
@@ -103,26 +112,8 @@ fn write(toks: &[Tok], style: &str) -> String {
                     "greek" => format!("({}{d}-{a})", greek(an)),
                     "typographic" if open => format!(" ({an}{d}‐"),
                     "typographic" => format!(" ({an}{d} → {a}) "),
-                    "words" if open => format!(
-                        "({}{d}-",
-                        if an == "a" {
-                            "alpha"
-                        } else if an == "b" {
-                            "beta"
-                        } else {
-                            "?"
-                        }
-                    ),
-                    "words" => format!(
-                        "({}{d}-{a})",
-                        if an == "a" {
-                            "alpha"
-                        } else if an == "b" {
-                            "beta"
-                        } else {
-                            "?"
-                        }
-                    ),
+                    "words" if open => format!("({}{d}-", word(an)),
+                    "words" => format!("({}{d}-{a})", word(an)),
                     "cfg" | "cfg_short" if open => format!("{an}-Sp8"),
                     "cfg_short" if donor_implied(&last_name, d) => format!("{an}{a}"),
                     "cfg" | "cfg_short" => format!("{an}{d}-{a}"),

@@ -207,8 +207,6 @@ pub struct Summary {
     pub rows: usize,
     /// Row width.
     pub width: usize,
-    /// The first failed input's error.
-    pub first_error: Option<String>,
     /// Chunks kept from an earlier run.
     pub resumed: usize,
     /// The metadata file (none when the output is a device).
@@ -513,7 +511,7 @@ fn assemble(out: &Path, parts: &[PathBuf], level: Level, width: usize) -> Result
     // Records counted first (the counts place each part's input indices); they are streamed
     // into the output's metadata part by part, never held whole.
     let mut bases = Vec::with_capacity(parts.len() + 1);
-    let (mut inputs, mut failed, mut first_error) = (0, 0, None);
+    let (mut inputs, mut failed) = (0, 0);
     for p in parts {
         bases.push(inputs);
         let m = super::metadata_path(p);
@@ -522,7 +520,6 @@ fn assemble(out: &Path, parts: &[PathBuf], level: Level, width: usize) -> Result
             let (_, err) = shift_record(line, 0, 0).with_context(|| m.display().to_string())?;
             if err.is_some() {
                 failed += 1;
-                first_error = first_error.or(err);
             }
             inputs += 1;
         }
@@ -586,7 +583,7 @@ fn assemble(out: &Path, parts: &[PathBuf], level: Level, width: usize) -> Result
         write_set_streamed(&mut [(out, Body::Stream(&mut body)), (&meta, Body::Stream(&mut records))])?;
         Some(meta)
     };
-    Ok(Summary { inputs, embedded: inputs - failed, failed, rows, width, first_error, resumed: 0, metadata })
+    Ok(Summary { inputs, embedded: inputs - failed, failed, rows, width, resumed: 0, metadata })
 }
 
 #[cfg(test)]

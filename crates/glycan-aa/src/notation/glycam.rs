@@ -18,13 +18,9 @@ const L_STEMS: [&str; 13] = ["Fuc", "Rha", "Ara", "Alt", "Ido", "Sor", "Col", "A
 /// The stems' own substituents, longest first.
 const SUFFIXES: [&str; 7] = ["5Ac", "5Gc", "NAc", "NGc", "NS", "N", "A"];
 
-/// Anomeric carbon of a stem's ketose / ulosonic acid (2), else 1.
-fn anomeric(stem: &str) -> u8 {
-    if ["Neu", "Kdn", "Kdo", "Fru", "Psi", "Sor", "Tag", "Pse", "Leg", "Aci"].contains(&stem) {
-        2
-    } else {
-        1
-    }
+/// Anomeric carbon of a stem (2 for ketoses and ulosonic acids), from the core vocabulary.
+fn anomeric(stem: &str) -> Option<u8> {
+    crate::residue::core_index(stem).map(|k| crate::residue::CORES[k].anomeric)
 }
 
 /// A GLYCAM condensed sequence as IUPAC-condensed, or `None` if it is not one.
@@ -157,7 +153,7 @@ fn residue(s: &str, i: usize) -> Option<(String, Link, usize)> {
     match after {
         "OH" | "ROH" => return Some((name, Link::End, s.len())),
         "OME" => {
-            if donor.parse::<u8>().ok()? != anomeric(stem) {
+            if donor.parse::<u8>().ok()? != anomeric(stem)? {
                 return None;
             }
             name.push_str(&format!("{donor}Me"));
@@ -193,6 +189,7 @@ mod tests {
             ("LFucpa1-2DGalpb1-3DGalpNAc", "Fuc(a1-2)Gal(b1-3)GalNAc"),
             ("DNeup5Ac[9A]a2-6DGalpb1-4DGlcp", "Neu5Ac9Ac(a2-6)Gal(b1-4)Glc"),
             ("DGlcpNAc[6S]b1-3DGalpb1-OME", "GlcNAc6S(b1-3)Gal1Me"),
+            ("DNeup5Aca2-OME", "Neu5Ac2Me"),
             ("LAraf[3Me,5S]a1-OH", "Araf3Me5S"),
             ("LRhap[2Ac3Me]b1-OH", "Rha2Ac3Me"),
             ("L6dTalpa1-3DGlcpNAc", "L-6dTal(a1-3)GlcNAc"),
